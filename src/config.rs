@@ -1,0 +1,203 @@
+//! `codeq.toml` loading and validation, defaults, and where codeq keeps its files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Name of the per-root configuration file.
+pub const CONFIG_FILE: &str = "codeq.toml";
+/// Name of the default index folder inside the indexed root.
+pub const INDEX_DIR_NAME: &str = ".codeq";
+
+/// The effective configuration: defaults overlaid by `codeq.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// What the walker reads and skips.
+    pub index: IndexConfig,
+    /// Which embedding model to use and how.
+    pub model: ModelConfig,
+}
+
+/// Walker and chunker settings (`[index]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Files larger than this many bytes are skipped and counted.
+    pub max_file_bytes: u64,
+    /// Folder names never descended into (generated or vendored code).
+    pub skip_dirs: Vec<String>,
+    /// File-name globs that are skipped as generated (lock files, minified bundles).
+    pub skip_files: Vec<String>,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        IndexConfig {
+            max_file_bytes: 1024 * 1024,
+            skip_dirs: owned(&[
+                "node_modules",
+                "target",
+                "vendor",
+                "third_party",
+                "__pycache__",
+                "venv",
+                ".venv",
+                ".tox",
+                ".mypy_cache",
+                "site-packages",
+                INDEX_DIR_NAME,
+            ]),
+            skip_files: owned(&[
+                "Cargo.lock",
+                "package-lock.json",
+                "yarn.lock",
+                "pnpm-lock.yaml",
+                "poetry.lock",
+                "uv.lock",
+                "*.min.js",
+                "*.min.css",
+                "*.map",
+                "*.pyc",
+            ]),
+        }
+    }
+}
+
+/// Embedding model settings (`[model]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Folder with the ONNX model and tokenizer files; default: the one `scripts/setup.sh` installs.
+    pub dir: Option<PathBuf>,
+    /// Path to `libonnxruntime.so`; default: the one `scripts/setup.sh` installs.
+    pub ort_lib: Option<PathBuf>,
+    /// Tokens per embedded chunk; longer input is truncated.
+    pub max_length: usize,
+    /// Chunks per embedding call.
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads; default: all cores.
+    pub threads: Option<usize>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dir: None,
+            ort_lib: None,
+            max_length: 256,
+            batch_size: 32,
+            threads: None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `ROOT/codeq.toml` if it exists, else the defaults.
+    pub fn load_for_root(root: &Path) -> Result<Config> {
+        let path = root.join(CONFIG_FILE);
+        if path.is_file() {
+            Config::load(&path)
+        } else {
+            Ok(Config::default())
+        }
+    }
+
+    /// Loads and validates one configuration file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        Config::parse(&text).map_err(|detail| Error::Config {
+            path: path.to_path_buf(),
+            detail,
+        })
+    }
+
+    /// Parses configuration text; the error names the offending line.
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        if config.model.max_length < 16 {
+            return Err("model.max_length must be at least 16 tokens".into());
+        }
+        if config.model.batch_size == 0 {
+            return Err("model.batch_size must be at least 1".into());
+        }
+        Ok(config)
+    }
+}
+
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().to_string();
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Where codeq keeps downloaded assets: `$CODEQ_HOME`, else `~/.cache/codeq`.
+pub fn codeq_home() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CODEQ_HOME") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("codeq")
+}
+
+/// The model folder installed by `scripts/setup.sh`.
+pub fn default_model_dir() -> PathBuf {
+    codeq_home().join("models").join("all-minilm-l6-v2-int8")
+}
+
+/// The ONNX Runtime library installed by `scripts/setup.sh`.
+pub fn default_ort_lib() -> PathBuf {
+    codeq_home().join("ort").join("libonnxruntime.so")
+}
+
+/// Finds the index for a query command: walks up from `start` looking for `.codeq/`, like git.
+pub fn discover_index_dir(start: &Path) -> Result<PathBuf> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let candidate = d.join(INDEX_DIR_NAME);
+        if candidate.is_dir() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(Error::NoIndex(start.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.index.max_file_bytes, 1024 * 1024);
+        assert_eq!(config.model.max_length, 256);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line_number() {
+        let err = Config::parse("[index]\nmax_file_bytes = 10\nmax_fil_bytes = 3\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.contains("max_fil_bytes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let err = Config::parse("[index]\nmax_file_bytes = \"big\"\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn nonsense_values_are_rejected() {
+        assert!(Config::parse("[model]\nbatch_size = 0\n").is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! Embedding models: the [`Embedder`] trait and its fastembed implementation over local
+//! ONNX files. Nothing here downloads: the model and ONNX Runtime are files on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, ModelConfig};
+use crate::error::{Error, Result};
+
+/// Identity of an embedding model, recorded in the index so vectors are never mixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Human-readable id (`model_id` file in the model folder, else the folder name).
+    pub id: String,
+    /// sha256 of the ONNX file, so a changed file under the same id is caught too.
+    pub file_sha256: String,
+    /// Vector dimension.
+    pub dimension: usize,
+    /// Token limit per input.
+    pub max_length: usize,
+}
+
+impl ModelInfo {
+    /// True when vectors of `self` and `other` can be compared.
+    pub fn compatible_with(&self, other: &ModelInfo) -> bool {
+        self.id == other.id
+            && self.file_sha256 == other.file_sha256
+            && self.dimension == other.dimension
+            && self.max_length == other.max_length
+    }
+}
+
+/// Turns texts into unit-length vectors.
+pub trait Embedder: Send {
+    /// Which model this is.
+    fn info(&self) -> &ModelInfo;
+    /// Embeds a batch; the output has one vector per input, in order.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Files a model folder must hold.
+const MODEL_FILES: [&str; 5] = [
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+/// all-MiniLM-style sentence embedding (mean pooling, L2-normalised) run by fastembed.
+pub struct FastEmbedder {
+    model: fastembed::TextEmbedding,
+    info: ModelInfo,
+    batch_size: usize,
+}
+
+impl FastEmbedder {
+    /// Loads ONNX Runtime and the model named by `config` (or the defaults setup installs).
+    pub fn load(config: &ModelConfig) -> Result<FastEmbedder> {
+        let ort_lib = resolve_ort_lib(config);
+        init_onnx_runtime(&ort_lib)?;
+        let dir = resolve_model_dir(config);
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| Error::ModelMissing {
+                dir: dir.clone(),
+                detail: format!("cannot read {name}: {e}"),
+            })
+        };
+        for name in MODEL_FILES {
+            if !dir.join(name).is_file() {
+                return Err(Error::ModelMissing {
+                    dir: dir.clone(),
+                    detail: format!("{name} is missing"),
+                });
+            }
+        }
+        let onnx = read("model.onnx")?;
+        let file_sha256 = crate::hash::sha256_hex(&onnx);
+        let tokenizer = fastembed::TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        let user_model = fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer)
+            .with_pooling(fastembed::Pooling::Mean);
+        let mut options =
+            fastembed::InitOptionsUserDefined::new().with_max_length(config.max_length);
+        if let Some(threads) = config.threads {
+            options = options.with_intra_threads(threads);
+        }
+        let mut model = fastembed::TextEmbedding::try_new_from_user_defined(user_model, options)
+            .map_err(|e| Error::ModelMissing {
+                dir: dir.clone(),
+                detail: format!("the model does not load: {e}"),
+            })?;
+        let probe = model
+            .embed(["dimension probe"], Some(1))
+            .map_err(|e| Error::ModelMissing {
+                dir: dir.clone(),
+                detail: format!("the model does not run: {e}"),
+            })?;
+        let dimension = probe.first().map_or(0, Vec::len);
+        let id = std::fs::read_to_string(dir.join("model_id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                dir.file_name()
+                    .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+            });
+        Ok(FastEmbedder {
+            model,
+            info: ModelInfo {
+                id,
+                file_sha256,
+                dimension,
+                max_length: config.max_length,
+            },
+            batch_size: config.batch_size,
+        })
+    }
+}
+
+impl Embedder for FastEmbedder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model
+            .embed(texts, Some(self.batch_size))
+            .map_err(|e| Error::Embed(e.to_string()))
+    }
+}
+
+/// The model folder: `[model] dir`, `CODEQ_MODEL_DIR`, else the one setup installs.
+pub fn resolve_model_dir(config: &ModelConfig) -> PathBuf {
+    config
+        .dir
+        .clone()
+        .or_else(|| std::env::var_os("CODEQ_MODEL_DIR").map(PathBuf::from))
+        .unwrap_or_else(config::default_model_dir)
+}
+
+/// The ONNX Runtime library: `[model] ort_lib`, `CODEQ_ORT_LIB`, `ORT_DYLIB_PATH`, else setup's.
+pub fn resolve_ort_lib(config: &ModelConfig) -> PathBuf {
+    config
+        .ort_lib
+        .clone()
+        .or_else(|| std::env::var_os("CODEQ_ORT_LIB").map(PathBuf::from))
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or_else(config::default_ort_lib)
+}
+
+/// Loads ONNX Runtime once per process. Checks the file first: a failed `dlopen`
+/// inside ort would otherwise panic instead of returning an error.
+fn init_onnx_runtime(path: &Path) -> Result<()> {
+    static LOADED: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let outcome = LOADED.get_or_init(|| {
+        if !path.is_file() {
+            return Err("the file does not exist".to_string());
+        }
+        match ort::init_from(path) {
+            // The default environment is enough; dropping the builder keeps the loaded library.
+            Ok(_environment) => Ok(path.to_path_buf()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(detail) => Err(Error::OrtMissing {
+            path: path.to_path_buf(),
+            detail: detail.clone(),
+        }),
+    }
+}

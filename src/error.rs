@@ -1,0 +1,135 @@
+//! The library's error type: every variant says what went wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside codeq, phrased for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The folder to index does not exist.
+    #[error(
+        "{0} does not exist: pass the folder that holds your code (a git repo or a folder of repos)"
+    )]
+    RootMissing(PathBuf),
+    /// The folder to index is a file.
+    #[error("{0} is a file, not a folder: pass the folder that holds your code")]
+    RootNotDir(PathBuf),
+    /// The folder to index cannot be listed.
+    #[error("cannot read {path}: {source}; check its permissions")]
+    RootUnreadable {
+        /// The folder.
+        path: PathBuf,
+        /// Why the listing failed.
+        source: std::io::Error,
+    },
+    /// No index was found for a query command.
+    #[error(
+        "no codeq index found in {0} or any parent folder: run `codeq index ROOT` first, or pass --index-dir"
+    )]
+    NoIndex(PathBuf),
+    /// The index directory holds something that is not a codeq index.
+    #[error(
+        "{0} exists and is not a codeq index: choose an empty or new folder with --index-dir (nothing was changed)"
+    )]
+    ForeignIndexDir(PathBuf),
+    /// The index directory is damaged.
+    #[error(
+        "the index in {dir} is damaged ({detail}): rebuild it with `codeq index ROOT --rebuild`"
+    )]
+    CorruptIndex {
+        /// The index directory.
+        dir: PathBuf,
+        /// What was found to be wrong.
+        detail: String,
+    },
+    /// The index was written by another index format.
+    #[error(
+        "the index in {dir} has format {found}, this codeq reads format {expected}: rebuild it with `codeq index ROOT --rebuild`"
+    )]
+    IndexFormat {
+        /// The index directory.
+        dir: PathBuf,
+        /// Format found on disk.
+        found: u32,
+        /// Format this build understands.
+        expected: u32,
+    },
+    /// Another `codeq index` holds the index lock.
+    #[error(
+        "another `codeq index` is writing {0} right now: wait for it to finish (queries keep working meanwhile)"
+    )]
+    IndexLocked(PathBuf),
+    /// The embedding model files are missing or unreadable.
+    #[error(
+        "embedding model not usable in {dir}: {detail}. Run `scripts/setup.sh` to install the default model, or pass --model-dir / CODEQ_MODEL_DIR pointing at a folder with model.onnx, tokenizer.json, config.json, special_tokens_map.json and tokenizer_config.json"
+    )]
+    ModelMissing {
+        /// The model directory that was tried.
+        dir: PathBuf,
+        /// What was missing or failed.
+        detail: String,
+    },
+    /// ONNX Runtime could not be loaded.
+    #[error(
+        "ONNX Runtime not usable at {path}: {detail}. Run `scripts/setup.sh`, or set CODEQ_ORT_LIB to a libonnxruntime.so (version 1.24 or newer)"
+    )]
+    OrtMissing {
+        /// The library path that was tried.
+        path: PathBuf,
+        /// The loader's complaint.
+        detail: String,
+    },
+    /// The loaded model is not the one the index was built with.
+    #[error(
+        "the index was built with model {index_model} ({index_dim} dimensions) but model {loaded_model} ({loaded_dim} dimensions) is loaded: point --model-dir at the index's model, or rebuild with `codeq index ROOT --rebuild`"
+    )]
+    ModelMismatch {
+        /// Model id recorded in the index.
+        index_model: String,
+        /// Dimension recorded in the index.
+        index_dim: usize,
+        /// Model id of the loaded embedder.
+        loaded_model: String,
+        /// Dimension of the loaded embedder.
+        loaded_dim: usize,
+    },
+    /// Embedding failed at run time.
+    #[error("embedding failed: {0}")]
+    Embed(String),
+    /// A configuration file is invalid.
+    #[error("invalid configuration in {path}: {detail}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its line where known.
+        detail: String,
+    },
+    /// Reading or writing the LanceDB table or tantivy index failed.
+    #[error("index storage error: {0}")]
+    Store(String),
+    /// A file system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What codeq was doing.
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what codeq was doing when it happened.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps any storage-layer error (LanceDB, Arrow, tantivy).
+    pub fn store(err: impl std::fmt::Display) -> Self {
+        Error::Store(err.to_string())
+    }
+}

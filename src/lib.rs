@@ -1,0 +1,20 @@
+//! codeq: index a codebase (one monorepo or a folder of git repositories) and answer
+//! questions about it with citations to files and line ranges.
+//!
+//! The pipeline, one module per stage: [`walk`] → [`chunk`] → [`embed`] → [`store`],
+//! orchestrated by [`index`]; queries go through [`search`]. [`cli`] is the thin layer the
+//! binary calls.
+
+pub mod bench;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod error;
+pub mod hash;
+pub mod index;
+pub mod search;
+pub mod store;
+pub mod walk;
+
+pub use error::{Error, Result};

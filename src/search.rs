@@ -1,0 +1,207 @@
+//! Hybrid retrieval: BM25 over code tokens and exact vector search, both restricted by the
+//! same [`ChunkFilter`] before ranking, fused with reciprocal rank fusion.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::chunk::Chunk;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::store::{ChunkFilter, IndexReader, code_tokens};
+
+/// The RRF constant: scores are Σ 1 / (RRF_K + rank).
+pub const RRF_K: f64 = 60.0;
+
+/// Words that carry no signal in a question about code.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+    "i", "in", "is", "it", "of", "on", "or", "the", "that", "this", "to", "what", "when", "where",
+    "which", "who", "why", "with", "we", "you", "get", "gets",
+];
+
+/// How many results and from where.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Results to return.
+    pub k: usize,
+    /// Candidates each lane contributes before fusion.
+    pub candidates: usize,
+    /// Which chunks the query may see.
+    pub filter: ChunkFilter,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            candidates: 50,
+            filter: ChunkFilter::default(),
+        }
+    }
+}
+
+/// One fused result, with each lane's contribution.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// The chunk.
+    pub chunk: Chunk,
+    /// Fused RRF score.
+    pub score: f64,
+    /// 1-based rank in the BM25 lane.
+    pub bm25_rank: Option<usize>,
+    /// BM25 score.
+    pub bm25_score: Option<f32>,
+    /// 1-based rank in the vector lane.
+    pub vector_rank: Option<usize>,
+    /// Cosine distance in the vector lane.
+    pub vector_distance: Option<f32>,
+}
+
+/// Time per retrieval stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SearchTimings {
+    /// Embedding the query.
+    pub embed: Duration,
+    /// BM25 lane.
+    pub bm25: Duration,
+    /// Vector lane.
+    pub vector: Duration,
+    /// Fusion and loading BM25-only chunks.
+    pub fuse: Duration,
+}
+
+/// Results of one query.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    /// Ranked hits, best first.
+    pub hits: Vec<SearchHit>,
+    /// Query terms the BM25 lane used.
+    pub terms: Vec<String>,
+    /// Stage timings.
+    pub timings: SearchTimings,
+}
+
+/// Lexical terms of a query: code tokens without stop words, deduplicated.
+pub fn query_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for (term, _) in code_tokens(query) {
+        if !STOP_WORDS.contains(&term.as_str()) && !terms.contains(&term) {
+            terms.push(term);
+        }
+    }
+    terms
+}
+
+/// Runs a hybrid query. Refuses when the loaded model is not the index's model.
+pub fn search(
+    reader: &IndexReader,
+    embedder: &mut dyn Embedder,
+    query: &str,
+    options: &SearchOptions,
+) -> Result<SearchResults> {
+    let built_with = &reader.manifest().model;
+    if !built_with.compatible_with(embedder.info()) {
+        return Err(Error::ModelMismatch {
+            index_model: built_with.id.clone(),
+            index_dim: built_with.dimension,
+            loaded_model: embedder.info().id.clone(),
+            loaded_dim: embedder.info().dimension,
+        });
+    }
+    let mut timings = SearchTimings::default();
+    let terms = query_terms(query);
+
+    let started = Instant::now();
+    let bm25 = reader.bm25(&terms, &options.filter, options.candidates)?;
+    timings.bm25 = started.elapsed();
+
+    let mut vector_hits = Vec::new();
+    if !query.trim().is_empty() {
+        let started = Instant::now();
+        let vector = embedder
+            .embed(&[query.to_string()])?
+            .pop()
+            .ok_or_else(|| Error::Embed("the model returned no vector".into()))?;
+        timings.embed = started.elapsed();
+        let started = Instant::now();
+        vector_hits = reader.nearest(&vector, &options.filter, options.candidates)?;
+        timings.vector = started.elapsed();
+    }
+
+    let started = Instant::now();
+    let mut fused: HashMap<String, SearchHit> = HashMap::new();
+    for (rank0, (chunk, distance)) in vector_hits.into_iter().enumerate() {
+        let rank = rank0 + 1;
+        fused.insert(
+            chunk.chunk_id.clone(),
+            SearchHit {
+                chunk,
+                score: 1.0 / (RRF_K + rank as f64),
+                bm25_rank: None,
+                bm25_score: None,
+                vector_rank: Some(rank),
+                vector_distance: Some(distance),
+            },
+        );
+    }
+    let lexical_only: Vec<String> = bm25
+        .iter()
+        .filter(|h| !fused.contains_key(&h.chunk_id))
+        .map(|h| h.chunk_id.clone())
+        .collect();
+    let mut loaded: HashMap<String, Chunk> = reader
+        .chunks_by_id(&lexical_only, &options.filter)?
+        .into_iter()
+        .map(|c| (c.chunk_id.clone(), c))
+        .collect();
+    for (rank0, hit) in bm25.iter().enumerate() {
+        let rank = rank0 + 1;
+        let contribution = 1.0 / (RRF_K + rank as f64);
+        if let Some(existing) = fused.get_mut(&hit.chunk_id) {
+            existing.score += contribution;
+            existing.bm25_rank = Some(rank);
+            existing.bm25_score = Some(hit.score);
+        } else if let Some(chunk) = loaded.remove(&hit.chunk_id) {
+            fused.insert(
+                hit.chunk_id.clone(),
+                SearchHit {
+                    chunk,
+                    score: contribution,
+                    bm25_rank: Some(rank),
+                    bm25_score: Some(hit.score),
+                    vector_rank: None,
+                    vector_distance: None,
+                },
+            );
+        }
+    }
+    let mut hits: Vec<SearchHit> = fused.into_values().collect();
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.chunk.chunk_id.cmp(&b.chunk.chunk_id))
+    });
+    hits.truncate(options.k);
+    timings.fuse = started.elapsed();
+    Ok(SearchResults {
+        hits,
+        terms,
+        timings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_terms_drop_stop_words_and_split_identifiers() {
+        assert_eq!(
+            query_terms("how does the parseConfig function work"),
+            ["parseconfig", "parse", "config", "function", "work"]
+        );
+        assert!(query_terms("  ").is_empty());
+    }
+}

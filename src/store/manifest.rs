@@ -1,0 +1,75 @@
+//! The manifest: what a generation holds and how it was made.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::embed::ModelInfo;
+use crate::walk::SkipCounts;
+
+/// Recorded with every generation; read by status, staleness checks and model checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version of the index folder.
+    pub format: u32,
+    /// Version of the chunk table and tantivy schema.
+    pub schema_version: u32,
+    /// Version of the chunker that cut the chunks.
+    pub chunker_version: u32,
+    /// The generation's name.
+    pub generation: String,
+    /// Seconds since the Unix epoch when the generation was published.
+    pub created_unix: u64,
+    /// The indexed root (absolute).
+    pub root: PathBuf,
+    /// The embedding model the vectors came from.
+    pub model: ModelInfo,
+    /// One record per repository.
+    pub repos: Vec<RepoRecord>,
+    /// Totals over all repositories.
+    pub totals: Totals,
+}
+
+/// What was indexed of one repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoRecord {
+    /// Repository id.
+    pub id: String,
+    /// Path under the root (empty for the root itself).
+    pub path: String,
+    /// Remote URL, if any.
+    pub remote_url: Option<String>,
+    /// Branch checked out when indexed.
+    pub branch: Option<String>,
+    /// Commit indexed; `None` outside git or before the first commit.
+    pub commit: Option<String>,
+    /// True when tracked files differed from the commit when indexed.
+    pub dirty: bool,
+    /// True when the folder is a git repository.
+    pub is_git: bool,
+    /// Files indexed.
+    pub files: usize,
+    /// Chunks stored.
+    pub chunks: usize,
+    /// Top-level entries git ignored.
+    pub ignored_entries: usize,
+}
+
+/// Totals of one generation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// Files indexed.
+    pub files: usize,
+    /// Chunks stored.
+    pub chunks: usize,
+    /// Vectors computed in this run.
+    pub embedded: usize,
+    /// Vectors reused from the previous generation.
+    pub reused: usize,
+    /// Files decoded lossily because they were not valid UTF-8.
+    pub lossy_utf8: usize,
+    /// Files skipped, by reason.
+    pub skipped: SkipCounts,
+    /// Bytes of source read.
+    pub source_bytes: u64,
+}

@@ -1,0 +1,518 @@
+//! On-disk index: generations of (LanceDB table + tantivy index + manifest), published
+//! atomically, with a lock that serialises writers.
+//!
+//! ```text
+//! .codeq/
+//!   FORMAT                 marks the folder as a codeq index
+//!   CURRENT                name of the published generation
+//!   lock                   held by the running `codeq index`
+//!   generations/gNNNNNN/   manifest.json, lance/, tantivy/
+//! ```
+//! A generation is complete before `CURRENT` names it, so readers never see a partial
+//! one and a crash mid-index leaves the previous generation in place.
+
+mod lexical;
+mod manifest;
+mod tokenizer;
+mod vectors;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use lexical::LexicalHit;
+pub use manifest::{Manifest, RepoRecord, Totals};
+pub use tokenizer::code_tokens;
+
+use crate::chunk::Chunk;
+use crate::embed::ModelInfo;
+use crate::error::{Error, Result};
+
+/// Layout version of the index folder; a different one is refused with a rebuild hint.
+pub const FORMAT_VERSION: u32 = 1;
+/// Version of the chunk table and tantivy schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const FORMAT_FILE: &str = "FORMAT";
+const CURRENT_FILE: &str = "CURRENT";
+const LOCK_FILE: &str = "lock";
+const GENERATIONS: &str = "generations";
+const MANIFEST_FILE: &str = "manifest.json";
+
+/// Restricts which chunks a query may see; applied inside both retrievers before ranking.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkFilter {
+    /// Only these repositories; `None` means all.
+    pub repos: Option<Vec<String>>,
+}
+
+impl ChunkFilter {
+    /// True when the filter admits nothing, so no query needs to run.
+    pub fn is_empty_set(&self) -> bool {
+        self.repos.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// SQL predicate for LanceDB, or `None` when unrestricted.
+    fn to_sql(&self) -> Option<String> {
+        self.repos
+            .as_ref()
+            .map(|repos| format!("repo IN ({})", sql_string_list(repos)))
+    }
+}
+
+/// `'a', 'b''c'`: SQL string literals with quotes doubled.
+fn sql_string_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The index folder: generations, the published pointer and the writer lock.
+#[derive(Debug, Clone)]
+pub struct IndexDir {
+    path: PathBuf,
+}
+
+/// Held while a writer builds a generation; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct IndexLock {
+    _file: File,
+}
+
+impl IndexDir {
+    /// Opens the folder for writing, creating it when absent. A non-empty folder that is
+    /// not a codeq index is refused and left untouched.
+    pub fn create_or_open(path: &Path) -> Result<IndexDir> {
+        if path.exists() {
+            let is_ours = path.join(FORMAT_FILE).is_file();
+            let is_empty = std::fs::read_dir(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+                .next()
+                .is_none();
+            if !is_ours && !is_empty {
+                return Err(Error::ForeignIndexDir(path.to_path_buf()));
+            }
+        }
+        std::fs::create_dir_all(path.join(GENERATIONS))
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let dir = IndexDir {
+            path: path.to_path_buf(),
+        };
+        if !path.join(FORMAT_FILE).is_file() {
+            write_atomically(
+                &path.join(FORMAT_FILE),
+                format!("codeq-index {FORMAT_VERSION}\n").as_bytes(),
+            )?;
+        }
+        dir.check_format()?;
+        Ok(dir)
+    }
+
+    /// Opens an existing index folder for reading.
+    pub fn open(path: &Path) -> Result<IndexDir> {
+        if !path.is_dir() {
+            return Err(Error::NoIndex(path.to_path_buf()));
+        }
+        if !path.join(FORMAT_FILE).is_file() {
+            return Err(Error::ForeignIndexDir(path.to_path_buf()));
+        }
+        let dir = IndexDir {
+            path: path.to_path_buf(),
+        };
+        dir.check_format()?;
+        Ok(dir)
+    }
+
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let text = std::fs::read_to_string(self.path.join(FORMAT_FILE))
+            .map_err(|e| Error::io("cannot read the index FORMAT file", e))?;
+        let found = text
+            .trim()
+            .strip_prefix("codeq-index ")
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| Error::ForeignIndexDir(self.path.clone()))?;
+        if found != FORMAT_VERSION {
+            return Err(Error::IndexFormat {
+                dir: self.path.clone(),
+                found,
+                expected: FORMAT_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the writer lock without waiting; a held lock is [`Error::IndexLocked`].
+    pub fn lock(&self) -> Result<IndexLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.path.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(Error::IndexLocked(self.path.clone()));
+        }
+        Ok(IndexLock { _file: file })
+    }
+
+    /// Name of the published generation, if any.
+    pub fn current(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.path.join(CURRENT_FILE)) {
+            Ok(text) => {
+                let name = text.trim().to_string();
+                if !is_generation_name(&name) {
+                    return Err(self.corrupt(format!("CURRENT names {name:?}")));
+                }
+                Ok(Some(name))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read the index CURRENT file", e)),
+        }
+    }
+
+    /// Loads the manifest of a generation.
+    pub fn manifest(&self, generation: &str) -> Result<Manifest> {
+        let path = self.generation_path(generation).join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.corrupt(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(format!("{}: {e}", path.display())))
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        Error::CorruptIndex {
+            dir: self.path.clone(),
+            detail,
+        }
+    }
+
+    fn generation_path(&self, generation: &str) -> PathBuf {
+        self.path.join(GENERATIONS).join(generation)
+    }
+
+    fn generation_names(&self) -> Result<Vec<String>> {
+        let dir = self.path.join(GENERATIONS);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| is_generation_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Starts a new, unpublished generation. Needs the writer lock.
+    pub fn begin_generation(
+        &self,
+        _lock: &IndexLock,
+        model: &ModelInfo,
+        previous: Option<&IndexReader>,
+    ) -> Result<GenerationWriter> {
+        let next = self
+            .generation_names()?
+            .last()
+            .and_then(|n| n[1..].parse::<u64>().ok())
+            .map_or(1, |n| n + 1);
+        let name = format!("g{next:06}");
+        let path = self.generation_path(&name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(format!("cannot clear {}", path.display()), e))?;
+        }
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        GenerationWriter::create(name, path, model, previous)
+    }
+
+    /// Makes a finished generation the current one, atomically, and removes generations
+    /// older than the previous one (kept for readers that opened it just before).
+    pub fn publish(&self, _lock: &IndexLock, finished: FinishedGeneration) -> Result<()> {
+        let path = self.generation_path(&finished.name);
+        let manifest = serde_json::to_vec_pretty(&finished.manifest).map_err(Error::store)?;
+        write_atomically(&path.join(MANIFEST_FILE), &manifest)?;
+        sync_tree(&path)?;
+        let previous = self.current().ok().flatten();
+        write_atomically(
+            &self.path.join(CURRENT_FILE),
+            format!("{}\n", finished.name).as_bytes(),
+        )?;
+        for name in self.generation_names()? {
+            if name != finished.name && Some(&name) != previous.as_ref() {
+                let _ = std::fs::remove_dir_all(self.generation_path(&name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the published generation for queries.
+    pub fn reader(&self) -> Result<IndexReader> {
+        let generation = self
+            .current()?
+            .ok_or_else(|| Error::NoIndex(self.path.clone()))?;
+        IndexReader::open(self, &generation)
+    }
+
+    /// Bytes on disk of the whole index folder.
+    pub fn size_on_disk(&self) -> u64 {
+        tree_size(&self.path)
+    }
+}
+
+fn is_generation_name(name: &str) -> bool {
+    name.len() == 7 && name.starts_with('g') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Writes a file so that readers see either the old or the new content, never a mix.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        File::create(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("cannot replace {}", path.display()), e))?;
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// fsyncs every file and folder below `root`, so a published generation survives power loss.
+fn sync_tree(root: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| Error::io(format!("cannot read {}", root.display()), e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else if let Ok(file) = File::open(&path) {
+            file.sync_all()
+                .map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))?;
+        }
+    }
+    if let Ok(dir) = File::open(root) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Async runtime for LanceDB, shared by the writer and reader of one process.
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(Arc::clone(rt));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the storage runtime", e))?;
+    Ok(Arc::clone(RUNTIME.get_or_init(|| Arc::new(rt))))
+}
+
+/// Builds one generation: rows go to LanceDB in batches and to tantivy as they come.
+pub struct GenerationWriter {
+    name: String,
+    vectors: vectors::VectorWriter,
+    lexical: lexical::LexicalWriter,
+    rows: usize,
+}
+
+/// A generation whose data is written, waiting for its manifest and publication.
+pub struct FinishedGeneration {
+    name: String,
+    /// The manifest to publish with it.
+    pub manifest: Manifest,
+}
+
+impl GenerationWriter {
+    fn create(
+        name: String,
+        path: PathBuf,
+        model: &ModelInfo,
+        previous: Option<&IndexReader>,
+    ) -> Result<GenerationWriter> {
+        let rt = runtime()?;
+        let vectors = vectors::VectorWriter::create(
+            rt,
+            &path.join("lance"),
+            model.dimension,
+            previous.map(|p| &p.vectors),
+        )?;
+        let lexical = lexical::LexicalWriter::create(&path.join("tantivy"))?;
+        Ok(GenerationWriter {
+            name,
+            vectors,
+            lexical,
+            rows: 0,
+        })
+    }
+
+    /// Name of the generation being written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Looks up vectors already computed for these embedding-input hashes (previous generation).
+    pub fn reusable_vectors(&self, embed_hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        self.vectors.previous_vectors(embed_hashes)
+    }
+
+    /// Adds one chunk with its vector to both lanes.
+    pub fn add(&mut self, chunk: Chunk, embed_hash: String, vector: Vec<f32>) -> Result<()> {
+        self.lexical.add(&chunk)?;
+        self.vectors.add(chunk, embed_hash, vector)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Flushes both lanes; the generation is then complete but not yet published.
+    pub fn finish(self, manifest: Manifest) -> Result<FinishedGeneration> {
+        self.lexical.finish()?;
+        self.vectors.finish()?;
+        Ok(FinishedGeneration {
+            name: self.name,
+            manifest,
+        })
+    }
+}
+
+/// Per-lane document counts: they must agree, and a disagreement is shown loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneCounts {
+    /// Documents in the tantivy index.
+    pub bm25_docs: usize,
+    /// Rows with vectors in the LanceDB table.
+    pub vectors: usize,
+}
+
+/// A published generation opened for queries.
+pub struct IndexReader {
+    generation: String,
+    manifest: Manifest,
+    vectors: vectors::VectorReader,
+    lexical: lexical::LexicalReader,
+}
+
+impl IndexReader {
+    fn open(dir: &IndexDir, generation: &str) -> Result<IndexReader> {
+        let manifest = dir.manifest(generation)?;
+        if manifest.schema_version != SCHEMA_VERSION {
+            return Err(dir.corrupt(format!(
+                "schema version {} (this codeq reads {SCHEMA_VERSION})",
+                manifest.schema_version
+            )));
+        }
+        let path = dir.generation_path(generation);
+        let vectors = vectors::VectorReader::open(runtime()?, &path.join("lance"))
+            .map_err(|e| dir.corrupt(format!("vector table: {e}")))?;
+        let lexical = lexical::LexicalReader::open(&path.join("tantivy"))
+            .map_err(|e| dir.corrupt(format!("lexical index: {e}")))?;
+        Ok(IndexReader {
+            generation: generation.to_string(),
+            manifest,
+            vectors,
+            lexical,
+        })
+    }
+
+    /// The generation's name.
+    pub fn generation(&self) -> &str {
+        &self.generation
+    }
+
+    /// The generation's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// BM25 over code tokens; `terms` are already tokenized query terms.
+    pub fn bm25(
+        &self,
+        terms: &[String],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> Result<Vec<LexicalHit>> {
+        if filter.is_empty_set() || terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.lexical.search(terms, filter, limit)
+    }
+
+    /// Exact nearest neighbours by cosine distance, with the filter applied before ranking.
+    pub fn nearest(
+        &self,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> Result<Vec<(Chunk, f32)>> {
+        if filter.is_empty_set() {
+            return Ok(Vec::new());
+        }
+        self.vectors.nearest(vector, filter, limit)
+    }
+
+    /// Loads chunks by id (order not guaranteed), restricted by `filter`.
+    pub fn chunks_by_id(&self, ids: &[String], filter: &ChunkFilter) -> Result<Vec<Chunk>> {
+        if ids.is_empty() || filter.is_empty_set() {
+            return Ok(Vec::new());
+        }
+        self.vectors.chunks_by_id(ids, filter)
+    }
+
+    /// Every chunk of one file, in line order (restricted by `filter`).
+    pub fn chunks_in_file(
+        &self,
+        repo: &str,
+        path: &str,
+        filter: &ChunkFilter,
+    ) -> Result<Vec<Chunk>> {
+        if filter.is_empty_set() {
+            return Ok(Vec::new());
+        }
+        let mut chunks = self.vectors.chunks_in_file(repo, path, filter)?;
+        chunks.sort_by_key(|c| c.start_line);
+        Ok(chunks)
+    }
+
+    /// Documents per lane.
+    pub fn lane_counts(&self) -> Result<LaneCounts> {
+        Ok(LaneCounts {
+            bm25_docs: self.lexical.num_docs(),
+            vectors: self.vectors.count()?,
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! The vector lane: the LanceDB chunk table (all chunk fields plus the vector), exact
+//! cosine search with the filter applied before ranking.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use lancedb::DistanceType;
+use lancedb::arrow::arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt32Array, cast::AsArray,
+    types::Float32Type, types::UInt32Type,
+};
+use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
+use lancedb::index::Index;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use tokio::runtime::Runtime;
+
+use super::{ChunkFilter, sql_string_list};
+use crate::chunk::Chunk;
+use crate::error::{Error, Result};
+
+const TABLE: &str = "chunks";
+/// Rows buffered before one LanceDB append (each append is a new table version).
+const FLUSH_ROWS: usize = 2048;
+/// Text columns of the table, in schema order, as stored from a [`Chunk`].
+const TEXT_COLUMNS: [&str; 12] = [
+    "chunk_id",
+    "repo",
+    "path",
+    "language",
+    "kind",
+    "symbol",
+    "signature",
+    "doc",
+    "content",
+    "content_hash",
+    "file_hash",
+    "commit",
+];
+
+fn schema(dimension: usize) -> SchemaRef {
+    let mut fields: Vec<Field> = TEXT_COLUMNS
+        .iter()
+        .map(|name| Field::new(*name, DataType::Utf8, false))
+        .collect();
+    fields.push(Field::new("start_line", DataType::UInt32, false));
+    fields.push(Field::new("end_line", DataType::UInt32, false));
+    fields.push(Field::new("embed_hash", DataType::Utf8, false));
+    fields.push(Field::new(
+        "vector",
+        DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            dimension as i32,
+        ),
+        false,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+/// Columns returned for chunks (everything but the vector).
+fn chunk_columns() -> Vec<String> {
+    TEXT_COLUMNS
+        .iter()
+        .chain(["start_line", "end_line"].iter())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn text_of(chunk: &Chunk, column: &str) -> String {
+    match column {
+        "chunk_id" => chunk.chunk_id.clone(),
+        "repo" => chunk.repo.clone(),
+        "path" => chunk.path.clone(),
+        "language" => chunk.language.clone(),
+        "kind" => chunk.kind.clone(),
+        "symbol" => chunk.symbol.clone(),
+        "signature" => chunk.signature.clone(),
+        "doc" => chunk.doc.clone(),
+        "content" => chunk.content.clone(),
+        "content_hash" => chunk.content_hash.clone(),
+        "file_hash" => chunk.file_hash.clone(),
+        _ => chunk.commit.clone(),
+    }
+}
+
+/// Appends rows to a new generation's table.
+pub(super) struct VectorWriter {
+    rt: Arc<Runtime>,
+    table: lancedb::Table,
+    previous: Option<lancedb::Table>,
+    schema: SchemaRef,
+    dimension: usize,
+    pending: Vec<(Chunk, String, Vec<f32>)>,
+}
+
+impl VectorWriter {
+    pub(super) fn create(
+        rt: Arc<Runtime>,
+        path: &Path,
+        dimension: usize,
+        previous: Option<&VectorReader>,
+    ) -> Result<VectorWriter> {
+        let schema = schema(dimension);
+        let uri = path.to_string_lossy().into_owned();
+        let table = rt.block_on(async {
+            let db = lancedb::connect(&uri).execute().await?;
+            db.create_empty_table(TABLE, schema.clone()).execute().await
+        });
+        let table = table.map_err(Error::store)?;
+        Ok(VectorWriter {
+            rt,
+            table,
+            previous: previous.map(|p| p.table.clone()),
+            schema,
+            dimension,
+            pending: Vec::with_capacity(FLUSH_ROWS),
+        })
+    }
+
+    pub(super) fn add(&mut self, chunk: Chunk, embed_hash: String, vector: Vec<f32>) -> Result<()> {
+        if vector.len() != self.dimension {
+            return Err(Error::Embed(format!(
+                "the model returned {} dimensions, the index expects {}",
+                vector.len(),
+                self.dimension
+            )));
+        }
+        self.pending.push((chunk, embed_hash, vector));
+        if self.pending.len() >= FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let mut columns: Vec<ArrayRef> = TEXT_COLUMNS
+            .iter()
+            .map(|col| {
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(c, _, _)| text_of(c, col)),
+                )) as ArrayRef
+            })
+            .collect();
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|(c, _, _)| c.start_line),
+        )));
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|(c, _, _)| c.end_line),
+        )));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, h, _)| h.as_str()),
+        )));
+        columns.push(Arc::new(FixedSizeListArray::from_iter_primitive::<
+            Float32Type,
+            _,
+            _,
+        >(
+            rows.iter()
+                .map(|(_, _, v)| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
+            self.dimension as i32,
+        )));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::store)?;
+        self.rt
+            .block_on(self.table.add(batch).execute())
+            .map_err(Error::store)?;
+        Ok(())
+    }
+
+    /// Vectors stored in the previous generation under these embedding-input hashes.
+    pub(super) fn previous_vectors(&self, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        let Some(previous) = &self.previous else {
+            return Ok(HashMap::new());
+        };
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let filter = format!("embed_hash IN ({})", sql_string_list(hashes));
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async {
+                previous
+                    .query()
+                    .only_if(filter)
+                    .select(Select::columns(&["embed_hash", "vector"]))
+                    .execute()
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .map_err(Error::store)?;
+        let mut out = HashMap::new();
+        for batch in &batches {
+            let hashes = string_column(batch, "embed_hash")?;
+            let vectors = batch
+                .column_by_name("vector")
+                .ok_or_else(|| Error::Store("vector column missing".into()))?
+                .as_fixed_size_list();
+            for i in 0..batch.num_rows() {
+                let values = vectors.value(i);
+                let floats = values.as_primitive::<Float32Type>();
+                out.insert(hashes.value(i).to_string(), floats.values().to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        let rows = self
+            .rt
+            .block_on(self.table.count_rows(None))
+            .map_err(Error::store)?;
+        if rows > 0 {
+            // Scalar indexes keep id lookups and embedding reuse fast on large tables.
+            for column in ["chunk_id", "embed_hash"] {
+                self.rt
+                    .block_on(
+                        self.table
+                            .create_index(&[column], Index::BTree(Default::default()))
+                            .execute(),
+                    )
+                    .map_err(Error::store)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one generation's table.
+pub(super) struct VectorReader {
+    rt: Arc<Runtime>,
+    table: lancedb::Table,
+}
+
+impl VectorReader {
+    pub(super) fn open(rt: Arc<Runtime>, path: &Path) -> Result<VectorReader> {
+        if !path.is_dir() {
+            return Err(Error::Store(format!("{} is missing", path.display())));
+        }
+        let uri = path.to_string_lossy().into_owned();
+        let table = rt
+            .block_on(async {
+                let db = lancedb::connect(&uri).execute().await?;
+                db.open_table(TABLE).execute().await
+            })
+            .map_err(Error::store)?;
+        Ok(VectorReader { rt, table })
+    }
+
+    pub(super) fn count(&self) -> Result<usize> {
+        self.rt
+            .block_on(self.table.count_rows(None))
+            .map_err(Error::store)
+    }
+
+    pub(super) fn nearest(
+        &self,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> Result<Vec<(Chunk, f32)>> {
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async {
+                let mut query = self
+                    .table
+                    .query()
+                    .nearest_to(vector)?
+                    .distance_type(DistanceType::Cosine)
+                    .select(Select::columns(
+                        &chunk_columns()
+                            .into_iter()
+                            .chain(["_distance".to_string()])
+                            .collect::<Vec<_>>(),
+                    ))
+                    .limit(limit);
+                if let Some(sql) = filter.to_sql() {
+                    query = query.only_if(sql);
+                }
+                query.execute().await?.try_collect().await
+            })
+            .map_err(Error::store)?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let chunks = chunks_from_batch(batch)?;
+            let distances = batch
+                .column_by_name("_distance")
+                .ok_or_else(|| Error::Store("_distance column missing".into()))?
+                .as_primitive::<Float32Type>()
+                .clone();
+            out.extend(chunks.into_iter().zip(distances.values().iter().copied()));
+        }
+        out.sort_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(out)
+    }
+
+    pub(super) fn chunks_by_id(&self, ids: &[String], filter: &ChunkFilter) -> Result<Vec<Chunk>> {
+        self.chunks_where(format!("chunk_id IN ({})", sql_string_list(ids)), filter)
+    }
+
+    pub(super) fn chunks_in_file(
+        &self,
+        repo: &str,
+        path: &str,
+        filter: &ChunkFilter,
+    ) -> Result<Vec<Chunk>> {
+        let values = [repo.to_string(), path.to_string()];
+        let predicate = format!(
+            "repo = {} AND path = {}",
+            sql_string_list(&values[..1]),
+            sql_string_list(&values[1..])
+        );
+        self.chunks_where(predicate, filter)
+    }
+
+    fn chunks_where(&self, predicate: String, filter: &ChunkFilter) -> Result<Vec<Chunk>> {
+        let predicate = match filter.to_sql() {
+            Some(sql) => format!("({predicate}) AND ({sql})"),
+            None => predicate,
+        };
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async {
+                self.table
+                    .query()
+                    .only_if(predicate)
+                    .select(Select::columns(&chunk_columns()))
+                    .execute()
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .map_err(Error::store)?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            out.extend(chunks_from_batch(batch)?);
+        }
+        Ok(out)
+    }
+}
+
+fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Store(format!("column {name} missing or not text")))
+}
+
+fn u32_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b UInt32Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_primitive::<UInt32Type>())
+        .ok_or_else(|| Error::Store(format!("column {name} missing")))
+}
+
+fn chunks_from_batch(batch: &RecordBatch) -> Result<Vec<Chunk>> {
+    let text: Vec<&StringArray> = TEXT_COLUMNS
+        .iter()
+        .map(|name| string_column(batch, name))
+        .collect::<Result<_>>()?;
+    let start = u32_column(batch, "start_line")?;
+    let end = u32_column(batch, "end_line")?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let t = |k: usize| text[k].value(i).to_string();
+            Chunk {
+                chunk_id: t(0),
+                repo: t(1),
+                path: t(2),
+                language: t(3),
+                kind: t(4),
+                symbol: t(5),
+                signature: t(6),
+                doc: t(7),
+                content: t(8),
+                content_hash: t(9),
+                file_hash: t(10),
+                commit: t(11),
+                start_line: start.value(i),
+                end_line: end.value(i),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,232 @@
+//! Bad input gets one clear error line, a non-zero exit code, and loses nothing.
+
+mod common;
+
+use std::path::Path;
+
+use codeq::store::IndexDir;
+use common::{codeq, copy_tree, fixture, stderr};
+
+/// A private copy of the fixture index, so a test may damage it.
+fn index_copy(dir: &Path) -> std::path::PathBuf {
+    let copy = dir.join("index");
+    copy_tree(&fixture().index_dir, &copy);
+    copy
+}
+
+fn current_generation(index: &Path) -> String {
+    std::fs::read_to_string(index.join("CURRENT")).unwrap()
+}
+
+fn assert_fails_with(out: &std::process::Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(out));
+    let err = stderr(out);
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_missing_root_or_a_file_as_root_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = codeq(scratch.path(), &["index", "no-such-folder"]);
+    assert_fails_with(&out, &["no-such-folder does not exist"]);
+    std::fs::write(scratch.path().join("file.rs"), "fn main() {}").unwrap();
+    let out = codeq(scratch.path(), &["index", "file.rs"]);
+    assert_fails_with(&out, &["is a file, not a folder"]);
+    assert!(!scratch.path().join(".codeq").exists());
+}
+
+#[test]
+fn a_foreign_index_folder_is_left_untouched() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let foreign = scratch.path().join("not-an-index");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep me").unwrap();
+    let out = codeq(
+        &fx.root,
+        &["index", ".", "--index-dir", foreign.to_str().unwrap()],
+    );
+    assert_fails_with(&out, &["is not a codeq index"]);
+    let entries: Vec<_> = std::fs::read_dir(&foreign).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    let out = codeq(
+        &fx.root,
+        &["status", "--index-dir", foreign.to_str().unwrap()],
+    );
+    assert_fails_with(&out, &["is not a codeq index"]);
+}
+
+#[test]
+fn a_damaged_index_says_how_to_rebuild_and_a_rebuild_repairs_it() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let arg = index.to_str().unwrap();
+
+    let manifest = index.join("generations/g000001/manifest.json");
+    let good = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, "{ not json").unwrap();
+    let out = codeq(&fx.root, &["status", "--index-dir", arg]);
+    assert_fails_with(&out, &["is damaged", "--rebuild"]);
+    std::fs::write(&manifest, good).unwrap();
+
+    std::fs::write(index.join("CURRENT"), "g999999\n").unwrap();
+    let out = codeq(&fx.root, &["search", "invoice", "--index-dir", arg]);
+    assert_fails_with(&out, &["is damaged", "--rebuild"]);
+
+    std::fs::write(index.join("CURRENT"), "../../etc\n").unwrap();
+    let out = codeq(&fx.root, &["status", "--index-dir", arg]);
+    assert_fails_with(&out, &["is damaged"]);
+
+    let out = codeq(&fx.root, &["index", ".", "--index-dir", arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = codeq(&fx.root, &["status", "--index-dir", arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn no_index_anywhere_is_a_clear_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = codeq(scratch.path(), &["search", "anything"]);
+    assert_fails_with(&out, &["no codeq index found", "codeq index ROOT"]);
+}
+
+#[test]
+fn missing_model_files_or_runtime_fail_before_anything_is_written() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let arg = index.to_str().unwrap();
+    let before = current_generation(&index);
+
+    let empty_model = scratch.path().join("empty-model");
+    std::fs::create_dir(&empty_model).unwrap();
+    let out = codeq(
+        &fx.root,
+        &[
+            "index",
+            ".",
+            "--index-dir",
+            arg,
+            "--model-dir",
+            empty_model.to_str().unwrap(),
+        ],
+    );
+    assert_fails_with(&out, &["model.onnx is missing", "scripts/setup.sh"]);
+    assert_eq!(current_generation(&index), before);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["search", "invoice", "--index-dir", arg])
+        .env("CODEQ_ORT_LIB", scratch.path().join("libonnxruntime.so"))
+        .current_dir(&fx.root)
+        .output()
+        .unwrap();
+    assert_fails_with(&out, &["ONNX Runtime not usable", "scripts/setup.sh"]);
+}
+
+/// A model folder with the same files as the default model under another id.
+fn other_model(dir: &Path) -> std::path::PathBuf {
+    let default = codeq::embed::resolve_model_dir(&codeq::config::ModelConfig::default());
+    let other = dir.join("other-model");
+    std::fs::create_dir(&other).unwrap();
+    for name in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+    ] {
+        std::os::unix::fs::symlink(default.join(name), other.join(name)).unwrap();
+    }
+    std::fs::write(other.join("model_id"), "acme/other-model").unwrap();
+    other
+}
+
+#[test]
+fn a_different_model_is_refused_until_rebuild() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let arg = index.to_str().unwrap();
+    let other = other_model(scratch.path());
+    let model_arg = other.to_str().unwrap();
+    let before = current_generation(&index);
+
+    let out = codeq(
+        &fx.root,
+        &[
+            "search",
+            "invoice",
+            "--index-dir",
+            arg,
+            "--model-dir",
+            model_arg,
+        ],
+    );
+    assert_fails_with(
+        &out,
+        &["built with model sentence-transformers", "acme/other-model"],
+    );
+
+    let out = codeq(
+        &fx.root,
+        &["index", ".", "--index-dir", arg, "--model-dir", model_arg],
+    );
+    assert_fails_with(&out, &["acme/other-model", "--rebuild"]);
+    assert_eq!(current_generation(&index), before);
+
+    let out = codeq(
+        &fx.root,
+        &[
+            "index",
+            ".",
+            "--index-dir",
+            arg,
+            "--model-dir",
+            model_arg,
+            "--rebuild",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reader = IndexDir::open(&index).unwrap().reader().unwrap();
+    assert_eq!(reader.manifest().model.id, "acme/other-model");
+    assert_eq!(reader.manifest().totals.reused, 0);
+}
+
+#[test]
+fn a_second_indexer_is_refused_while_one_runs() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let dir = IndexDir::open(&index).unwrap();
+    let lock = dir.lock().unwrap();
+    let out = codeq(
+        &fx.root,
+        &["index", ".", "--index-dir", index.to_str().unwrap()],
+    );
+    assert_fails_with(&out, &["another `codeq index` is writing"]);
+    // Queries keep working while the lock is held.
+    let out = codeq(
+        &fx.root,
+        &["status", "--index-dir", index.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(lock);
+}
+
+#[test]
+fn an_invalid_config_names_the_line() {
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("a.rs"), "fn a() {}\n").unwrap();
+    std::fs::write(
+        scratch.path().join("codeq.toml"),
+        "[index]\nmax_file_bytes = \"huge\"\n",
+    )
+    .unwrap();
+    let out = codeq(scratch.path(), &["index", "."]);
+    assert_fails_with(&out, &["invalid configuration", "codeq.toml", "line 2"]);
+    assert!(!scratch.path().join(".codeq").exists());
+}
