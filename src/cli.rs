@@ -10,8 +10,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use crate::answer::{self, Answer, Freshness};
 use crate::config::{self, Config};
 use crate::embed::FastEmbedder;
+use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::search::{self, SearchOptions, SearchResults};
 use crate::store::{ChunkFilter, IndexDir, IndexReader};
@@ -20,7 +22,7 @@ use crate::walk;
 /// Version of the `--json` output shapes.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "codeq",
     version,
@@ -40,7 +42,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Build or refresh the index of ROOT (a git repo, a folder of repos, or any folder).
     Index {
@@ -62,6 +64,38 @@ enum Command {
         /// Only these repositories (repeatable).
         #[arg(long = "repo")]
         repos: Vec<String>,
+    },
+    /// Answer a question with verified citations grouped by file.
+    Ask {
+        /// The question.
+        question: String,
+        /// Citations to consider.
+        #[arg(short = 'k', long, default_value_t = 8)]
+        k: usize,
+        /// Only these repositories (repeatable).
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// Record a verdict on citation N for the eval backlog: `1=good`, `3=bad` (repeatable).
+        #[arg(long = "verdict", value_parser = parse_verdict)]
+        verdicts: Vec<(usize, Verdict)>,
+    },
+    /// Score question sets through the ask path; exit 1 when a blocking gate fails.
+    Eval {
+        /// Question set files (TOML, see eval-questions/README.md).
+        #[arg(required = true)]
+        sets: Vec<PathBuf>,
+        /// Files considered per question.
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        /// Fail when a blocking question that was a hit@5 in this baseline no longer is.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Write this run's per-question outcomes as a baseline.
+        #[arg(long)]
+        save_baseline: Option<PathBuf>,
+        /// Run the same sets against a second index and show what changed.
+        #[arg(long)]
+        compare_index: Option<PathBuf>,
     },
     /// Measure indexing throughput, time per stage, peak memory and index size.
     Bench {
@@ -121,6 +155,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
         Command::Status => cmd_status(&cli),
         Command::Search { query, k, repos } => cmd_search(&cli, query, *k, repos),
+        Command::Ask {
+            question,
+            k,
+            repos,
+            verdicts,
+        } => cmd_ask(&cli, question, *k, repos, verdicts),
+        Command::Eval {
+            sets,
+            k,
+            baseline,
+            save_baseline,
+            compare_index,
+        } => cmd_eval(
+            &cli,
+            sets,
+            *k,
+            baseline.as_deref(),
+            save_baseline.as_deref(),
+            compare_index.as_deref(),
+        ),
         Command::Bench { root, out } => cmd_bench(&cli, root, out.as_deref()),
     }
 }
@@ -128,6 +182,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the model named on the command line or in the configuration.
 fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<FastEmbedder> {
     let mut model = config.model.clone();
+    if let Some(dir) = &cli.model_dir {
+        model.dir = Some(dir.clone());
+    }
+    Ok(FastEmbedder::load(&model)?)
+}
+
+/// Loads the model an index was built with: `--model-dir` / `CODEQ_MODEL_DIR` or
+/// `[model] dir` when given, else the folder recorded in the index, with the index's token
+/// limit, so that query vectors are comparable with the stored ones.
+fn load_index_embedder(
+    cli: &Cli,
+    config: &Config,
+    reader: &IndexReader,
+) -> anyhow::Result<FastEmbedder> {
+    let built_with = &reader.manifest().model;
+    let mut model = config.model.clone();
+    model.max_length = built_with.max_length;
+    if model.dir.is_none() {
+        model.dir = built_with.dir.clone().filter(|d| d.is_dir());
+    }
     if let Some(dir) = &cli.model_dir {
         model.dir = Some(dir.clone());
     }
@@ -344,7 +418,7 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Result<ExitCode> {
     let (_dir, reader, config) = open_index(cli)?;
-    let mut embedder = load_embedder(cli, &config)?;
+    let mut embedder = load_index_embedder(cli, &config, &reader)?;
     let options = SearchOptions {
         k,
         filter: ChunkFilter {
@@ -364,6 +438,395 @@ fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Res
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A user's judgement of a citation, recorded for the eval backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Good,
+    Bad,
+}
+
+fn parse_verdict(raw: &str) -> Result<(usize, Verdict), String> {
+    let (n, v) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("{raw:?}: write N=good or N=bad"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not a citation number"))?;
+    let verdict = match v.trim() {
+        "good" => Verdict::Good,
+        "bad" => Verdict::Bad,
+        other => return Err(format!("{other:?}: the verdict is good or bad")),
+    };
+    if n == 0 {
+        return Err("citations are numbered from 1".into());
+    }
+    Ok((n, verdict))
+}
+
+/// Where `codeq ask --verdict` records judgements for triage.
+const BACKLOG_FILE: &str = "backlog.jsonl";
+
+fn cmd_ask(
+    cli: &Cli,
+    question: &str,
+    k: usize,
+    repos: &[String],
+    verdicts: &[(usize, Verdict)],
+) -> anyhow::Result<ExitCode> {
+    let (dir, reader, config) = open_index(cli)?;
+    let mut embedder = load_index_embedder(cli, &config, &reader)?;
+    let options = SearchOptions {
+        k,
+        filter: ChunkFilter {
+            repos: (!repos.is_empty()).then(|| repos.to_vec()),
+        },
+        ..SearchOptions::default()
+    };
+    let answer = answer::ask(&reader, &mut embedder, question, &options)?;
+    if !verdicts.is_empty() {
+        record_verdicts(&dir, &reader, &answer, verdicts)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "generation": reader.generation(), "answer": answer})
+        )?;
+    } else {
+        write_answer(&mut out, &answer)?;
+    }
+    Ok(if answer.confident {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn record_verdicts(
+    dir: &IndexDir,
+    reader: &IndexReader,
+    answer: &Answer,
+    verdicts: &[(usize, Verdict)],
+) -> anyhow::Result<()> {
+    let path = dir.path().join(BACKLOG_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (n, verdict) in verdicts {
+        let citation = answer.citations.get(n - 1).with_context(|| {
+            format!(
+                "--verdict {n}: the answer has {} citations",
+                answer.citations.len()
+            )
+        })?;
+        let line = json!({
+            "recorded_unix": now,
+            "question": answer.question,
+            "generation": reader.generation(),
+            "citation": citation.citation,
+            "symbol": citation.symbol,
+            "verdict": verdict,
+        });
+        writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "codeq: recorded {} verdict(s) in {} for `codeq eval` triage",
+        verdicts.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn write_answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
+    writeln!(out, "{}", answer.summary)?;
+    for group in &answer.files {
+        writeln!(
+            out,
+            "\n{}:{}  (confidence {:.2})",
+            group.repo, group.path, group.confidence
+        )?;
+        for &i in &group.citations {
+            let c = &answer.citations[i];
+            let freshness = match &c.freshness {
+                Freshness::Current | Freshness::Unverified => String::new(),
+                Freshness::Moved {
+                    start_line,
+                    end_line,
+                } => format!(
+                    "  [STALE: file changed; this code is now at lines {start_line}-{end_line}]"
+                ),
+                Freshness::Changed => "  [STALE: file changed since indexing]".into(),
+            };
+            writeln!(
+                out,
+                "  [{}] lines {}-{}  {} ({})  confidence {:.2}{freshness}",
+                i + 1,
+                c.start_line,
+                c.end_line,
+                c.symbol,
+                c.kind,
+                c.confidence
+            )?;
+            if !c.signature.is_empty() {
+                writeln!(out, "      {}", c.signature)?;
+            }
+            if !c.doc.is_empty() {
+                writeln!(out, "      \"{}\"", c.doc)?;
+            }
+            writeln!(out, "      why: {}", c.why)?;
+        }
+    }
+    for d in &answer.dropped {
+        writeln!(out, "\ndropped {}: {}", d.citation, d.reason)?;
+    }
+    Ok(())
+}
+
+fn cmd_eval(
+    cli: &Cli,
+    set_paths: &[PathBuf],
+    k: usize,
+    baseline: Option<&Path>,
+    save_baseline: Option<&Path>,
+    compare_index: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (dir, reader, config) = open_index(cli)?;
+    let sets = set_paths
+        .iter()
+        .map(|p| QuestionSet::load(p))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let mut embedder = load_index_embedder(cli, &config, &reader)?;
+    let report = eval::run(&reader, &mut embedder, &sets, &eval::Unrestricted, k)?;
+    let changes = match baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+            let saved: Baseline = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a codeq eval baseline", path.display()))?;
+            Some(eval::compare_with_baseline(&report, &saved))
+        }
+        None => None,
+    };
+    let comparison = match compare_index {
+        Some(other_path) => {
+            let other_dir = IndexDir::open(other_path)?;
+            let other = other_dir.reader()?;
+            let other_config = Config::load_for_root(&other.manifest().root)?;
+            let unflagged = Cli {
+                model_dir: None,
+                ..cli.clone()
+            };
+            let mut other_embedder = load_index_embedder(&unflagged, &other_config, &other)?;
+            let other_report =
+                eval::run(&other, &mut other_embedder, &sets, &eval::Unrestricted, k)?;
+            let flips = eval::compare_reports(&report, &other_report);
+            Some((other_dir, other_report, flips))
+        }
+        None => None,
+    };
+    if let Some(path) = save_baseline {
+        let json = serde_json::to_string_pretty(&Baseline::of(&report))?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let failures = eval::gate_failures(&report, changes.as_ref());
+    let backlog = read_backlog(&dir);
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let value = json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "report": report,
+            "baseline_changes": changes,
+            "compare": comparison.as_ref().map(|(d, r, f)| json!({
+                "index_dir": d.path(), "report": r, "changes": f})),
+            "gate_failures": failures,
+            "backlog": backlog,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "index {} (generation {}, model {})",
+            dir.path().display(),
+            report.generation,
+            report.model
+        )?;
+        write_metrics_table(&mut out, &report)?;
+        if let Some(changes) = &changes {
+            write_changes(&mut out, "against the baseline", changes)?;
+        }
+        if let Some((other_dir, other_report, flips)) = &comparison {
+            writeln!(
+                out,
+                "\nB: index {} (generation {}, model {})",
+                other_dir.path().display(),
+                other_report.generation,
+                other_report.model
+            )?;
+            write_metrics_table(&mut out, other_report)?;
+            write_metric_deltas(&mut out, &report.overall, &other_report.overall)?;
+            write_changes(&mut out, "from A to B", flips)?;
+        }
+        for set in &report.sets {
+            for q in set.questions.iter().filter(|q| q.tier == Tier::Backlog) {
+                writeln!(
+                    out,
+                    "backlog {}/{}: first expected file at rank {}",
+                    set.name,
+                    q.id,
+                    q.first_hit.map_or("-".into(), |r| r.to_string())
+                )?;
+            }
+        }
+        if !backlog.is_empty() {
+            writeln!(
+                out,
+                "\n{} recorded verdicts await triage in {}:",
+                backlog.len(),
+                dir.path().join(BACKLOG_FILE).display()
+            )?;
+            for item in backlog.iter().rev().take(10) {
+                writeln!(
+                    out,
+                    "  {} {} — {}",
+                    item["verdict"].as_str().unwrap_or("?"),
+                    item["citation"].as_str().unwrap_or("?"),
+                    item["question"].as_str().unwrap_or("?")
+                )?;
+            }
+        }
+        if failures.is_empty() {
+            writeln!(out, "\ngate: pass")?;
+        } else {
+            writeln!(out, "\ngate: FAIL")?;
+            for f in &failures {
+                writeln!(out, "  {f}")?;
+            }
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn read_backlog(dir: &IndexDir) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.path().join(BACKLOG_FILE))
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<18} {:<10} {:>3} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>6} {:>6} | {:>6} {:>6} {:>6}",
+        "set",
+        "tier",
+        "n",
+        "hit@1",
+        "hit@5",
+        "MRR",
+        "NDCG@10",
+        "R@10",
+        "sym@5",
+        "prec",
+        "leaks",
+        "refusal",
+        "p50ms",
+        "p95ms",
+        "bm25@5",
+        "vec@5",
+        "hyb@5"
+    )?;
+    let rows = report
+        .sets
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                format!("{:?}", s.tier).to_lowercase(),
+                &s.metrics,
+            )
+        })
+        .chain(std::iter::once(("overall", String::new(), &report.overall)));
+    for (name, tier, m) in rows {
+        writeln!(
+            out,
+            "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6} {:>5.2} {:>5} {:>7} {:>6.1} {:>6.1} | {:>6.3} {:>6.3} {:>6.3}",
+            name,
+            tier,
+            m.questions,
+            m.hit_at_1,
+            m.hit_at_5,
+            m.mrr_at_10,
+            m.ndcg_at_10,
+            m.recall_at_10,
+            m.symbol_hit_at_5.map_or("-".into(), |v| format!("{v:.3}")),
+            m.citation_precision,
+            m.acl_leaks,
+            format!("{}/{}", m.refusals_honoured, m.refusals_expected),
+            m.latency_p50_ms,
+            m.latency_p95_ms,
+            m.bm25_hit_at_5,
+            m.vector_hit_at_5,
+            m.hybrid_hit_at_5,
+        )?;
+    }
+    Ok(())
+}
+
+fn write_metric_deltas(out: &mut impl Write, a: &Metrics, b: &Metrics) -> std::io::Result<()> {
+    let rows = [
+        ("hit@1", a.hit_at_1, b.hit_at_1),
+        ("hit@5", a.hit_at_5, b.hit_at_5),
+        ("MRR@10", a.mrr_at_10, b.mrr_at_10),
+        ("NDCG@10", a.ndcg_at_10, b.ndcg_at_10),
+        ("recall@10", a.recall_at_10, b.recall_at_10),
+        ("bm25 hit@5", a.bm25_hit_at_5, b.bm25_hit_at_5),
+        ("vector hit@5", a.vector_hit_at_5, b.vector_hit_at_5),
+    ];
+    writeln!(out, "\noverall B - A:")?;
+    for (name, va, vb) in rows {
+        writeln!(out, "  {name:<13} {va:.3} -> {vb:.3}  ({:+.3})", vb - va)?;
+    }
+    Ok(())
+}
+
+fn write_changes(out: &mut impl Write, label: &str, changes: &Changes) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nquestions that changed {label}: {} blocking regressions, {} lane regressions, {} monitoring regressions, {} improvements",
+        changes.regressed.len(),
+        changes.lane_regressed.len(),
+        changes.monitoring_regressed.len(),
+        changes.improved.len()
+    )?;
+    for (tag, list) in [
+        ("REGRESSED", &changes.regressed),
+        ("LANE REGRESSED", &changes.lane_regressed),
+        ("regressed (monitoring)", &changes.monitoring_regressed),
+        ("improved", &changes.improved),
+    ] {
+        for key in list {
+            writeln!(out, "  {tag}: {key}")?;
+        }
+    }
+    Ok(())
 }
 
 fn search_json(query: &str, results: &SearchResults) -> serde_json::Value {

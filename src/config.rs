@@ -31,6 +31,8 @@ pub struct IndexConfig {
     pub skip_dirs: Vec<String>,
     /// File-name globs that are skipped as generated (lock files, minified bundles).
     pub skip_files: Vec<String>,
+    /// Chunks embedded and written per round of the pipeline.
+    pub write_batch: usize,
 }
 
 impl Default for IndexConfig {
@@ -63,6 +65,7 @@ impl Default for IndexConfig {
                 "*.map",
                 "*.pyc",
             ]),
+            write_batch: 32,
         }
     }
 }
@@ -77,7 +80,9 @@ pub struct ModelConfig {
     pub ort_lib: Option<PathBuf>,
     /// Tokens per embedded chunk; longer input is truncated.
     pub max_length: usize,
-    /// Chunks per embedding call.
+    /// Texts per ONNX Runtime call. 1 avoids padding every text to the longest in its
+    /// batch, which on CPU made bigger batches slower and far hungrier for memory
+    /// (measured: 43.9 chunks/s and 391 MB RSS at 1, 15.1 chunks/s and 1.7 GB at 32).
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads; default: all cores.
     pub threads: Option<usize>,
@@ -89,7 +94,7 @@ impl Default for ModelConfig {
             dir: None,
             ort_lib: None,
             max_length: 256,
-            batch_size: 32,
+            batch_size: 1,
             threads: None,
         }
     }
@@ -124,6 +129,9 @@ impl Config {
         }
         if config.model.batch_size == 0 {
             return Err("model.batch_size must be at least 1".into());
+        }
+        if config.index.write_batch == 0 {
+            return Err("index.write_batch must be at least 1".into());
         }
         Ok(config)
     }

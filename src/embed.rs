@@ -20,6 +20,9 @@ pub struct ModelInfo {
     pub dimension: usize,
     /// Token limit per input.
     pub max_length: usize,
+    /// Folder the model was loaded from; queries load the index's model from here by default.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 impl ModelInfo {
@@ -118,6 +121,7 @@ impl FastEmbedder {
                 file_sha256,
                 dimension,
                 max_length: config.max_length,
+                dir: dir.canonicalize().ok(),
             },
             batch_size: config.batch_size,
         })

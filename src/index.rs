@@ -134,7 +134,7 @@ pub fn run(
 
     let mut writer = dir.begin_generation(&lock, &model, previous.as_ref())?;
     let chunker = Chunker::new(ChunkLimits::default())?;
-    let mut run = Run::new(&scan, &model, options.config.model.batch_size);
+    let mut run = Run::new(&scan, &model, options.config.index.write_batch);
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
         let producer = scope.spawn(|| produce(&scan, &chunker, sender));
@@ -273,7 +273,7 @@ fn join_path(repo_path: &str, rel: &str) -> String {
 /// Accumulated state of one run on the consumer side.
 struct Run<'a> {
     model: &'a ModelInfo,
-    /// Chunks embedded per model call.
+    /// Chunks embedded and written per round.
     batch_size: usize,
     pending: Vec<Chunk>,
     files_per_repo: Vec<usize>,

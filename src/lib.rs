@@ -2,15 +2,18 @@
 //! questions about it with citations to files and line ranges.
 //!
 //! The pipeline, one module per stage: [`walk`] → [`chunk`] → [`embed`] → [`store`],
-//! orchestrated by [`index`]; queries go through [`search`]. [`cli`] is the thin layer the
+//! orchestrated by [`index`]; queries go through [`search`] and [`answer`]; [`eval`]
+//! scores answers against question sets. [`cli`] is the thin layer the
 //! binary calls.
 
+pub mod answer;
 pub mod bench;
 pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod hash;
 pub mod index;
 pub mod search;

@@ -21,6 +21,20 @@ const STOP_WORDS: &[&str] = &[
     "which", "who", "why", "with", "we", "you", "get", "gets",
 ];
 
+/// Which retrievers a query uses. Production queries use both; the eval also measures
+/// each lane alone so that a dead lane cannot hide behind the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lanes {
+    /// BM25 and vectors, fused.
+    #[default]
+    Hybrid,
+    /// BM25 only.
+    Bm25,
+    /// Vectors only.
+    Vector,
+}
+
 /// How many results and from where.
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
@@ -30,6 +44,8 @@ pub struct SearchOptions {
     pub candidates: usize,
     /// Which chunks the query may see.
     pub filter: ChunkFilter,
+    /// Which retrievers run.
+    pub lanes: Lanes,
 }
 
 impl Default for SearchOptions {
@@ -38,6 +54,7 @@ impl Default for SearchOptions {
             k: 10,
             candidates: 50,
             filter: ChunkFilter::default(),
+            lanes: Lanes::Hybrid,
         }
     }
 }
@@ -113,12 +130,15 @@ pub fn search(
     let mut timings = SearchTimings::default();
     let terms = query_terms(query);
 
-    let started = Instant::now();
-    let bm25 = reader.bm25(&terms, &options.filter, options.candidates)?;
-    timings.bm25 = started.elapsed();
+    let mut bm25 = Vec::new();
+    if options.lanes != Lanes::Vector {
+        let started = Instant::now();
+        bm25 = reader.bm25(&terms, &options.filter, options.candidates)?;
+        timings.bm25 = started.elapsed();
+    }
 
     let mut vector_hits = Vec::new();
-    if !query.trim().is_empty() {
+    if options.lanes != Lanes::Bm25 && !query.trim().is_empty() {
         let started = Instant::now();
         let vector = embedder
             .embed(&[query.to_string()])?

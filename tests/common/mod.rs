@@ -188,7 +188,7 @@ def rank_documents(terms, documents):
 ///
 /// ```text
 /// corpus/
-///   codeq.toml                  max_file_bytes = 20000, batch_size = 4
+///   codeq.toml                  max_file_bytes = 20000, write_batch = 4
 ///   payments/                   git repo (Rust)
 ///     src/lib.rs  src/legacy.txt (Latin-1)  assets/logo.bin (binary)
 ///     data/big.txt (oversized)  build/ (git-ignored)  loop -> . (symlink loop)
@@ -205,7 +205,7 @@ pub fn build_corpus(root: &Path) {
     };
     write(
         "codeq.toml",
-        b"[index]\nmax_file_bytes = 20000\n\n[model]\nbatch_size = 4\n",
+        b"[index]\nmax_file_bytes = 20000\nwrite_batch = 4\n",
     );
     write("payments/src/lib.rs", PAYMENTS_LIB.as_bytes());
     write(

@@ -1,0 +1,342 @@
+//! Answers a question with verified citations. The default answerer is extractive: it
+//! needs no network and says so when the evidence is weak instead of guessing.
+//!
+//! Every citation is checked against the working tree before it is shown: the file still
+//! exists, the cited lines are inside it, and its content still matches the index. A
+//! citation whose file changed is marked stale (with its new location when the code only
+//! moved); one whose file is gone is dropped with a note.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::chunk::Chunk;
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::hash::sha256_hex;
+use crate::search::{self, SearchHit, SearchOptions, SearchTimings};
+use crate::store::{IndexReader, code_tokens};
+
+/// Below this confidence the best citation is not presented as an answer.
+pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
+
+/// A verified pointer into the code.
+#[derive(Debug, Clone, Serialize)]
+pub struct Citation {
+    /// `repo:path:start-end`.
+    pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// First cited line (1-based).
+    pub start_line: u32,
+    /// Last cited line (inclusive).
+    pub end_line: u32,
+    /// Qualified symbol.
+    pub symbol: String,
+    /// Chunk kind.
+    pub kind: String,
+    /// Declaration of the symbol.
+    pub signature: String,
+    /// First doc line.
+    pub doc: String,
+    /// Why it matched, in words.
+    pub why: String,
+    /// 0..1: how strongly the evidence supports this citation.
+    pub confidence: f32,
+    /// Freshness against the working tree.
+    pub freshness: Freshness,
+    /// Fused retrieval score.
+    pub score: f64,
+    /// Rank in the BM25 lane.
+    pub bm25_rank: Option<usize>,
+    /// Rank in the vector lane.
+    pub vector_rank: Option<usize>,
+    /// The cited code.
+    pub content: String,
+}
+
+/// How a citation compares with the file on disk now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Freshness {
+    /// The file is unchanged since indexing.
+    Current,
+    /// The file changed but the cited code is still there, at these lines.
+    Moved {
+        /// New first line.
+        start_line: u32,
+        /// New last line.
+        end_line: u32,
+    },
+    /// The file changed and the cited code is no longer in it as indexed.
+    Changed,
+    /// The file cannot be checked (the root is not on this machine).
+    Unverified,
+}
+
+/// A citation removed before display, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct DroppedCitation {
+    /// `repo:path:start-end` as indexed.
+    pub citation: String,
+    /// The reason.
+    pub reason: String,
+}
+
+/// Citations of one file, in rank order.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileGroup {
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// Best confidence among the file's citations.
+    pub confidence: f32,
+    /// Indexes into [`Answer::citations`].
+    pub citations: Vec<usize>,
+}
+
+/// The outcome of `codeq ask`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// The question as asked.
+    pub question: String,
+    /// False when the evidence is too weak to present an answer.
+    pub confident: bool,
+    /// One-paragraph summary.
+    pub summary: String,
+    /// Citations, best first.
+    pub citations: Vec<Citation>,
+    /// Citations grouped by file, best file first.
+    pub files: Vec<FileGroup>,
+    /// Citations removed by verification.
+    pub dropped: Vec<DroppedCitation>,
+    /// Retrieval timings.
+    pub timings: SearchTimings,
+    /// Time spent composing and verifying.
+    pub answer_time: Duration,
+}
+
+/// Retrieves, verifies and composes an extractive answer.
+pub fn ask(
+    reader: &IndexReader,
+    embedder: &mut dyn Embedder,
+    question: &str,
+    options: &SearchOptions,
+) -> Result<Answer> {
+    let results = search::search(reader, embedder, question, options)?;
+    let started = Instant::now();
+    let manifest = reader.manifest();
+    let terms = results.terms.clone();
+    let mut citations = Vec::new();
+    let mut dropped = Vec::new();
+    for hit in results.hits {
+        let repo_root = manifest
+            .repos
+            .iter()
+            .find(|r| r.id == hit.chunk.repo)
+            .map(|r| manifest.root.join(&r.path));
+        match verify(&hit.chunk, repo_root.as_deref()) {
+            Verified::Keep(freshness) => citations.push(cite(hit, freshness, &terms)),
+            Verified::Drop(reason) => dropped.push(DroppedCitation {
+                citation: location(&hit.chunk),
+                reason,
+            }),
+        }
+    }
+    let files = group_by_file(&citations);
+    let confident = citations
+        .first()
+        .is_some_and(|c| c.confidence >= CONFIDENCE_THRESHOLD);
+    let summary = summarize(&citations, confident);
+    Ok(Answer {
+        question: question.to_string(),
+        confident,
+        summary,
+        citations,
+        files,
+        dropped,
+        timings: results.timings,
+        answer_time: started.elapsed(),
+    })
+}
+
+enum Verified {
+    Keep(Freshness),
+    Drop(String),
+}
+
+/// Checks a chunk against the file on disk.
+fn verify(chunk: &Chunk, repo_root: Option<&Path>) -> Verified {
+    let Some(repo_root) = repo_root else {
+        return Verified::Keep(Freshness::Unverified);
+    };
+    if !repo_root.is_dir() {
+        return Verified::Keep(Freshness::Unverified);
+    }
+    let path: PathBuf = repo_root.join(&chunk.path);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(_) => {
+            return Verified::Drop("the file no longer exists; re-run `codeq index`".into());
+        }
+    };
+    if sha256_hex(&bytes) == chunk.file_hash {
+        return Verified::Keep(Freshness::Current);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    match find_lines(&text, &chunk.content) {
+        Some((start, end)) => Verified::Keep(Freshness::Moved {
+            start_line: start,
+            end_line: end,
+        }),
+        None => Verified::Keep(Freshness::Changed),
+    }
+}
+
+/// 1-based line range where `needle` (whole lines) now appears in `text`.
+fn find_lines(text: &str, needle: &str) -> Option<(u32, u32)> {
+    let offset = text.find(needle)?;
+    let at_line_start = offset == 0 || text.as_bytes()[offset - 1] == b'\n';
+    if !at_line_start {
+        return None;
+    }
+    let start = text[..offset].matches('\n').count() as u32 + 1;
+    let end = start + needle.matches('\n').count() as u32;
+    Some((start, end))
+}
+
+fn location(chunk: &Chunk) -> String {
+    format!(
+        "{}:{}:{}-{}",
+        chunk.repo, chunk.path, chunk.start_line, chunk.end_line
+    )
+}
+
+/// Confidence from the two lanes' evidence: semantic similarity, lexical rank, agreement.
+fn confidence(hit: &SearchHit) -> f32 {
+    let semantic = hit
+        .vector_distance
+        .map_or(0.0, |d| ((1.0 - d - 0.25) / 0.45).clamp(0.0, 1.0));
+    let lexical = hit.bm25_rank.map_or(0.0, |r| 1.0 / (r as f32).sqrt());
+    let agreement = if hit.bm25_rank.is_some() && hit.vector_rank.is_some() {
+        0.15
+    } else {
+        0.0
+    };
+    (0.55 * semantic + 0.3 * lexical + agreement).min(1.0)
+}
+
+fn cite(hit: SearchHit, freshness: Freshness, terms: &[String]) -> Citation {
+    let confidence = confidence(&hit);
+    let why = explain(&hit, terms);
+    let chunk = hit.chunk;
+    Citation {
+        citation: location(&chunk),
+        repo: chunk.repo,
+        path: chunk.path,
+        start_line: chunk.start_line,
+        end_line: chunk.end_line,
+        symbol: chunk.symbol,
+        kind: chunk.kind,
+        signature: chunk.signature,
+        doc: chunk.doc,
+        why,
+        confidence,
+        freshness,
+        score: hit.score,
+        bm25_rank: hit.bm25_rank,
+        vector_rank: hit.vector_rank,
+        content: chunk.content,
+    }
+}
+
+/// "symbol matches refund, payment; path matches ledger; semantic similarity 0.71".
+fn explain(hit: &SearchHit, terms: &[String]) -> String {
+    let chunk = &hit.chunk;
+    let matching = |text: &str| -> Vec<String> {
+        let tokens: Vec<String> = code_tokens(text).into_iter().map(|(t, _)| t).collect();
+        terms
+            .iter()
+            .filter(|t| tokens.contains(t))
+            .cloned()
+            .collect()
+    };
+    let mut reasons = Vec::new();
+    for (field, text) in [
+        ("symbol", chunk.symbol.as_str()),
+        ("path", chunk.path.as_str()),
+        ("code", chunk.content.as_str()),
+    ] {
+        let found = matching(text);
+        if !found.is_empty() {
+            reasons.push(format!("{field} matches {}", found.join(", ")));
+            if field == "symbol" {
+                break;
+            }
+        }
+    }
+    if let Some(d) = hit.vector_distance {
+        reasons.push(format!("semantic similarity {:.2}", 1.0 - d));
+    }
+    reasons.join("; ")
+}
+
+fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
+    let mut files: Vec<FileGroup> = Vec::new();
+    for (i, c) in citations.iter().enumerate() {
+        match files
+            .iter_mut()
+            .find(|f| f.repo == c.repo && f.path == c.path)
+        {
+            Some(group) => {
+                group.citations.push(i);
+                group.confidence = group.confidence.max(c.confidence);
+            }
+            None => files.push(FileGroup {
+                repo: c.repo.clone(),
+                path: c.path.clone(),
+                confidence: c.confidence,
+                citations: vec![i],
+            }),
+        }
+    }
+    files
+}
+
+fn summarize(citations: &[Citation], confident: bool) -> String {
+    let Some(best) = citations.first() else {
+        return "Nothing in the index matches this question.".into();
+    };
+    if !confident {
+        return format!(
+            "No confident answer: the closest match is {} ({}), but the evidence is weak (confidence {:.2}).",
+            best.citation, best.symbol, best.confidence
+        );
+    }
+    let doc = if best.doc.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", best.doc)
+    };
+    format!(
+        "Most likely {} `{}` at {}{doc}",
+        best.kind, best.symbol, best.citation
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_code_is_found_on_whole_lines_only() {
+        let text = "a\nfn f() {\n  1\n}\nb\n";
+        assert_eq!(find_lines(text, "fn f() {\n  1\n}"), Some((2, 4)));
+        assert_eq!(find_lines(text, "n f() {"), None);
+        assert_eq!(find_lines(text, "zzz"), None);
+    }
+}
