@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint bench
+.PHONY: setup build demo test lint self-eval bench
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -17,12 +17,25 @@ build: setup
 demo: build
 	$(CODEQ) index . --index-dir $(DEMO_INDEX)
 	$(CODEQ) status --index-dir $(DEMO_INDEX)
+	$(CODEQ) ask "how is a new index generation published atomically?" --index-dir $(DEMO_INDEX)
 	$(CODEQ) search "split oversized functions at statement boundaries" -k 5 --index-dir $(DEMO_INDEX)
-	$(CODEQ) search "IndexDir::publish" -k 3 --index-dir $(DEMO_INDEX)
 
-## Formatting, lints and the whole test suite.
+## Formatting, lints, the whole test suite and the blocking self-eval.
 test: setup lint
 	cargo test --locked
+	$(MAKE) self-eval
+
+## Blocking eval on codeq's own source. The source is copied to a fixed folder outside the
+## clone (so the question files themselves are not indexed, and the index is reused between
+## runs), then scored against the committed baseline.
+SELF_ROOT := $(CARGO_TARGET_DIR)/self-eval/codeq
+self-eval: build
+	mkdir -p $(SELF_ROOT)
+	find $(SELF_ROOT) -mindepth 1 -maxdepth 1 ! -name .codeq -exec rm -rf {} +
+	cp -r src grammars scripts tests Cargo.toml Makefile README.md $(SELF_ROOT)/
+	$(CODEQ) index $(SELF_ROOT)
+	$(CODEQ) eval eval-questions/self.toml --index-dir $(SELF_ROOT)/.codeq \
+		--baseline eval-questions/baselines/self.json
 
 lint:
 	cargo fmt --all -- --check
