@@ -137,7 +137,8 @@ impl Config {
     }
 }
 
-fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+/// A TOML parse error as `line N: message`.
+pub(crate) fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim().to_string();
     match err.span() {
         Some(span) => {

@@ -113,15 +113,8 @@ impl QuestionSet {
             path: path.to_path_buf(),
             detail,
         };
-        let set: QuestionSet = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            config_error(match line {
-                Some(l) => format!("line {l}: {}", e.message()),
-                None => e.message().to_string(),
-            })
-        })?;
+        let set: QuestionSet = toml::from_str(&text)
+            .map_err(|e| config_error(crate::config::describe_toml_error(&text, &e)))?;
         let mut seen = std::collections::HashSet::new();
         for q in &set.questions {
             if !seen.insert(q.id.as_str()) {
