@@ -100,6 +100,43 @@ pub struct SearchResults {
     pub timings: SearchTimings,
 }
 
+/// What a query looks like, which decides how much each lane counts in the fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryKind {
+    /// Names code: a single word, or a token with `_`, `::`, `.` or an inner capital.
+    Identifier,
+    /// A description in words.
+    NaturalLanguage,
+}
+
+impl QueryKind {
+    /// Classifies a query.
+    pub fn of(query: &str) -> QueryKind {
+        let words: Vec<&str> = query.split_whitespace().collect();
+        let code_like = |w: &&str| {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+            w.contains('_')
+                || w.contains("::")
+                || w.contains('.') && !w.ends_with('.')
+                || w.chars().skip(1).any(char::is_uppercase) && w.chars().any(char::is_lowercase)
+        };
+        if words.len() <= 1 || words.iter().any(code_like) {
+            QueryKind::Identifier
+        } else {
+            QueryKind::NaturalLanguage
+        }
+    }
+
+    /// RRF weights (bm25, vector): identifiers lean lexical, descriptions lean on vectors.
+    pub fn lane_weights(self) -> (f64, f64) {
+        match self {
+            QueryKind::Identifier => (1.0, 0.75),
+            QueryKind::NaturalLanguage => (0.75, 1.0),
+        }
+    }
+}
+
 /// Lexical terms of a query: code tokens without stop words, deduplicated.
 pub fn query_terms(query: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
@@ -129,6 +166,7 @@ pub fn search(
     }
     let mut timings = SearchTimings::default();
     let terms = query_terms(query);
+    let (bm25_weight, vector_weight) = QueryKind::of(query).lane_weights();
 
     let mut bm25 = Vec::new();
     if options.lanes != Lanes::Vector {
@@ -158,7 +196,7 @@ pub fn search(
             chunk.chunk_id.clone(),
             SearchHit {
                 chunk,
-                score: 1.0 / (RRF_K + rank as f64),
+                score: vector_weight / (RRF_K + rank as f64),
                 bm25_rank: None,
                 bm25_score: None,
                 vector_rank: Some(rank),
@@ -178,7 +216,7 @@ pub fn search(
         .collect();
     for (rank0, hit) in bm25.iter().enumerate() {
         let rank = rank0 + 1;
-        let contribution = 1.0 / (RRF_K + rank as f64);
+        let contribution = bm25_weight / (RRF_K + rank as f64);
         if let Some(existing) = fused.get_mut(&hit.chunk_id) {
             existing.score += contribution;
             existing.bm25_rank = Some(rank);
@@ -223,5 +261,25 @@ mod tests {
             ["parseconfig", "parse", "config", "function", "work"]
         );
         assert!(query_terms("  ").is_empty());
+    }
+
+    #[test]
+    fn queries_are_classified_as_identifiers_or_descriptions() {
+        for q in [
+            "refund_payment",
+            "IndexDir::publish",
+            "parseConfig",
+            "Session.request",
+            "FraudScorer",
+            "where is parse_config called",
+        ] {
+            assert_eq!(QueryKind::of(q), QueryKind::Identifier, "{q}");
+        }
+        for q in [
+            "how risky is a card transaction",
+            "Split the query. Then rank it.",
+        ] {
+            assert_eq!(QueryKind::of(q), QueryKind::NaturalLanguage, "{q}");
+        }
     }
 }
