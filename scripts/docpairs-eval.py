@@ -10,13 +10,9 @@ usage: scripts/docpairs-eval.py --codeq BIN --work DIR OWNER/NAME=BARE_GIT_DIR [
 """
 import argparse, json, pathlib, subprocess, sys
 
-EVALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+from evaldata import EVALDATA, checkout
 
 
-def checkout(bare, rev, dest):
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "--git-dir", str(bare), "archive", rev], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
 
 
 def blank_doc_lines(dest, items):
@@ -45,8 +41,7 @@ def main():
         mine = [i for i in items if i["repo"] == repo]
         name = repo.split("/")[1]
         dest = pathlib.Path(args.work) / f"docpairs-{name}"
-        if not dest.exists():
-            checkout(bare, mine[0]["commit"], dest)
+        if checkout(bare, mine[0]["commit"], dest):
             blank_doc_lines(dest, mine)
         lines = [f'name = "docpairs-{name}"', 'tier = "monitoring"', ""]
         for item in mine:

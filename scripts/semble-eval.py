@@ -12,15 +12,9 @@ usage: scripts/semble-eval.py --codeq BIN --work DIR NAME=BARE_GIT_DIR [...]
 """
 import argparse, json, math, pathlib, subprocess, sys
 
-EVALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+from evaldata import EVALDATA, checkout
 
 
-def checkout(bare, rev, dest):
-    if dest.exists():
-        return
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "--git-dir", str(bare), "archive", rev], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
 
 
 def hit(result, target):
