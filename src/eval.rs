@@ -149,12 +149,21 @@ pub trait ScopeResolver {
     fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter>;
 }
 
-/// Single-user mode: every question sees everything.
+/// Single-user mode: every question sees everything. A question that asks as a named
+/// principal is refused rather than silently run unrestricted.
 pub struct Unrestricted;
 
 impl ScopeResolver for Unrestricted {
-    fn filter_for(&self, _: Option<&str>) -> Result<ChunkFilter> {
-        Ok(ChunkFilter::default())
+    fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
+        match principal {
+            None => Ok(ChunkFilter::default()),
+            Some(p) => Err(Error::Config {
+                path: "question set".into(),
+                detail: format!(
+                    "a question asks as {p:?} but no access-control list is configured, so it cannot be scoped"
+                ),
+            }),
+        }
     }
 }
 
@@ -809,6 +818,16 @@ mod tests {
         assert_eq!(r.sets[0].threshold_failures.len(), 1);
         r.sets[0].questions[0].leaks.push("secret:x.rs:1-2".into());
         assert_eq!(gate_failures(&r, None).len(), 2);
+    }
+
+    #[test]
+    fn principals_are_refused_without_an_acl() {
+        assert!(Unrestricted.filter_for(None).is_ok());
+        let err = Unrestricted
+            .filter_for(Some("alice"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no access-control list"), "{err}");
     }
 
     #[test]
