@@ -16,13 +16,13 @@ use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::search::{self, SearchOptions, SearchResults};
-use crate::store::{ChunkFilter, IndexDir, IndexReader};
+use crate::store::{ChunkFilter, IndexDir, IndexReader, RepoRecord};
 use crate::walk;
 
 /// Version of the `--json` output shapes.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug)]
 #[command(
     name = "codeq",
     version,
@@ -42,7 +42,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand, Debug, Clone)]
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Build or refresh the index of ROOT (a git repo, a folder of repos, or any folder).
     Index {
@@ -192,7 +192,7 @@ fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<FastEmbedder> {
 /// `[model] dir` when given, else the folder recorded in the index, with the index's token
 /// limit, so that query vectors are comparable with the stored ones.
 fn load_index_embedder(
-    cli: &Cli,
+    model_dir: Option<&Path>,
     config: &Config,
     reader: &IndexReader,
 ) -> anyhow::Result<FastEmbedder> {
@@ -202,10 +202,21 @@ fn load_index_embedder(
     if model.dir.is_none() {
         model.dir = built_with.dir.clone().filter(|d| d.is_dir());
     }
-    if let Some(dir) = &cli.model_dir {
-        model.dir = Some(dir.clone());
+    if let Some(dir) = model_dir {
+        model.dir = Some(dir.to_path_buf());
     }
     Ok(FastEmbedder::load(&model)?)
+}
+
+/// Search options of `search` and `ask`: top `k`, optionally only some repositories.
+fn query_options(k: usize, repos: &[String]) -> SearchOptions {
+    SearchOptions {
+        k,
+        filter: ChunkFilter {
+            repos: (!repos.is_empty()).then(|| repos.to_vec()),
+        },
+        ..SearchOptions::default()
+    }
 }
 
 /// Finds and opens the index for a query command.
@@ -292,35 +303,81 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
     Ok(())
 }
 
+/// One repository in `codeq status`: what was indexed against the working tree now.
+#[derive(serde::Serialize)]
+struct RepoStatus {
+    id: String,
+    path: String,
+    is_git: bool,
+    remote_url: Option<String>,
+    branch: Option<String>,
+    indexed_commit: Option<String>,
+    head: Option<String>,
+    stale: bool,
+    dirty_when_indexed: bool,
+    dirty_now: bool,
+    files: usize,
+    chunks: usize,
+}
+
+impl RepoStatus {
+    fn of(repo: &RepoRecord, root: &Path) -> RepoStatus {
+        let now = repo.is_git.then(|| walk::git_state(&root.join(&repo.path)));
+        let head = now.as_ref().and_then(|g| g.head.clone());
+        RepoStatus {
+            id: repo.id.clone(),
+            path: repo.path.clone(),
+            is_git: repo.is_git,
+            remote_url: repo.remote_url.clone(),
+            branch: repo.branch.clone(),
+            indexed_commit: repo.commit.clone(),
+            stale: repo.is_git && head != repo.commit,
+            head,
+            dirty_when_indexed: repo.dirty,
+            dirty_now: now.as_ref().is_some_and(|g| g.dirty),
+            files: repo.files,
+            chunks: repo.chunks,
+        }
+    }
+
+    /// "current at abc1234567", "STALE: indexed …, HEAD is now …", with dirty state.
+    fn describe(&self) -> String {
+        let short = |commit: &Option<String>| {
+            commit
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string())
+        };
+        let state = if !self.is_git {
+            "not in git".to_string()
+        } else if self.indexed_commit.is_none() && self.head.is_none() {
+            "no commits yet".to_string()
+        } else if self.stale {
+            format!(
+                "STALE: indexed {}, HEAD is now {}",
+                short(&self.indexed_commit),
+                short(&self.head)
+            )
+        } else {
+            format!("current at {}", short(&self.indexed_commit))
+        };
+        let dirty = if self.dirty_now {
+            ", uncommitted changes"
+        } else {
+            ""
+        };
+        format!("{state}{dirty}")
+    }
+}
+
 fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let (dir, reader, _config) = open_index(cli)?;
     let manifest = reader.manifest();
     let lanes = reader.lane_counts()?;
     let size = dir.size_on_disk();
-    let repos: Vec<serde_json::Value> = manifest
+    let repos: Vec<RepoStatus> = manifest
         .repos
         .iter()
-        .map(|repo| {
-            let now = repo
-                .is_git
-                .then(|| walk::git_state(&manifest.root.join(&repo.path)));
-            let head = now.as_ref().and_then(|g| g.head.clone());
-            let stale = repo.is_git && (head != repo.commit);
-            json!({
-                "id": repo.id,
-                "path": repo.path,
-                "is_git": repo.is_git,
-                "remote_url": repo.remote_url,
-                "branch": repo.branch,
-                "indexed_commit": repo.commit,
-                "head": head,
-                "stale": stale,
-                "dirty_when_indexed": repo.dirty,
-                "dirty_now": now.as_ref().is_some_and(|g| g.dirty),
-                "files": repo.files,
-                "chunks": repo.chunks,
-            })
-        })
+        .map(|repo| RepoStatus::of(repo, &manifest.root))
         .collect();
     let consistent = lanes.bm25_docs == lanes.vectors && lanes.vectors == manifest.totals.chunks;
     let mut out = std::io::stdout().lock();
@@ -359,34 +416,13 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             manifest.chunker_version
         )?;
         for repo in &repos {
-            let short = |v: &serde_json::Value| {
-                v.as_str()
-                    .map_or_else(|| "-".to_string(), |s| s[..s.len().min(10)].to_string())
-            };
-            let state = if repo["is_git"].as_bool() != Some(true) {
-                "not in git".to_string()
-            } else if repo["indexed_commit"].is_null() && repo["head"].is_null() {
-                "no commits yet".to_string()
-            } else if repo["stale"].as_bool() == Some(true) {
-                format!(
-                    "STALE: indexed {}, HEAD is now {}",
-                    short(&repo["indexed_commit"]),
-                    short(&repo["head"])
-                )
-            } else {
-                format!("current at {}", short(&repo["indexed_commit"]))
-            };
-            let dirty = if repo["dirty_now"].as_bool() == Some(true) {
-                ", uncommitted changes"
-            } else {
-                ""
-            };
             writeln!(
                 out,
-                "  {:<24} {:>6} files {:>7} chunks  {state}{dirty}",
-                repo["id"].as_str().unwrap_or_default(),
-                repo["files"],
-                repo["chunks"],
+                "  {:<24} {:>6} files {:>7} chunks  {}",
+                repo.id,
+                repo.files,
+                repo.chunks,
+                repo.describe()
             )?;
         }
         if consistent {
@@ -418,14 +454,8 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Result<ExitCode> {
     let (_dir, reader, config) = open_index(cli)?;
-    let mut embedder = load_index_embedder(cli, &config, &reader)?;
-    let options = SearchOptions {
-        k,
-        filter: ChunkFilter {
-            repos: (!repos.is_empty()).then(|| repos.to_vec()),
-        },
-        ..SearchOptions::default()
-    };
+    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let options = query_options(k, repos);
     let results = search::search(&reader, &mut embedder, query, &options)?;
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -478,14 +508,8 @@ fn cmd_ask(
     verdicts: &[(usize, Verdict)],
 ) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
-    let mut embedder = load_index_embedder(cli, &config, &reader)?;
-    let options = SearchOptions {
-        k,
-        filter: ChunkFilter {
-            repos: (!repos.is_empty()).then(|| repos.to_vec()),
-        },
-        ..SearchOptions::default()
-    };
+    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let options = query_options(k, repos);
     let answer = answer::ask(&reader, &mut embedder, question, &options)?;
     if !verdicts.is_empty() {
         record_verdicts(&dir, &reader, &answer, verdicts)?;
@@ -605,7 +629,7 @@ fn cmd_eval(
         .iter()
         .map(|p| QuestionSet::load(p))
         .collect::<crate::Result<Vec<_>>>()?;
-    let mut embedder = load_index_embedder(cli, &config, &reader)?;
+    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
     let report = eval::run(&reader, &mut embedder, &sets, &eval::Unrestricted, k)?;
     let changes = match baseline {
         Some(path) => {
@@ -622,11 +646,8 @@ fn cmd_eval(
             let other_dir = IndexDir::open(other_path)?;
             let other = other_dir.reader()?;
             let other_config = Config::load_for_root(&other.manifest().root)?;
-            let unflagged = Cli {
-                model_dir: None,
-                ..cli.clone()
-            };
-            let mut other_embedder = load_index_embedder(&unflagged, &other_config, &other)?;
+            // The second index is queried with the model it was built with, never --model-dir.
+            let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
             let other_report =
                 eval::run(&other, &mut other_embedder, &sets, &eval::Unrestricted, k)?;
             let flips = eval::compare_reports(&report, &other_report);
