@@ -13,13 +13,16 @@ use serde::Serialize;
 
 use crate::chunk::Chunk;
 use crate::embed::Embedder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::sha256_hex;
-use crate::search::{self, SearchHit, SearchOptions, SearchTimings};
+use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
 use crate::store::{IndexReader, code_tokens};
 
 /// Below this confidence the best citation is not presented as an answer.
 pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
+/// Share of a file's second and third best chunk scores added to its best one when files
+/// are ranked: a file with several matching chunks is likelier the answer.
+pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
 
 /// A verified pointer into the code.
 #[derive(Debug, Clone, Serialize)]
@@ -48,8 +51,12 @@ pub struct Citation {
     pub confidence: f32,
     /// Freshness against the working tree.
     pub freshness: Freshness,
-    /// Fused retrieval score.
+    /// Final retrieval score (fused, then boosted).
     pub score: f64,
+    /// Weighted RRF score before boosts.
+    pub fused_score: f64,
+    /// Adjustments applied after fusion.
+    pub boosts: Vec<Boost>,
     /// Rank in the BM25 lane.
     pub bm25_rank: Option<usize>,
     /// Rank in the vector lane.
@@ -95,6 +102,8 @@ pub struct FileGroup {
     pub path: String,
     /// Best confidence among the file's citations.
     pub confidence: f32,
+    /// Ranking score: the best chunk's score plus a share of the next two.
+    pub score: f64,
     /// Indexes into [`Answer::citations`].
     pub citations: Vec<usize>,
 }
@@ -110,7 +119,7 @@ pub struct Answer {
     pub summary: String,
     /// Citations, best first.
     pub citations: Vec<Citation>,
-    /// Citations grouped by file, best file first.
+    /// Citations grouped by file, best file first: the file citations.
     pub files: Vec<FileGroup>,
     /// Citations removed by verification.
     pub dropped: Vec<DroppedCitation>,
@@ -133,6 +142,17 @@ pub fn ask(
     let terms = results.terms.clone();
     let mut citations = Vec::new();
     let mut dropped = Vec::new();
+    if results
+        .hits
+        .iter()
+        .any(|h| !options.filter.admits(&h.chunk.repo, &h.chunk.path))
+    {
+        // The retrievers filter before ranking; reaching this is a bug, so fail closed
+        // without saying what was withheld.
+        return Err(Error::Store(
+            "a retrieved chunk fell outside the access filter; the answer was withheld".into(),
+        ));
+    }
     for hit in results.hits {
         let repo_root = manifest
             .repos
@@ -248,6 +268,8 @@ fn cite(hit: SearchHit, freshness: Freshness, terms: &[String]) -> Citation {
         confidence,
         freshness,
         score: hit.score,
+        fused_score: hit.fused_score,
+        boosts: hit.boosts,
         bm25_rank: hit.bm25_rank,
         vector_rank: hit.vector_rank,
         content: chunk.content,
@@ -282,9 +304,16 @@ fn explain(hit: &SearchHit, terms: &[String]) -> String {
     if let Some(d) = hit.vector_distance {
         reasons.push(format!("semantic similarity {:.2}", 1.0 - d));
     }
+    reasons.extend(
+        hit.boosts
+            .iter()
+            .map(|b| format!("{} (x{})", b.reason, b.factor)),
+    );
     reasons.join("; ")
 }
 
+/// Groups citations by file and ranks the files: best chunk score plus
+/// [`FILE_SUPPORT_WEIGHT`] times the next two (citations arrive best first).
 fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
     let mut files: Vec<FileGroup> = Vec::new();
     for (i, c) in citations.iter().enumerate() {
@@ -293,6 +322,9 @@ fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
             .find(|f| f.repo == c.repo && f.path == c.path)
         {
             Some(group) => {
+                if group.citations.len() < 3 {
+                    group.score += FILE_SUPPORT_WEIGHT * c.score;
+                }
                 group.citations.push(i);
                 group.confidence = group.confidence.max(c.confidence);
             }
@@ -300,10 +332,13 @@ fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
                 repo: c.repo.clone(),
                 path: c.path.clone(),
                 confidence: c.confidence,
+                score: c.score,
                 citations: vec![i],
             }),
         }
     }
+    // Stable: equal scores keep the order of their best citation.
+    files.sort_by(|a, b| b.score.total_cmp(&a.score));
     files
 }
 

@@ -10,13 +10,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use crate::acl::{self, Access, AccessMode, Acl};
 use crate::answer::{self, Answer, Freshness};
 use crate::config::{self, Config};
 use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::search::{self, SearchOptions, SearchResults};
-use crate::store::{ChunkFilter, IndexDir, IndexReader, RepoRecord};
+use crate::store::{IndexDir, IndexReader, RepoRecord};
 use crate::walk;
 
 /// Version of the `--json` output shapes.
@@ -35,6 +36,12 @@ struct Cli {
     /// Folder with the embedding model (default: the one scripts/setup.sh installs).
     #[arg(long, global = true, env = "CODEQ_MODEL_DIR")]
     model_dir: Option<PathBuf>,
+    /// Access-control list (an [acl] section); default: the [acl] of the root's codeq.toml.
+    #[arg(long, global = true, env = "CODEQ_ACL")]
+    acl: Option<PathBuf>,
+    /// Run queries as this principal (default: CODEQ_USER, else the OS user).
+    #[arg(long = "as", global = true, env = "CODEQ_USER", value_name = "USER")]
+    as_user: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -208,15 +215,57 @@ fn load_index_embedder(
     Ok(FastEmbedder::load(&model)?)
 }
 
-/// Search options of `search` and `ask`: top `k`, optionally only some repositories.
-fn query_options(k: usize, repos: &[String]) -> SearchOptions {
-    SearchOptions {
-        k,
-        filter: ChunkFilter {
-            repos: (!repos.is_empty()).then(|| repos.to_vec()),
-        },
-        ..SearchOptions::default()
+/// What the principal of this invocation may read of `reader`'s index. With `--acl` or an
+/// `[acl]` section in the root's codeq.toml, what no grant allows is denied; an ACL that
+/// does not load stops the command (fail closed).
+fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Access> {
+    let loaded;
+    let acl: Option<&Acl> = match &cli.acl {
+        Some(path) => {
+            loaded = Acl::load(path)?;
+            Some(&loaded)
+        }
+        None => config.acl(),
+    };
+    let Some(acl) = acl else {
+        if cli.as_user.is_some() {
+            eprintln!(
+                "codeq: no access-control list is configured, so --as / CODEQ_USER has no effect (single-user mode)"
+            );
+        }
+        return Ok(Access::single_user());
+    };
+    let principal = acl::principal(cli.as_user.as_deref());
+    let repos: Vec<String> = reader
+        .manifest()
+        .repos
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
+    let mut access = acl.access_for(&principal, &repos);
+    access.filter = reader.without_empty_scopes(&access.filter)?;
+    Ok(access)
+}
+
+/// Search options of `search` and `ask`: top `k` within what `access` allows, optionally
+/// narrowed to some repositories. A repository that is absent and one the principal may
+/// not read get the same answer, so the error reveals nothing.
+fn query_options(k: usize, repos: &[String], access: &Access) -> anyhow::Result<SearchOptions> {
+    if let Some(hidden) = repos.iter().find(|r| !access.filter.admits_repo(r)) {
+        anyhow::bail!(
+            "--repo {hidden}: no repository of that name is visible to you in this index; `codeq status` lists the ones you can search"
+        );
     }
+    let filter = if repos.is_empty() {
+        access.filter.clone()
+    } else {
+        access.filter.narrowed_to(repos)
+    };
+    Ok(SearchOptions {
+        k,
+        filter,
+        ..SearchOptions::default()
+    })
 }
 
 /// Finds and opens the index for a query command.
@@ -318,6 +367,9 @@ struct RepoStatus {
     dirty_now: bool,
     files: usize,
     chunks: usize,
+    /// The path globs the principal may read, when the grant covers only part of the repo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paths: Option<Vec<String>>,
 }
 
 impl RepoStatus {
@@ -337,6 +389,7 @@ impl RepoStatus {
             dirty_now: now.as_ref().is_some_and(|g| g.dirty),
             files: repo.files,
             chunks: repo.chunks,
+            paths: None,
         }
     }
 
@@ -370,20 +423,41 @@ impl RepoStatus {
 }
 
 fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let (dir, reader, _config) = open_index(cli)?;
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
     let manifest = reader.manifest();
-    let lanes = reader.lane_counts()?;
-    let size = dir.size_on_disk();
+    let filter = &access.filter;
+    let lanes = reader.lane_counts(filter)?;
+    // Repositories the principal may read only partly are counted from the table, so
+    // that no count includes what they may not see.
+    let partial_counts = reader.visible_counts(&filter.path_restricted())?;
     let repos: Vec<RepoStatus> = manifest
         .repos
         .iter()
-        .map(|repo| RepoStatus::of(repo, &manifest.root))
+        .filter(|repo| filter.admits_repo(&repo.id))
+        .map(|repo| {
+            let mut status = RepoStatus::of(repo, &manifest.root);
+            if let Some(scope) = filter
+                .scopes()
+                .and_then(|s| s.iter().find(|s| s.repo == repo.id))
+                && let Some(globs) = &scope.paths
+            {
+                let (files, chunks) = partial_counts.get(&repo.id).copied().unwrap_or((0, 0));
+                status.files = files;
+                status.chunks = chunks;
+                status.paths = Some(globs.iter().map(|g| g.glob().to_string()).collect());
+            }
+            status
+        })
         .collect();
-    let consistent = lanes.bm25_docs == lanes.vectors && lanes.vectors == manifest.totals.chunks;
+    let visible_chunks: usize = repos.iter().map(|r| r.chunks).sum();
+    let consistent = lanes.bm25_docs == lanes.vectors && lanes.vectors == visible_chunks;
+    let everything = access.sees_everything();
     let mut out = std::io::stdout().lock();
     if cli.json {
-        let value = json!({
+        let mut value = json!({
             "schema_version": JSON_SCHEMA_VERSION,
+            "access": access.mode,
             "index_dir": dir.path(),
             "generation": reader.generation(),
             "created_unix": manifest.created_unix,
@@ -392,11 +466,13 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             "chunker_version": manifest.chunker_version,
             "repos": repos,
             "lanes": {"bm25_docs": lanes.bm25_docs, "vectors": lanes.vectors,
-                      "chunks": manifest.totals.chunks, "consistent": consistent},
-            "skipped": manifest.totals.skipped,
-            "size_on_disk_bytes": size,
-            "source_bytes": manifest.totals.source_bytes,
+                      "chunks": visible_chunks, "consistent": consistent},
         });
+        if everything {
+            value["skipped"] = json!(manifest.totals.skipped);
+            value["size_on_disk_bytes"] = json!(dir.size_on_disk());
+            value["source_bytes"] = json!(manifest.totals.source_bytes);
+        }
         writeln!(out, "{value}")?;
     } else {
         writeln!(
@@ -407,6 +483,18 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             age(manifest.created_unix)
         )?;
         writeln!(out, "root  {}", manifest.root.display())?;
+        match &access.mode {
+            AccessMode::SingleUser => writeln!(
+                out,
+                "access: single-user mode (no ACL configured; every repository is visible)"
+            )?,
+            AccessMode::Acl { principal, source } => writeln!(
+                out,
+                "access: as {principal} under the ACL in {} ({} of the index visible)",
+                source.display(),
+                if everything { "all" } else { "part" }
+            )?,
+        }
         writeln!(
             out,
             "model {} ({} dimensions, max {} tokens), chunker v{}",
@@ -415,10 +503,17 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             manifest.model.max_length,
             manifest.chunker_version
         )?;
+        if repos.is_empty() {
+            writeln!(out, "  no repository of this index is visible to you")?;
+        }
         for repo in &repos {
+            let only = repo
+                .paths
+                .as_ref()
+                .map_or(String::new(), |p| format!("  (only {})", p.join(", ")));
             writeln!(
                 out,
-                "  {:<24} {:>6} files {:>7} chunks  {}",
+                "  {:<24} {:>6} files {:>7} chunks  {}{only}",
                 repo.id,
                 repo.files,
                 repo.chunks,
@@ -435,15 +530,17 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "LANES DISAGREE: {} BM25 documents, {} vectors, {} chunks in the manifest; rebuild with `codeq index ROOT --rebuild`",
-                lanes.bm25_docs, lanes.vectors, manifest.totals.chunks
+                lanes.bm25_docs, lanes.vectors, visible_chunks
             )?;
         }
-        writeln!(
-            out,
-            "size on disk {} for {} of source",
-            human_bytes(size),
-            human_bytes(manifest.totals.source_bytes)
-        )?;
+        if everything {
+            writeln!(
+                out,
+                "size on disk {} for {} of source",
+                human_bytes(dir.size_on_disk()),
+                human_bytes(manifest.totals.source_bytes)
+            )?;
+        }
     }
     Ok(if consistent {
         ExitCode::SUCCESS
@@ -454,12 +551,13 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Result<ExitCode> {
     let (_dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let options = query_options(k, repos, &access)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let options = query_options(k, repos);
     let results = search::search(&reader, &mut embedder, query, &options)?;
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(out, "{}", search_json(query, &results))?;
+        writeln!(out, "{}", search_json(query, &results, &access))?;
     } else {
         write_search_results(&mut out, &results)?;
     }
@@ -508,8 +606,9 @@ fn cmd_ask(
     verdicts: &[(usize, Verdict)],
 ) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let options = query_options(k, repos, &access)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let options = query_options(k, repos);
     let answer = answer::ask(&reader, &mut embedder, question, &options)?;
     if !verdicts.is_empty() {
         record_verdicts(&dir, &reader, &answer, verdicts)?;
@@ -519,7 +618,8 @@ fn cmd_ask(
         writeln!(
             out,
             "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "generation": reader.generation(), "answer": answer})
+            json!({"schema_version": JSON_SCHEMA_VERSION, "access": access.mode,
+                   "generation": reader.generation(), "answer": answer})
         )?;
     } else {
         write_answer(&mut out, &answer)?;
@@ -558,6 +658,8 @@ fn record_verdicts(
             "question": answer.question,
             "generation": reader.generation(),
             "citation": citation.citation,
+            "repo": citation.repo,
+            "path": citation.path,
             "symbol": citation.symbol,
             "verdict": verdict,
         });
@@ -629,8 +731,24 @@ fn cmd_eval(
         .iter()
         .map(|p| QuestionSet::load(p))
         .collect::<crate::Result<Vec<_>>>()?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let acl = match &cli.acl {
+        Some(path) => Some(Acl::load(path)?),
+        None => config.acl().cloned(),
+    };
+    let principal = acl::principal(cli.as_user.as_deref());
+    let scope_of = |r: &IndexReader| -> Box<dyn eval::ScopeResolver> {
+        match &acl {
+            Some(acl) => Box::new(eval::AclScope {
+                acl: acl.clone(),
+                default_principal: principal.clone(),
+                repos: r.manifest().repos.iter().map(|x| x.id.clone()).collect(),
+            }),
+            None => Box::new(eval::Unrestricted),
+        }
+    };
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let report = eval::run(&reader, &mut embedder, &sets, &eval::Unrestricted, k)?;
+    let report = eval::run(&reader, &mut embedder, &sets, scope_of(&reader).as_ref(), k)?;
     let changes = match baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -648,8 +766,13 @@ fn cmd_eval(
             let other_config = Config::load_for_root(&other.manifest().root)?;
             // The second index is queried with the model it was built with, never --model-dir.
             let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
-            let other_report =
-                eval::run(&other, &mut other_embedder, &sets, &eval::Unrestricted, k)?;
+            let other_report = eval::run(
+                &other,
+                &mut other_embedder,
+                &sets,
+                scope_of(&other).as_ref(),
+                k,
+            )?;
             let flips = eval::compare_reports(&report, &other_report);
             Some((other_dir, other_report, flips))
         }
@@ -661,7 +784,7 @@ fn cmd_eval(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let failures = eval::gate_failures(&report, changes.as_ref());
-    let backlog = read_backlog(&dir);
+    let backlog = read_backlog(&dir, &access);
     let mut out = std::io::stdout().lock();
     if cli.json {
         let value = json!({
@@ -742,11 +865,20 @@ fn cmd_eval(
     })
 }
 
-fn read_backlog(dir: &IndexDir) -> Vec<serde_json::Value> {
+/// Backlog verdicts the principal may see: others may have judged citations of
+/// repositories this principal cannot read.
+fn read_backlog(dir: &IndexDir, access: &Access) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.path().join(BACKLOG_FILE))
         .map(|text| {
             text.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|item| {
+                    access.sees_everything()
+                        || match (item["repo"].as_str(), item["path"].as_str()) {
+                            (Some(repo), Some(path)) => access.filter.admits(repo, path),
+                            _ => false,
+                        }
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -850,7 +982,7 @@ fn write_changes(out: &mut impl Write, label: &str, changes: &Changes) -> std::i
     Ok(())
 }
 
-fn search_json(query: &str, results: &SearchResults) -> serde_json::Value {
+fn search_json(query: &str, results: &SearchResults, access: &Access) -> serde_json::Value {
     let hits: Vec<serde_json::Value> = results
         .hits
         .iter()
@@ -861,7 +993,7 @@ fn search_json(query: &str, results: &SearchResults) -> serde_json::Value {
                 "repo": c.repo, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
                 "symbol": c.symbol, "kind": c.kind, "language": c.language,
                 "signature": c.signature, "doc": c.doc,
-                "score": h.score,
+                "score": h.score, "fused_score": h.fused_score, "boosts": h.boosts,
                 "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
                 "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
                 "snippet": snippet(&c.content, 6),
@@ -870,8 +1002,11 @@ fn search_json(query: &str, results: &SearchResults) -> serde_json::Value {
         .collect();
     json!({
         "schema_version": JSON_SCHEMA_VERSION,
+        "access": access.mode,
         "query": query,
         "terms": results.terms,
+        "analysis": results.analysis,
+        "overlaps_removed": results.overlaps_removed,
         "results": hits,
         "timings_ms": {
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::acl::{Acl, AclSection};
 use crate::error::{Error, Result};
 
 /// Name of the per-root configuration file.
@@ -19,6 +20,11 @@ pub struct Config {
     pub index: IndexConfig,
     /// Which embedding model to use and how.
     pub model: ModelConfig,
+    /// The `[acl]` section as written; see [`Config::acl`].
+    acl: Option<AclSection>,
+    /// The validated access-control list, when `[acl]` is present.
+    #[serde(skip)]
+    access_list: Option<Acl>,
 }
 
 /// Walker and chunker settings (`[index]`).
@@ -115,15 +121,27 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        Config::parse(&text).map_err(|detail| Error::Config {
+        let mut config = Config::parse(&text).map_err(|detail| Error::Config {
             path: path.to_path_buf(),
             detail,
-        })
+        })?;
+        if let Some(acl) = &mut config.access_list {
+            acl.set_source(path);
+        }
+        Ok(config)
+    }
+
+    /// The access-control list of this configuration, if it has an `[acl]` section.
+    pub fn acl(&self) -> Option<&Acl> {
+        self.access_list.as_ref()
     }
 
     /// Parses configuration text; the error names the offending line.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        if let Some(section) = &config.acl {
+            config.access_list = Some(Acl::compile(section, text, Path::new(CONFIG_FILE))?);
+        }
         if config.model.max_length < 16 {
             return Err("model.max_length must be at least 16 tokens".into());
         }

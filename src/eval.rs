@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::Acl;
 use crate::answer::{self, Answer};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -164,6 +165,23 @@ impl ScopeResolver for Unrestricted {
                 ),
             }),
         }
+    }
+}
+
+/// Under an ACL: each question runs as its `as` principal, else as the run's principal.
+pub struct AclScope {
+    /// The access-control list.
+    pub acl: Acl,
+    /// Principal of questions without `as`.
+    pub default_principal: String,
+    /// Repository ids of the index being evaluated.
+    pub repos: Vec<String>,
+}
+
+impl ScopeResolver for AclScope {
+    fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
+        let who = principal.unwrap_or(&self.default_principal);
+        Ok(self.acl.access_for(who, &self.repos).filter)
     }
 }
 
@@ -426,7 +444,11 @@ fn run_question(
 /// Scores one answer against its question (lanes and latency are filled in by the caller).
 pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
     let grades = expected_grades(q);
-    let mut files = dedup_files(answer.citations.iter().map(|c| (&c.repo, &c.path)));
+    let mut files: Vec<String> = answer
+        .files
+        .iter()
+        .map(|f| format!("{}:{}", f.repo, f.path))
+        .collect();
     files.truncate(k);
     let first_hit = first_hit(&files, &grades);
     let ndcg = ndcg_at(&files, &grades, 10);

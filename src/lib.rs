@@ -2,10 +2,11 @@
 //! questions about it with citations to files and line ranges.
 //!
 //! The pipeline, one module per stage: [`walk`] → [`chunk`] → [`embed`] → [`store`],
-//! orchestrated by [`index`]; queries go through [`search`] and [`answer`]; [`eval`]
-//! scores answers against question sets. [`cli`] is the thin layer the
-//! binary calls.
+//! orchestrated by [`index`]; queries go through [`search`] and [`answer`], scoped by
+//! [`acl`] to what the principal may read; [`eval`] scores answers against question sets.
+//! [`cli`] is the thin layer the binary calls.
 
+pub mod acl;
 pub mod answer;
 pub mod bench;
 pub mod chunk;

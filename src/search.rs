@@ -1,5 +1,9 @@
 //! Hybrid retrieval: BM25 over code tokens and exact vector search, both restricted by the
-//! same [`ChunkFilter`] before ranking, fused with reciprocal rank fusion.
+//! same [`ChunkFilter`] before ranking, fused with weighted reciprocal rank fusion, then
+//! adjusted by what the query asks for (definitions, file names, tests) and deduplicated.
+//!
+//! Every adjustment is recorded on the hit ([`SearchHit::boosts`]) so `--json` output and
+//! traces show why a chunk ranks where it does.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,13 +63,35 @@ impl Default for SearchOptions {
     }
 }
 
+/// A multiplicative adjustment of a fused score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Boost {
+    /// What triggered it.
+    pub reason: &'static str,
+    /// The factor applied to the score.
+    pub factor: f64,
+}
+
+/// Factor for the chunk that defines a symbol the query names.
+pub const DEFINITION_BOOST: f64 = 1.6;
+/// Factor for a file whose name the query mentions.
+pub const FILE_NAME_BOOST: f64 = 1.15;
+/// Factor for tests, fixtures and benchmarks when the query does not ask for them.
+pub const TEST_PENALTY: f64 = 0.7;
+/// Factor for vendored or generated code when the query does not ask for it.
+pub const VENDORED_PENALTY: f64 = 0.6;
+
 /// One fused result, with each lane's contribution.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
     /// The chunk.
     pub chunk: Chunk,
-    /// Fused RRF score.
+    /// Final score: the fused score times every boost.
     pub score: f64,
+    /// Weighted RRF score before boosts.
+    pub fused_score: f64,
+    /// Adjustments applied after fusion.
+    pub boosts: Vec<Boost>,
     /// 1-based rank in the BM25 lane.
     pub bm25_rank: Option<usize>,
     /// BM25 score.
@@ -96,6 +122,10 @@ pub struct SearchResults {
     pub hits: Vec<SearchHit>,
     /// Query terms the BM25 lane used.
     pub terms: Vec<String>,
+    /// How the query was read.
+    pub analysis: QueryAnalysis,
+    /// Lower-ranked chunks dropped because they overlap a better one in the same file.
+    pub overlaps_removed: usize,
     /// Stage timings.
     pub timings: SearchTimings,
 }
@@ -114,13 +144,8 @@ impl QueryKind {
     /// Classifies a query.
     pub fn of(query: &str) -> QueryKind {
         let words: Vec<&str> = query.split_whitespace().collect();
-        let code_like = |w: &&str| {
-            let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
-            w.contains('_')
-                || w.contains("::")
-                || w.contains('.') && !w.ends_with('.')
-                || w.chars().skip(1).any(char::is_uppercase) && w.chars().any(char::is_lowercase)
-        };
+        let code_like =
+            |w: &&str| is_code_like(w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_'));
         if words.len() <= 1 || words.iter().any(code_like) {
             QueryKind::Identifier
         } else {
@@ -148,6 +173,215 @@ pub fn query_terms(query: &str) -> Vec<String> {
     terms
 }
 
+/// What a query asks for, read once before retrieval.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryAnalysis {
+    /// Identifier or description.
+    pub kind: QueryKind,
+    /// RRF weight of the BM25 lane.
+    pub bm25_weight: f64,
+    /// RRF weight of the vector lane.
+    pub vector_weight: f64,
+    /// Symbol names the query mentions, lowercased (`Type::method` → `method`).
+    pub symbols: Vec<String>,
+    /// True when the query asks where something is used rather than defined.
+    pub asks_for_usages: bool,
+    /// True when the query is about tests, fixtures or benchmarks.
+    pub asks_for_tests: bool,
+    /// True when the query is about vendored or generated code.
+    pub asks_for_vendored: bool,
+}
+
+/// Words that mean the user wants callers, not the definition.
+const USAGE_WORDS: &[&str] = &[
+    "called",
+    "calls",
+    "caller",
+    "callers",
+    "usage",
+    "usages",
+    "used",
+    "uses",
+    "references",
+];
+/// Words that mean the user wants tests.
+const TEST_WORDS: &[&str] = &[
+    "test",
+    "tests",
+    "testing",
+    "tested",
+    "fixture",
+    "fixtures",
+    "mock",
+    "mocks",
+    "spec",
+    "bench",
+    "benchmark",
+    "benchmarks",
+];
+/// Words that mean the user wants vendored or generated code.
+const VENDORED_WORDS: &[&str] = &[
+    "vendor",
+    "vendored",
+    "generated",
+    "third_party",
+    "thirdparty",
+];
+
+impl QueryAnalysis {
+    /// Reads a query.
+    pub fn of(query: &str) -> QueryAnalysis {
+        let kind = QueryKind::of(query);
+        let (bm25_weight, vector_weight) = kind.lane_weights();
+        let words: Vec<String> = query
+            .split_whitespace()
+            .map(|w| {
+                w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
+                    .to_string()
+            })
+            .filter(|w| !w.is_empty())
+            .collect();
+        let single = words.len() == 1;
+        let mut symbols = Vec::new();
+        for word in &words {
+            if (single || is_code_like(word)) && word.chars().any(char::is_alphabetic) {
+                let name = last_segment(word).to_lowercase();
+                if !name.is_empty() && !symbols.contains(&name) {
+                    symbols.push(name);
+                }
+            }
+        }
+        let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+        let mentions = |set: &[&str]| lower.iter().any(|w| set.contains(&w.as_str()));
+        QueryAnalysis {
+            kind,
+            bm25_weight,
+            vector_weight,
+            symbols,
+            asks_for_usages: mentions(USAGE_WORDS),
+            asks_for_tests: mentions(TEST_WORDS),
+            asks_for_vendored: mentions(VENDORED_WORDS),
+        }
+    }
+
+    /// The adjustments this query makes to one chunk.
+    pub fn boosts_for(&self, chunk: &Chunk, terms: &[String]) -> Vec<Boost> {
+        let mut boosts = Vec::new();
+        let defines = !self.asks_for_usages
+            && is_definition(&chunk.kind)
+            && self
+                .symbols
+                .iter()
+                .any(|s| *s == last_segment(&chunk.symbol).to_lowercase());
+        if defines {
+            boosts.push(Boost {
+                reason: "defines the named symbol",
+                factor: DEFINITION_BOOST,
+            });
+        }
+        let stem = file_stem(&chunk.path).to_lowercase();
+        if stem.len() >= 4
+            && !GENERIC_STEMS.contains(&stem.as_str())
+            && (terms.contains(&stem) || self.symbols.contains(&stem))
+        {
+            boosts.push(Boost {
+                reason: "file name matches the query",
+                factor: FILE_NAME_BOOST,
+            });
+        }
+        if !self.asks_for_tests && is_test_code(chunk) {
+            boosts.push(Boost {
+                reason: "test code (the query does not ask for tests)",
+                factor: TEST_PENALTY,
+            });
+        }
+        if !self.asks_for_vendored && is_vendored(&chunk.path) {
+            boosts.push(Boost {
+                reason: "vendored or generated code",
+                factor: VENDORED_PENALTY,
+            });
+        }
+        boosts
+    }
+}
+
+/// A token with `_`, `::`, an inner `.` or an inner capital names code.
+fn is_code_like(word: &str) -> bool {
+    word.contains('_')
+        || word.contains("::")
+        || word.contains('.') && !word.ends_with('.')
+        || word.chars().skip(1).any(char::is_uppercase) && word.chars().any(char::is_lowercase)
+}
+
+/// `Type::method` → `method`, `pkg.mod.func` → `func`.
+fn last_segment(symbol: &str) -> &str {
+    symbol
+        .rsplit("::")
+        .next()
+        .unwrap_or(symbol)
+        .rsplit('.')
+        .next()
+        .unwrap_or(symbol)
+}
+
+/// Chunk kinds that define a named symbol.
+fn is_definition(kind: &str) -> bool {
+    !matches!(kind, "window" | "module" | "group" | "impl")
+}
+
+/// File names too common to say anything about the query.
+const GENERIC_STEMS: &[&str] = &[
+    "__init__", "main", "index", "utils", "util", "common", "types",
+];
+
+fn file_stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.split('.').next().unwrap_or(name)
+}
+
+/// Tests, fixtures and benchmarks, by path or by a Rust `mod tests`.
+pub fn is_test_code(chunk: &Chunk) -> bool {
+    let path = chunk.path.as_str();
+    let in_test_dir = path.split('/').rev().skip(1).any(|dir| {
+        matches!(
+            dir,
+            "test" | "tests" | "testing" | "__tests__" | "spec" | "fixtures" | "benches"
+        )
+    });
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let test_file = name.starts_with("test_")
+        || name == "conftest.py"
+        || [
+            "_test.py",
+            "_tests.py",
+            "_test.rs",
+            "_tests.rs",
+            "_test.go",
+            ".test.ts",
+            ".spec.ts",
+        ]
+        .iter()
+        .any(|suffix| name.ends_with(suffix));
+    let test_module = chunk
+        .symbol
+        .split("::")
+        .any(|segment| segment == "tests" || segment == "test");
+    in_test_dir || test_file || test_module
+}
+
+/// Vendored or generated code that the walker still indexed.
+fn is_vendored(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    path.split('/').rev().skip(1).any(|dir| {
+        matches!(
+            dir,
+            "vendor" | "vendored" | "third_party" | "generated" | "_vendor"
+        )
+    }) || name.ends_with("_pb2.py")
+        || name.ends_with(".pb.rs")
+        || name.contains(".generated.")
+}
+
 /// Runs a hybrid query. Refuses when the loaded model is not the index's model.
 pub fn search(
     reader: &IndexReader,
@@ -166,7 +400,8 @@ pub fn search(
     }
     let mut timings = SearchTimings::default();
     let terms = query_terms(query);
-    let (bm25_weight, vector_weight) = QueryKind::of(query).lane_weights();
+    let analysis = QueryAnalysis::of(query);
+    let (bm25_weight, vector_weight) = (analysis.bm25_weight, analysis.vector_weight);
 
     let mut bm25 = Vec::new();
     if options.lanes != Lanes::Vector {
@@ -196,7 +431,9 @@ pub fn search(
             chunk.chunk_id.clone(),
             SearchHit {
                 chunk,
-                score: vector_weight / (RRF_K + rank as f64),
+                score: 0.0,
+                fused_score: vector_weight / (RRF_K + rank as f64),
+                boosts: Vec::new(),
                 bm25_rank: None,
                 bm25_score: None,
                 vector_rank: Some(rank),
@@ -218,7 +455,7 @@ pub fn search(
         let rank = rank0 + 1;
         let contribution = bm25_weight / (RRF_K + rank as f64);
         if let Some(existing) = fused.get_mut(&hit.chunk_id) {
-            existing.score += contribution;
+            existing.fused_score += contribution;
             existing.bm25_rank = Some(rank);
             existing.bm25_score = Some(hit.score);
         } else if let Some(chunk) = loaded.remove(&hit.chunk_id) {
@@ -226,7 +463,9 @@ pub fn search(
                 hit.chunk_id.clone(),
                 SearchHit {
                     chunk,
-                    score: contribution,
+                    score: 0.0,
+                    fused_score: contribution,
+                    boosts: Vec::new(),
                     bm25_rank: Some(rank),
                     bm25_score: Some(hit.score),
                     vector_rank: None,
@@ -236,18 +475,45 @@ pub fn search(
         }
     }
     let mut hits: Vec<SearchHit> = fused.into_values().collect();
+    for hit in &mut hits {
+        hit.boosts = analysis.boosts_for(&hit.chunk, &terms);
+        hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
+    }
     hits.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.chunk.chunk_id.cmp(&b.chunk.chunk_id))
     });
+    let before = hits.len();
+    let mut hits = without_overlaps(hits);
+    let overlaps_removed = before - hits.len();
     hits.truncate(options.k);
     timings.fuse = started.elapsed();
     Ok(SearchResults {
         hits,
         terms,
+        analysis,
+        overlaps_removed,
         timings,
     })
+}
+
+/// Keeps each hit unless a better-ranked hit of the same file covers any of its lines.
+fn without_overlaps(ranked: Vec<SearchHit>) -> Vec<SearchHit> {
+    let mut kept: Vec<SearchHit> = Vec::with_capacity(ranked.len());
+    for hit in ranked {
+        let c = &hit.chunk;
+        let overlaps = kept.iter().any(|k| {
+            k.chunk.repo == c.repo
+                && k.chunk.path == c.path
+                && k.chunk.start_line <= c.end_line
+                && c.start_line <= k.chunk.end_line
+        });
+        if !overlaps {
+            kept.push(hit);
+        }
+    }
+    kept
 }
 
 #[cfg(test)]

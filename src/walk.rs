@@ -225,6 +225,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
         repo_by_dir.insert(root.clone(), 0);
         repos.push(new_repo(&root, &root, root_name.clone()));
     }
+    let config_file = root.join(crate::config::CONFIG_FILE);
     let mut outside_repo: Option<usize> = None;
     let mut files = Vec::new();
     let mut skipped = SkipCounts::default();
@@ -269,6 +270,11 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
             continue;
         }
         if !file_type.is_file() {
+            continue;
+        }
+        if path == config_file {
+            // The root's codeq.toml holds the access-control list, which names every
+            // repository and principal: it is configuration, never content.
             continue;
         }
         let name = entry.file_name().to_string_lossy();

@@ -56,6 +56,10 @@ fn every_repo_is_found_once_including_nested_ones() {
     assert_eq!(payments["indexed_commit"].as_str().unwrap().len(), 40);
     let notes = repos.iter().find(|r| r["id"] == "corpus").unwrap();
     assert_eq!(notes["is_git"], false);
+    assert_eq!(
+        notes["files"], 1,
+        "notes/todo.md only: the root codeq.toml (which may hold the ACL) is never indexed"
+    );
     assert_eq!(status["lanes"]["consistent"], true);
     assert_eq!(status["lanes"]["bm25_docs"], status["lanes"]["vectors"]);
 }

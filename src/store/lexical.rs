@@ -1,13 +1,21 @@
 //! The BM25 lane: a tantivy index over chunk symbols, paths and code, with the code tokenizer.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, Occur, Query, RegexQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
-use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
+use tantivy::{
+    DocId, Index, IndexWriter, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument,
+    Term, doc,
+};
 
 use super::ChunkFilter;
 use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
@@ -30,6 +38,8 @@ pub struct LexicalHit {
 struct Fields {
     chunk_id: Field,
     repo: Field,
+    /// The path as one untokenized term, for path-glob access filters.
+    path_raw: Field,
     symbol: Field,
     path: Field,
     content: Field,
@@ -53,6 +63,7 @@ fn schema() -> (Schema, Fields) {
     let fields = Fields {
         chunk_id: builder.add_text_field("chunk_id", STRING | STORED),
         repo: builder.add_text_field("repo", STRING),
+        path_raw: builder.add_text_field("path_raw", STRING),
         symbol: builder.add_text_field("symbol", code.clone()),
         path: builder.add_text_field("path", code.clone()),
         content: builder.add_text_field("content", code),
@@ -65,6 +76,7 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
     Ok(Fields {
         chunk_id: get("chunk_id")?,
         repo: get("repo")?,
+        path_raw: get("path_raw")?,
         symbol: get("symbol")?,
         path: get("path")?,
         content: get("content")?,
@@ -97,6 +109,7 @@ impl LexicalWriter {
             .add_document(doc!(
                 f.chunk_id => chunk.chunk_id.as_str(),
                 f.repo => chunk.repo.as_str(),
+                f.path_raw => chunk.path.as_str(),
                 f.symbol => symbol,
                 f.path => chunk.path.as_str(),
                 f.content => chunk.content.as_str(),
@@ -115,6 +128,9 @@ impl LexicalWriter {
 pub(super) struct LexicalReader {
     reader: tantivy::IndexReader,
     fields: Fields,
+    /// Document and token totals per access filter (they depend only on the index and the
+    /// filter, so they are computed once per filter and reader).
+    totals: Mutex<HashMap<String, ScopedTotals>>,
 }
 
 impl LexicalReader {
@@ -123,11 +139,55 @@ impl LexicalReader {
         index.tokenizers().register(CODE_TOKENIZER, CodeTokenizer);
         let fields = fields_of(&index.schema())?;
         let reader = index.reader().map_err(Error::store)?;
-        Ok(LexicalReader { reader, fields })
+        Ok(LexicalReader {
+            reader,
+            fields,
+            totals: Mutex::default(),
+        })
     }
 
-    pub(super) fn num_docs(&self) -> usize {
-        self.reader.searcher().num_docs() as usize
+    /// Documents `filter` admits.
+    pub(super) fn count(&self, filter: &ChunkFilter) -> Result<usize> {
+        let searcher = self.reader.searcher();
+        match self.filter_query(filter)? {
+            None => Ok(searcher.num_docs() as usize),
+            Some(admitted) => searcher.search(&admitted, &Count).map_err(Error::store),
+        }
+    }
+
+    /// The filter as a query matching exactly the admitted documents; `None` when
+    /// unrestricted.
+    fn filter_query(&self, filter: &ChunkFilter) -> Result<Option<BooleanQuery>> {
+        let Some(scopes) = filter.scopes() else {
+            return Ok(None);
+        };
+        let f = self.fields;
+        let term = |field: Field, text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let mut allowed: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for scope in scopes {
+            let clause: Box<dyn Query> = match &scope.paths {
+                None => term(f.repo, &scope.repo),
+                Some(globs) => {
+                    let mut paths: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                    for glob in globs {
+                        let regex = RegexQuery::from_pattern(glob.regex_body(), f.path_raw)
+                            .map_err(Error::store)?;
+                        paths.push((Occur::Should, Box::new(regex)));
+                    }
+                    Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, term(f.repo, &scope.repo)),
+                        (Occur::Must, Box::new(BooleanQuery::new(paths))),
+                    ]))
+                }
+            };
+            allowed.push((Occur::Should, clause));
+        }
+        Ok(Some(BooleanQuery::new(allowed)))
     }
 
     pub(super) fn search(
@@ -150,26 +210,36 @@ impl LexicalReader {
                 ));
             }
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
-        if let Some(repos) = &filter.repos {
-            let allowed: Vec<(Occur, Box<dyn Query>)> = repos
-                .iter()
-                .map(|repo| {
-                    let q = TermQuery::new(
-                        Term::from_field_text(f.repo, repo),
-                        IndexRecordOption::Basic,
-                    );
-                    (Occur::Should, Box::new(q) as Box<dyn Query>)
-                })
-                .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(allowed))));
-        }
-        let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&query, &TopDocs::with_limit(limit).order_by_score())
-            .map_err(Error::store)?;
+        let collector = TopDocs::with_limit(limit).order_by_score();
+        let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        let top = match self.filter_query(filter)? {
+            None => searcher
+                .search(&terms_query, &collector)
+                .map_err(Error::store)?,
+            Some(admitted) => {
+                // BM25 statistics (document count, field lengths, document frequencies)
+                // come from the admitted documents only: chunks a principal may not read
+                // must not shift the scores of the ones they may.
+                let totals = self.scoped_totals(&searcher, filter, &admitted)?;
+                if totals.docs == 0 {
+                    return Ok(Vec::new());
+                }
+                let stats = ScopedStatistics {
+                    searcher: &searcher,
+                    admitted: &admitted,
+                    totals: &totals,
+                    fields: f,
+                };
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, terms_query),
+                    (Occur::Must, Box::new(admitted.clone())),
+                ]);
+                searcher
+                    .search_with_statistics_provider(&query, &collector, &stats)
+                    .map_err(Error::store)?
+            }
+        };
         top.into_iter()
             .map(|(score, address)| {
                 let doc: TantivyDocument = searcher.doc(address).map_err(Error::store)?;
@@ -181,5 +251,132 @@ impl LexicalReader {
                 Ok(LexicalHit { chunk_id, score })
             })
             .collect()
+    }
+
+    fn scoped_totals(
+        &self,
+        searcher: &Searcher,
+        filter: &ChunkFilter,
+        admitted: &BooleanQuery,
+    ) -> Result<ScopedTotals> {
+        let key = filter.cache_key();
+        if let Some(found) = self.totals.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let f = self.fields;
+        let lengths = FieldLengths {
+            fields: [f.symbol, f.path, f.content],
+        };
+        let (docs, tokens) = searcher.search(admitted, &lengths).map_err(Error::store)?;
+        let totals = ScopedTotals { docs, tokens };
+        if let Ok(mut cache) = self.totals.lock() {
+            cache.insert(key, totals.clone());
+        }
+        Ok(totals)
+    }
+}
+
+/// Documents and tokens per searched field (symbol, path, content) among admitted documents.
+#[derive(Debug, Clone)]
+struct ScopedTotals {
+    docs: u64,
+    tokens: [u64; 3],
+}
+
+/// BM25 statistics over the admitted documents only.
+struct ScopedStatistics<'a> {
+    searcher: &'a Searcher,
+    admitted: &'a BooleanQuery,
+    totals: &'a ScopedTotals,
+    fields: Fields,
+}
+
+impl Bm25StatisticsProvider for ScopedStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        let f = self.fields;
+        let slot = [f.symbol, f.path, f.content]
+            .iter()
+            .position(|&searched| searched == field);
+        // Only the three searched fields are ever scored; the fallback keeps BM25 defined.
+        Ok(slot.map_or(self.totals.docs, |i| self.totals.tokens[i]))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.totals.docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let both = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)) as Box<dyn Query>,
+            ),
+            (Occur::Must, Box::new(self.admitted.clone())),
+        ]);
+        self.searcher.search(&both, &Count).map(|n| n as u64)
+    }
+}
+
+/// Sums field lengths (tantivy's field norms) over the matching documents.
+struct FieldLengths {
+    fields: [Field; 3],
+}
+
+struct SegmentFieldLengths {
+    readers: Vec<FieldNormReader>,
+    docs: u64,
+    tokens: [u64; 3],
+}
+
+impl Collector for FieldLengths {
+    type Fruit = (u64, [u64; 3]);
+    type Child = SegmentFieldLengths;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SegmentFieldLengths> {
+        let readers = self
+            .fields
+            .iter()
+            .map(|&field| segment.get_fieldnorms_reader(field))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(SegmentFieldLengths {
+            readers,
+            docs: 0,
+            tokens: [0; 3],
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<(u64, [u64; 3])>) -> tantivy::Result<(u64, [u64; 3])> {
+        let mut docs = 0;
+        let mut tokens = [0u64; 3];
+        for (d, t) in fruits {
+            docs += d;
+            for (sum, n) in tokens.iter_mut().zip(t) {
+                *sum += n;
+            }
+        }
+        Ok((docs, tokens))
+    }
+}
+
+impl SegmentCollector for SegmentFieldLengths {
+    type Fruit = (u64, [u64; 3]);
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.docs += 1;
+        for (sum, reader) in self.tokens.iter_mut().zip(&self.readers) {
+            *sum += u64::from(reader.fieldnorm(doc));
+        }
+    }
+
+    fn harvest(self) -> (u64, [u64; 3]) {
+        (self.docs, self.tokens)
     }
 }

@@ -11,6 +11,7 @@
 //! A generation is complete before `CURRENT` names it, so readers never see a partial
 //! one and a crash mid-index leaves the previous generation in place.
 
+mod filter;
 mod lexical;
 mod manifest;
 mod tokenizer;
@@ -22,6 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use tokenizer::code_tokens;
@@ -33,43 +35,13 @@ use crate::error::{Error, Result};
 /// Layout version of the index folder; a different one is refused with a rebuild hint.
 pub const FORMAT_VERSION: u32 = 1;
 /// Version of the chunk table and tantivy schema.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const FORMAT_FILE: &str = "FORMAT";
 const CURRENT_FILE: &str = "CURRENT";
 const LOCK_FILE: &str = "lock";
 const GENERATIONS: &str = "generations";
 const MANIFEST_FILE: &str = "manifest.json";
-
-/// Restricts which chunks a query may see; applied inside both retrievers before ranking.
-#[derive(Debug, Clone, Default)]
-pub struct ChunkFilter {
-    /// Only these repositories; `None` means all.
-    pub repos: Option<Vec<String>>,
-}
-
-impl ChunkFilter {
-    /// True when the filter admits nothing, so no query needs to run.
-    pub fn is_empty_set(&self) -> bool {
-        self.repos.as_ref().is_some_and(Vec::is_empty)
-    }
-
-    /// SQL predicate for LanceDB, or `None` when unrestricted.
-    fn to_sql(&self) -> Option<String> {
-        self.repos
-            .as_ref()
-            .map(|repos| format!("repo IN ({})", sql_string_list(repos)))
-    }
-}
-
-/// `'a', 'b''c'`: SQL string literals with quotes doubled.
-fn sql_string_list(values: &[String]) -> String {
-    values
-        .iter()
-        .map(|v| format!("'{}'", v.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The index folder: generations, the published pointer and the writer lock.
 #[derive(Debug, Clone)]
@@ -432,7 +404,7 @@ impl IndexReader {
         let manifest = dir.manifest(generation)?;
         if manifest.schema_version != SCHEMA_VERSION {
             return Err(dir.corrupt(format!(
-                "schema version {} (this codeq reads {SCHEMA_VERSION})",
+                "it was written with schema version {}, this codeq reads {SCHEMA_VERSION}",
                 manifest.schema_version
             )));
         }
@@ -508,11 +480,37 @@ impl IndexReader {
         Ok(chunks)
     }
 
-    /// Documents per lane.
-    pub fn lane_counts(&self) -> Result<LaneCounts> {
+    /// Documents per lane that `filter` admits.
+    pub fn lane_counts(&self, filter: &ChunkFilter) -> Result<LaneCounts> {
+        if filter.is_empty_set() {
+            return Ok(LaneCounts {
+                bm25_docs: 0,
+                vectors: 0,
+            });
+        }
         Ok(LaneCounts {
-            bm25_docs: self.lexical.num_docs(),
-            vectors: self.vectors.count()?,
+            bm25_docs: self.lexical.count(filter)?,
+            vectors: self.vectors.count(filter)?,
         })
+    }
+
+    /// `filter` without the path-restricted repositories of which it admits no chunk, so
+    /// that nobody learns the name of a repository they can read nothing of.
+    pub fn without_empty_scopes(&self, filter: &ChunkFilter) -> Result<ChunkFilter> {
+        let partial = filter.path_restricted();
+        if partial.is_empty_set() {
+            return Ok(filter.clone());
+        }
+        let counts = self.visible_counts(&partial)?;
+        Ok(filter.retain_path_restricted(|repo| counts.contains_key(repo)))
+    }
+
+    /// Files and chunks per repository that `filter` admits, read from the table (for
+    /// principals whose grants cover only some paths of a repository).
+    pub fn visible_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, (usize, usize)>> {
+        if filter.is_empty_set() {
+            return Ok(HashMap::new());
+        }
+        self.vectors.file_and_chunk_counts(filter)
     }
 }

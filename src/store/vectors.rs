@@ -16,7 +16,8 @@ use lancedb::index::Index;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use tokio::runtime::Runtime;
 
-use super::{ChunkFilter, sql_string_list};
+use super::ChunkFilter;
+use super::filter::sql_string_list;
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
@@ -252,10 +253,49 @@ impl VectorReader {
         Ok(VectorReader { rt, table })
     }
 
-    pub(super) fn count(&self) -> Result<usize> {
+    pub(super) fn count(&self, filter: &ChunkFilter) -> Result<usize> {
         self.rt
-            .block_on(self.table.count_rows(None))
+            .block_on(self.table.count_rows(filter.to_sql()))
             .map_err(Error::store)
+    }
+
+    /// (distinct files, chunks) per repository among the rows `filter` admits.
+    pub(super) fn file_and_chunk_counts(
+        &self,
+        filter: &ChunkFilter,
+    ) -> Result<HashMap<String, (usize, usize)>> {
+        let mut query = self
+            .table
+            .query()
+            .select(Select::columns(&["repo", "path"]));
+        if let Some(sql) = filter.to_sql() {
+            query = query.only_if(sql);
+        }
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async { query.execute().await?.try_collect().await })
+            .map_err(Error::store)?;
+        let mut files: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        let mut chunks: HashMap<String, usize> = HashMap::new();
+        for batch in &batches {
+            let repos = string_column(batch, "repo")?;
+            let paths = string_column(batch, "path")?;
+            for i in 0..batch.num_rows() {
+                let repo = repos.value(i);
+                *chunks.entry(repo.to_string()).or_default() += 1;
+                files
+                    .entry(repo.to_string())
+                    .or_default()
+                    .insert(paths.value(i).to_string());
+            }
+        }
+        Ok(chunks
+            .into_iter()
+            .map(|(repo, n)| {
+                let f = files.get(&repo).map_or(0, |s| s.len());
+                (repo, (f, n))
+            })
+            .collect())
     }
 
     pub(super) fn nearest(

@@ -1,0 +1,340 @@
+//! Which chunks a query may see: a set of repositories, each whole or restricted to path
+//! globs. Both retrievers apply it before ranking (a LanceDB `WHERE` pre-filter and a
+//! tantivy `MUST` clause), so a chunk outside it never enters scoring.
+
+use regex::Regex;
+
+/// A path glob over repository-relative paths, compiled once to a regular expression that
+/// LanceDB (`regexp_like`), tantivy (`RegexQuery`) and Rust all read the same way.
+///
+/// `*` matches within one path segment, `**` across segments, `?` one character; a glob
+/// ending in `/` or without wildcards also covers everything below it (`docs` = `docs/**`).
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    glob: String,
+    body: String,
+    matcher: Regex,
+}
+
+impl PartialEq for PathPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body
+    }
+}
+
+impl PathPattern {
+    /// Compiles a glob; the error says which character is not supported.
+    pub fn from_glob(glob: &str) -> Result<PathPattern, String> {
+        let trimmed = glob.trim_start_matches("./").trim_start_matches('/');
+        if trimmed.is_empty() {
+            return Err(format!("path glob {glob:?} is empty"));
+        }
+        let mut body = String::new();
+        let chars: Vec<char> = trimmed.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '*' if chars.get(i + 1) == Some(&'*') => {
+                    i += 1;
+                    if chars.get(i + 1) == Some(&'/') {
+                        i += 1;
+                        body.push_str("(.*/)?");
+                    } else {
+                        body.push_str(".*");
+                    }
+                }
+                '*' => body.push_str("[^/]*"),
+                '?' => body.push_str("[^/]"),
+                '.' => body.push_str("[.]"),
+                '+' => body.push_str("[+]"),
+                c if c.is_alphanumeric() || "_-/ @#%=,~:!".contains(c) => body.push(c),
+                c => {
+                    return Err(format!(
+                        "path glob {glob:?}: the character {c:?} is not supported (use letters, digits, / . _ - and the wildcards *, ** and ?)"
+                    ));
+                }
+            }
+            i += 1;
+        }
+        if trimmed.ends_with('/') {
+            body.push_str(".*");
+        } else if !trimmed.contains(['*', '?']) {
+            body.push_str("(/.*)?");
+        }
+        let matcher = Regex::new(&format!("^({body})$"))
+            .map_err(|e| format!("path glob {glob:?} does not compile: {e}"))?;
+        Ok(PathPattern {
+            glob: glob.to_string(),
+            body,
+            matcher,
+        })
+    }
+
+    /// The glob as written.
+    pub fn glob(&self) -> &str {
+        &self.glob
+    }
+
+    /// The regular expression without anchors (tantivy matches whole terms).
+    pub(crate) fn regex_body(&self) -> &str {
+        &self.body
+    }
+
+    /// True when `path` (repository-relative, `/`-separated) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        self.matcher.is_match(path)
+    }
+}
+
+/// What a query may read of one repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoScope {
+    /// Repository id.
+    pub repo: String,
+    /// `None`: the whole repository; otherwise only paths matching one of these.
+    pub paths: Option<Vec<PathPattern>>,
+}
+
+/// Restricts which chunks a query may see; applied inside both retrievers before ranking.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkFilter {
+    /// `None`: everything; otherwise exactly these scopes (empty: nothing).
+    scopes: Option<Vec<RepoScope>>,
+}
+
+impl ChunkFilter {
+    /// Admits every chunk.
+    pub fn everything() -> ChunkFilter {
+        ChunkFilter::default()
+    }
+
+    /// Admits exactly these scopes (an empty list admits nothing).
+    pub fn scoped(scopes: Vec<RepoScope>) -> ChunkFilter {
+        ChunkFilter {
+            scopes: Some(scopes),
+        }
+    }
+
+    /// Admits these whole repositories.
+    pub fn repos(repos: &[String]) -> ChunkFilter {
+        ChunkFilter::scoped(
+            repos
+                .iter()
+                .map(|repo| RepoScope {
+                    repo: repo.clone(),
+                    paths: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// True when nothing is restricted.
+    pub fn is_unrestricted(&self) -> bool {
+        self.scopes.is_none()
+    }
+
+    /// True when the filter admits nothing, so no query needs to run.
+    pub fn is_empty_set(&self) -> bool {
+        self.scopes.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// The scopes, or `None` when unrestricted.
+    pub fn scopes(&self) -> Option<&[RepoScope]> {
+        self.scopes.as_deref()
+    }
+
+    /// True when a chunk of `repo` at `path` may be seen.
+    pub fn admits(&self, repo: &str, path: &str) -> bool {
+        match &self.scopes {
+            None => true,
+            Some(scopes) => scopes.iter().any(|s| {
+                s.repo == repo
+                    && s.paths
+                        .as_ref()
+                        .is_none_or(|globs| globs.iter().any(|g| g.matches(path)))
+            }),
+        }
+    }
+
+    /// True when some chunk of `repo` may be seen.
+    pub fn admits_repo(&self, repo: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.iter().any(|s| s.repo == repo))
+    }
+
+    /// Only the path-restricted part of this filter (empty when there is none).
+    pub fn path_restricted(&self) -> ChunkFilter {
+        ChunkFilter::scoped(
+            self.scopes
+                .iter()
+                .flatten()
+                .filter(|s| s.paths.is_some())
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// This filter without the path-restricted repositories `keep` rejects.
+    pub fn retain_path_restricted(&self, keep: impl Fn(&str) -> bool) -> ChunkFilter {
+        match &self.scopes {
+            None => ChunkFilter::everything(),
+            Some(scopes) => ChunkFilter::scoped(
+                scopes
+                    .iter()
+                    .filter(|s| s.paths.is_none() || keep(&s.repo))
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    }
+
+    /// This filter further limited to the named repositories (never widened).
+    pub fn narrowed_to(&self, repos: &[String]) -> ChunkFilter {
+        let scopes = match &self.scopes {
+            None => repos
+                .iter()
+                .map(|repo| RepoScope {
+                    repo: repo.clone(),
+                    paths: None,
+                })
+                .collect(),
+            Some(scopes) => scopes
+                .iter()
+                .filter(|s| repos.contains(&s.repo))
+                .cloned()
+                .collect(),
+        };
+        ChunkFilter::scoped(scopes)
+    }
+
+    /// SQL predicate for LanceDB, or `None` when unrestricted.
+    pub(crate) fn to_sql(&self) -> Option<String> {
+        let scopes = self.scopes.as_ref()?;
+        let whole: Vec<String> = scopes
+            .iter()
+            .filter(|s| s.paths.is_none())
+            .map(|s| s.repo.clone())
+            .collect();
+        let mut clauses = Vec::new();
+        if !whole.is_empty() {
+            clauses.push(format!("repo IN ({})", sql_string_list(&whole)));
+        }
+        for scope in scopes {
+            if let Some(globs) = &scope.paths {
+                let paths: Vec<String> = globs
+                    .iter()
+                    .map(|g| format!("regexp_like(path, '^({})$')", g.regex_body()))
+                    .collect();
+                clauses.push(format!(
+                    "(repo = {} AND ({}))",
+                    sql_string_list(std::slice::from_ref(&scope.repo)),
+                    paths.join(" OR ")
+                ));
+            }
+        }
+        if clauses.is_empty() {
+            // Never reached by queries (an empty set short-circuits), but stays closed.
+            return Some("repo IS NULL AND repo IS NOT NULL".into());
+        }
+        Some(clauses.join(" OR "))
+    }
+
+    /// A stable text key, for caching statistics per filter.
+    pub(crate) fn cache_key(&self) -> String {
+        match &self.scopes {
+            None => "*".into(),
+            Some(scopes) => scopes
+                .iter()
+                .map(|s| match &s.paths {
+                    None => s.repo.clone(),
+                    Some(globs) => format!(
+                        "{}[{}]",
+                        s.repo,
+                        globs
+                            .iter()
+                            .map(PathPattern::regex_body)
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    ),
+                })
+                .collect::<Vec<_>>()
+                .join("\u{1f}"),
+        }
+    }
+}
+
+/// `'a', 'b''c'`: SQL string literals with quotes doubled.
+pub(crate) fn sql_string_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(g: &str) -> PathPattern {
+        PathPattern::from_glob(g).unwrap()
+    }
+
+    #[test]
+    fn globs_match_like_gitignore_paths() {
+        let docs = glob("docs/**");
+        assert!(docs.matches("docs/a.md") && docs.matches("docs/x/y.md"));
+        assert!(
+            !docs.matches("docs") && !docs.matches("src/docs/a.md") && !docs.matches("docsx/a")
+        );
+        let plain = glob("docs");
+        assert!(plain.matches("docs") && plain.matches("docs/a.md") && !plain.matches("docs2/a"));
+        let star = glob("src/*.rs");
+        assert!(star.matches("src/lib.rs") && !star.matches("src/a/lib.rs"));
+        assert!(!star.matches("src/librs"), "the dot is literal");
+        let any_depth = glob("**/test_*.py");
+        assert!(any_depth.matches("test_a.py") && any_depth.matches("a/b/test_c.py"));
+        assert!(glob("api/").matches("api/v1/x.py"));
+    }
+
+    #[test]
+    fn unsupported_glob_syntax_is_refused() {
+        for bad in [
+            "src/[ab].rs",
+            "{a,b}",
+            "a\\b",
+            "a|b",
+            "x'y",
+            "(a)",
+            "a$",
+            "",
+        ] {
+            assert!(PathPattern::from_glob(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_narrow_and_admit() {
+        let f = ChunkFilter::scoped(vec![
+            RepoScope {
+                repo: "a".into(),
+                paths: None,
+            },
+            RepoScope {
+                repo: "b".into(),
+                paths: Some(vec![glob("docs/**")]),
+            },
+        ]);
+        assert!(f.admits("a", "src/x.rs") && f.admits("b", "docs/x.md"));
+        assert!(!f.admits("b", "src/x.rs") && !f.admits("c", "docs/x.md"));
+        let narrowed = f.narrowed_to(&["b".into(), "c".into()]);
+        assert!(!narrowed.admits("a", "x") && !narrowed.admits("c", "docs/x.md"));
+        assert!(narrowed.admits("b", "docs/x.md"));
+        assert!(ChunkFilter::everything().narrowed_to(&[]).is_empty_set());
+        assert_eq!(
+            f.to_sql().unwrap(),
+            "repo IN ('a') OR (repo = 'b' AND (regexp_like(path, '^(docs/.*)$')))"
+        );
+    }
+}

@@ -1,0 +1,568 @@
+//! Access control, tested as an attacker would: four principals query the fixture corpus
+//! with identifiers, phrases, paths and repository names copied from repositories they may
+//! not read, with glob- and SQL-like strings, and with empty and huge queries. No chunk,
+//! path, snippet or count of a forbidden repository may appear in any output, and forbidden
+//! chunks must not even shift the scores of the allowed ones.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use codeq::answer;
+use codeq::config::Config;
+use codeq::embed::FastEmbedder;
+use codeq::search::{self, Lanes, SearchOptions};
+use codeq::store::{ChunkFilter, IndexDir, IndexReader};
+use common::{Fixture, codeq, codeq_json, fixture, stderr, stdout};
+
+/// alice and bob read the payments repos, carol the search service, dave only the README
+/// of every repository, mallory nothing.
+const ACL: &str = r#"
+[acl.groups]
+payments = ["alice", "bob"]
+
+[[acl.grant]]
+repos = ["payments*"]
+read = ["group:payments"]
+
+[[acl.grant]]
+repos = ["search-service"]
+read = ["carol"]
+
+[[acl.grant]]
+repos = ["*"]
+paths = ["README.md"]
+read = ["dave"]
+"#;
+
+const PRINCIPALS: [&str; 4] = ["alice", "carol", "dave", "mallory"];
+
+/// Text that only a reader of (repo, path) may ever see; `None` as path: anything of repo.
+const MARKERS: &[(&str, Option<&str>, &str)] = &[
+    ("payments", Some("src/lib.rs"), "refund_payment"),
+    ("payments", Some("src/lib.rs"), "total_with_tax"),
+    ("payments", Some("src/lib.rs"), "LineItem"),
+    ("payments", Some("src/lib.rs"), "tax_rate_percent"),
+    ("payments", Some("src/lib.rs"), "src/lib.rs"),
+    ("payments", Some("src/legacy.txt"), "legacy.txt"),
+    ("payments", Some("src/legacy.txt"), "old till"),
+    ("payments", Some("README.md"), "Invoices, refunds"),
+    ("payments/plugins/fraud", None, "payments/plugins/fraud"),
+    (
+        "payments/plugins/fraud",
+        Some("fraud/scoring.py"),
+        "FraudScorer",
+    ),
+    (
+        "payments/plugins/fraud",
+        Some("fraud/scoring.py"),
+        "score_transaction",
+    ),
+    (
+        "payments/plugins/fraud",
+        Some("fraud/scoring.py"),
+        "SUSPICIOUS_COUNTRIES",
+    ),
+    (
+        "payments/plugins/fraud",
+        Some("fraud/scoring.py"),
+        "scoring.py",
+    ),
+    ("search-service", None, "search-service"),
+    (
+        "search-service",
+        Some("service/query.py"),
+        "parse_query_string",
+    ),
+    ("search-service", Some("service/query.py"), "rank_documents"),
+    (
+        "search-service",
+        Some("service/query.py"),
+        "service/query.py",
+    ),
+    ("search-service", Some("service/query.py"), "math.log"),
+    (
+        "search-service",
+        Some("README.md"),
+        "Query parsing and ranking",
+    ),
+    ("corpus", Some("notes/todo.md"), "todo.md"),
+    ("corpus", Some("notes/todo.md"), "gateway keys"),
+];
+
+/// The fixture corpus with the ACL in its codeq.toml (written after indexing, as an
+/// administrator would add it to an existing index).
+fn acl_fixture() -> &'static Fixture {
+    static DONE: OnceLock<()> = OnceLock::new();
+    let fx = fixture();
+    DONE.get_or_init(|| {
+        let path = fx.root.join("codeq.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(ACL);
+        std::fs::write(path, text).unwrap();
+    });
+    fx
+}
+
+/// Markers `filter` forbids.
+fn forbidden(filter: &ChunkFilter) -> Vec<&'static str> {
+    MARKERS
+        .iter()
+        .filter(|(repo, path, _)| match path {
+            Some(p) => !filter.admits(repo, p),
+            None => !filter.admits_repo(repo),
+        })
+        .map(|(_, _, marker)| *marker)
+        .collect()
+}
+
+fn assert_no_marker(output: &str, markers: &[&str], context: &str) {
+    for marker in markers {
+        assert!(
+            !output.contains(marker),
+            "{context}: output mentions {marker:?}, which the principal may not read:\n{output}"
+        );
+    }
+}
+
+/// Queries an attacker would try: copied identifiers, lines, paths and repo names, glob-,
+/// SQL- and path-traversal-like strings, empty and huge input.
+fn attack_queries() -> Vec<String> {
+    let mut queries: Vec<String> = MARKERS.iter().map(|(_, _, m)| m.to_string()).collect();
+    for source in [
+        common::PAYMENTS_LIB,
+        common::FRAUD_SCORING,
+        common::SEARCH_QUERY,
+    ] {
+        queries.extend(
+            source
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() > 3)
+                .map(str::to_string),
+        );
+    }
+    for q in [
+        "payments",
+        "corpus",
+        "payments:src/lib.rs",
+        "fraud/scoring.py",
+        "notes/todo.md",
+        "rotate the payment gateway keys",
+        "*",
+        "**",
+        "payments*",
+        "search-*",
+        "*:*",
+        "%",
+        "_",
+        "?",
+        "' OR '1'='1",
+        "repo = 'payments' OR repo IS NOT NULL",
+        "regexp_like(path, '.*')",
+        "repo:payments path:*",
+        "../payments/src/lib.rs",
+        "group:payments",
+        "\\",
+        "",
+        "   ",
+    ] {
+        queries.push(q.to_string());
+    }
+    let huge: String = MARKERS
+        .iter()
+        .map(|(_, _, m)| *m)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .repeat(2000);
+    queries.push(huge);
+    queries
+}
+
+fn open_reader(fx: &Fixture) -> (IndexReader, Config, FastEmbedder) {
+    let reader = IndexDir::open(&fx.index_dir).unwrap().reader().unwrap();
+    let config = Config::load_for_root(&fx.root).unwrap();
+    let embedder = FastEmbedder::load(&config.model).unwrap();
+    (reader, config, embedder)
+}
+
+fn repo_ids(reader: &IndexReader) -> Vec<String> {
+    reader
+        .manifest()
+        .repos
+        .iter()
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+#[test]
+fn no_query_shows_a_principal_anything_of_a_forbidden_repository() {
+    let fx = acl_fixture();
+    let (reader, config, mut embedder) = open_reader(fx);
+    let acl = config
+        .acl()
+        .expect("the fixture's codeq.toml has an [acl] section");
+    let repos = repo_ids(&reader);
+    let queries = attack_queries();
+    assert!(queries.len() >= 100, "only {} queries", queries.len());
+    let mut answered = 0;
+    for principal in PRINCIPALS {
+        let access = acl.access_for(principal, &repos);
+        let markers = forbidden(&access.filter);
+        assert!(!markers.is_empty(), "{principal} may read everything");
+        // k above both lanes' candidate counts: every candidate either lane produced is
+        // in the answer, so a leak in one lane cannot hide below the cut.
+        let options = SearchOptions {
+            k: 200,
+            filter: access.filter.clone(),
+            ..SearchOptions::default()
+        };
+        for query in &queries {
+            let context = format!("{principal} asking {:?}", truncate(query));
+            let found = answer::ask(&reader, &mut embedder, query, &options)
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            for c in &found.citations {
+                assert!(
+                    access.filter.admits(&c.repo, &c.path),
+                    "{context}: cited {}",
+                    c.citation
+                );
+            }
+            answered += usize::from(!found.citations.is_empty());
+            let mut json = serde_json::to_value(&found).unwrap();
+            json["question"] = serde_json::Value::Null;
+            assert_no_marker(&json.to_string(), &markers, &context);
+        }
+    }
+    assert!(
+        answered > 50,
+        "the queries found almost nothing ({answered})"
+    );
+}
+
+#[test]
+fn a_forbidden_repository_holding_the_only_lexical_match_yields_nothing_lexical() {
+    let fx = acl_fixture();
+    let (reader, config, _) = open_reader(fx);
+    let carol = config
+        .acl()
+        .unwrap()
+        .access_for("carol", &repo_ids(&reader));
+    for identifier in ["refund_payment", "FraudScorer", "SUSPICIOUS_COUNTRIES"] {
+        let terms = search::query_terms(identifier);
+        let everyone = reader.bm25(&terms, &ChunkFilter::everything(), 50).unwrap();
+        assert!(!everyone.is_empty(), "{identifier} should match somewhere");
+        let hits = reader.bm25(&terms, &carol.filter, 50).unwrap();
+        assert!(
+            hits.is_empty(),
+            "carol's BM25 lane matched {identifier}: {hits:?}"
+        );
+    }
+}
+
+/// Copies the fixture corpus without the repositories alice may not read.
+fn alice_only_index(fx: &Fixture) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = fx.home.join("alice-only").join("corpus");
+        common::build_corpus(&root);
+        std::fs::remove_dir_all(root.join("search-service")).unwrap();
+        std::fs::remove_dir_all(root.join("notes")).unwrap();
+        let out = codeq(&root, &["index", "."]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        root.join(".codeq")
+    })
+    .clone()
+}
+
+fn scores(hits: impl IntoIterator<Item = (String, f64)>) -> HashMap<String, f64> {
+    hits.into_iter().collect()
+}
+
+fn assert_same_scores(a: &HashMap<String, f64>, b: &HashMap<String, f64>, context: &str) {
+    assert_eq!(
+        a.keys().collect::<std::collections::BTreeSet<_>>(),
+        b.keys().collect::<std::collections::BTreeSet<_>>(),
+        "{context}: different chunks"
+    );
+    for (id, score) in a {
+        assert!(
+            (score - b[id]).abs() < 1e-4,
+            "{context}: chunk {id} scored {score} with forbidden repos in the index, {} without",
+            b[id]
+        );
+    }
+}
+
+#[test]
+fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
+    let fx = acl_fixture();
+    let (full, config, mut embedder) = open_reader(fx);
+    let alice = config.acl().unwrap().access_for("alice", &repo_ids(&full));
+    let alone = IndexDir::open(&alice_only_index(fx))
+        .unwrap()
+        .reader()
+        .unwrap();
+    // The same scoped path on both indexes: only the forbidden documents differ.
+    let alone_filter = ChunkFilter::repos(&repo_ids(&alone));
+    let mut native_differs = false;
+    for query in [
+        "score the documents of a query",
+        "return a risk score for one transaction",
+        "refund payment ledger",
+        "self",
+        "parse the query into terms and rank documents",
+    ] {
+        let terms = search::query_terms(query);
+        let bm25 = |reader: &IndexReader, filter: &ChunkFilter| {
+            scores(
+                reader
+                    .bm25(&terms, filter, 100)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.chunk_id, f64::from(h.score))),
+            )
+        };
+        let scoped = bm25(&full, &alice.filter);
+        let reference = bm25(&alone, &alone_filter);
+        assert_same_scores(&scoped, &reference, &format!("BM25 {query:?}"));
+        // Control: with the whole index's statistics the same chunks score differently,
+        // so this test would catch statistics that ignore the filter.
+        let unscoped = bm25(&full, &ChunkFilter::everything());
+        native_differs |= reference
+            .iter()
+            .any(|(id, s)| unscoped.get(id).is_some_and(|u| (u - s).abs() > 1e-4));
+
+        let options = |filter: &ChunkFilter| SearchOptions {
+            k: 100,
+            filter: filter.clone(),
+            lanes: Lanes::Vector,
+            ..SearchOptions::default()
+        };
+        let vectors = |reader: &IndexReader, filter: &ChunkFilter, e: &mut FastEmbedder| {
+            scores(
+                search::search(reader, e, query, &options(filter))
+                    .unwrap()
+                    .hits
+                    .into_iter()
+                    .map(|h| (h.chunk.chunk_id, f64::from(h.vector_distance.unwrap()))),
+            )
+        };
+        let scoped = vectors(&full, &alice.filter, &mut embedder);
+        let reference = vectors(&alone, &alone_filter, &mut embedder);
+        assert_same_scores(&scoped, &reference, &format!("vectors {query:?}"));
+    }
+    assert!(
+        native_differs,
+        "the control never differed: the queries do not exercise shared terms"
+    );
+}
+
+/// Runs the binary as `principal` with `args`, human and JSON, and checks both outputs.
+fn run_as(root: &Path, principal: &str, args: &[&str], markers: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--as", principal]);
+    let human = codeq(root, &all);
+    assert_no_marker(&stdout(&human), markers, &format!("{principal} {args:?}"));
+    assert_no_marker(&stderr(&human), markers, &format!("{principal} {args:?}"));
+    let (out, value) = codeq_json(root, &all);
+    // The query itself is echoed (query, terms, analysis, question); everything else must
+    // be free of forbidden text.
+    let mut shown = value.clone();
+    for echo in ["query", "terms", "analysis"] {
+        shown[echo] = serde_json::Value::Null;
+    }
+    if shown.get("answer").is_some() {
+        shown["answer"]["question"] = serde_json::Value::Null;
+    }
+    assert_no_marker(
+        &shown.to_string(),
+        markers,
+        &format!("{principal} {args:?} --json"),
+    );
+    assert_no_marker(
+        &stderr(&out),
+        markers,
+        &format!("{principal} {args:?} --json"),
+    );
+    value
+}
+
+#[test]
+fn the_command_line_shows_each_principal_only_their_repositories() {
+    let fx = acl_fixture();
+    let (reader, config, _) = open_reader(fx);
+    let acl = config.acl().unwrap();
+    let repos = repo_ids(&reader);
+    let expected: [(&str, &[&str]); 4] = [
+        ("alice", &["payments", "payments/plugins/fraud"]),
+        ("carol", &["search-service"]),
+        ("dave", &["payments", "search-service"]),
+        ("mallory", &[]),
+    ];
+    for (principal, visible) in expected {
+        let access = acl.access_for(principal, &repos);
+        let markers = forbidden(&access.filter);
+        let status = run_as(&fx.root, principal, &["status"], &markers);
+        let ids: Vec<&str> = status["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, visible, "{principal}");
+        assert_eq!(status["access"]["principal"], principal);
+        assert_eq!(status["lanes"]["consistent"], true, "{principal}: {status}");
+        assert!(
+            status.get("size_on_disk_bytes").is_none() && status.get("skipped").is_none(),
+            "{principal} sees index-wide totals: {status}"
+        );
+        let visible_chunks: u64 = status["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["chunks"].as_u64().unwrap())
+            .sum();
+        assert_eq!(status["lanes"]["vectors"], visible_chunks, "{principal}");
+        for query in ["refund_payment", "FraudScorer", "parse_query_string", "*"] {
+            run_as(&fx.root, principal, &["ask", query], &markers);
+            let found = run_as(&fx.root, principal, &["search", query], &markers);
+            for hit in found["results"].as_array().unwrap() {
+                let (repo, path) = (hit["repo"].as_str().unwrap(), hit["path"].as_str().unwrap());
+                assert!(access.filter.admits(repo, path), "{principal}: {hit}");
+            }
+        }
+    }
+    // dave's grant covers README.md only: one file per repository, nothing else.
+    let dave = run_as(&fx.root, "dave", &["status"], &[]);
+    for repo in dave["repos"].as_array().unwrap() {
+        assert_eq!(repo["files"], 1, "{repo}");
+        assert_eq!(repo["paths"][0], "README.md");
+    }
+    let (_, found) = codeq_json(&fx.root, &["search", "payments invoices", "--as", "dave"]);
+    for hit in found["results"].as_array().unwrap() {
+        assert_eq!(hit["path"], "README.md", "{hit}");
+    }
+}
+
+#[test]
+fn naming_a_forbidden_repository_reads_exactly_like_naming_a_missing_one() {
+    let fx = acl_fixture();
+    let forbidden = codeq(
+        &fx.root,
+        &["search", "refund", "--repo", "payments", "--as", "carol"],
+    );
+    let missing = codeq(
+        &fx.root,
+        &[
+            "search",
+            "refund",
+            "--repo",
+            "no-such-repo",
+            "--as",
+            "carol",
+        ],
+    );
+    assert_eq!(forbidden.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        stderr(&forbidden).replace("payments", "NAME"),
+        stderr(&missing).replace("no-such-repo", "NAME")
+    );
+    assert!(stdout(&forbidden).is_empty());
+    let allowed = codeq(
+        &fx.root,
+        &["search", "refund", "--repo", "payments", "--as", "alice"],
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
+}
+
+#[test]
+fn a_broken_acl_stops_every_query_and_names_the_line() {
+    let fx = acl_fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let bad = scratch.path().join("acl.toml");
+    std::fs::write(
+        &bad,
+        "[[acl.grant]]\nrepos = [\"*\"]\nread = [\"group:admins\"]\n",
+    )
+    .unwrap();
+    let bad_arg = bad.to_str().unwrap();
+    for args in [
+        vec!["search", "refund_payment"],
+        vec!["ask", "refund_payment"],
+        vec!["status"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--acl", bad_arg, "--as", "alice"]);
+        let out = codeq(&fx.root, &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("acl.toml") && err.contains("line 3") && err.contains("admins"),
+            "{err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?} printed results");
+    }
+    let missing = codeq(
+        &fx.root,
+        &["status", "--acl", "/nonexistent/acl.toml", "--as", "alice"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("cannot read the ACL file"));
+    let no_section = scratch.path().join("empty.toml");
+    std::fs::write(&no_section, "").unwrap();
+    let out = codeq(&fx.root, &["status", "--acl", no_section.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no [acl] section"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn eval_runs_each_question_as_its_principal_and_counts_no_leak() {
+    let fx = acl_fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let set = scratch.path().join("acl.toml");
+    std::fs::write(
+        &set,
+        r#"name = "acl"
+tier = "blocking"
+
+[[question]]
+id = "carol-cannot-see-refunds"
+question = "refund_payment"
+as = "carol"
+forbidden_repos = ["payments", "payments/plugins/fraud"]
+
+[[question]]
+id = "alice-finds-refunds"
+question = "refund_payment"
+as = "alice"
+relevant = ["payments:src/lib.rs"]
+forbidden_repos = ["search-service"]
+
+[[question]]
+id = "mallory-sees-nothing"
+question = "how risky is a card transaction"
+as = "mallory"
+forbidden_repos = ["payments", "payments/plugins/fraud", "search-service", "corpus"]
+expect_refusal = true
+"#,
+    )
+    .unwrap();
+    let (out, report) = codeq_json(&fx.root, &["eval", set.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{report}", stderr(&out));
+    let overall = &report["report"]["overall"];
+    assert_eq!(overall["acl_leaks"], 0);
+    assert_eq!(overall["hit_at_1"], 1.0, "{overall}");
+    assert_eq!(overall["refusals_honoured"], 1);
+}
+
+fn truncate(query: &str) -> String {
+    query.chars().take(60).collect()
+}
