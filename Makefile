@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint self-eval bench
+.PHONY: setup build demo test lint self-eval bench bench-query
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -45,4 +45,13 @@ lint:
 CORPUS ?= .
 bench: setup
 	cargo build --release --locked
-	$(CARGO_TARGET_DIR)/release/codeq bench $(CORPUS)
+	$(CARGO_TARGET_DIR)/release/codeq bench index $(CORPUS)
+
+## Query latency (search, ask; with and without ACL) on CORPUS's index replicated to
+## CHUNKS chunks, release build.
+CHUNKS ?= 100000
+BENCH_INDEX := $(CARGO_TARGET_DIR)/bench-query/source
+bench-query: setup
+	cargo build --release --locked
+	$(CARGO_TARGET_DIR)/release/codeq index $(CORPUS) --index-dir $(BENCH_INDEX)
+	$(CARGO_TARGET_DIR)/release/codeq bench query --index-dir $(BENCH_INDEX) --chunks $(CHUNKS)

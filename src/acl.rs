@@ -127,18 +127,23 @@ impl Acl {
     pub fn load(path: &Path) -> Result<Acl> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("cannot read the ACL file {}", path.display()), e))?;
-        let config_error = |detail: String| Error::Config {
+        let mut acl = Acl::parse_section(&text).map_err(|detail| Error::Config {
             path: path.to_path_buf(),
             detail,
-        };
-        let file: AclFile = toml::from_str(&text)
-            .map_err(|e| config_error(crate::config::describe_toml_error(&text, &e)))?;
-        let section = file.acl.ok_or_else(|| {
-            config_error(
-                "no [acl] section: an ACL file holds [acl.groups] and [[acl.grant]] tables".into(),
-            )
         })?;
-        Acl::compile(&section, &text, path).map_err(config_error)
+        acl.set_source(path);
+        Ok(acl)
+    }
+
+    /// Parses ACL text holding `[acl.groups]` / `[[acl.grant]]` tables (a whole ACL file);
+    /// errors name the line.
+    pub fn parse_section(text: &str) -> Result<Acl, String> {
+        let file: AclFile =
+            toml::from_str(text).map_err(|e| crate::config::describe_toml_error(text, &e))?;
+        let section = file.acl.ok_or_else(|| {
+            "no [acl] section: an ACL file holds [acl.groups] and [[acl.grant]] tables".to_string()
+        })?;
+        Acl::compile(&section, text, Path::new("(inline)"))
     }
 
     /// Validates a parsed `[acl]` section; errors name the line in `text`.
@@ -374,12 +379,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Acl, String> {
-        #[derive(Deserialize)]
-        struct Wrapper {
-            acl: AclSection,
-        }
-        let w: Wrapper = toml::from_str(text).map_err(|e| e.to_string())?;
-        Acl::compile(&w.acl, text, Path::new("codeq.toml"))
+        Acl::parse_section(text)
     }
 
     const ACL: &str = r#"

@@ -104,10 +104,32 @@ enum Command {
         #[arg(long)]
         compare_index: Option<PathBuf>,
     },
-    /// Measure indexing throughput, time per stage, peak memory and index size.
+    /// Benchmarks (build with --release): indexing throughput or query latency.
     Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Indexing throughput, time per stage, peak memory and index size on ROOT.
+    Index {
         /// The corpus to index.
         root: PathBuf,
+        /// Where to build the benchmark index (deleted first; default: a temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Warm latency of search and ask, with and without ACL filtering, on a copy of the
+    /// current index replicated to at least --chunks chunks (real text, real vectors).
+    Query {
+        /// Chunks in the benchmark index.
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// Timed rounds over the query sample (after one warm-up round).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
         /// Where to build the benchmark index (deleted first; default: a temporary folder).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -182,7 +204,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             save_baseline.as_deref(),
             compare_index.as_deref(),
         ),
-        Command::Bench { root, out } => cmd_bench(&cli, root, out.as_deref()),
+        Command::Bench {
+            what: BenchCommand::Index { root, out },
+        } => cmd_bench(&cli, root, out.as_deref()),
+        Command::Bench {
+            what:
+                BenchCommand::Query {
+                    chunks,
+                    rounds,
+                    out,
+                },
+        } => cmd_bench_query(&cli, *chunks, *rounds, out.as_deref()),
     }
 }
 
@@ -1127,6 +1159,74 @@ fn cmd_bench(cli: &Cli, root: &Path, out_dir: Option<&Path>) -> anyhow::Result<E
         human_bytes(bench.index_bytes),
         bench.index_bytes as f64 / (r.totals.source_bytes.max(1)) as f64
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_query(
+    cli: &Cli,
+    chunks: usize,
+    rounds: usize,
+    out_dir: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (_dir, source, config) = open_index(cli)?;
+    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &source)?;
+    let scratch = std::env::temp_dir().join(format!("codeq-bench-query-{}", std::process::id()));
+    let index_dir = out_dir.map_or(scratch.clone(), Path::to_path_buf);
+    eprintln!(
+        "codeq: replicating {} ({} chunks) to at least {chunks} chunks in {}",
+        source.generation(),
+        source.manifest().totals.chunks,
+        index_dir.display()
+    );
+    let result = crate::bench::query_bench(&source, &index_dir, chunks, rounds, &mut embedder);
+    if out_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let bench = result?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "bench": bench})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "index        {} chunks in {} repos, written in {:.1}s; {} queries x {} rounds, warm",
+        bench.chunks,
+        bench.repos,
+        bench.build.as_secs_f64(),
+        bench.queries,
+        bench.rounds
+    )?;
+    writeln!(
+        out,
+        "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9} | p50 embed   bm25 vector   fuse",
+        "scenario", "visible", "search50", "search95", "ask50", "ask95"
+    )?;
+    let base = bench.scenarios.first().map(|s| s.search_p50_ms);
+    for s in &bench.scenarios {
+        let overhead = base.map_or(String::new(), |b| {
+            format!(
+                "  ({:+.0}% search p50)",
+                100.0 * (s.search_p50_ms - b) / b.max(1e-9)
+            )
+        });
+        let [embed, bm25, vector, fuse] = s.stage_p50_ms;
+        writeln!(
+            out,
+            "{:<40} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {embed:>9.1} {bm25:>6.1} {vector:>6.1} {fuse:>6.1}{overhead}",
+            s.scenario,
+            s.visible_chunks,
+            s.search_p50_ms,
+            s.search_p95_ms,
+            s.ask_p50_ms,
+            s.ask_p95_ms
+        )?;
+    }
+    writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
@@ -13,8 +13,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{
-    DocId, Index, IndexWriter, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument,
-    Term, doc,
+    DocId, DocSet, Index, IndexWriter, Score, Searcher, SegmentOrdinal, SegmentReader, TERMINATED,
+    TantivyDocument, Term, doc,
 };
 
 use super::ChunkFilter;
@@ -227,7 +227,6 @@ impl LexicalReader {
                 }
                 let stats = ScopedStatistics {
                     searcher: &searcher,
-                    admitted: &admitted,
                     totals: &totals,
                     fields: f,
                 };
@@ -264,11 +263,12 @@ impl LexicalReader {
             return Ok(found);
         }
         let f = self.fields;
-        let lengths = FieldLengths {
+        let collector = AdmittedDocs {
             fields: [f.symbol, f.path, f.content],
         };
-        let (docs, tokens) = searcher.search(admitted, &lengths).map_err(Error::store)?;
-        let totals = ScopedTotals { docs, tokens };
+        let totals = searcher
+            .search(admitted, &collector)
+            .map_err(Error::store)?;
         if let Ok(mut cache) = self.totals.lock() {
             cache.insert(key, totals.clone());
         }
@@ -276,17 +276,19 @@ impl LexicalReader {
     }
 }
 
-/// Documents and tokens per searched field (symbol, path, content) among admitted documents.
+/// The admitted documents of one filter: a membership map per segment, and the document
+/// and token counts per searched field (symbol, path, content) BM25 needs.
 #[derive(Debug, Clone)]
 struct ScopedTotals {
     docs: u64,
     tokens: [u64; 3],
+    /// Per segment ordinal: is document N admitted.
+    admitted: Arc<Vec<Vec<bool>>>,
 }
 
 /// BM25 statistics over the admitted documents only.
 struct ScopedStatistics<'a> {
     searcher: &'a Searcher,
-    admitted: &'a BooleanQuery,
     totals: &'a ScopedTotals,
     fields: Fields,
 }
@@ -306,44 +308,60 @@ impl Bm25StatisticsProvider for ScopedStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let both = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)) as Box<dyn Query>,
-            ),
-            (Occur::Must, Box::new(self.admitted.clone())),
-        ]);
-        self.searcher.search(&both, &Count).map(|n| n as u64)
+        let mut count = 0u64;
+        for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
+            let Some(admitted) = self.totals.admitted.get(ordinal) else {
+                continue;
+            };
+            let inverted = segment.inverted_index(term.field())?;
+            let Some(mut postings) = inverted.read_postings(term, IndexRecordOption::Basic)? else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                count += u64::from(admitted.get(doc as usize).copied().unwrap_or(false));
+                doc = postings.advance();
+            }
+        }
+        Ok(count)
     }
 }
 
-/// Sums field lengths (tantivy's field norms) over the matching documents.
-struct FieldLengths {
+/// Collects the admitted documents of each segment with their field lengths (tantivy's
+/// field norms) in the three searched fields.
+struct AdmittedDocs {
     fields: [Field; 3],
 }
 
-struct SegmentFieldLengths {
+struct SegmentAdmittedDocs {
+    ordinal: SegmentOrdinal,
     readers: Vec<FieldNormReader>,
+    admitted: Vec<bool>,
     docs: u64,
     tokens: [u64; 3],
 }
 
-impl Collector for FieldLengths {
-    type Fruit = (u64, [u64; 3]);
-    type Child = SegmentFieldLengths;
+/// One segment's harvest: ordinal, membership, documents, tokens per field.
+type SegmentHarvest = (SegmentOrdinal, Vec<bool>, u64, [u64; 3]);
+
+impl Collector for AdmittedDocs {
+    type Fruit = ScopedTotals;
+    type Child = SegmentAdmittedDocs;
 
     fn for_segment(
         &self,
-        _segment_local_id: SegmentOrdinal,
+        ordinal: SegmentOrdinal,
         segment: &SegmentReader,
-    ) -> tantivy::Result<SegmentFieldLengths> {
+    ) -> tantivy::Result<SegmentAdmittedDocs> {
         let readers = self
             .fields
             .iter()
             .map(|&field| segment.get_fieldnorms_reader(field))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        Ok(SegmentFieldLengths {
+        Ok(SegmentAdmittedDocs {
+            ordinal,
             readers,
+            admitted: vec![false; segment.max_doc() as usize],
             docs: 0,
             tokens: [0; 3],
         })
@@ -353,30 +371,40 @@ impl Collector for FieldLengths {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<(u64, [u64; 3])>) -> tantivy::Result<(u64, [u64; 3])> {
+    fn merge_fruits(&self, mut fruits: Vec<SegmentHarvest>) -> tantivy::Result<ScopedTotals> {
+        fruits.sort_by_key(|f| f.0);
         let mut docs = 0;
         let mut tokens = [0u64; 3];
-        for (d, t) in fruits {
+        let mut admitted = Vec::with_capacity(fruits.len());
+        for (_, members, d, t) in fruits {
             docs += d;
             for (sum, n) in tokens.iter_mut().zip(t) {
                 *sum += n;
             }
+            admitted.push(members);
         }
-        Ok((docs, tokens))
+        Ok(ScopedTotals {
+            docs,
+            tokens,
+            admitted: Arc::new(admitted),
+        })
     }
 }
 
-impl SegmentCollector for SegmentFieldLengths {
-    type Fruit = (u64, [u64; 3]);
+impl SegmentCollector for SegmentAdmittedDocs {
+    type Fruit = SegmentHarvest;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         self.docs += 1;
+        if let Some(slot) = self.admitted.get_mut(doc as usize) {
+            *slot = true;
+        }
         for (sum, reader) in self.tokens.iter_mut().zip(&self.readers) {
             *sum += u64::from(reader.fieldnorm(doc));
         }
     }
 
-    fn harvest(self) -> (u64, [u64; 3]) {
-        (self.docs, self.tokens)
+    fn harvest(self) -> SegmentHarvest {
+        (self.ordinal, self.admitted, self.docs, self.tokens)
     }
 }

@@ -494,6 +494,12 @@ impl IndexReader {
         })
     }
 
+    /// Every stored row (chunk, embedding-input hash, vector), for tools that copy an index
+    /// such as the query benchmark.
+    pub fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
+        self.vectors.all_rows()
+    }
+
     /// `filter` without the path-restricted repositories of which it admits no chunk, so
     /// that nobody learns the name of a repository they can read nothing of.
     pub fn without_empty_scopes(&self, filter: &ChunkFilter) -> Result<ChunkFilter> {

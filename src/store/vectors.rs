@@ -339,6 +339,38 @@ impl VectorReader {
         Ok(out)
     }
 
+    /// Every row: chunk, embedding-input hash and vector.
+    pub(super) fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
+        let mut columns = chunk_columns();
+        columns.extend(["embed_hash".to_string(), "vector".to_string()]);
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async {
+                self.table
+                    .query()
+                    .select(Select::columns(&columns))
+                    .execute()
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .map_err(Error::store)?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let hashes = string_column(batch, "embed_hash")?;
+            let vectors = batch
+                .column_by_name("vector")
+                .ok_or_else(|| Error::Store("vector column missing".into()))?
+                .as_fixed_size_list();
+            for (i, chunk) in chunks_from_batch(batch)?.into_iter().enumerate() {
+                let values = vectors.value(i);
+                let floats = values.as_primitive::<Float32Type>().values().to_vec();
+                out.push((chunk, hashes.value(i).to_string(), floats));
+            }
+        }
+        Ok(out)
+    }
+
     pub(super) fn chunks_by_id(&self, ids: &[String], filter: &ChunkFilter) -> Result<Vec<Chunk>> {
         self.chunks_where(format!("chunk_id IN ({})", sql_string_list(ids)), filter)
     }
