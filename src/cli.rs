@@ -838,6 +838,7 @@ fn cmd_eval(
             report.model
         )?;
         write_metrics_table(&mut out, &report)?;
+        write_lane_table(&mut out, &report)?;
         if let Some(changes) = &changes {
             write_changes(&mut out, "against the baseline", changes)?;
         }
@@ -970,6 +971,37 @@ fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Re
             m.bm25_hit_at_5,
             m.vector_hit_at_5,
             m.hybrid_hit_at_5,
+        )?;
+    }
+    Ok(())
+}
+
+/// hit@1, hit@5 and MRR@10 of each lane alone, beside the fused ranking.
+fn write_lane_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n{:<18} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6}",
+        "by lane", "bm25@1", "bm25@5", "MRR", "vec@1", "vec@5", "MRR", "hyb@1", "hyb@5", "MRR"
+    )?;
+    let rows = report
+        .sets
+        .iter()
+        .map(|s| (s.name.as_str(), &s.metrics))
+        .chain(std::iter::once(("overall", &report.overall)));
+    for (name, m) in rows {
+        writeln!(
+            out,
+            "{:<18} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3}",
+            name,
+            m.bm25_hit_at_1,
+            m.bm25_hit_at_5,
+            m.bm25_mrr_at_10,
+            m.vector_hit_at_1,
+            m.vector_hit_at_5,
+            m.vector_mrr_at_10,
+            m.hit_at_1,
+            m.hybrid_hit_at_5,
+            m.mrr_at_10
         )?;
     }
     Ok(())

@@ -214,6 +214,9 @@ pub struct QuestionResult {
     pub expect_refusal: bool,
     /// hit@5 per lane: bm25, vector, hybrid.
     pub lane_hit_at_5: [bool; 3],
+    /// 1-based rank of the first expected file per lane (bm25, vector, hybrid).
+    #[serde(default)]
+    pub lane_first_hit: [Option<usize>; 3],
     /// Wall time of the ask, milliseconds.
     pub latency_ms: f64,
 }
@@ -259,6 +262,18 @@ pub struct Metrics {
     pub latency_p50_ms: f64,
     /// 95th percentile ask latency, ms.
     pub latency_p95_ms: f64,
+    /// hit@1 with the BM25 lane alone.
+    #[serde(default)]
+    pub bm25_hit_at_1: f64,
+    /// MRR@10 with the BM25 lane alone.
+    #[serde(default)]
+    pub bm25_mrr_at_10: f64,
+    /// hit@1 with the vector lane alone.
+    #[serde(default)]
+    pub vector_hit_at_1: f64,
+    /// MRR@10 with the vector lane alone.
+    #[serde(default)]
+    pub vector_mrr_at_10: f64,
     /// hit@5 with the BM25 lane alone.
     pub bm25_hit_at_5: f64,
     /// hit@5 with the vector lane alone.
@@ -285,15 +300,18 @@ impl Metrics {
         let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
         let refusals: Vec<&&QuestionResult> = results.iter().filter(|r| r.expect_refusal).collect();
+        let reciprocal =
+            |rank: Option<usize>| rank.filter(|&k| k <= 10).map_or(0.0, |k| 1.0 / k as f64);
+        let lane_hit_at_1 = |lane: usize| bool_mean(&|r| r.lane_first_hit[lane] == Some(1));
         Metrics {
             questions: n,
             hit_at_1: bool_mean(&|r| r.hit_at(1)),
             hit_at_5: bool_mean(&|r| r.hit_at(5)),
-            mrr_at_10: mean(&|r| {
-                r.first_hit
-                    .filter(|&k| k <= 10)
-                    .map_or(0.0, |k| 1.0 / k as f64)
-            }),
+            mrr_at_10: mean(&|r| reciprocal(r.first_hit)),
+            bm25_hit_at_1: lane_hit_at_1(0),
+            bm25_mrr_at_10: mean(&|r| reciprocal(r.lane_first_hit[0])),
+            vector_hit_at_1: lane_hit_at_1(1),
+            vector_mrr_at_10: mean(&|r| reciprocal(r.lane_first_hit[1])),
             ndcg_at_10: mean(&|r| r.ndcg),
             recall_at_10: mean(&|r| r.recall),
             symbol_hit_at_5: (!with_symbols.is_empty()).then(|| {
@@ -424,7 +442,7 @@ fn run_question(
     let started = Instant::now();
     let answer = answer::ask(reader, embedder, &q.question, &options)?;
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut lane_hit_at_5 = [false; 3];
+    let mut lane_first_hit = [None; 3];
     for (slot, lanes) in [(0, Lanes::Bm25), (1, Lanes::Vector)] {
         let lane_options = SearchOptions {
             lanes,
@@ -432,11 +450,13 @@ fn run_question(
         };
         let results = search::search(reader, embedder, &q.question, &lane_options)?;
         let files = dedup_files(results.hits.iter().map(|h| (&h.chunk.repo, &h.chunk.path)));
-        lane_hit_at_5[slot] = first_hit(&files, &expected_grades(q)).is_some_and(|r| r <= 5);
+        lane_first_hit[slot] = first_hit(&files, &expected_grades(q));
     }
     let mut result = score(q, &answer, k);
     result.tier = q.tier.unwrap_or(set_tier);
-    result.lane_hit_at_5 = [lane_hit_at_5[0], lane_hit_at_5[1], result.hit_at(5)];
+    lane_first_hit[2] = result.first_hit;
+    result.lane_first_hit = lane_first_hit;
+    result.lane_hit_at_5 = lane_first_hit.map(|r| r.is_some_and(|r| r <= 5));
     result.latency_ms = latency_ms;
     Ok(result)
 }
@@ -483,6 +503,7 @@ pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
         refused: !answer.confident,
         expect_refusal: q.expect_refusal,
         lane_hit_at_5: [false; 3],
+        lane_first_hit: [None; 3],
         latency_ms: 0.0,
     }
 }
@@ -771,8 +792,23 @@ mod tests {
             refused: false,
             expect_refusal: false,
             lane_hit_at_5: [false; 3],
+            lane_first_hit: [None; 3],
             latency_ms: 1.0,
         }
+    }
+
+    #[test]
+    fn lane_metrics_come_from_each_lane_s_own_first_hit() {
+        let mut a = result("a", Some(1), Tier::Blocking);
+        a.lane_first_hit = [Some(1), Some(3), Some(1)];
+        let mut b = result("b", Some(2), Tier::Blocking);
+        b.lane_first_hit = [None, Some(2), Some(2)];
+        let m = Metrics::of(&[&a, &b]);
+        assert_eq!(m.bm25_hit_at_1, 0.5);
+        assert_eq!(m.bm25_mrr_at_10, 0.5);
+        assert_eq!(m.vector_hit_at_1, 0.0);
+        assert!((m.vector_mrr_at_10 - (1.0 / 3.0 + 0.5) / 2.0).abs() < 1e-12);
+        assert_eq!(m.mrr_at_10, 0.75);
     }
 
     fn report(questions: Vec<QuestionResult>) -> EvalReport {

@@ -265,7 +265,7 @@ impl QueryAnalysis {
     }
 
     /// The adjustments this query makes to one chunk.
-    pub fn boosts_for(&self, chunk: &Chunk, terms: &[String]) -> Vec<Boost> {
+    pub fn boosts_for(&self, chunk: &Chunk) -> Vec<Boost> {
         let mut boosts = Vec::new();
         let defines = !self.asks_for_usages
             && is_definition(&chunk.kind)
@@ -279,10 +279,12 @@ impl QueryAnalysis {
                 factor: DEFINITION_BOOST,
             });
         }
+        // Only names count: a plain word such as "model" in a description would favour
+        // model.py for every question about models.
         let stem = file_stem(&chunk.path).to_lowercase();
         if stem.len() >= 4
             && !GENERIC_STEMS.contains(&stem.as_str())
-            && (terms.contains(&stem) || self.symbols.contains(&stem))
+            && self.symbols.contains(&stem)
         {
             boosts.push(Boost {
                 reason: "file name matches the query",
@@ -476,7 +478,7 @@ pub fn search(
     }
     let mut hits: Vec<SearchHit> = fused.into_values().collect();
     for hit in &mut hits {
-        hit.boosts = analysis.boosts_for(&hit.chunk, &terms);
+        hit.boosts = analysis.boosts_for(&hit.chunk);
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
     }
     hits.sort_by(|a, b| {
