@@ -531,6 +531,99 @@ mod tests {
         assert!(query_terms("  ").is_empty());
     }
 
+    fn chunk(path: &str, kind: &str, symbol: &str, lines: (u32, u32)) -> Chunk {
+        Chunk {
+            chunk_id: format!("{path}:{}", lines.0),
+            repo: "r".into(),
+            path: path.into(),
+            language: "rust".into(),
+            kind: kind.into(),
+            symbol: symbol.into(),
+            signature: String::new(),
+            doc: String::new(),
+            content: String::new(),
+            content_hash: String::new(),
+            file_hash: String::new(),
+            commit: String::new(),
+            start_line: lines.0,
+            end_line: lines.1,
+        }
+    }
+
+    fn reasons(query: &str, c: &Chunk) -> Vec<&'static str> {
+        QueryAnalysis::of(query)
+            .boosts_for(c)
+            .iter()
+            .map(|b| b.reason)
+            .collect()
+    }
+
+    #[test]
+    fn the_definition_of_a_named_symbol_is_boosted_unless_usages_are_asked_for() {
+        let def = chunk("src/ledger.rs", "method", "Ledger::transfer_funds", (3, 9));
+        let caller = chunk("src/api.rs", "function", "handle_transfer", (1, 5));
+        assert_eq!(
+            reasons("transfer_funds", &def),
+            ["defines the named symbol"]
+        );
+        assert_eq!(
+            reasons("Ledger::transfer_funds", &def),
+            ["defines the named symbol"]
+        );
+        assert!(reasons("transfer_funds", &caller).is_empty());
+        assert!(reasons("where is transfer_funds called", &def).is_empty());
+        assert!(reasons("move money between accounts", &def).is_empty());
+        // A whole file is not a definition of the symbol.
+        let window = chunk("docs/transfer_funds.md", "window", "transfer_funds", (1, 9));
+        assert!(!reasons("transfer_funds", &window).contains(&"defines the named symbol"));
+    }
+
+    #[test]
+    fn file_names_count_only_when_the_query_names_them() {
+        let c = chunk("fraud/scoring.py", "function", "risk", (1, 3));
+        assert_eq!(reasons("scoring", &c), ["file name matches the query"]);
+        let m = chunk("pkg/model.py", "function", "encode", (1, 3));
+        assert!(reasons("how is a model saved to disk", &m).is_empty());
+    }
+
+    #[test]
+    fn tests_and_vendored_code_are_down_weighted_unless_asked_for() {
+        let t = chunk("tests/test_ledger.py", "function", "test_refund", (1, 3));
+        let unit = chunk("src/lib.rs", "function", "tests::refund_works", (1, 3));
+        let v = chunk("vendor/lib/x.py", "function", "helper", (1, 3));
+        for c in [&t, &unit] {
+            assert_eq!(
+                reasons("refund a payment", c),
+                ["test code (the query does not ask for tests)"]
+            );
+            assert!(reasons("tests for refunds", c).is_empty());
+        }
+        assert_eq!(reasons("a small helper", &v), ["vendored or generated code"]);
+        assert!(reasons("vendored helper", &v).is_empty());
+    }
+
+    #[test]
+    fn a_chunk_overlapping_a_better_one_of_the_same_file_is_dropped() {
+        let hit = |c: Chunk| SearchHit {
+            chunk: c,
+            score: 1.0,
+            fused_score: 1.0,
+            boosts: Vec::new(),
+            bm25_rank: None,
+            bm25_score: None,
+            vector_rank: None,
+            vector_distance: None,
+        };
+        let kept = without_overlaps(vec![
+            hit(chunk("a.rs", "impl", "A", (1, 20))),
+            hit(chunk("a.rs", "method", "A::f", (5, 9))),
+            hit(chunk("b.rs", "method", "B::f", (5, 9))),
+            hit(chunk("a.rs", "function", "g", (21, 30))),
+        ]);
+        let symbols: Vec<&str> = kept.iter().map(|h| h.chunk.symbol.as_str()).collect();
+        assert_eq!(symbols, ["A", "B::f", "g"]);
+    }
+
     #[test]
     fn queries_are_classified_as_identifiers_or_descriptions() {
         for q in [

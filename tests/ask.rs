@@ -117,3 +117,55 @@ fn weak_evidence_is_not_presented_as_an_answer_and_verdicts_reach_the_backlog() 
     let out = codeq(&root, &["ask", "transfer_funds", "--verdict", "1=meh"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_defining_chunk_outranks_its_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bank");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    std::fs::write(root.join("src/ledger.rs"), LEDGER).unwrap();
+    // Callers mention transfer_funds more often than its definition does.
+    let caller = |name: &str| {
+        format!(
+            "/// Calls transfer_funds for {name}.\npub fn {name}(a: &mut i64, b: &mut i64) {{\n    transfer_funds(a, b, 1);\n    transfer_funds(b, a, 1);\n    transfer_funds(a, b, 2);\n}}\n"
+        )
+    };
+    std::fs::write(
+        root.join("src/payroll.rs"),
+        caller("pay_salaries") + &caller("pay_bonuses"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("tests/transfers.rs"),
+        caller("transfer_funds_test"),
+    )
+    .unwrap();
+    common::commit_all(&root, &[]);
+    let out = codeq(&root, &["index", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (out, found) = codeq_json(&root, &["search", "transfer_funds"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = &found["results"][0];
+    assert_eq!(first["path"], "src/ledger.rs", "{found}");
+    assert_eq!(first["boosts"][0]["reason"], "defines the named symbol");
+    assert!(first["fused_score"].as_f64().unwrap() < first["score"].as_f64().unwrap());
+    let test_hit = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["path"] == "tests/transfers.rs")
+        .expect("the test caller is still listed");
+    assert!(
+        test_hit["boosts"].to_string().contains("test code"),
+        "{test_hit}"
+    );
+
+    // Asking for callers does not boost the definition.
+    let (_, usages) = codeq_json(&root, &["search", "where is transfer_funds called"]);
+    for hit in usages["results"].as_array().unwrap() {
+        assert!(!hit["boosts"].to_string().contains("defines"), "{hit}");
+    }
+    assert_eq!(usages["analysis"]["asks_for_usages"], true);
+}
