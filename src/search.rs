@@ -157,7 +157,7 @@ impl QueryKind {
     pub fn lane_weights(self) -> (f64, f64) {
         match self {
             QueryKind::Identifier => (1.0, 0.75),
-            QueryKind::NaturalLanguage => (0.75, 1.0),
+            QueryKind::NaturalLanguage => (0.5, 1.0),
         }
     }
 }
