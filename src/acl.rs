@@ -430,6 +430,15 @@ read = ["carol"]
         assert!(!mallory.admits("payments", "src/lib.rs"));
         assert!(!mallory.admits("corpus", "notes/todo.md"));
         assert!(mallory.admits("corpus", "docs/readme.md"));
+        // Names that look like patterns are only names.
+        for odd in ["*", "group:payments", "payments*"] {
+            let filter = acl.access_for(odd, &repos()).filter;
+            assert!(!filter.admits("payments", "src/lib.rs"), "{odd}");
+            assert!(
+                filter.admits("corpus", "docs/x.md"),
+                "{odd} is still anyone"
+            );
+        }
         // Somebody granted every repository whole gets no filter at all.
         let all = parse("[[acl.grant]]\nrepos = [\"*\"]\nread = [\"root\"]\n").unwrap();
         assert!(all.access_for("root", &repos()).sees_everything());

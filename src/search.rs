@@ -598,7 +598,10 @@ mod tests {
             );
             assert!(reasons("tests for refunds", c).is_empty());
         }
-        assert_eq!(reasons("a small helper", &v), ["vendored or generated code"]);
+        assert_eq!(
+            reasons("a small helper", &v),
+            ["vendored or generated code"]
+        );
         assert!(reasons("vendored helper", &v).is_empty());
     }
 

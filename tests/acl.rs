@@ -524,43 +524,33 @@ fn a_broken_acl_stops_every_query_and_names_the_line() {
 }
 
 #[test]
-fn eval_runs_each_question_as_its_principal_and_counts_no_leak() {
+fn the_shipped_access_control_set_passes_with_no_leak() {
     let fx = acl_fixture();
-    let scratch = tempfile::tempdir().unwrap();
-    let set = scratch.path().join("acl.toml");
-    std::fs::write(
-        &set,
-        r#"name = "acl"
-tier = "blocking"
-
-[[question]]
-id = "carol-cannot-see-refunds"
-question = "refund_payment"
-as = "carol"
-forbidden_repos = ["payments", "payments/plugins/fraud"]
-
-[[question]]
-id = "alice-finds-refunds"
-question = "refund_payment"
-as = "alice"
-relevant = ["payments:src/lib.rs"]
-forbidden_repos = ["search-service"]
-
-[[question]]
-id = "mallory-sees-nothing"
-question = "how risky is a card transaction"
-as = "mallory"
-forbidden_repos = ["payments", "payments/plugins/fraud", "search-service", "corpus"]
-expect_refusal = true
-"#,
-    )
-    .unwrap();
-    let (out, report) = codeq_json(&fx.root, &["eval", set.to_str().unwrap()]);
+    let set = format!(
+        "{}/eval-questions/fixture-acl.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (out, report) = codeq_json(&fx.root, &["eval", &set]);
     assert_eq!(out.status.code(), Some(0), "{}\n{report}", stderr(&out));
     let overall = &report["report"]["overall"];
     assert_eq!(overall["acl_leaks"], 0);
     assert_eq!(overall["hit_at_1"], 1.0, "{overall}");
     assert_eq!(overall["refusals_honoured"], 1);
+    // The same set without the ACL: every principal sees everything, and the gate fails
+    // on the leaks, so the set can fail.
+    let scratch = tempfile::tempdir().unwrap();
+    let open_acl = scratch.path().join("open.toml");
+    std::fs::write(
+        &open_acl,
+        "[[acl.grant]]\nrepos = [\"*\"]\nread = [\"*\"]\n",
+    )
+    .unwrap();
+    let (out, report) = codeq_json(
+        &fx.root,
+        &["eval", &set, "--acl", open_acl.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report["report"]["overall"]["acl_leaks"].as_u64().unwrap() > 0);
 }
 
 fn truncate(query: &str) -> String {
