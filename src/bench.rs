@@ -149,12 +149,7 @@ pub fn query_bench(
     let reader = replicate(source, out_dir, target_chunks)?;
     let build = build_started.elapsed();
     let queries = sample_queries(source)?;
-    let repos: Vec<String> = reader
-        .manifest()
-        .repos
-        .iter()
-        .map(|r| r.id.clone())
-        .collect();
+    let repos: Vec<String> = reader.manifest().repo_ids();
     let half: Vec<String> = repos.iter().step_by(2).cloned().collect();
     let grants = [
         ("no ACL (single-user)", None),

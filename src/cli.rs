@@ -268,12 +268,7 @@ fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::R
         return Ok(Access::single_user());
     };
     let principal = acl::principal(cli.as_user.as_deref());
-    let repos: Vec<String> = reader
-        .manifest()
-        .repos
-        .iter()
-        .map(|r| r.id.clone())
-        .collect();
+    let repos: Vec<String> = reader.manifest().repo_ids();
     let mut access = acl.access_for(&principal, &repos);
     access.filter = reader.without_empty_scopes(&access.filter)?;
     Ok(access)
@@ -774,7 +769,7 @@ fn cmd_eval(
             Some(acl) => Box::new(eval::AclScope {
                 acl: acl.clone(),
                 default_principal: principal.clone(),
-                repos: r.manifest().repos.iter().map(|x| x.id.clone()).collect(),
+                repos: r.manifest().repo_ids(),
             }),
             None => Box::new(eval::Unrestricted),
         }
@@ -1116,13 +1111,9 @@ fn cmd_bench(cli: &Cli, root: &Path, out_dir: Option<&Path>) -> anyhow::Result<E
     let load_started = Instant::now();
     let mut embedder = load_embedder(cli, &config)?;
     let load_time = load_started.elapsed();
-    let scratch = std::env::temp_dir().join(format!("codeq-bench-{}", std::process::id()));
-    let index_dir = out_dir.map_or(scratch.clone(), Path::to_path_buf);
-    let result = crate::bench::index_bench(&checked_root, &index_dir, &config, &mut embedder);
-    if out_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    let bench = result?;
+    let bench = in_bench_dir(out_dir, |index_dir| {
+        crate::bench::index_bench(&checked_root, index_dir, &config, &mut embedder)
+    })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
         writeln!(
@@ -1194,6 +1185,21 @@ fn cmd_bench(cli: &Cli, root: &Path, out_dir: Option<&Path>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs a benchmark that writes an index into `out_dir`, or into a temporary folder that
+/// is removed afterwards.
+fn in_bench_dir<T>(
+    out_dir: Option<&Path>,
+    run: impl FnOnce(&Path) -> crate::Result<T>,
+) -> crate::Result<T> {
+    if let Some(dir) = out_dir {
+        return run(dir);
+    }
+    let scratch = std::env::temp_dir().join(format!("codeq-bench-{}", std::process::id()));
+    let result = run(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
 fn cmd_bench_query(
     cli: &Cli,
     chunks: usize,
@@ -1202,19 +1208,15 @@ fn cmd_bench_query(
 ) -> anyhow::Result<ExitCode> {
     let (_dir, source, config) = open_index(cli)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &source)?;
-    let scratch = std::env::temp_dir().join(format!("codeq-bench-query-{}", std::process::id()));
-    let index_dir = out_dir.map_or(scratch.clone(), Path::to_path_buf);
-    eprintln!(
-        "codeq: replicating {} ({} chunks) to at least {chunks} chunks in {}",
-        source.generation(),
-        source.manifest().totals.chunks,
-        index_dir.display()
-    );
-    let result = crate::bench::query_bench(&source, &index_dir, chunks, rounds, &mut embedder);
-    if out_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    let bench = result?;
+    let bench = in_bench_dir(out_dir, |index_dir| {
+        eprintln!(
+            "codeq: replicating {} ({} chunks) to at least {chunks} chunks in {}",
+            source.generation(),
+            source.manifest().totals.chunks,
+            index_dir.display()
+        );
+        crate::bench::query_bench(&source, index_dir, chunks, rounds, &mut embedder)
+    })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
         writeln!(

@@ -189,12 +189,7 @@ fn open_reader(fx: &Fixture) -> (IndexReader, Config, FastEmbedder) {
 }
 
 fn repo_ids(reader: &IndexReader) -> Vec<String> {
-    reader
-        .manifest()
-        .repos
-        .iter()
-        .map(|r| r.id.clone())
-        .collect()
+    reader.manifest().repo_ids()
 }
 
 #[test]

@@ -30,6 +30,13 @@ pub struct Manifest {
     pub totals: Totals,
 }
 
+impl Manifest {
+    /// Ids of the indexed repositories, in manifest order.
+    pub fn repo_ids(&self) -> Vec<String> {
+        self.repos.iter().map(|r| r.id.clone()).collect()
+    }
+}
+
 /// What was indexed of one repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoRecord {

@@ -180,31 +180,15 @@ impl VectorWriter {
         if hashes.is_empty() {
             return Ok(HashMap::new());
         }
-        let filter = format!("embed_hash IN ({})", sql_string_list(hashes));
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async {
-                previous
-                    .query()
-                    .only_if(filter)
-                    .select(Select::columns(&["embed_hash", "vector"]))
-                    .execute()
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .map_err(Error::store)?;
+        let query = previous
+            .query()
+            .only_if(format!("embed_hash IN ({})", sql_string_list(hashes)))
+            .select(Select::columns(&["embed_hash", "vector"]));
         let mut out = HashMap::new();
-        for batch in &batches {
+        for batch in &collect(&self.rt, &query)? {
             let hashes = string_column(batch, "embed_hash")?;
-            let vectors = batch
-                .column_by_name("vector")
-                .ok_or_else(|| Error::Store("vector column missing".into()))?
-                .as_fixed_size_list();
-            for i in 0..batch.num_rows() {
-                let values = vectors.value(i);
-                let floats = values.as_primitive::<Float32Type>();
-                out.insert(hashes.value(i).to_string(), floats.values().to_vec());
+            for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
+                out.insert(hashes.value(i).to_string(), vector);
             }
         }
         Ok(out)
@@ -271,10 +255,7 @@ impl VectorReader {
         if let Some(sql) = filter.to_sql() {
             query = query.only_if(sql);
         }
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async { query.execute().await?.try_collect().await })
-            .map_err(Error::store)?;
+        let batches = collect(&self.rt, &query)?;
         let mut files: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
         let mut chunks: HashMap<String, usize> = HashMap::new();
         for batch in &batches {
@@ -304,27 +285,22 @@ impl VectorReader {
         filter: &ChunkFilter,
         limit: usize,
     ) -> Result<Vec<(Chunk, f32)>> {
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async {
-                let mut query = self
-                    .table
-                    .query()
-                    .nearest_to(vector)?
-                    .distance_type(DistanceType::Cosine)
-                    .select(Select::columns(
-                        &chunk_columns()
-                            .into_iter()
-                            .chain(["_distance".to_string()])
-                            .collect::<Vec<_>>(),
-                    ))
-                    .limit(limit);
-                if let Some(sql) = filter.to_sql() {
-                    query = query.only_if(sql);
-                }
-                query.execute().await?.try_collect().await
-            })
-            .map_err(Error::store)?;
+        let columns: Vec<String> = chunk_columns()
+            .into_iter()
+            .chain(["_distance".to_string()])
+            .collect();
+        let mut query = self
+            .table
+            .query()
+            .nearest_to(vector)
+            .map_err(Error::store)?
+            .distance_type(DistanceType::Cosine)
+            .select(Select::columns(&columns))
+            .limit(limit);
+        if let Some(sql) = filter.to_sql() {
+            query = query.only_if(sql);
+        }
+        let batches = collect(&self.rt, &query)?;
         let mut out = Vec::new();
         for batch in &batches {
             let chunks = chunks_from_batch(batch)?;
@@ -343,29 +319,15 @@ impl VectorReader {
     pub(super) fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
         let mut columns = chunk_columns();
         columns.extend(["embed_hash".to_string(), "vector".to_string()]);
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async {
-                self.table
-                    .query()
-                    .select(Select::columns(&columns))
-                    .execute()
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .map_err(Error::store)?;
+        let query = self.table.query().select(Select::columns(&columns));
         let mut out = Vec::new();
-        for batch in &batches {
+        for batch in &collect(&self.rt, &query)? {
             let hashes = string_column(batch, "embed_hash")?;
-            let vectors = batch
-                .column_by_name("vector")
-                .ok_or_else(|| Error::Store("vector column missing".into()))?
-                .as_fixed_size_list();
-            for (i, chunk) in chunks_from_batch(batch)?.into_iter().enumerate() {
-                let values = vectors.value(i);
-                let floats = values.as_primitive::<Float32Type>().values().to_vec();
-                out.push((chunk, hashes.value(i).to_string(), floats));
+            let rows = chunks_from_batch(batch)?
+                .into_iter()
+                .zip(vectors_of(batch)?);
+            for (i, (chunk, vector)) in rows.enumerate() {
+                out.push((chunk, hashes.value(i).to_string(), vector));
             }
         }
         Ok(out)
@@ -395,25 +357,39 @@ impl VectorReader {
             Some(sql) => format!("({predicate}) AND ({sql})"),
             None => predicate,
         };
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async {
-                self.table
-                    .query()
-                    .only_if(predicate)
-                    .select(Select::columns(&chunk_columns()))
-                    .execute()
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .map_err(Error::store)?;
+        let query = self
+            .table
+            .query()
+            .only_if(predicate)
+            .select(Select::columns(&chunk_columns()));
         let mut out = Vec::new();
-        for batch in &batches {
+        for batch in &collect(&self.rt, &query)? {
             out.extend(chunks_from_batch(batch)?);
         }
         Ok(out)
     }
+}
+
+/// Runs a query to completion on the storage runtime.
+fn collect(rt: &Runtime, query: &impl ExecutableQuery) -> Result<Vec<RecordBatch>> {
+    rt.block_on(async { query.execute().await?.try_collect().await })
+        .map_err(Error::store)
+}
+
+/// The `vector` column of a batch, one vector per row.
+fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
+    let list = batch
+        .column_by_name("vector")
+        .ok_or_else(|| Error::Store("vector column missing".into()))?
+        .as_fixed_size_list();
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            list.value(i)
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect())
 }
 
 fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
