@@ -548,6 +548,38 @@ fn the_shipped_access_control_set_passes_with_no_leak() {
     assert!(report["report"]["overall"]["acl_leaks"].as_u64().unwrap() > 0);
 }
 
+#[test]
+fn repository_names_with_quotes_and_backslashes_cannot_widen_the_filter() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("odd");
+    let odd = root.join("o'neil\\");
+    let plain = root.join("plain");
+    for (dir, body) in [
+        (&odd, "pub fn zanzibar_ledger() -> u32 { 1 }\n"),
+        (&plain, "pub fn plain_ledger() -> u32 { 2 }\n"),
+    ] {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), body).unwrap();
+        common::commit_all(dir, &[]);
+    }
+    std::fs::write(
+        root.join("codeq.toml"),
+        "[[acl.grant]]\nrepos = [\"plain\"]\nread = [\"x\"]\n\n[[acl.grant]]\nrepos = [\"o'neil*\"]\nread = [\"y\"]\n",
+    )
+    .unwrap();
+    let out = codeq(&root, &["index", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, x) = codeq_json(&root, &["search", "zanzibar_ledger", "--as", "x"]);
+    for hit in x["results"].as_array().unwrap() {
+        assert_eq!(hit["repo"], "plain", "{hit}");
+    }
+    let (out, y) = codeq_json(&root, &["search", "zanzibar_ledger", "--as", "y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(y["results"][0]["repo"], "o'neil\\");
+    let (_, status) = codeq_json(&root, &["status", "--as", "y"]);
+    assert_eq!(status["repos"].as_array().unwrap().len(), 1, "{status}");
+}
+
 fn truncate(query: &str) -> String {
     query.chars().take(60).collect()
 }

@@ -240,27 +240,24 @@ impl ChunkFilter {
         Some(clauses.join(" OR "))
     }
 
-    /// A stable text key, for caching statistics per filter.
+    /// A text key, distinct for distinct filters, for caching statistics per filter.
     pub(crate) fn cache_key(&self) -> String {
-        match &self.scopes {
-            None => "*".into(),
-            Some(scopes) => scopes
+        let scopes = self.scopes.as_ref().map(|scopes| {
+            scopes
                 .iter()
-                .map(|s| match &s.paths {
-                    None => s.repo.clone(),
-                    Some(globs) => format!(
-                        "{}[{}]",
-                        s.repo,
+                .map(|s| {
+                    let bodies = s.paths.as_ref().map(|globs| {
                         globs
                             .iter()
                             .map(PathPattern::regex_body)
                             .collect::<Vec<_>>()
-                            .join("|")
-                    ),
+                    });
+                    (s.repo.as_str(), bodies)
                 })
                 .collect::<Vec<_>>()
-                .join("\u{1f}"),
-        }
+        });
+        // Debug output quotes and escapes every string, so no two filters share a key.
+        format!("{scopes:?}")
     }
 }
 
