@@ -58,6 +58,7 @@ pub fn index_bench(
         index_dir: Some(index_dir.to_path_buf()),
         rebuild: true,
         config: config.clone(),
+        acl_file: None,
     };
     let report = index::run(&options, embedder, &NoProgress)?;
     let per_second = |n: usize, d: std::time::Duration| {

@@ -247,19 +247,27 @@ fn load_index_embedder(
     Ok(FastEmbedder::load(&model)?)
 }
 
-/// What the principal of this invocation may read of `reader`'s index. With `--acl` or an
-/// `[acl]` section in the root's codeq.toml, what no grant allows is denied; an ACL that
-/// does not load stops the command (fail closed).
-fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Access> {
-    let loaded;
-    let acl: Option<&Acl> = match &cli.acl {
-        Some(path) => {
-            loaded = Acl::load(path)?;
-            Some(&loaded)
-        }
-        None => config.acl(),
+/// The access-control list that applies to `reader`'s index: `--acl` / `CODEQ_ACL`, else
+/// the `[acl]` of the root's codeq.toml. An index built with an ACL refuses to run without
+/// one instead of opening up to everybody.
+fn effective_acl(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Option<Acl>> {
+    let acl = match &cli.acl {
+        Some(path) => Some(Acl::load(path)?),
+        None => config.acl().cloned(),
     };
-    let Some(acl) = acl else {
+    if acl.is_none() && reader.manifest().acl_required {
+        anyhow::bail!(
+            "this index was built under an access-control list, but none is configured now (no [acl] in {} and no --acl): restore the ACL, or rebuild without one with `codeq index ROOT --rebuild`",
+            reader.manifest().root.join(config::CONFIG_FILE).display()
+        );
+    }
+    Ok(acl)
+}
+
+/// What the principal of this invocation may read of `reader`'s index. With an ACL, what
+/// no grant allows is denied; an ACL that does not load stops the command (fail closed).
+fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Access> {
+    let Some(acl) = effective_acl(cli, config, reader)? else {
         if cli.as_user.is_some() {
             eprintln!(
                 "codeq: no access-control list is configured, so --as / CODEQ_USER has no effect (single-user mode)"
@@ -272,6 +280,23 @@ fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::R
     let mut access = acl.access_for(&principal, &repos);
     access.filter = reader.without_empty_scopes(&access.filter)?;
     Ok(access)
+}
+
+/// How `codeq eval` scopes the questions on one index: each as its `as` principal (only when
+/// the run's principal may read everything) or as the run's principal.
+fn eval_scope(
+    cli: &Cli,
+    config: &Config,
+    reader: &IndexReader,
+) -> anyhow::Result<Box<dyn eval::ScopeResolver>> {
+    Ok(match effective_acl(cli, config, reader)? {
+        Some(acl) => Box::new(eval::AclScope {
+            acl,
+            default_principal: acl::principal(cli.as_user.as_deref()),
+            repos: reader.manifest().repo_ids(),
+        }),
+        None => Box::new(eval::Unrestricted),
+    })
 }
 
 /// Search options of `search` and `ask`: top `k` within what `access` allows, optionally
@@ -319,6 +344,7 @@ fn cmd_index(cli: &Cli, root: &Path, rebuild: bool) -> anyhow::Result<ExitCode> 
         index_dir: cli.index_dir.clone(),
         rebuild,
         config,
+        acl_file: cli.acl.clone(),
     };
     let progress = TerminalProgress::new(cli.json);
     let report = index::run(&options, &mut embedder, &progress);
@@ -759,23 +785,9 @@ fn cmd_eval(
         .map(|p| QuestionSet::load(p))
         .collect::<crate::Result<Vec<_>>>()?;
     let access = resolve_access(cli, &config, &reader)?;
-    let acl = match &cli.acl {
-        Some(path) => Some(Acl::load(path)?),
-        None => config.acl().cloned(),
-    };
-    let principal = acl::principal(cli.as_user.as_deref());
-    let scope_of = |r: &IndexReader| -> Box<dyn eval::ScopeResolver> {
-        match &acl {
-            Some(acl) => Box::new(eval::AclScope {
-                acl: acl.clone(),
-                default_principal: principal.clone(),
-                repos: r.manifest().repo_ids(),
-            }),
-            None => Box::new(eval::Unrestricted),
-        }
-    };
+    let scope = eval_scope(cli, &config, &reader)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let report = eval::run(&reader, &mut embedder, &sets, scope_of(&reader).as_ref(), k)?;
+    let report = eval::run(&reader, &mut embedder, &sets, scope.as_ref(), k)?;
     let changes = match baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -793,13 +805,10 @@ fn cmd_eval(
             let other_config = Config::load_for_root(&other.manifest().root)?;
             // The second index is queried with the model it was built with, never --model-dir.
             let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
-            let other_report = eval::run(
-                &other,
-                &mut other_embedder,
-                &sets,
-                scope_of(&other).as_ref(),
-                k,
-            )?;
+            // The second index is scoped by its own ACL, exactly as if it were queried alone.
+            let other_scope = eval_scope(cli, &other_config, &other)?;
+            let other_report =
+                eval::run(&other, &mut other_embedder, &sets, other_scope.as_ref(), k)?;
             let flips = eval::compare_reports(&report, &other_report);
             Some((other_dir, other_report, flips))
         }
@@ -1207,6 +1216,11 @@ fn cmd_bench_query(
     out_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (_dir, source, config) = open_index(cli)?;
+    if !resolve_access(cli, &config, &source)?.sees_everything() {
+        anyhow::bail!(
+            "`codeq bench query` copies the whole index, so it runs only as a principal who may read every repository"
+        );
+    }
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &source)?;
     let bench = in_bench_dir(out_dir, |index_dir| {
         eprintln!(

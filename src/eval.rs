@@ -179,9 +179,26 @@ pub struct AclScope {
 }
 
 impl ScopeResolver for AclScope {
+    /// A question may ask as someone else only when the run's own principal may read
+    /// everything: evaluating access control is an administrator's job, and otherwise a set
+    /// file would be a way around `--as`.
     fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
-        let who = principal.unwrap_or(&self.default_principal);
-        Ok(self.acl.access_for(who, &self.repos).filter)
+        let own = self.acl.access_for(&self.default_principal, &self.repos);
+        match principal {
+            Some(other) if other != self.default_principal => {
+                if !own.sees_everything() {
+                    return Err(Error::Config {
+                        path: "question set".into(),
+                        detail: format!(
+                            "a question asks as {other:?}, but {:?} may not read every repository and so cannot evaluate as someone else; run the set as a principal granted every repository",
+                            self.default_principal
+                        ),
+                    });
+                }
+                Ok(self.acl.access_for(other, &self.repos).filter)
+            }
+            _ => Ok(own.filter),
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub struct IndexOptions {
     pub rebuild: bool,
     /// Effective configuration.
     pub config: Config,
+    /// An access-control file given on the command line (never indexed; recorded as
+    /// required, like an `[acl]` section in the configuration).
+    pub acl_file: Option<PathBuf>,
 }
 
 /// Receives progress while indexing; the CLI draws bars, tests ignore it.
@@ -128,7 +131,9 @@ pub fn run(
     let previous = previous_generation(&dir, &model, options.rebuild, progress)?;
 
     progress.message(&format!("walking {}", root.display()));
-    let scan = walk::scan(&root, &options.config.index, Some(&index_path))?;
+    let mut exclude = vec![index_path.clone(), root.join(crate::config::CONFIG_FILE)];
+    exclude.extend(options.acl_file.clone());
+    let scan = walk::scan(&root, &options.config.index, &exclude)?;
     let walk_time = started.elapsed();
     progress.scanned(scan.files.len(), scan.repos.len());
 
@@ -150,7 +155,8 @@ pub fn run(
 
     let publish_started = Instant::now();
     let generation = writer.name().to_string();
-    let manifest = run.manifest(&scan, &generation);
+    let mut manifest = run.manifest(&scan, &generation);
+    manifest.acl_required = options.config.acl().is_some() || options.acl_file.is_some();
     let totals = manifest.totals.clone();
     let finished = writer.finish(manifest)?;
     dir.publish(&lock, finished)?;
@@ -423,6 +429,7 @@ impl<'a> Run<'a> {
             model: self.model.clone(),
             repos,
             totals: self.totals.clone(),
+            acl_required: false,
         }
     }
 }

@@ -176,10 +176,16 @@ pub fn check_root(root: &Path) -> Result<PathBuf> {
 
 /// Walks `root`, honouring .gitignore, .ignore, git excludes and hidden files.
 ///
-/// `exclude` is a folder never to enter (the index directory when it lives inside the root).
-pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result<Scan> {
+/// `exclude` lists folders never to enter and files never to read: the index directory
+/// when it lives inside the root, and configuration that must not become content (the
+/// root's codeq.toml and an ACL file, which name every repository and principal).
+pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Scan> {
     let root = check_root(root)?;
     let skip_files = build_globset(&config.skip_files)?;
+    let excluded: Vec<PathBuf> = exclude
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
     let skipped_dirs: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
 
     let mut builder = ignore::WalkBuilder::new(&root);
@@ -194,7 +200,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
         .sort_by_file_name(|a, b| a.cmp(b));
     {
         let skip_dirs = config.skip_dirs.clone();
-        let exclude = exclude.and_then(|p| p.canonicalize().ok());
+        let exclude = excluded.clone();
         let skipped_dirs = Arc::clone(&skipped_dirs);
         builder.filter_entry(move |entry| {
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
@@ -205,7 +211,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
                 .file_name()
                 .to_str()
                 .is_some_and(|name| skip_dirs.iter().any(|d| d == name));
-            let excluded = exclude.as_deref() == Some(entry.path());
+            let excluded = exclude.iter().any(|p| p == entry.path());
             if named_skip || excluded {
                 if named_skip && let Ok(mut dirs) = skipped_dirs.lock() {
                     dirs.push(entry.path().to_path_buf());
@@ -225,7 +231,6 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
         repo_by_dir.insert(root.clone(), 0);
         repos.push(new_repo(&root, &root, root_name.clone()));
     }
-    let config_file = root.join(crate::config::CONFIG_FILE);
     let mut outside_repo: Option<usize> = None;
     let mut files = Vec::new();
     let mut skipped = SkipCounts::default();
@@ -272,9 +277,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: Option<&Path>) -> Result
         if !file_type.is_file() {
             continue;
         }
-        if path == config_file {
-            // The root's codeq.toml holds the access-control list, which names every
-            // repository and principal: it is configuration, never content.
+        if excluded.iter().any(|p| p == path) {
             continue;
         }
         let name = entry.file_name().to_string_lossy();

@@ -18,7 +18,7 @@ use codeq::store::{ChunkFilter, IndexDir, IndexReader};
 use common::{Fixture, codeq, codeq_json, fixture, stderr, stdout};
 
 /// alice and bob read the payments repos, carol the search service, dave only the README
-/// of every repository, mallory nothing.
+/// of every repository, mallory nothing, admin everything.
 const ACL: &str = r#"
 [acl.groups]
 payments = ["alice", "bob"]
@@ -35,6 +35,10 @@ read = ["carol"]
 repos = ["*"]
 paths = ["README.md"]
 read = ["dave"]
+
+[[acl.grant]]
+repos = ["*"]
+read = ["admin"]
 "#;
 
 const PRINCIPALS: [&str; 4] = ["alice", "carol", "dave", "mallory"];
@@ -323,6 +327,17 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
         let scoped = bm25(&full, &alice.filter);
         let reference = bm25(&alone, &alone_filter);
         assert_same_scores(&scoped, &reference, &format!("BM25 {query:?}"));
+        // On the index that holds only the allowed repositories, the scoped path agrees
+        // with tantivy's own scoring (up to its compressed field lengths): the filter
+        // restricts and adds nothing to a score.
+        let native = bm25(&alone, &ChunkFilter::everything());
+        for (id, scoped) in &reference {
+            let own = native[id];
+            assert!(
+                (scoped - own).abs() <= 0.05 * own,
+                "BM25 {query:?}: chunk {id} scores {scoped} scoped, {own} unscoped"
+            );
+        }
         // Control: with the whole index's statistics the same chunks score differently,
         // so this test would catch statistics that ignore the filter.
         let unscoped = bm25(&full, &ChunkFilter::everything());
@@ -525,7 +540,7 @@ fn the_shipped_access_control_set_passes_with_no_leak() {
         "{}/eval-questions/fixture-acl.toml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let (out, report) = codeq_json(&fx.root, &["eval", &set]);
+    let (out, report) = codeq_json(&fx.root, &["eval", &set, "--as", "admin"]);
     assert_eq!(out.status.code(), Some(0), "{}\n{report}", stderr(&out));
     let overall = &report["report"]["overall"];
     assert_eq!(overall["acl_leaks"], 0);
@@ -546,6 +561,63 @@ fn the_shipped_access_control_set_passes_with_no_leak() {
     );
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(report["report"]["overall"]["acl_leaks"].as_u64().unwrap() > 0);
+    // Only a principal who may read everything may evaluate as someone else: otherwise a
+    // set file would be a way around --as.
+    let out = codeq(&fx.root, &["eval", &set, "--as", "carol"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot evaluate as someone else"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn a_compared_index_is_scoped_by_its_own_acl() {
+    let fx = acl_fixture();
+    // The alice-only copy has no ACL; the fixture index is protected by its codeq.toml.
+    let open_index = alice_only_index(fx);
+    let scratch = tempfile::tempdir().unwrap();
+    let set = scratch.path().join("refund.toml");
+    std::fs::write(
+        &set,
+        "name = \"refund\"\n\n[[question]]\nid = \"refund\"\nquestion = \"refund_payment\"\nrelevant = [\"payments:src/lib.rs\"]\n",
+    )
+    .unwrap();
+    let protected = fx.index_dir.to_str().unwrap();
+    let (out, report) = codeq_json(
+        &fx.root,
+        &[
+            "eval",
+            set.to_str().unwrap(),
+            "--index-dir",
+            open_index.to_str().unwrap(),
+            "--compare-index",
+            protected,
+            "--as",
+            "mallory",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{report}", stderr(&out));
+    assert_eq!(report["report"]["overall"]["hit_at_1"], 1.0, "{report}");
+    let compared = &report["compare"]["report"]["sets"][0]["questions"][0];
+    assert_eq!(compared["files"], serde_json::json!([]), "{compared}");
+}
+
+#[test]
+fn copying_the_index_for_a_benchmark_needs_access_to_everything() {
+    let fx = acl_fixture();
+    let out = codeq(
+        &fx.root,
+        &["bench", "query", "--chunks", "10", "--as", "alice"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("every repository"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -578,6 +650,20 @@ fn repository_names_with_quotes_and_backslashes_cannot_widen_the_filter() {
     assert_eq!(y["results"][0]["repo"], "o'neil\\");
     let (_, status) = codeq_json(&root, &["status", "--as", "y"]);
     assert_eq!(status["repos"].as_array().unwrap().len(), 1, "{status}");
+
+    // The index remembers it was built under an ACL: losing the ACL closes it, it does
+    // not fall back to single-user mode.
+    std::fs::write(root.join("codeq.toml"), "[index]\n").unwrap();
+    for args in [vec!["status"], vec!["search", "zanzibar_ledger"]] {
+        let out = codeq(&root, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("built under an access-control list"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+    }
 }
 
 fn truncate(query: &str) -> String {

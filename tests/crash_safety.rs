@@ -65,6 +65,7 @@ fn a_run_failing_mid_write_keeps_the_previous_generation() {
         index_dir: Some(index.clone()),
         rebuild: true,
         config: config.clone(),
+        acl_file: None,
     };
     let mut failing = FailingEmbedder {
         inner: FastEmbedder::load(&config.model).unwrap(),

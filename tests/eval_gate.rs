@@ -97,6 +97,7 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
         index_dir: Some(scratch.path().join("b")),
         rebuild: true,
         config,
+        acl_file: None,
     };
     index::run(&options, &mut broken, &NoProgress).unwrap();
     let b_reader = IndexDir::open(&scratch.path().join("b"))

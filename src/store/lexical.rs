@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{
-    Bm25StatisticsProvider, BooleanQuery, BoostQuery, Occur, Query, RegexQuery, TermQuery,
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RegexQuery,
+    TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{
-    DocId, DocSet, Index, IndexWriter, Score, Searcher, SegmentOrdinal, SegmentReader, TERMINATED,
-    TantivyDocument, Term, doc,
+    DocId, DocSet, Index, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    SegmentReader, TERMINATED, TantivyDocument, Term, doc,
 };
 
 use super::ChunkFilter;
@@ -22,6 +23,8 @@ use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
+/// Access filters whose BM25 statistics a reader keeps.
+const MAX_CACHED_FILTERS: usize = 8;
 /// Memory budget of the single tantivy writer thread.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
@@ -138,7 +141,13 @@ impl LexicalReader {
         let index = Index::open_in_dir(path).map_err(Error::store)?;
         index.tokenizers().register(CODE_TOKENIZER, CodeTokenizer);
         let fields = fields_of(&index.schema())?;
-        let reader = index.reader().map_err(Error::store)?;
+        // A published generation never changes: no reloads, so cached per-segment
+        // membership maps always line up with the searcher's segments.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(Error::store)?;
         Ok(LexicalReader {
             reader,
             fields,
@@ -230,9 +239,14 @@ impl LexicalReader {
                     totals: &totals,
                     fields: f,
                 };
+                // The filter restricts, it does not score: a scoring clause would add its
+                // own idf (larger for small repositories) to every hit.
                 let query = BooleanQuery::new(vec![
                     (Occur::Must, terms_query),
-                    (Occur::Must, Box::new(admitted.clone())),
+                    (
+                        Occur::Must,
+                        Box::new(ConstScoreQuery::new(Box::new(admitted.clone()), 0.0)),
+                    ),
                 ]);
                 searcher
                     .search_with_statistics_provider(&query, &collector, &stats)
@@ -270,6 +284,10 @@ impl LexicalReader {
             .search(admitted, &collector)
             .map_err(Error::store)?;
         if let Ok(mut cache) = self.totals.lock() {
+            // Each entry holds a map the size of the index: keep a few filters only.
+            if cache.len() >= MAX_CACHED_FILTERS {
+                cache.clear();
+            }
             cache.insert(key, totals.clone());
         }
         Ok(totals)

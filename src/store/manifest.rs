@@ -28,6 +28,10 @@ pub struct Manifest {
     pub repos: Vec<RepoRecord>,
     /// Totals over all repositories.
     pub totals: Totals,
+    /// The index was built with an access-control list: queries refuse to run without one
+    /// rather than fall back to single-user mode when the list goes missing.
+    #[serde(default)]
+    pub acl_required: bool,
 }
 
 impl Manifest {
