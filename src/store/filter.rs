@@ -2,6 +2,8 @@
 //! globs. Both retrievers apply it before ranking (a LanceDB `WHERE` pre-filter and a
 //! tantivy `MUST` clause), so a chunk outside it never enters scoring.
 
+use std::collections::BTreeMap;
+
 use regex::Regex;
 
 /// A path glob over repository-relative paths, compiled once to a regular expression that
@@ -208,30 +210,48 @@ impl ChunkFilter {
         ChunkFilter::scoped(scopes)
     }
 
+    /// The scopes as the engines query them: whole repositories together, and
+    /// path-restricted repositories grouped by identical globs, each group with one
+    /// combined regular expression. `None` when unrestricted.
+    pub(crate) fn groups(&self) -> Option<ScopeGroups<'_>> {
+        let scopes = self.scopes.as_ref()?;
+        let mut groups = ScopeGroups::default();
+        let mut by_paths: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for scope in scopes {
+            match &scope.paths {
+                None => groups.whole.push(&scope.repo),
+                Some(globs) => {
+                    let alternatives: Vec<String> = globs
+                        .iter()
+                        .map(|g| format!("({})", g.regex_body()))
+                        .collect();
+                    by_paths
+                        .entry(alternatives.join("|"))
+                        .or_default()
+                        .push(&scope.repo);
+                }
+            }
+        }
+        groups.by_paths = by_paths.into_iter().collect();
+        Some(groups)
+    }
+
     /// SQL predicate for LanceDB, or `None` when unrestricted.
     pub(crate) fn to_sql(&self) -> Option<String> {
-        let scopes = self.scopes.as_ref()?;
-        let whole: Vec<String> = scopes
-            .iter()
-            .filter(|s| s.paths.is_none())
-            .map(|s| s.repo.clone())
-            .collect();
+        let groups = self.groups()?;
+        let in_list = |repos: &[&str]| {
+            let owned: Vec<String> = repos.iter().map(|r| r.to_string()).collect();
+            format!("repo IN ({})", sql_string_list(&owned))
+        };
         let mut clauses = Vec::new();
-        if !whole.is_empty() {
-            clauses.push(format!("repo IN ({})", sql_string_list(&whole)));
+        if !groups.whole.is_empty() {
+            clauses.push(in_list(&groups.whole));
         }
-        for scope in scopes {
-            if let Some(globs) = &scope.paths {
-                let paths: Vec<String> = globs
-                    .iter()
-                    .map(|g| format!("regexp_like(path, '^({})$')", g.regex_body()))
-                    .collect();
-                clauses.push(format!(
-                    "(repo = {} AND ({}))",
-                    sql_string_list(std::slice::from_ref(&scope.repo)),
-                    paths.join(" OR ")
-                ));
-            }
+        for (regex, repos) in &groups.by_paths {
+            clauses.push(format!(
+                "({} AND regexp_like(path, '^({regex})$'))",
+                in_list(repos)
+            ));
         }
         if clauses.is_empty() {
             // Never reached by queries (an empty set short-circuits), but stays closed.
@@ -259,6 +279,15 @@ impl ChunkFilter {
         // Debug output quotes and escapes every string, so no two filters share a key.
         format!("{scopes:?}")
     }
+}
+
+/// A filter's scopes grouped for querying (see [`ChunkFilter::groups`]).
+#[derive(Debug, Default)]
+pub(crate) struct ScopeGroups<'a> {
+    /// Repositories readable whole.
+    pub whole: Vec<&'a str>,
+    /// (combined path regex without anchors, repositories it applies to).
+    pub by_paths: Vec<(String, Vec<&'a str>)>,
 }
 
 /// `'a', 'b''c'`: SQL string literals with quotes doubled.
@@ -331,7 +360,7 @@ mod tests {
         assert!(ChunkFilter::everything().narrowed_to(&[]).is_empty_set());
         assert_eq!(
             f.to_sql().unwrap(),
-            "repo IN ('a') OR (repo = 'b' AND (regexp_like(path, '^(docs/.*)$')))"
+            "repo IN ('a') OR (repo IN ('b') AND regexp_like(path, '^((docs/.*))$'))"
         );
     }
 }

@@ -8,7 +8,7 @@ use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{
     Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RegexQuery,
-    TermQuery,
+    TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
@@ -165,36 +165,29 @@ impl LexicalReader {
     }
 
     /// The filter as a query matching exactly the admitted documents; `None` when
-    /// unrestricted.
+    /// unrestricted. One term-set clause for the whole repositories and one per group of
+    /// repositories sharing the same path globs, so its cost does not grow per repository.
     fn filter_query(&self, filter: &ChunkFilter) -> Result<Option<BooleanQuery>> {
-        let Some(scopes) = filter.scopes() else {
+        let Some(groups) = filter.groups() else {
             return Ok(None);
         };
         let f = self.fields;
-        let term = |field: Field, text: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, text),
-                IndexRecordOption::Basic,
+        let repo_set = |repos: &[&str]| -> Box<dyn Query> {
+            Box::new(TermSetQuery::new(
+                repos.iter().map(|r| Term::from_field_text(f.repo, r)),
             ))
         };
         let mut allowed: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for scope in scopes {
-            let clause: Box<dyn Query> = match &scope.paths {
-                None => term(f.repo, &scope.repo),
-                Some(globs) => {
-                    let mut paths: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-                    for glob in globs {
-                        let regex = RegexQuery::from_pattern(glob.regex_body(), f.path_raw)
-                            .map_err(Error::store)?;
-                        paths.push((Occur::Should, Box::new(regex)));
-                    }
-                    Box::new(BooleanQuery::new(vec![
-                        (Occur::Must, term(f.repo, &scope.repo)),
-                        (Occur::Must, Box::new(BooleanQuery::new(paths))),
-                    ]))
-                }
-            };
-            allowed.push((Occur::Should, clause));
+        if !groups.whole.is_empty() {
+            allowed.push((Occur::Should, repo_set(&groups.whole)));
+        }
+        for (regex, repos) in &groups.by_paths {
+            let paths = RegexQuery::from_pattern(regex, f.path_raw).map_err(Error::store)?;
+            let clause = BooleanQuery::new(vec![
+                (Occur::Must, repo_set(repos)),
+                (Occur::Must, Box::new(paths)),
+            ]);
+            allowed.push((Occur::Should, Box::new(clause)));
         }
         Ok(Some(BooleanQuery::new(allowed)))
     }

@@ -202,7 +202,9 @@ impl VectorWriter {
             .map_err(Error::store)?;
         if rows > 0 {
             // Scalar indexes keep id lookups and embedding reuse fast on large tables.
-            for column in ["chunk_id", "embed_hash"] {
+            // repo and path serve the access pre-filter, so it reads an index instead of
+            // evaluating the predicate on every row.
+            for column in ["chunk_id", "embed_hash", "repo", "path"] {
                 self.rt
                     .block_on(
                         self.table
