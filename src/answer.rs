@@ -6,6 +6,7 @@
 //! citation whose file changed is marked stale (with its new location when the code only
 //! moved); one whose file is gone is dropped with a note.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
 /// Share of a file's second and third best chunk scores added to its best one when files
 /// are ranked: a file with several matching chunks is likelier the answer.
 pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
+/// Files are ranked over this many times as many chunks as the answer cites, so a file
+/// whose chunks sit just below the cut still counts its evidence.
+pub const FILE_POOL_FACTOR: usize = 3;
 
 /// A verified pointer into the code.
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +106,8 @@ pub struct FileGroup {
     pub path: String,
     /// Best confidence among the file's citations.
     pub confidence: f32,
-    /// Ranking score: the best chunk's score plus a share of the next two.
+    /// Ranking score over the candidate pool: the best chunk's score plus a share of the
+    /// next two.
     pub score: f64,
     /// Indexes into [`Answer::citations`].
     pub citations: Vec<usize>,
@@ -136,7 +141,11 @@ pub fn ask(
     question: &str,
     options: &SearchOptions,
 ) -> Result<Answer> {
-    let results = search::search(reader, embedder, question, options)?;
+    let pool = SearchOptions {
+        k: options.k.saturating_mul(FILE_POOL_FACTOR),
+        ..options.clone()
+    };
+    let results = search::search(reader, embedder, question, &pool)?;
     let started = Instant::now();
     let manifest = reader.manifest();
     let terms = results.terms.clone();
@@ -153,7 +162,8 @@ pub fn ask(
             "a retrieved chunk fell outside the access filter; the answer was withheld".into(),
         ));
     }
-    for hit in results.hits {
+    let file_scores = file_scores(&results.hits);
+    for hit in best_files_first(results.hits, &file_scores, options.k) {
         let repo_root = manifest
             .repos
             .iter()
@@ -167,7 +177,7 @@ pub fn ask(
             }),
         }
     }
-    let files = group_by_file(&citations);
+    let files = group_by_file(&citations, &file_scores);
     let confident = citations
         .first()
         .is_some_and(|c| c.confidence >= CONFIDENCE_THRESHOLD);
@@ -312,9 +322,75 @@ fn explain(hit: &SearchHit, terms: &[String]) -> String {
     reasons.join("; ")
 }
 
-/// Groups citations by file and ranks the files: best chunk score plus
-/// [`FILE_SUPPORT_WEIGHT`] times the next two (citations arrive best first).
-fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
+/// File scores over a ranked pool: best chunk score plus [`FILE_SUPPORT_WEIGHT`] times the
+/// next two of the same file.
+fn file_scores(ranked: &[SearchHit]) -> HashMap<(String, String), f64> {
+    let mut scores: HashMap<(String, String), (f64, usize)> = HashMap::new();
+    for hit in ranked {
+        let key = (hit.chunk.repo.clone(), hit.chunk.path.clone());
+        let entry = scores.entry(key).or_insert((0.0, 0));
+        entry.0 += match entry.1 {
+            0 => hit.score,
+            1 | 2 => FILE_SUPPORT_WEIGHT * hit.score,
+            _ => 0.0,
+        };
+        entry.1 += 1;
+    }
+    scores.into_iter().map(|(k, (s, _))| (k, s)).collect()
+}
+
+/// Up to `k` hits chosen breadth-first over the ranked files: every file's best chunk
+/// before any file's second, so the answer cites as many of the best files as it can. The
+/// chosen hits come back best chunk first.
+fn best_files_first(
+    ranked: Vec<SearchHit>,
+    file_scores: &HashMap<(String, String), f64>,
+    k: usize,
+) -> Vec<SearchHit> {
+    let mut by_file: Vec<((String, String), Vec<SearchHit>)> = Vec::new();
+    for hit in ranked {
+        let key = (hit.chunk.repo.clone(), hit.chunk.path.clone());
+        match by_file.iter_mut().find(|(f, _)| *f == key) {
+            Some((_, hits)) => hits.push(hit),
+            None => by_file.push((key, vec![hit])),
+        }
+    }
+    // Stable: equal file scores keep first-seen (rank) order.
+    by_file.sort_by(|(a, _), (b, _)| {
+        let score = |f| file_scores.get(f).copied().unwrap_or(0.0);
+        score(b).total_cmp(&score(a))
+    });
+    let mut taken = vec![0usize; by_file.len()];
+    let mut remaining = k;
+    let mut round = 0;
+    while remaining > 0 {
+        let mut any = false;
+        for (i, (_, hits)) in by_file.iter().enumerate() {
+            if remaining > 0 && hits.len() > round {
+                taken[i] += 1;
+                remaining -= 1;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        round += 1;
+    }
+    let mut chosen: Vec<SearchHit> = by_file
+        .into_iter()
+        .zip(taken)
+        .flat_map(|((_, hits), n)| hits.into_iter().take(n))
+        .collect();
+    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+    chosen
+}
+
+/// Groups citations by file, files ranked by their score over the candidate pool.
+fn group_by_file(
+    citations: &[Citation],
+    file_scores: &HashMap<(String, String), f64>,
+) -> Vec<FileGroup> {
     let mut files: Vec<FileGroup> = Vec::new();
     for (i, c) in citations.iter().enumerate() {
         match files
@@ -322,9 +398,6 @@ fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
             .find(|f| f.repo == c.repo && f.path == c.path)
         {
             Some(group) => {
-                if group.citations.len() < 3 {
-                    group.score += FILE_SUPPORT_WEIGHT * c.score;
-                }
                 group.citations.push(i);
                 group.confidence = group.confidence.max(c.confidence);
             }
@@ -332,7 +405,10 @@ fn group_by_file(citations: &[Citation]) -> Vec<FileGroup> {
                 repo: c.repo.clone(),
                 path: c.path.clone(),
                 confidence: c.confidence,
-                score: c.score,
+                score: file_scores
+                    .get(&(c.repo.clone(), c.path.clone()))
+                    .copied()
+                    .unwrap_or(c.score),
                 citations: vec![i],
             }),
         }
