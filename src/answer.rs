@@ -178,10 +178,13 @@ pub fn ask(
         }
     }
     let files = group_by_file(&citations, &file_scores);
-    let confident = citations
+    // The answer leads with the top-ranked file's best citation.
+    let lead = files
         .first()
-        .is_some_and(|c| c.confidence >= CONFIDENCE_THRESHOLD);
-    let summary = summarize(&citations, confident);
+        .and_then(|f| f.citations.first())
+        .and_then(|&i| citations.get(i));
+    let confident = lead.is_some_and(|c| c.confidence >= CONFIDENCE_THRESHOLD);
+    let summary = summarize(lead, confident);
     Ok(Answer {
         question: question.to_string(),
         confident,
@@ -418,8 +421,8 @@ fn group_by_file(
     files
 }
 
-fn summarize(citations: &[Citation], confident: bool) -> String {
-    let Some(best) = citations.first() else {
+fn summarize(lead: Option<&Citation>, confident: bool) -> String {
+    let Some(best) = lead else {
         return "Nothing in the index matches this question.".into();
     };
     if !confident {
