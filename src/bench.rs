@@ -178,7 +178,7 @@ pub fn query_bench(
                     path: "benchmark ACL".into(),
                     detail,
                 })?;
-                reader.without_empty_scopes(&acl.access_for("bench", &repos).filter)?
+                reader.prepare_filter(&acl.access_for("bench", &repos).filter)?
             }
         };
         scenarios.push(time_scenario(

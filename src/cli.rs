@@ -278,7 +278,7 @@ fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::R
     let principal = acl::principal(cli.as_user.as_deref());
     let repos: Vec<String> = reader.manifest().repo_ids();
     let mut access = acl.access_for(&principal, &repos);
-    access.filter = reader.without_empty_scopes(&access.filter)?;
+    access.filter = reader.prepare_filter(&access.filter)?;
     Ok(access)
 }
 

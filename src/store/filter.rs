@@ -2,7 +2,7 @@
 //! globs. Both retrievers apply it before ranking (a LanceDB `WHERE` pre-filter and a
 //! tantivy `MUST` clause), so a chunk outside it never enters scoring.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
 
@@ -102,6 +102,9 @@ pub struct RepoScope {
 pub struct ChunkFilter {
     /// `None`: everything; otherwise exactly these scopes (empty: nothing).
     scopes: Option<Vec<RepoScope>>,
+    /// Per group of path globs (its combined regex): the index's paths that match, when a
+    /// reader listed them (see [`ChunkFilter::with_listed_paths`]).
+    listed_paths: BTreeMap<String, Vec<String>>,
 }
 
 impl ChunkFilter {
@@ -114,6 +117,32 @@ impl ChunkFilter {
     pub fn scoped(scopes: Vec<RepoScope>) -> ChunkFilter {
         ChunkFilter {
             scopes: Some(scopes),
+            listed_paths: BTreeMap::new(),
+        }
+    }
+
+    /// The same filter with the paths of `all_paths` (every path an index holds) that each
+    /// group of globs admits, when a group admits at most `max` of them: LanceDB then reads
+    /// `path IN (…)` from its index instead of matching a regex against every row.
+    pub fn with_listed_paths(&self, all_paths: &BTreeSet<String>, max: usize) -> ChunkFilter {
+        let mut listed = BTreeMap::new();
+        for (regex, _) in self.groups().map(|g| g.by_paths).unwrap_or_default() {
+            let Ok(matcher) = Regex::new(&format!("^({regex})$")) else {
+                continue;
+            };
+            let paths: Vec<String> = all_paths
+                .iter()
+                .filter(|p| matcher.is_match(p))
+                .take(max + 1)
+                .cloned()
+                .collect();
+            if paths.len() <= max {
+                listed.insert(regex, paths);
+            }
+        }
+        ChunkFilter {
+            scopes: self.scopes.clone(),
+            listed_paths: listed,
         }
     }
 
@@ -167,7 +196,7 @@ impl ChunkFilter {
 
     /// Only the path-restricted part of this filter (empty when there is none).
     pub fn path_restricted(&self) -> ChunkFilter {
-        ChunkFilter::scoped(
+        self.with_scopes(
             self.scopes
                 .iter()
                 .flatten()
@@ -177,11 +206,19 @@ impl ChunkFilter {
         )
     }
 
+    /// Other scopes, the same listed paths (a group's paths depend only on its globs).
+    fn with_scopes(&self, scopes: Vec<RepoScope>) -> ChunkFilter {
+        ChunkFilter {
+            scopes: Some(scopes),
+            listed_paths: self.listed_paths.clone(),
+        }
+    }
+
     /// This filter without the path-restricted repositories `keep` rejects.
     pub fn retain_path_restricted(&self, keep: impl Fn(&str) -> bool) -> ChunkFilter {
         match &self.scopes {
             None => ChunkFilter::everything(),
-            Some(scopes) => ChunkFilter::scoped(
+            Some(scopes) => self.with_scopes(
                 scopes
                     .iter()
                     .filter(|s| s.paths.is_none() || keep(&s.repo))
@@ -207,7 +244,7 @@ impl ChunkFilter {
                 .cloned()
                 .collect(),
         };
-        ChunkFilter::scoped(scopes)
+        self.with_scopes(scopes)
     }
 
     /// The scopes as the engines query them: whole repositories together, and
@@ -248,10 +285,19 @@ impl ChunkFilter {
             clauses.push(in_list(&groups.whole));
         }
         for (regex, repos) in &groups.by_paths {
-            clauses.push(format!(
-                "({} AND regexp_like(path, '^({regex})$'))",
-                in_list(repos)
-            ));
+            match self.listed_paths.get(regex) {
+                // No path of the index matches: the group admits nothing.
+                Some(paths) if paths.is_empty() => {}
+                Some(paths) => clauses.push(format!(
+                    "({} AND path IN ({}))",
+                    in_list(repos),
+                    sql_string_list(paths)
+                )),
+                None => clauses.push(format!(
+                    "({} AND regexp_like(path, '^({regex})$'))",
+                    in_list(repos)
+                )),
+            }
         }
         if clauses.is_empty() {
             // Never reached by queries (an empty set short-circuits), but stays closed.
@@ -361,6 +407,24 @@ mod tests {
         assert_eq!(
             f.to_sql().unwrap(),
             "repo IN ('a') OR (repo IN ('b') AND regexp_like(path, '^((docs/.*))$'))"
+        );
+        let paths: BTreeSet<String> = ["docs/a.md", "docs/x/b.md", "src/lib.rs", "docsx"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            f.with_listed_paths(&paths, 10).to_sql().unwrap(),
+            "repo IN ('a') OR (repo IN ('b') AND path IN ('docs/a.md', 'docs/x/b.md'))"
+        );
+        assert_eq!(
+            f.with_listed_paths(&paths, 1),
+            f,
+            "too many paths: keep the regex"
+        );
+        let none: BTreeSet<String> = ["src/lib.rs".to_string()].into();
+        assert_eq!(
+            f.with_listed_paths(&none, 10).to_sql().unwrap(),
+            "repo IN ('a')"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The BM25 lane: a tantivy index over chunk symbols, paths and code, with the code tokenizer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +153,25 @@ impl LexicalReader {
             fields,
             totals: Mutex::default(),
         })
+    }
+
+    /// Every distinct repository-relative path in the index.
+    pub(super) fn distinct_paths(&self) -> Result<BTreeSet<String>> {
+        let searcher = self.reader.searcher();
+        let mut paths = BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment
+                .inverted_index(self.fields.path_raw)
+                .map_err(Error::store)?;
+            let mut terms = inverted
+                .terms()
+                .stream()
+                .map_err(|e| Error::io("cannot read the lexical index", e))?;
+            while terms.advance() {
+                paths.insert(String::from_utf8_lossy(terms.key()).into_owned());
+            }
+        }
+        Ok(paths)
     }
 
     /// Documents `filter` admits.

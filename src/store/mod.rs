@@ -32,6 +32,8 @@ use crate::chunk::Chunk;
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
 
+/// Path globs matching more paths than this stay regular expressions in the SQL filter.
+const MAX_LISTED_PATHS: usize = 2000;
 /// Layout version of the index folder; a different one is refused with a rebuild hint.
 pub const FORMAT_VERSION: u32 = 1;
 /// Version of the chunk table and tantivy schema.
@@ -500,15 +502,18 @@ impl IndexReader {
         self.vectors.all_rows()
     }
 
-    /// `filter` without the path-restricted repositories of which it admits no chunk, so
-    /// that nobody learns the name of a repository they can read nothing of.
-    pub fn without_empty_scopes(&self, filter: &ChunkFilter) -> Result<ChunkFilter> {
+    /// `filter` made ready for this index: path-restricted repositories of which it admits
+    /// no chunk are dropped (nobody learns the name of a repository they can read nothing
+    /// of), and each group of path globs gets the list of matching paths, so the vector
+    /// lane's pre-filter reads its `path` index instead of matching every row.
+    pub fn prepare_filter(&self, filter: &ChunkFilter) -> Result<ChunkFilter> {
         let partial = filter.path_restricted();
         if partial.is_empty_set() {
             return Ok(filter.clone());
         }
-        let counts = self.visible_counts(&partial)?;
-        Ok(filter.retain_path_restricted(|repo| counts.contains_key(repo)))
+        let listed = filter.with_listed_paths(&self.lexical.distinct_paths()?, MAX_LISTED_PATHS);
+        let counts = self.visible_counts(&listed.path_restricted())?;
+        Ok(listed.retain_path_restricted(|repo| counts.contains_key(repo)))
     }
 
     /// Files and chunks per repository that `filter` admits, read from the table (for
