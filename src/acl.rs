@@ -25,7 +25,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{ChunkFilter, PathPattern, RepoScope};
 
 /// The `[acl]` section as written.
@@ -125,32 +125,23 @@ impl Access {
 impl Acl {
     /// Loads a file given with `--acl` (its `[acl]` section).
     pub fn load(path: &Path) -> Result<Acl> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read the ACL file {}", path.display()), e))?;
-        let mut acl = Acl::parse_section(&text).map_err(|detail| Error::Config {
-            path: path.to_path_buf(),
-            detail,
-        })?;
-        acl.set_source(path);
-        Ok(acl)
+        crate::config::parse_file(path, "the ACL file ", |text| Acl::parse_section(text, path))
     }
 
-    /// Parses ACL text holding `[acl.groups]` / `[[acl.grant]]` tables (a whole ACL file);
-    /// errors name the line.
-    pub fn parse_section(text: &str) -> Result<Acl, String> {
+    /// Parses ACL text holding `[acl.groups]` / `[[acl.grant]]` tables (a whole ACL file)
+    /// that came from `source`; errors name the line.
+    pub fn parse_section(text: &str, source: &Path) -> Result<Acl, String> {
         let file: AclFile =
             toml::from_str(text).map_err(|e| crate::config::describe_toml_error(text, &e))?;
         let section = file.acl.ok_or_else(|| {
             "no [acl] section: an ACL file holds [acl.groups] and [[acl.grant]] tables".to_string()
         })?;
-        Acl::compile(&section, text, Path::new("(inline)"))
+        Acl::compile(&section, text, source)
     }
 
     /// Validates a parsed `[acl]` section; errors name the line in `text`.
     pub fn compile(section: &AclSection, text: &str, source: &Path) -> Result<Acl, String> {
-        let line = |span: std::ops::Range<usize>| {
-            text[..span.start.min(text.len())].matches('\n').count() + 1
-        };
+        let line = |span: std::ops::Range<usize>| crate::config::line_of(text, span.start);
         let mut groups = BTreeMap::new();
         for (name, members) in &section.groups {
             if !is_name(name) {
@@ -240,15 +231,6 @@ impl Acl {
             groups,
             grants,
         })
-    }
-
-    /// The file the ACL came from.
-    pub fn source(&self) -> &Path {
-        &self.source
-    }
-
-    pub(crate) fn set_source(&mut self, path: &Path) {
-        self.source = path.to_path_buf();
     }
 
     fn applies_to(&self, reader: &Reader, principal: &str) -> bool {
@@ -379,7 +361,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Acl, String> {
-        Acl::parse_section(text)
+        Acl::parse_section(text, Path::new("acl.toml"))
     }
 
     const ACL: &str = r#"

@@ -174,10 +174,13 @@ pub fn query_bench(
         let filter = match acl_text {
             None => ChunkFilter::everything(),
             Some(text) => {
-                let acl = Acl::parse_section(&text).map_err(|detail| Error::Config {
-                    path: "benchmark ACL".into(),
-                    detail,
-                })?;
+                let acl =
+                    Acl::parse_section(&text, Path::new("benchmark ACL")).map_err(|detail| {
+                        Error::Config {
+                            path: "benchmark ACL".into(),
+                            detail,
+                        }
+                    })?;
                 reader.prepare_filter(&acl.access_for("bench", &repos).filter)?
             }
         };

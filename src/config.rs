@@ -20,7 +20,7 @@ pub struct Config {
     pub index: IndexConfig,
     /// Which embedding model to use and how.
     pub model: ModelConfig,
-    /// The `[acl]` section as written; see [`Config::acl`].
+    /// The `[acl]` section as written, consumed by parsing into `access_list`.
     acl: Option<AclSection>,
     /// The validated access-control list, when `[acl]` is present.
     #[serde(skip)]
@@ -119,16 +119,7 @@ impl Config {
 
     /// Loads and validates one configuration file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        let mut config = Config::parse(&text).map_err(|detail| Error::Config {
-            path: path.to_path_buf(),
-            detail,
-        })?;
-        if let Some(acl) = &mut config.access_list {
-            acl.set_source(path);
-        }
-        Ok(config)
+        parse_file(path, "", |text| Config::parse_from(text, path))
     }
 
     /// The access-control list of this configuration, if it has an `[acl]` section.
@@ -138,9 +129,14 @@ impl Config {
 
     /// Parses configuration text; the error names the offending line.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        Config::parse_from(text, Path::new(CONFIG_FILE))
+    }
+
+    /// Parses the text of the configuration file at `source` (named by its ACL).
+    fn parse_from(text: &str, source: &Path) -> std::result::Result<Config, String> {
         let mut config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        if let Some(section) = &config.acl {
-            config.access_list = Some(Acl::compile(section, text, Path::new(CONFIG_FILE))?);
+        if let Some(section) = config.acl.take() {
+            config.access_list = Some(Acl::compile(&section, text, source)?);
         }
         if config.model.max_length < 16 {
             return Err("model.max_length must be at least 16 tokens".into());
@@ -155,14 +151,31 @@ impl Config {
     }
 }
 
+/// Reads a configuration file and parses it; a parse error becomes [`Error::Config`] naming
+/// the file. `what` goes before the path in a read error ("the ACL file ").
+pub(crate) fn parse_file<T>(
+    path: &Path,
+    what: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {what}{}", path.display()), e))?;
+    parse(&text).map_err(|detail| Error::Config {
+        path: path.to_path_buf(),
+        detail,
+    })
+}
+
+/// 1-based line number of a byte offset in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 /// A TOML parse error as `line N: message`.
 pub(crate) fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim().to_string();
     match err.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {message}")
-        }
+        Some(span) => format!("line {}: {message}", line_of(text, span.start)),
         None => message,
     }
 }
