@@ -182,10 +182,7 @@ pub fn check_root(root: &Path) -> Result<PathBuf> {
 pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Scan> {
     let root = check_root(root)?;
     let skip_files = build_globset(&config.skip_files)?;
-    let excluded: Vec<PathBuf> = exclude
-        .iter()
-        .filter_map(|p| p.canonicalize().ok())
-        .collect();
+
     let skipped_dirs: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
 
     let mut builder = ignore::WalkBuilder::new(&root);
@@ -200,9 +197,15 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
         .sort_by_file_name(|a, b| a.cmp(b));
     {
         let skip_dirs = config.skip_dirs.clone();
-        let exclude = excluded.clone();
+        let exclude: Vec<PathBuf> = exclude
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
         let skipped_dirs = Arc::clone(&skipped_dirs);
         builder.filter_entry(move |entry| {
+            if exclude.iter().any(|p| p == entry.path()) {
+                return false;
+            }
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
             if !is_dir || entry.depth() == 0 {
                 return true;
@@ -211,9 +214,8 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
                 .file_name()
                 .to_str()
                 .is_some_and(|name| skip_dirs.iter().any(|d| d == name));
-            let excluded = exclude.iter().any(|p| p == entry.path());
-            if named_skip || excluded {
-                if named_skip && let Ok(mut dirs) = skipped_dirs.lock() {
+            if named_skip {
+                if let Ok(mut dirs) = skipped_dirs.lock() {
                     dirs.push(entry.path().to_path_buf());
                 }
                 return false;
@@ -275,9 +277,6 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
             continue;
         }
         if !file_type.is_file() {
-            continue;
-        }
-        if excluded.iter().any(|p| p == path) {
             continue;
         }
         let name = entry.file_name().to_string_lossy();

@@ -230,21 +230,16 @@ impl ChunkFilter {
 
     /// This filter further limited to the named repositories (never widened).
     pub fn narrowed_to(&self, repos: &[String]) -> ChunkFilter {
-        let scopes = match &self.scopes {
-            None => repos
-                .iter()
-                .map(|repo| RepoScope {
-                    repo: repo.clone(),
-                    paths: None,
-                })
-                .collect(),
-            Some(scopes) => scopes
-                .iter()
-                .filter(|s| repos.contains(&s.repo))
-                .cloned()
-                .collect(),
-        };
-        self.with_scopes(scopes)
+        match &self.scopes {
+            None => ChunkFilter::repos(repos),
+            Some(scopes) => self.with_scopes(
+                scopes
+                    .iter()
+                    .filter(|s| repos.contains(&s.repo))
+                    .cloned()
+                    .collect(),
+            ),
+        }
     }
 
     /// The scopes as the engines query them: whole repositories together, and
@@ -276,10 +271,7 @@ impl ChunkFilter {
     /// SQL predicate for LanceDB, or `None` when unrestricted.
     pub(crate) fn to_sql(&self) -> Option<String> {
         let groups = self.groups()?;
-        let in_list = |repos: &[&str]| {
-            let owned: Vec<String> = repos.iter().map(|r| r.to_string()).collect();
-            format!("repo IN ({})", sql_string_list(&owned))
-        };
+        let in_list = |repos: &[&str]| format!("repo IN ({})", sql_string_list(repos));
         let mut clauses = Vec::new();
         if !groups.whole.is_empty() {
             clauses.push(in_list(&groups.whole));
@@ -337,10 +329,10 @@ pub(crate) struct ScopeGroups<'a> {
 }
 
 /// `'a', 'b''c'`: SQL string literals with quotes doubled.
-pub(crate) fn sql_string_list(values: &[String]) -> String {
+pub(crate) fn sql_string_list(values: &[impl AsRef<str>]) -> String {
     values
         .iter()
-        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .map(|v| format!("'{}'", v.as_ref().replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ")
 }

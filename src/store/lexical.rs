@@ -49,10 +49,16 @@ struct Fields {
 }
 
 impl Fields {
+    /// The fields queries score: symbol, path, content.
+    fn searched(&self) -> [Field; 3] {
+        [self.symbol, self.path, self.content]
+    }
+
     /// Searched fields with their boosts: a match in the symbol says more than one in the
     /// path or the body.
     fn weighted(&self) -> [(Field, f32); 3] {
-        [(self.symbol, 3.0), (self.path, 1.5), (self.content, 1.0)]
+        let [symbol, path, content] = self.searched();
+        [(symbol, 3.0), (path, 1.5), (content, 1.0)]
     }
 }
 
@@ -288,9 +294,8 @@ impl LexicalReader {
         if let Some(found) = self.totals.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(found);
         }
-        let f = self.fields;
         let collector = AdmittedDocs {
-            fields: [f.symbol, f.path, f.content],
+            fields: self.fields.searched(),
         };
         let totals = searcher
             .search(admitted, &collector)
@@ -325,8 +330,9 @@ struct ScopedStatistics<'a> {
 
 impl Bm25StatisticsProvider for ScopedStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        let f = self.fields;
-        let slot = [f.symbol, f.path, f.content]
+        let slot = self
+            .fields
+            .searched()
             .iter()
             .position(|&searched| searched == field);
         // Only the three searched fields are ever scored; the fallback keeps BM25 defined.

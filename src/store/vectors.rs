@@ -1,7 +1,7 @@
 //! The vector lane: the LanceDB chunk table (all chunk fields plus the vector), exact
 //! cosine search with the filter applied before ranking.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -257,27 +257,19 @@ impl VectorReader {
         if let Some(sql) = filter.to_sql() {
             query = query.only_if(sql);
         }
-        let batches = collect(&self.rt, &query)?;
-        let mut files: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
-        let mut chunks: HashMap<String, usize> = HashMap::new();
-        for batch in &batches {
+        let mut per_repo: HashMap<String, (HashSet<String>, usize)> = HashMap::new();
+        for batch in &collect(&self.rt, &query)? {
             let repos = string_column(batch, "repo")?;
             let paths = string_column(batch, "path")?;
             for i in 0..batch.num_rows() {
-                let repo = repos.value(i);
-                *chunks.entry(repo.to_string()).or_default() += 1;
-                files
-                    .entry(repo.to_string())
-                    .or_default()
-                    .insert(paths.value(i).to_string());
+                let (files, chunks) = per_repo.entry(repos.value(i).to_string()).or_default();
+                files.insert(paths.value(i).to_string());
+                *chunks += 1;
             }
         }
-        Ok(chunks
+        Ok(per_repo
             .into_iter()
-            .map(|(repo, n)| {
-                let f = files.get(&repo).map_or(0, |s| s.len());
-                (repo, (f, n))
-            })
+            .map(|(repo, (files, chunks))| (repo, (files.len(), chunks)))
             .collect())
     }
 
@@ -345,11 +337,10 @@ impl VectorReader {
         path: &str,
         filter: &ChunkFilter,
     ) -> Result<Vec<Chunk>> {
-        let values = [repo.to_string(), path.to_string()];
         let predicate = format!(
             "repo = {} AND path = {}",
-            sql_string_list(&values[..1]),
-            sql_string_list(&values[1..])
+            sql_string_list(&[repo]),
+            sql_string_list(&[path])
         );
         self.chunks_where(predicate, filter)
     }
