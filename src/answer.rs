@@ -162,8 +162,12 @@ pub fn ask(
             "a retrieved chunk fell outside the access filter; the answer was withheld".into(),
         ));
     }
-    let file_scores = file_scores(&results.hits);
-    for hit in best_files_first(results.hits, &file_scores, options.k) {
+    let ranked_files = rank_files(results.hits);
+    let file_scores: HashMap<(String, String), f64> = ranked_files
+        .iter()
+        .map(|f| (f.key.clone(), f.score))
+        .collect();
+    for hit in breadth_first(ranked_files, options.k) {
         let repo_root = manifest
             .repos
             .iter()
@@ -325,68 +329,67 @@ fn explain(hit: &SearchHit, terms: &[String]) -> String {
     reasons.join("; ")
 }
 
-/// File scores over a ranked pool: best chunk score plus [`FILE_SUPPORT_WEIGHT`] times the
-/// next two of the same file.
-fn file_scores(ranked: &[SearchHit]) -> HashMap<(String, String), f64> {
-    let mut scores: HashMap<(String, String), (f64, usize)> = HashMap::new();
-    for hit in ranked {
-        let key = (hit.chunk.repo.clone(), hit.chunk.path.clone());
-        let entry = scores.entry(key).or_insert((0.0, 0));
-        entry.0 += match entry.1 {
-            0 => hit.score,
-            1 | 2 => FILE_SUPPORT_WEIGHT * hit.score,
-            _ => 0.0,
-        };
-        entry.1 += 1;
-    }
-    scores.into_iter().map(|(k, (s, _))| (k, s)).collect()
+/// One file's candidate chunks, best first, and the file's ranking score.
+struct FileCandidates {
+    key: (String, String),
+    score: f64,
+    hits: Vec<SearchHit>,
 }
 
-/// Up to `k` hits chosen breadth-first over the ranked files: every file's best chunk
-/// before any file's second, so the answer cites as many of the best files as it can. The
-/// chosen hits come back best chunk first.
-fn best_files_first(
-    ranked: Vec<SearchHit>,
-    file_scores: &HashMap<(String, String), f64>,
-    k: usize,
-) -> Vec<SearchHit> {
-    let mut by_file: Vec<((String, String), Vec<SearchHit>)> = Vec::new();
+/// Groups a ranked pool by file and ranks the files: best chunk score plus
+/// [`FILE_SUPPORT_WEIGHT`] times the next two of the same file.
+fn rank_files(ranked: Vec<SearchHit>) -> Vec<FileCandidates> {
+    let mut files: Vec<FileCandidates> = Vec::new();
     for hit in ranked {
         let key = (hit.chunk.repo.clone(), hit.chunk.path.clone());
-        match by_file.iter_mut().find(|(f, _)| *f == key) {
-            Some((_, hits)) => hits.push(hit),
-            None => by_file.push((key, vec![hit])),
+        match files.iter_mut().find(|f| f.key == key) {
+            Some(file) => {
+                if file.hits.len() < 3 {
+                    file.score += FILE_SUPPORT_WEIGHT * hit.score;
+                }
+                file.hits.push(hit);
+            }
+            None => files.push(FileCandidates {
+                key,
+                score: hit.score,
+                hits: vec![hit],
+            }),
         }
     }
     // Stable: equal file scores keep first-seen (rank) order.
-    by_file.sort_by(|(a, _), (b, _)| {
-        let score = |f| file_scores.get(f).copied().unwrap_or(0.0);
-        score(b).total_cmp(&score(a))
-    });
-    let mut taken = vec![0usize; by_file.len()];
-    let mut remaining = k;
-    let mut round = 0;
-    while remaining > 0 {
-        let mut any = false;
-        for (i, (_, hits)) in by_file.iter().enumerate() {
-            if remaining > 0 && hits.len() > round {
-                taken[i] += 1;
-                remaining -= 1;
-                any = true;
+    files.sort_by(|a, b| b.score.total_cmp(&a.score));
+    files
+}
+
+/// Up to `k` hits taken breadth-first over the ranked files: every file's best chunk before
+/// any file's second, so the answer cites as many of the best files as it can. The chosen
+/// hits come back best chunk first (ties: file order, then rank in the file).
+fn breadth_first(files: Vec<FileCandidates>, k: usize) -> Vec<SearchHit> {
+    let mut queues: Vec<_> = files
+        .into_iter()
+        .map(|f| f.hits.into_iter().enumerate())
+        .collect();
+    let mut chosen: Vec<(usize, usize, SearchHit)> = Vec::with_capacity(k);
+    while chosen.len() < k {
+        let before = chosen.len();
+        for (file, queue) in queues.iter_mut().enumerate() {
+            if chosen.len() == k {
+                break;
+            }
+            if let Some((rank, hit)) = queue.next() {
+                chosen.push((file, rank, hit));
             }
         }
-        if !any {
+        if chosen.len() == before {
             break;
         }
-        round += 1;
     }
-    let mut chosen: Vec<SearchHit> = by_file
-        .into_iter()
-        .zip(taken)
-        .flat_map(|((_, hits), n)| hits.into_iter().take(n))
-        .collect();
-    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
-    chosen
+    chosen.sort_by(|a, b| {
+        b.2.score
+            .total_cmp(&a.2.score)
+            .then((a.0, a.1).cmp(&(b.0, b.1)))
+    });
+    chosen.into_iter().map(|(_, _, hit)| hit).collect()
 }
 
 /// Groups citations by file, files ranked by their score over the candidate pool.
