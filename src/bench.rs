@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::acl::Acl;
 use crate::answer;
+use crate::chunk::Chunk;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -147,9 +148,10 @@ pub fn query_bench(
     embedder: &mut dyn Embedder,
 ) -> Result<QueryBench> {
     let build_started = Instant::now();
-    let reader = replicate(source, out_dir, target_chunks)?;
+    let rows = source.all_rows()?;
+    let reader = replicate(source, &rows, out_dir, target_chunks)?;
     let build = build_started.elapsed();
-    let queries = sample_queries(source)?;
+    let queries = sample_queries(&rows);
     let repos: Vec<String> = reader.manifest().repo_ids();
     let half: Vec<String> = repos.iter().step_by(2).cloned().collect();
     let grants = [
@@ -204,9 +206,16 @@ fn toml_list(values: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// Writes the replicated index and opens it.
-fn replicate(source: &IndexReader, out_dir: &Path, target_chunks: usize) -> Result<IndexReader> {
-    let rows = source.all_rows()?;
+/// A stored row: chunk, embedding-input hash, vector.
+type Row = (Chunk, String, Vec<f32>);
+
+/// Writes `rows` (all of `source`) replicated into a new index and opens it.
+fn replicate(
+    source: &IndexReader,
+    rows: &[Row],
+    out_dir: &Path,
+    target_chunks: usize,
+) -> Result<IndexReader> {
     if rows.is_empty() {
         return Err(Error::Store(
             "the source index is empty: index a corpus first".into(),
@@ -223,7 +232,7 @@ fn replicate(source: &IndexReader, out_dir: &Path, target_chunks: usize) -> Resu
     let mut writer = dir.begin_generation(&lock, &model, None)?;
     let copy_id = |copy: usize, repo: &str| format!("c{copy:04}/{repo}");
     for copy in 0..copies {
-        for (chunk, hash, vector) in &rows {
+        for (chunk, hash, vector) in rows {
             let mut chunk = chunk.clone();
             chunk.chunk_id = sha256_parts(&[chunk.chunk_id.as_bytes(), &copy.to_le_bytes()]);
             chunk.repo = copy_id(copy, &chunk.repo);
@@ -250,8 +259,7 @@ fn replicate(source: &IndexReader, out_dir: &Path, target_chunks: usize) -> Resu
 
 /// Identifier queries (symbols of definitions) and descriptions (first doc lines), spread
 /// evenly over the source index.
-fn sample_queries(source: &IndexReader) -> Result<Vec<String>> {
-    let rows = source.all_rows()?;
+fn sample_queries(rows: &[Row]) -> Vec<String> {
     let pick = |candidates: Vec<String>| -> Vec<String> {
         let step = (candidates.len() / 40).max(1);
         candidates.into_iter().step_by(step).take(40).collect()
@@ -268,7 +276,7 @@ fn sample_queries(source: &IndexReader) -> Result<Vec<String>> {
             .map(|(c, _, _)| c.doc.clone())
             .collect(),
     );
-    Ok(symbols.into_iter().chain(docs).collect())
+    symbols.into_iter().chain(docs).collect()
 }
 
 fn time_scenario(

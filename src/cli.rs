@@ -267,7 +267,12 @@ fn effective_acl(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Re
 /// What the principal of this invocation may read of `reader`'s index. With an ACL, what
 /// no grant allows is denied; an ACL that does not load stops the command (fail closed).
 fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Access> {
-    let Some(acl) = effective_acl(cli, config, reader)? else {
+    access_under(cli, effective_acl(cli, config, reader)?.as_ref(), reader)
+}
+
+/// What the principal may read of `reader`'s index under `acl` (`None`: single-user mode).
+fn access_under(cli: &Cli, acl: Option<&Acl>, reader: &IndexReader) -> anyhow::Result<Access> {
+    let Some(acl) = acl else {
         if cli.as_user.is_some() {
             eprintln!(
                 "codeq: no access-control list is configured, so --as / CODEQ_USER has no effect (single-user mode)"
@@ -276,27 +281,22 @@ fn resolve_access(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::R
         return Ok(Access::single_user());
     };
     let principal = acl::principal(cli.as_user.as_deref());
-    let repos: Vec<String> = reader.manifest().repo_ids();
-    let mut access = acl.access_for(&principal, &repos);
+    let mut access = acl.access_for(&principal, &reader.manifest().repo_ids());
     access.filter = reader.prepare_filter(&access.filter)?;
     Ok(access)
 }
 
-/// How `codeq eval` scopes the questions on one index: each as its `as` principal (only when
-/// the run's principal may read everything) or as the run's principal.
-fn eval_scope(
-    cli: &Cli,
-    config: &Config,
-    reader: &IndexReader,
-) -> anyhow::Result<Box<dyn eval::ScopeResolver>> {
-    Ok(match effective_acl(cli, config, reader)? {
-        Some(acl) => Box::new(eval::AclScope {
+/// How `codeq eval` scopes the questions on one index under `acl`: each as its `as`
+/// principal (only when the run's principal may read everything) or as the run's principal.
+fn eval_scope(cli: &Cli, acl: Option<Acl>, reader: &IndexReader) -> Box<dyn eval::ScopeResolver> {
+    match acl {
+        Some(acl) => Box::new(eval::AclScope::new(
             acl,
-            default_principal: acl::principal(cli.as_user.as_deref()),
-            repos: reader.manifest().repo_ids(),
-        }),
+            acl::principal(cli.as_user.as_deref()),
+            reader.manifest().repo_ids(),
+        )),
         None => Box::new(eval::Unrestricted),
-    })
+    }
 }
 
 /// Search options of `search` and `ask`: top `k` within what `access` allows, optionally
@@ -784,8 +784,9 @@ fn cmd_eval(
         .iter()
         .map(|p| QuestionSet::load(p))
         .collect::<crate::Result<Vec<_>>>()?;
-    let access = resolve_access(cli, &config, &reader)?;
-    let scope = eval_scope(cli, &config, &reader)?;
+    let acl = effective_acl(cli, &config, &reader)?;
+    let access = access_under(cli, acl.as_ref(), &reader)?;
+    let scope = eval_scope(cli, acl, &reader);
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
     let report = eval::run(&reader, &mut embedder, &sets, scope.as_ref(), k)?;
     let changes = match baseline {
@@ -806,7 +807,7 @@ fn cmd_eval(
             // The second index is queried with the model it was built with, never --model-dir.
             let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
             // The second index is scoped by its own ACL, exactly as if it were queried alone.
-            let other_scope = eval_scope(cli, &other_config, &other)?;
+            let other_scope = eval_scope(cli, effective_acl(cli, &other_config, &other)?, &other);
             let other_report =
                 eval::run(&other, &mut other_embedder, &sets, other_scope.as_ref(), k)?;
             let flips = eval::compare_reports(&report, &other_report);

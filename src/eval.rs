@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acl::Acl;
+use crate::acl::{Access, Acl};
 use crate::answer::{self, Answer};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -170,12 +170,24 @@ impl ScopeResolver for Unrestricted {
 
 /// Under an ACL: each question runs as its `as` principal, else as the run's principal.
 pub struct AclScope {
-    /// The access-control list.
-    pub acl: Acl,
-    /// Principal of questions without `as`.
-    pub default_principal: String,
-    /// Repository ids of the index being evaluated.
-    pub repos: Vec<String>,
+    acl: Acl,
+    principal: String,
+    repos: Vec<String>,
+    /// What the run's own principal may read.
+    own: Access,
+}
+
+impl AclScope {
+    /// Scopes questions on an index with repositories `repos`, run by `principal`.
+    pub fn new(acl: Acl, principal: String, repos: Vec<String>) -> AclScope {
+        let own = acl.access_for(&principal, &repos);
+        AclScope {
+            acl,
+            principal,
+            repos,
+            own,
+        }
+    }
 }
 
 impl ScopeResolver for AclScope {
@@ -183,21 +195,20 @@ impl ScopeResolver for AclScope {
     /// everything: evaluating access control is an administrator's job, and otherwise a set
     /// file would be a way around `--as`.
     fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
-        let own = self.acl.access_for(&self.default_principal, &self.repos);
         match principal {
-            Some(other) if other != self.default_principal => {
-                if !own.sees_everything() {
+            Some(other) if other != self.principal => {
+                if !self.own.sees_everything() {
                     return Err(Error::Config {
                         path: "question set".into(),
                         detail: format!(
                             "a question asks as {other:?}, but {:?} may not read every repository and so cannot evaluate as someone else; run the set as a principal granted every repository",
-                            self.default_principal
+                            self.principal
                         ),
                     });
                 }
                 Ok(self.acl.access_for(other, &self.repos).filter)
             }
-            _ => Ok(own.filter),
+            _ => Ok(self.own.filter.clone()),
         }
     }
 }
@@ -406,10 +417,20 @@ pub fn run(
     k: usize,
 ) -> Result<EvalReport> {
     let mut reports = Vec::new();
+    // One filter per principal, prepared for this index exactly as `codeq ask` prepares it.
+    let mut filters: HashMap<Option<String>, ChunkFilter> = HashMap::new();
     for set in sets {
         let mut questions = Vec::new();
         for q in &set.questions {
-            let filter = scope.filter_for(q.principal.as_deref())?;
+            let filter = match filters.get(&q.principal) {
+                Some(filter) => filter.clone(),
+                None => {
+                    let filter =
+                        reader.prepare_filter(&scope.filter_for(q.principal.as_deref())?)?;
+                    filters.insert(q.principal.clone(), filter.clone());
+                    filter
+                }
+            };
             questions.push(run_question(reader, embedder, q, set.tier, &filter, k)?);
         }
         let scored: Vec<&QuestionResult> = questions
