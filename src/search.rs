@@ -143,10 +143,11 @@ pub enum QueryKind {
 impl QueryKind {
     /// Classifies a query.
     pub fn of(query: &str) -> QueryKind {
-        let words: Vec<&str> = query.split_whitespace().collect();
-        let code_like =
-            |w: &&str| is_code_like(w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_'));
-        if words.len() <= 1 || words.iter().any(code_like) {
+        QueryKind::of_words(&query_words(query))
+    }
+
+    fn of_words(words: &[&str]) -> QueryKind {
+        if words.len() <= 1 || words.iter().any(|w| is_code_like(w)) {
             QueryKind::Identifier
         } else {
             QueryKind::NaturalLanguage
@@ -231,17 +232,10 @@ const VENDORED_WORDS: &[&str] = &[
 impl QueryAnalysis {
     /// Reads a query.
     pub fn of(query: &str) -> QueryAnalysis {
-        let kind = QueryKind::of(query);
+        let words = query_words(query);
+        let kind = QueryKind::of_words(&words);
         let (bm25_weight, vector_weight) = kind.lane_weights();
-        let words: Vec<String> = query
-            .split_whitespace()
-            .map(|w| {
-                w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
-                    .to_string()
-            })
-            .filter(|w| !w.is_empty())
-            .collect();
-        let single = words.len() == 1;
+        let single = words.iter().filter(|w| !w.is_empty()).count() == 1;
         let mut symbols = Vec::new();
         for word in &words {
             if (single || is_code_like(word)) && word.chars().any(char::is_alphabetic) {
@@ -267,12 +261,10 @@ impl QueryAnalysis {
     /// The adjustments this query makes to one chunk.
     pub fn boosts_for(&self, chunk: &Chunk) -> Vec<Boost> {
         let mut boosts = Vec::new();
-        let defines = !self.asks_for_usages
-            && is_definition(&chunk.kind)
-            && self
-                .symbols
-                .iter()
-                .any(|s| *s == last_segment(&chunk.symbol).to_lowercase());
+        let defines = !self.asks_for_usages && is_definition(&chunk.kind) && {
+            let name = last_segment(&chunk.symbol).to_lowercase();
+            self.symbols.contains(&name)
+        };
         if defines {
             boosts.push(Boost {
                 reason: "defines the named symbol",
@@ -307,6 +299,15 @@ impl QueryAnalysis {
     }
 }
 
+/// The whitespace-separated words of a query without surrounding punctuation (`_`, `::`
+/// and `.` inside stay); a word of punctuation only becomes empty but still counts.
+fn query_words(query: &str) -> Vec<&str> {
+    query
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_'))
+        .collect()
+}
+
 /// A token with `_`, `::`, an inner `.` or an inner capital names code.
 fn is_code_like(word: &str) -> bool {
     word.contains('_')
@@ -336,8 +337,12 @@ const GENERIC_STEMS: &[&str] = &[
     "__init__", "main", "index", "utils", "util", "common", "types",
 ];
 
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 fn file_stem(path: &str) -> &str {
-    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = file_name(path);
     name.split('.').next().unwrap_or(name)
 }
 
@@ -350,7 +355,7 @@ pub fn is_test_code(chunk: &Chunk) -> bool {
             "test" | "tests" | "testing" | "__tests__" | "spec" | "fixtures" | "benches"
         )
     });
-    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = file_name(path);
     let test_file = name.starts_with("test_")
         || name == "conftest.py"
         || [
@@ -373,7 +378,7 @@ pub fn is_test_code(chunk: &Chunk) -> bool {
 
 /// Vendored or generated code that the walker still indexed.
 fn is_vendored(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = file_name(path);
     path.split('/').rev().skip(1).any(|dir| {
         matches!(
             dir,
