@@ -5,6 +5,7 @@
 //! Budgets (issue 3): warm p50 ≤ 20 ms without a reranker at ≥ 100k chunks, and the ACL
 //! filter costs under 10%. Numbers belong in the closing notes, never in tests.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use crate::eval::percentile;
 use crate::hash::sha256_parts;
 use crate::index::{self, IndexOptions, IndexReport, NoProgress};
 use crate::search::{self, SearchOptions, SearchTimings};
-use crate::store::{ChunkFilter, IndexDir, IndexReader, Manifest, RepoRecord};
+use crate::store::{AnnIndex, AnnPolicy, ChunkFilter, IndexDir, IndexReader, Manifest, RepoRecord};
 
 /// Figures of one indexing benchmark.
 #[derive(Debug, Clone, Serialize)]
@@ -139,30 +140,25 @@ pub struct QueryBench {
 /// Copies the rows of `source` (real chunks with their real vectors) into `copies` of each
 /// repository until the benchmark index at `out_dir` holds at least `target_chunks`, then
 /// times `search` and `ask` with no filter, an ACL granting half the copies, and an ACL
-/// granting source folders only.
+/// granting source folders only. The benchmark index gets an ANN index as `ann` says.
 pub fn query_bench(
     source: &IndexReader,
     out_dir: &Path,
     target_chunks: usize,
     rounds: usize,
+    ann: AnnPolicy,
     embedder: &mut dyn Embedder,
 ) -> Result<QueryBench> {
     let build_started = Instant::now();
-    let rows = source.all_rows()?;
-    let reader = replicate(source, &rows, out_dir, target_chunks)?;
+    let corpus = Corpus::of(std::slice::from_ref(source))?;
+    let reader = corpus.replicate(out_dir, target_chunks, ann)?;
     let build = build_started.elapsed();
-    let queries = sample_queries(&rows);
+    let queries = sample_queries(&corpus.rows);
     let repos: Vec<String> = reader.manifest().repo_ids();
     let half: Vec<String> = repos.iter().step_by(2).cloned().collect();
     let grants = [
         ("no ACL (single-user)", None),
-        (
-            "ACL: half the repositories",
-            Some(format!(
-                "[[acl.grant]]\nrepos = {}\nread = [\"bench\"]\n",
-                toml_list(&half)
-            )),
-        ),
+        ("ACL: half the repositories", Some(repo_grant(&half))),
         (
             "ACL: source folders only (path globs)",
             Some(
@@ -175,16 +171,7 @@ pub fn query_bench(
     for (name, acl_text) in grants {
         let filter = match acl_text {
             None => ChunkFilter::everything(),
-            Some(text) => {
-                let acl =
-                    Acl::parse_section(&text, Path::new("benchmark ACL")).map_err(|detail| {
-                        Error::Config {
-                            path: "benchmark ACL".into(),
-                            detail,
-                        }
-                    })?;
-                reader.prepare_filter(&acl.access_for("bench", &repos).filter)?
-            }
+            Some(text) => bench_filter(&reader, &text)?,
         };
         scenarios.push(time_scenario(
             &reader, embedder, &queries, name, filter, rounds,
@@ -201,60 +188,339 @@ pub fn query_bench(
     })
 }
 
-fn toml_list(values: &[String]) -> String {
-    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
-    format!("[{}]", quoted.join(", "))
+/// An ACL granting the benchmark principal these repositories.
+fn repo_grant(repos: &[String]) -> String {
+    let quoted: Vec<String> = repos.iter().map(|v| format!("{v:?}")).collect();
+    format!(
+        "[[acl.grant]]\nrepos = [{}]\nread = [\"bench\"]\n",
+        quoted.join(", ")
+    )
+}
+
+/// The prepared filter of principal `bench` under the ACL `text`.
+fn bench_filter(reader: &IndexReader, text: &str) -> Result<ChunkFilter> {
+    let acl =
+        Acl::parse_section(text, Path::new("benchmark ACL")).map_err(|detail| Error::Config {
+            path: "benchmark ACL".into(),
+            detail,
+        })?;
+    let repos = reader.manifest().repo_ids();
+    reader.prepare_filter(&acl.access_for("bench", &repos).filter)
 }
 
 /// A stored row: chunk, embedding-input hash, vector.
 type Row = (Chunk, String, Vec<f32>);
 
-/// Writes `rows` (all of `source`) replicated into a new index and opens it.
-fn replicate(
-    source: &IndexReader,
-    rows: &[Row],
+/// Per-dimension standard deviation of the noise added to replicated vectors: a copy keeps
+/// a cosine similarity of about 0.93 with its original (384 dimensions), so copies are
+/// near neighbours, not ties, and an ANN index faces a realistic neighbourhood.
+const COPY_NOISE: f32 = 0.02;
+
+/// Real rows (chunks and their vectors) of one or more indexes, the seed of a benchmark
+/// index.
+pub struct Corpus {
+    rows: Vec<Row>,
+    manifest: Manifest,
+}
+
+impl Corpus {
+    /// Every row of `sources` (at least one), with a manifest listing all their repositories.
+    pub fn of(sources: &[IndexReader]) -> Result<Corpus> {
+        let Some(first) = sources.first() else {
+            return Err(Error::Store("no source index given".into()));
+        };
+        let mut manifest = first.manifest().clone();
+        manifest.repos.clear();
+        let mut rows = Vec::new();
+        for source in sources {
+            if source.manifest().model.dimension != manifest.model.dimension {
+                return Err(Error::Store(format!(
+                    "{} holds {}-dimensional vectors, {} holds {}",
+                    source.generation(),
+                    source.manifest().model.dimension,
+                    first.generation(),
+                    manifest.model.dimension
+                )));
+            }
+            for repo in &source.manifest().repos {
+                if !manifest.repos.iter().any(|r| r.id == repo.id) {
+                    manifest.repos.push(repo.clone());
+                }
+            }
+            rows.extend(source.all_rows()?);
+        }
+        if rows.is_empty() {
+            return Err(Error::Store(
+                "the source index is empty: index a corpus first".into(),
+            ));
+        }
+        Ok(Corpus { rows, manifest })
+    }
+
+    /// Chunks in the corpus.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the corpus has no chunks (never true for a corpus [`Corpus::of`] returned).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Writes the rows replicated into repository copies `c0000/…`, `c0001/…` until the
+    /// index at `out_dir` holds at least `target_chunks`, builds its ANN index as `ann`
+    /// says, and opens it. Copy 0 keeps the real vectors; later copies get
+    /// [`COPY_NOISE`].
+    pub fn replicate(
+        &self,
+        out_dir: &Path,
+        target_chunks: usize,
+        ann: AnnPolicy,
+    ) -> Result<IndexReader> {
+        if out_dir.exists() {
+            std::fs::remove_dir_all(out_dir)
+                .map_err(|e| Error::io(format!("cannot clear {}", out_dir.display()), e))?;
+        }
+        let copies = target_chunks.div_ceil(self.rows.len()).max(1);
+        let dir = IndexDir::create_or_open(out_dir)?;
+        let lock = dir.lock()?;
+        let mut writer = dir.begin_generation(&lock, &self.manifest.model, None)?;
+        let mut noise = Noise::new(1);
+        for copy in 0..copies {
+            for (chunk, hash, vector) in &self.rows {
+                let mut chunk = chunk.clone();
+                chunk.chunk_id = sha256_parts(&[chunk.chunk_id.as_bytes(), &copy.to_le_bytes()]);
+                chunk.repo = copy_id(copy, &chunk.repo);
+                let vector = if copy == 0 {
+                    vector.clone()
+                } else {
+                    noise.perturb(vector, COPY_NOISE)
+                };
+                writer.add(chunk, hash.clone(), vector)?;
+            }
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.generation = writer.name().to_string();
+        manifest.repos = (0..copies)
+            .flat_map(|copy| {
+                self.manifest.repos.iter().map(move |r| RepoRecord {
+                    id: copy_id(copy, &r.id),
+                    ..r.clone()
+                })
+            })
+            .collect();
+        manifest.totals.chunks = self.rows.len() * copies;
+        manifest.totals.files *= copies;
+        let finished = writer.finish(manifest, ann)?;
+        dir.publish(&lock, finished)?;
+        dir.reader()
+    }
+}
+
+/// Name of a repository's `copy`-th replica.
+fn copy_id(copy: usize, repo: &str) -> String {
+    format!("c{copy:04}/{repo}")
+}
+
+/// Deterministic Gaussian noise (splitmix64 + Box–Muller): benchmark corpora are the same
+/// on every run without a random-number crate.
+struct Noise {
+    state: u64,
+}
+
+impl Noise {
+    fn new(seed: u64) -> Noise {
+        Noise { state: seed }
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// `vector` plus Gaussian noise of standard deviation `sigma` per dimension,
+    /// re-normalised to unit length.
+    fn perturb(&mut self, vector: &[f32], sigma: f32) -> Vec<f32> {
+        let mut out: Vec<f32> = vector
+            .iter()
+            .map(|x| {
+                let gaussian = (-2.0 * self.uniform().ln()).sqrt()
+                    * (2.0 * std::f64::consts::PI * self.uniform()).cos();
+                x + sigma * gaussian as f32
+            })
+            .collect();
+        let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            out.iter_mut().for_each(|x| *x /= norm);
+        }
+        out
+    }
+}
+
+/// Latency and recall of one ANN index kind under one access scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnScenario {
+    /// What the principal may read.
+    pub scenario: String,
+    /// Chunks the filter admits.
+    pub visible_chunks: usize,
+    /// Vector-lane query p50, milliseconds.
+    pub p50_ms: f64,
+    /// Vector-lane query p95, milliseconds.
+    pub p95_ms: f64,
+    /// Mean share of the exact top 10 that the index returned in its top 10.
+    pub recall_at_10: f64,
+    /// Results outside the filter (must be 0: the filter is a pre-filter).
+    pub outside_filter: usize,
+}
+
+/// Figures of one ANN index kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnFigures {
+    /// The index (`off`: exact search, the ground truth).
+    pub index: AnnIndex,
+    /// Time to write the table and build all its indexes.
+    pub build: Duration,
+    /// Index folder size on disk, bytes.
+    pub index_bytes: u64,
+    /// Per access scenario.
+    pub scenarios: Vec<AnnScenario>,
+}
+
+/// Figures of the vector-search benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorBench {
+    /// Chunks in the benchmark table.
+    pub chunks: usize,
+    /// Repositories in it.
+    pub repos: usize,
+    /// Query vectors per scenario.
+    pub queries: usize,
+    /// Exact search first, then each ANN index.
+    pub indexes: Vec<AnnFigures>,
+    /// Peak resident memory, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Results per query: the exact top 10 of each scenario, by chunk id.
+type TopIds = Vec<Vec<String>>;
+
+/// Builds the corpus replicated to `target_chunks` once with exact search and once per ANN
+/// index in `indexes`, and measures each: vector-lane latency and recall@10 against exact
+/// search, with no filter, with an ACL granting half the repository copies, and with one
+/// granting a single copy (a narrow pre-filter, where an index that filtered after ranking
+/// would come back short). Query vectors are corpus vectors with fresh noise.
+pub fn vector_bench(
+    corpus: &Corpus,
     out_dir: &Path,
     target_chunks: usize,
-) -> Result<IndexReader> {
-    if rows.is_empty() {
-        return Err(Error::Store(
-            "the source index is empty: index a corpus first".into(),
-        ));
-    }
-    if out_dir.exists() {
-        std::fs::remove_dir_all(out_dir)
-            .map_err(|e| Error::io(format!("cannot clear {}", out_dir.display()), e))?;
-    }
-    let copies = target_chunks.div_ceil(rows.len()).max(1);
-    let dir = IndexDir::create_or_open(out_dir)?;
-    let lock = dir.lock()?;
-    let model = source.manifest().model.clone();
-    let mut writer = dir.begin_generation(&lock, &model, None)?;
-    let copy_id = |copy: usize, repo: &str| format!("c{copy:04}/{repo}");
-    for copy in 0..copies {
-        for (chunk, hash, vector) in rows {
-            let mut chunk = chunk.clone();
-            chunk.chunk_id = sha256_parts(&[chunk.chunk_id.as_bytes(), &copy.to_le_bytes()]);
-            chunk.repo = copy_id(copy, &chunk.repo);
-            writer.add(chunk, hash.clone(), vector.clone())?;
-        }
-    }
-    let original: &Manifest = source.manifest();
-    let mut manifest = original.clone();
-    manifest.generation = writer.name().to_string();
-    manifest.repos = (0..copies)
-        .flat_map(|copy| {
-            original.repos.iter().map(move |r| RepoRecord {
-                id: copy_id(copy, &r.id),
-                ..r.clone()
-            })
-        })
+    indexes: &[AnnIndex],
+    queries: usize,
+) -> Result<VectorBench> {
+    let mut noise = Noise::new(2);
+    let step = (corpus.rows.len() / queries.max(1)).max(1);
+    let query_vectors: Vec<Vec<f32>> = corpus
+        .rows
+        .iter()
+        .step_by(step)
+        .take(queries.max(1))
+        .map(|(_, _, v)| noise.perturb(v, COPY_NOISE))
         .collect();
-    manifest.totals.chunks = rows.len() * copies;
-    manifest.totals.files *= copies;
-    let finished = writer.finish(manifest)?;
-    dir.publish(&lock, finished)?;
-    dir.reader()
+    let kinds = std::iter::once(AnnIndex::Off)
+        .chain(indexes.iter().copied().filter(|k| *k != AnnIndex::Off));
+    let mut truth: Vec<TopIds> = Vec::new();
+    let mut figures = Vec::new();
+    let mut chunks = 0;
+    let mut repos = 0;
+    for index in kinds {
+        let started = Instant::now();
+        let reader = corpus.replicate(out_dir, target_chunks, AnnPolicy { index, min_rows: 0 })?;
+        let build = started.elapsed();
+        let repo_ids = reader.manifest().repo_ids();
+        chunks = reader.manifest().totals.chunks;
+        repos = repo_ids.len();
+        let one_copy: Vec<String> = repo_ids
+            .iter()
+            .filter(|r| r.starts_with(&copy_id(0, "")))
+            .cloned()
+            .collect();
+        let half: Vec<String> = repo_ids.iter().step_by(2).cloned().collect();
+        let scenarios = [
+            ("no ACL (single-user)", &repo_ids),
+            ("ACL: half the repositories", &half),
+            ("ACL: one repository copy", &one_copy),
+        ];
+        let mut measured = Vec::new();
+        for (i, (name, granted)) in scenarios.into_iter().enumerate() {
+            let filter = if granted.len() == repo_ids.len() {
+                ChunkFilter::everything()
+            } else {
+                bench_filter(&reader, &repo_grant(granted))?
+            };
+            let visible: HashSet<&String> = granted.iter().collect();
+            for vector in &query_vectors {
+                reader.nearest(vector, &filter, 10)?;
+            }
+            let mut times = Vec::new();
+            let mut tops: TopIds = Vec::new();
+            let mut outside_filter = 0;
+            for vector in &query_vectors {
+                let started = Instant::now();
+                let hits = reader.nearest(vector, &filter, 10)?;
+                times.push(ms(started.elapsed()));
+                outside_filter += hits
+                    .iter()
+                    .filter(|(c, _)| !visible.contains(&c.repo))
+                    .count();
+                tops.push(hits.into_iter().map(|(c, _)| c.chunk_id).collect());
+            }
+            if index == AnnIndex::Off {
+                truth.push(tops.clone());
+            }
+            times.sort_by(f64::total_cmp);
+            measured.push(AnnScenario {
+                scenario: name.to_string(),
+                visible_chunks: reader.lane_counts(&filter)?.vectors,
+                p50_ms: percentile(&times, 0.5),
+                p95_ms: percentile(&times, 0.95),
+                recall_at_10: recall(&tops, &truth[i]),
+                outside_filter,
+            });
+        }
+        figures.push(AnnFigures {
+            index,
+            build,
+            index_bytes: IndexDir::open(out_dir)?.size_on_disk(),
+            scenarios: measured,
+        });
+    }
+    Ok(VectorBench {
+        chunks,
+        repos,
+        queries: query_vectors.len(),
+        indexes: figures,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Mean over queries of |found ∩ exact| / |exact| (1 when exact search found nothing).
+fn recall(found: &TopIds, exact: &TopIds) -> f64 {
+    if exact.is_empty() {
+        return 1.0;
+    }
+    let per_query = found.iter().zip(exact).map(|(f, e)| {
+        if e.is_empty() {
+            1.0
+        } else {
+            e.iter().filter(|id| f.contains(id)).count() as f64 / e.len() as f64
+        }
+    });
+    per_query.sum::<f64>() / exact.len() as f64
 }
 
 /// Identifier queries (symbols of definitions) and descriptions (first doc lines), spread

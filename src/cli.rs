@@ -17,7 +17,7 @@ use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::search::{self, SearchOptions, SearchResults};
-use crate::store::{IndexDir, IndexReader, RepoRecord};
+use crate::store::{AnnIndex, IndexDir, IndexReader, RepoRecord};
 use crate::walk;
 
 /// Version of the `--json` output shapes.
@@ -134,6 +134,26 @@ enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Vector-lane latency and recall@10 of each ANN index against exact search, with and
+    /// without ACL pre-filters, on the current index (or --source indexes) replicated to
+    /// --chunks chunks with perturbed vectors.
+    Vectors {
+        /// Chunks in the benchmark table.
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// ANN indexes to compare with exact search (off, ivf_pq, ivf_hnsw_sq, ivf_rq).
+        #[arg(long, value_delimiter = ',', default_values_t = [AnnIndex::IvfPq, AnnIndex::IvfHnswSq, AnnIndex::IvfRq])]
+        ann: Vec<AnnIndex>,
+        /// Query vectors per scenario.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Index folders whose rows seed the corpus (default: the current index).
+        #[arg(long)]
+        source: Vec<PathBuf>,
+        /// Where to build the benchmark index (deleted first; default: a temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -215,6 +235,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                 },
         } => cmd_bench_query(&cli, *chunks, *rounds, out.as_deref()),
+        Command::Bench {
+            what:
+                BenchCommand::Vectors {
+                    chunks,
+                    ann,
+                    queries,
+                    source,
+                    out,
+                },
+        } => cmd_bench_vectors(&cli, *chunks, ann, *queries, source, out.as_deref()),
     }
 }
 
@@ -1230,7 +1260,14 @@ fn cmd_bench_query(
             source.manifest().totals.chunks,
             index_dir.display()
         );
-        crate::bench::query_bench(&source, index_dir, chunks, rounds, &mut embedder)
+        crate::bench::query_bench(
+            &source,
+            index_dir,
+            chunks,
+            rounds,
+            config.index.ann_policy(),
+            &mut embedder,
+        )
     })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -1274,6 +1311,93 @@ fn cmd_bench_query(
             s.ask_p50_ms,
             s.ask_p95_ms
         )?;
+    }
+    writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_vectors(
+    cli: &Cli,
+    chunks: usize,
+    ann: &[AnnIndex],
+    queries: usize,
+    sources: &[PathBuf],
+    out_dir: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let readers = if sources.is_empty() {
+        let (_dir, reader, config) = open_index(cli)?;
+        vec![(reader, config)]
+    } else {
+        sources
+            .iter()
+            .map(|path| {
+                let reader = IndexDir::open(path)?.reader()?;
+                let config = Config::load_for_root(&reader.manifest().root)?;
+                Ok((reader, config))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    for (reader, config) in &readers {
+        if !resolve_access(cli, config, reader)?.sees_everything() {
+            anyhow::bail!(
+                "`codeq bench vectors` copies whole indexes, so it runs only as a principal who may read every repository of each"
+            );
+        }
+    }
+    let readers: Vec<IndexReader> = readers.into_iter().map(|(r, _)| r).collect();
+    let corpus = crate::bench::Corpus::of(&readers)?;
+    let bench = in_bench_dir(out_dir, |index_dir| {
+        eprintln!(
+            "codeq: replicating {} chunks to at least {chunks} chunks in {}, once per index kind",
+            corpus.len(),
+            index_dir.display()
+        );
+        crate::bench::vector_bench(&corpus, index_dir, chunks, ann, queries)
+    })?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "bench": bench})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "table        {} chunks in {} repos; {} query vectors per scenario, warm, top 10",
+        bench.chunks, bench.repos, bench.queries
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>8} {:>9} | {:<28} {:>8} {:>7} {:>7} {:>9} {:>7}",
+        "index",
+        "build s",
+        "size",
+        "scenario",
+        "visible",
+        "p50 ms",
+        "p95 ms",
+        "recall@10",
+        "leaked"
+    )?;
+    for figures in &bench.indexes {
+        for (i, s) in figures.scenarios.iter().enumerate() {
+            let (name, build, size) = if i == 0 {
+                (
+                    figures.index.name().to_string(),
+                    format!("{:.1}", figures.build.as_secs_f64()),
+                    human_bytes(figures.index_bytes),
+                )
+            } else {
+                Default::default()
+            };
+            writeln!(
+                out,
+                "{name:<12} {build:>8} {size:>9} | {:<28} {:>8} {:>7.2} {:>7.2} {:>9.3} {:>7}",
+                s.scenario, s.visible_chunks, s.p50_ms, s.p95_ms, s.recall_at_10, s.outside_filter
+            )?;
+        }
     }
     writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
     Ok(ExitCode::SUCCESS)

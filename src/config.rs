@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::acl::{Acl, AclSection};
 use crate::error::{Error, Result};
+use crate::store::{AnnIndex, AnnPolicy};
 
 /// Name of the per-root configuration file.
 pub const CONFIG_FILE: &str = "codeq.toml";
@@ -39,6 +40,21 @@ pub struct IndexConfig {
     pub skip_files: Vec<String>,
     /// Chunks embedded and written per round of the pipeline.
     pub write_batch: usize,
+    /// The approximate-nearest-neighbour index built on large vector tables (`off`,
+    /// `ivf_pq`, `ivf_hnsw_sq`, `ivf_rq`).
+    pub ann: AnnIndex,
+    /// Tables with fewer chunks than this keep exact vector search.
+    pub ann_min_chunks: usize,
+}
+
+impl IndexConfig {
+    /// When the indexer builds an ANN index.
+    pub fn ann_policy(&self) -> AnnPolicy {
+        AnnPolicy {
+            index: self.ann,
+            min_rows: self.ann_min_chunks,
+        }
+    }
 }
 
 impl Default for IndexConfig {
@@ -72,6 +88,8 @@ impl Default for IndexConfig {
                 "*.pyc",
             ]),
             write_batch: 32,
+            ann: AnnIndex::IvfHnswSq,
+            ann_min_chunks: 20_000,
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
-    FORMAT_VERSION, GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION,
-    Totals,
+    AnnIndex, FORMAT_VERSION, GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord,
+    SCHEMA_VERSION, Totals,
 };
 use crate::walk::{self, Scan, SkipCounts, SkipReason};
 
@@ -158,7 +158,7 @@ pub fn run(
     let mut manifest = run.manifest(&scan, &generation);
     manifest.acl_required = options.config.acl().is_some() || options.acl_file.is_some();
     let totals = manifest.totals.clone();
-    let finished = writer.finish(manifest)?;
+    let finished = writer.finish(manifest, options.config.index.ann_policy())?;
     dir.publish(&lock, finished)?;
     let times = StageTimes {
         walk: walk_time,
@@ -430,6 +430,7 @@ impl<'a> Run<'a> {
             repos,
             totals: self.totals.clone(),
             acl_required: false,
+            ann_index: AnnIndex::Off,
         }
     }
 }

@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use codeq::answer;
+use codeq::bench::Corpus;
 use codeq::config::Config;
+use codeq::embed::Embedder;
 use codeq::embed::FastEmbedder;
 use codeq::search::{self, Lanes, SearchOptions};
-use codeq::store::{ChunkFilter, IndexDir, IndexReader};
+use codeq::store::{
+    AnnIndex, AnnPolicy, ChunkFilter, IndexDir, IndexReader, PathPattern, RepoScope,
+};
 use common::{Fixture, codeq, codeq_json, fixture, stderr, stdout};
 
 /// alice and bob read the payments repos, carol the search service, dave only the README
@@ -664,6 +668,101 @@ fn repository_names_with_quotes_and_backslashes_cannot_widen_the_filter() {
         );
         assert!(stdout(&out).is_empty());
     }
+}
+
+/// With an ANN index on the vector column, the access filter must stay a pre-filter: a
+/// narrow grant still gets a full result list of admitted chunks only, close to what exact
+/// search over the admitted chunks returns. (A post-filter would drop forbidden hits after
+/// ranking and come back short, or empty.)
+#[test]
+fn an_ann_index_keeps_the_access_filter_a_pre_filter() {
+    let fx = acl_fixture();
+    let (reader, _, mut embedder) = open_reader(fx);
+    let corpus = Corpus::of(std::slice::from_ref(&reader)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = corpus.len() * 40;
+    let hnsw = AnnPolicy {
+        index: AnnIndex::IvfHnswSq,
+        min_rows: 0,
+    };
+    let ann = corpus
+        .replicate(&scratch.path().join("ann"), rows, hnsw)
+        .unwrap();
+    let exact = corpus
+        .replicate(&scratch.path().join("exact"), rows, AnnPolicy::EXACT)
+        .unwrap();
+    assert_eq!(ann.manifest().ann_index, AnnIndex::IvfHnswSq);
+    assert_eq!(exact.manifest().ann_index, AnnIndex::Off);
+
+    let readme_only = PathPattern::from_glob("README.md").unwrap();
+    let filters = [
+        // One repository of forty copies: 1 row in ~120 is admitted.
+        ChunkFilter::scoped(vec![RepoScope {
+            repo: "c0017/search-service".into(),
+            paths: None,
+        }]),
+        // Path-only grants in two copies, plus a whole nested repository.
+        ChunkFilter::scoped(vec![
+            RepoScope {
+                repo: "c0003/payments".into(),
+                paths: Some(vec![readme_only.clone()]),
+            },
+            RepoScope {
+                repo: "c0031/search-service".into(),
+                paths: Some(vec![readme_only]),
+            },
+            RepoScope {
+                repo: "c0008/payments/plugins/fraud".into(),
+                paths: None,
+            },
+        ]),
+    ];
+    let questions = [
+        "refund a payment",
+        "how is a search query parsed and ranked",
+        "fraud score of a transaction",
+        "what is this repository about",
+        "total with tax",
+    ];
+    let (mut found, mut expected) = (0, 0);
+    for filter in &filters {
+        let filter = ann.prepare_filter(filter).unwrap();
+        let admitted = exact.lane_counts(&filter).unwrap().vectors;
+        assert!(admitted > 0 && admitted < rows / 20, "{admitted} of {rows}");
+        for question in questions {
+            let vector = embedder.embed(&[question.to_string()]).unwrap().remove(0);
+            let approximate = ann.nearest(&vector, &filter, 10).unwrap();
+            let truth = exact.nearest(&vector, &filter, 10).unwrap();
+            assert_eq!(
+                approximate.len(),
+                truth.len(),
+                "{question}: came back short"
+            );
+            assert_eq!(truth.len(), admitted.min(10));
+            for (chunk, _) in &approximate {
+                assert!(
+                    filter.admits(&chunk.repo, &chunk.path),
+                    "{question}: the ANN lane returned {}:{}",
+                    chunk.repo,
+                    chunk.path
+                );
+            }
+            let ids: Vec<&str> = approximate
+                .iter()
+                .map(|(c, _)| c.chunk_id.as_str())
+                .collect();
+            found += truth
+                .iter()
+                .filter(|(c, _)| ids.contains(&c.chunk_id.as_str()))
+                .count();
+            expected += truth.len();
+        }
+    }
+    let recall = found as f64 / expected as f64;
+    assert!(
+        recall >= 0.9,
+        "recall@10 of the ANN lane under filters: {recall:.3}"
+    );
 }
 
 fn truncate(query: &str) -> String {

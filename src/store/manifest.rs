@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::AnnIndex;
 use crate::embed::ModelInfo;
 use crate::walk::SkipCounts;
 
@@ -32,6 +33,9 @@ pub struct Manifest {
     /// rather than fall back to single-user mode when the list goes missing.
     #[serde(default)]
     pub acl_required: bool,
+    /// The ANN index on the vector column (`off`: queries search exactly).
+    #[serde(default)]
+    pub ann_index: AnnIndex,
 }
 
 impl Manifest {

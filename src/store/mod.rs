@@ -27,6 +27,7 @@ pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use tokenizer::code_tokens;
+pub use vectors::{AnnIndex, AnnPolicy};
 
 use crate::chunk::Chunk;
 use crate::embed::ModelInfo;
@@ -373,10 +374,12 @@ impl GenerationWriter {
         self.rows
     }
 
-    /// Flushes both lanes; the generation is then complete but not yet published.
-    pub fn finish(self, manifest: Manifest) -> Result<FinishedGeneration> {
+    /// Flushes both lanes and builds the vector table's indexes (an ANN index when `ann`
+    /// asks for one at this size, recorded in the manifest); the generation is then
+    /// complete but not yet published.
+    pub fn finish(self, mut manifest: Manifest, ann: AnnPolicy) -> Result<FinishedGeneration> {
         self.lexical.finish()?;
-        self.vectors.finish()?;
+        manifest.ann_index = self.vectors.finish(ann)?;
         Ok(FinishedGeneration {
             name: self.name,
             manifest,
@@ -411,8 +414,9 @@ impl IndexReader {
             )));
         }
         let path = dir.generation_path(generation);
-        let vectors = vectors::VectorReader::open(runtime()?, &path.join("lance"))
-            .map_err(|e| dir.corrupt(format!("vector table: {e}")))?;
+        let vectors =
+            vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
+                .map_err(|e| dir.corrupt(format!("vector table: {e}")))?;
         let lexical = lexical::LexicalReader::open(&path.join("tantivy"))
             .map_err(|e| dir.corrupt(format!("lexical index: {e}")))?;
         Ok(IndexReader {
@@ -446,7 +450,8 @@ impl IndexReader {
         self.lexical.search(terms, filter, limit)
     }
 
-    /// Exact nearest neighbours by cosine distance, with the filter applied before ranking.
+    /// Nearest neighbours by cosine distance, with the filter applied before ranking:
+    /// through the generation's ANN index if it has one.
     pub fn nearest(
         &self,
         vector: &[f32],

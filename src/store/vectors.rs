@@ -1,5 +1,6 @@
-//! The vector lane: the LanceDB chunk table (all chunk fields plus the vector), exact
-//! cosine search with the filter applied before ranking.
+//! The vector lane: the LanceDB chunk table (all chunk fields plus the vector) and cosine
+//! search with the filter applied before ranking: exact on small tables, through an
+//! approximate-nearest-neighbour (ANN) index past a configurable size.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -13,7 +14,9 @@ use lancedb::arrow::arrow_array::{
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::Index;
+use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder, IvfRqIndexBuilder};
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 use super::ChunkFilter;
@@ -39,6 +42,100 @@ const TEXT_COLUMNS: [&str; 12] = [
     "file_hash",
     "commit",
 ];
+
+/// The approximate-nearest-neighbour index built on the vector column of a large table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnIndex {
+    /// None: every query compares the query vector with every admitted row.
+    #[default]
+    Off,
+    /// IVF partitions with product-quantised vectors; candidates are re-ranked on the
+    /// exact vectors.
+    IvfPq,
+    /// IVF partitions, each an HNSW graph over scalar-quantised (int8) vectors.
+    IvfHnswSq,
+    /// IVF partitions with RaBitQ (1-bit) quantised vectors; candidates are re-ranked on
+    /// the exact vectors.
+    IvfRq,
+}
+
+impl AnnIndex {
+    /// Every index kind, `Off` first (the benchmark's ground truth).
+    pub const ALL: [AnnIndex; 4] = [
+        AnnIndex::Off,
+        AnnIndex::IvfPq,
+        AnnIndex::IvfHnswSq,
+        AnnIndex::IvfRq,
+    ];
+
+    /// The name used in `codeq.toml` and the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnnIndex::Off => "off",
+            AnnIndex::IvfPq => "ivf_pq",
+            AnnIndex::IvfHnswSq => "ivf_hnsw_sq",
+            AnnIndex::IvfRq => "ivf_rq",
+        }
+    }
+
+    /// The LanceDB index to build, trained for cosine distance.
+    fn builder(self) -> Option<Index> {
+        let cosine = DistanceType::Cosine;
+        match self {
+            AnnIndex::Off => None,
+            AnnIndex::IvfPq => Some(Index::IvfPq(
+                IvfPqIndexBuilder::default().distance_type(cosine),
+            )),
+            AnnIndex::IvfHnswSq => Some(Index::IvfHnswSq(
+                IvfHnswSqIndexBuilder::default().distance_type(cosine),
+            )),
+            AnnIndex::IvfRq => Some(Index::IvfRq(
+                IvfRqIndexBuilder::default().distance_type(cosine),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AnnIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AnnIndex {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<AnnIndex, String> {
+        AnnIndex::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AnnIndex::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown ANN index {name:?}; one of {}", names.join(", "))
+            })
+    }
+}
+
+/// When a generation gets an ANN index: which kind, from how many rows on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnPolicy {
+    /// The index to build.
+    pub index: AnnIndex,
+    /// Tables with fewer rows keep exact search (fast enough, and exact).
+    pub min_rows: usize,
+}
+
+impl AnnPolicy {
+    /// Exact search at every size.
+    pub const EXACT: AnnPolicy = AnnPolicy {
+        index: AnnIndex::Off,
+        min_rows: usize::MAX,
+    };
+}
+
+/// Candidates re-ranked on exact vectors per result wanted, for quantised ANN indexes.
+const REFINE_FACTOR: u32 = 4;
 
 fn schema(dimension: usize) -> SchemaRef {
     let mut fields: Vec<Field> = TEXT_COLUMNS
@@ -194,7 +291,9 @@ impl VectorWriter {
         Ok(out)
     }
 
-    pub(super) fn finish(mut self) -> Result<()> {
+    /// Writes what is buffered and builds the table's indexes; returns the ANN index built
+    /// (`Off` when the table is below the policy's size).
+    pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<AnnIndex> {
         self.flush()?;
         let rows = self
             .rt
@@ -214,7 +313,17 @@ impl VectorWriter {
                     .map_err(Error::store)?;
             }
         }
-        Ok(())
+        let built = if rows >= ann.min_rows {
+            ann.index
+        } else {
+            AnnIndex::Off
+        };
+        if let Some(index) = built.builder() {
+            self.rt
+                .block_on(self.table.create_index(&["vector"], index).execute())
+                .map_err(Error::store)?;
+        }
+        Ok(built)
     }
 }
 
@@ -222,10 +331,12 @@ impl VectorWriter {
 pub(super) struct VectorReader {
     rt: Arc<Runtime>,
     table: lancedb::Table,
+    ann: AnnIndex,
 }
 
 impl VectorReader {
-    pub(super) fn open(rt: Arc<Runtime>, path: &Path) -> Result<VectorReader> {
+    /// Opens the table of a generation whose manifest records `ann` as its ANN index.
+    pub(super) fn open(rt: Arc<Runtime>, path: &Path, ann: AnnIndex) -> Result<VectorReader> {
         if !path.is_dir() {
             return Err(Error::Store(format!("{} is missing", path.display())));
         }
@@ -236,7 +347,7 @@ impl VectorReader {
                 db.open_table(TABLE).execute().await
             })
             .map_err(Error::store)?;
-        Ok(VectorReader { rt, table })
+        Ok(VectorReader { rt, table, ann })
     }
 
     pub(super) fn count(&self, filter: &ChunkFilter) -> Result<usize> {
@@ -273,6 +384,8 @@ impl VectorReader {
             .collect())
     }
 
+    /// The `limit` admitted chunks nearest to `vector` (cosine distance, ascending),
+    /// through the ANN index when the table has one.
     pub(super) fn nearest(
         &self,
         vector: &[f32],
@@ -291,6 +404,13 @@ impl VectorReader {
             .distance_type(DistanceType::Cosine)
             .select(Select::columns(&columns))
             .limit(limit);
+        match self.ann {
+            AnnIndex::Off | AnnIndex::IvfHnswSq => {}
+            AnnIndex::IvfPq | AnnIndex::IvfRq => query = query.refine_factor(REFINE_FACTOR),
+        }
+        // The filter stays a pre-filter with an ANN index too (LanceDB's default for
+        // `only_if`): forbidden rows are never candidates, and probing goes on into further
+        // partitions until enough admitted rows are found.
         if let Some(sql) = filter.to_sql() {
             query = query.only_if(sql);
         }
