@@ -136,6 +136,9 @@ impl AnnPolicy {
 
 /// Candidates re-ranked on exact vectors per result wanted, for quantised ANN indexes.
 const REFINE_FACTOR: u32 = 4;
+/// Smallest HNSW search list (`ef`); LanceDB's default, 1.5 × the result count, measured
+/// recall@10 0.87 at 1M chunks with 10 results.
+const HNSW_MIN_EF: usize = 100;
 
 fn schema(dimension: usize) -> SchemaRef {
     let mut fields: Vec<Field> = TEXT_COLUMNS
@@ -405,7 +408,8 @@ impl VectorReader {
             .select(Select::columns(&columns))
             .limit(limit);
         match self.ann {
-            AnnIndex::Off | AnnIndex::IvfHnswSq => {}
+            AnnIndex::Off => {}
+            AnnIndex::IvfHnswSq => query = query.ef(HNSW_MIN_EF.max(2 * limit)),
             AnnIndex::IvfPq | AnnIndex::IvfRq => query = query.refine_factor(REFINE_FACTOR),
         }
         // The filter stays a pre-filter with an ANN index too (LanceDB's default for

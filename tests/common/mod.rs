@@ -19,11 +19,15 @@ pub struct Fixture {
 }
 
 /// Builds the corpus and indexes it once per process.
+///
+/// A static is never dropped, so the folder outlives the test binary; it is named after the
+/// process, and each run removes the folders of processes that are gone.
 pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
+        remove_fixtures_of_dead_processes();
         let home = tempfile::Builder::new()
-            .prefix("codeq-fixture-")
+            .prefix(&format!("{FIXTURE_PREFIX}{}-", std::process::id()))
             .tempdir()
             .expect("temp dir")
             .keep();
@@ -43,6 +47,28 @@ pub fn fixture() -> &'static Fixture {
             index_json,
         }
     })
+}
+
+const FIXTURE_PREFIX: &str = "codeq-fixture-";
+
+/// Deletes `codeq-fixture-PID-*` folders left by test processes that have exited.
+fn remove_fixtures_of_dead_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(FIXTURE_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Runs the real `codeq` binary in `cwd`.
