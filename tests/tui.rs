@@ -16,8 +16,8 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `codeq ARGS` in a detached 120x40 session in `cwd`.
-    fn start(name: &str, cwd: &Path, args: &[&str]) -> Tmux {
+    /// Starts `codeq ARGS` in a detached 120x40 session in `cwd`, with `vars` set.
+    fn start(name: &str, cwd: &Path, vars: &[&str], args: &[&str]) -> Tmux {
         let tmux = Tmux {
             socket: format!("codeq-test-{}-{name}", std::process::id()),
         };
@@ -25,8 +25,11 @@ impl Tmux {
             "env".to_string(),
             "-u".into(),
             "CODEQ_INDEX_DIR".into(),
-            env!("CARGO_BIN_EXE_codeq").into(),
+            "-u".into(),
+            "VISUAL".into(),
         ];
+        command.extend(vars.iter().map(|v| v.to_string()));
+        command.push(env!("CARGO_BIN_EXE_codeq").into());
         command.extend(args.iter().map(|a| a.to_string()));
         let command = command.join(" ");
         let cwd = cwd.to_str().unwrap();
@@ -43,8 +46,10 @@ impl Tmux {
             cwd,
             &command,
         ]);
-        // Keep the pane after codeq exits, to check how it left the terminal.
+        // Keep the pane after codeq exits, to check how it left the terminal; keep what
+        // applications copy with OSC 52 as a paste buffer.
         tmux.run(&["set-option", "-t", "tui", "remain-on-exit", "on"]);
+        tmux.run(&["set-option", "-s", "set-clipboard", "on"]);
         tmux
     }
 
@@ -112,7 +117,16 @@ impl Drop for Tmux {
 #[test]
 fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
     let fx = fixture();
-    let tmux = Tmux::start("ask", &fx.root, &["tui"]);
+    let editor_log = fx.home.join("editor-args");
+    let editor = fx.home.join("fake-editor.sh");
+    std::fs::write(
+        &editor,
+        format!("#!/bin/sh\necho \"$@\" > {}\n", editor_log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let editor_var = format!("EDITOR={}", editor.display());
+    let tmux = Tmux::start("ask", &fx.root, &[&editor_var], &["tui"]);
     tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
     tmux.type_text("how is the invoice total with tax computed");
     tmux.keys(&["Enter"]);
@@ -132,6 +146,45 @@ fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
     tmux.wait_for("the help to close", |s| {
         !s.contains("Keys (any key closes)")
     });
+
+    // y: path:line of the selected citation goes to the clipboard (OSC 52; tmux keeps it).
+    tmux.keys(&["y"]);
+    tmux.wait_for("the copy notice", |s| s.contains("copied src/lib.rs:"));
+    assert!(
+        tmux.run(&["show-buffer"]).starts_with("src/lib.rs:"),
+        "clipboard: {:?}",
+        tmux.run(&["show-buffer"])
+    );
+
+    // o: $EDITOR +LINE FILE runs with the terminal handed over, then the UI comes back.
+    tmux.keys(&["o"]);
+    let started = Instant::now();
+    while !editor_log.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "$EDITOR never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let args = std::fs::read_to_string(&editor_log).unwrap();
+    let expected_file = fx.root.join("payments/src/lib.rs");
+    assert!(
+        args.starts_with('+') && args.trim_end().ends_with(expected_file.to_str().unwrap()),
+        "editor arguments: {args}"
+    );
+    tmux.wait_for("the UI after the editor", |s| {
+        s.contains("Ask (Enter)") && s.contains("Citations (")
+    });
+
+    // g: the verdict lands in the eval backlog.
+    tmux.keys(&["g"]);
+    tmux.wait_for("the verdict notice", |s| s.contains("recorded citation 1"));
+    let backlog = std::fs::read_to_string(fx.index_dir.join("backlog.jsonl")).unwrap();
+    let last = backlog.lines().last().unwrap();
+    assert!(
+        last.contains("\"verdict\":\"good\"") && last.contains("payments"),
+        "{last}"
+    );
 
     // History: the question comes back with Up in the question line.
     tmux.keys(&["Tab", "Tab", "C-u", "Up"]);
@@ -169,7 +222,12 @@ fn the_tui_shows_a_principal_only_what_the_acl_lets_them_read() {
     )
     .unwrap();
     let acl = acl.to_str().unwrap();
-    let tmux = Tmux::start("acl", &fx.root, &["--acl", acl, "--as", "carol", "tui"]);
+    let tmux = Tmux::start(
+        "acl",
+        &fx.root,
+        &[],
+        &["--acl", acl, "--as", "carol", "tui"],
+    );
     tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
     // A question whose best answer sits in a repository carol may not read.
     tmux.type_text("invoice total_with_tax LineItem refund");
