@@ -17,7 +17,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::hash::sha256_hex;
 use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
-use crate::store::{IndexReader, code_tokens};
+use crate::store::{ChunkFilter, IndexReader, code_tokens};
 
 /// Below this confidence the best citation is not presented as an answer.
 pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
@@ -198,6 +198,106 @@ pub fn ask(
         dropped,
         timings: results.timings,
         answer_time: started.elapsed(),
+    })
+}
+
+/// Most lines [`read_citation`] returns at once.
+pub const MAX_CITED_LINES: u32 = 1000;
+
+/// The current text of a cited line range.
+#[derive(Debug, Clone, Serialize)]
+pub struct CitedLines {
+    /// `repo:path:start-end`.
+    pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// First line (1-based).
+    pub start_line: u32,
+    /// Last line (inclusive).
+    pub end_line: u32,
+    /// `current` when the file is byte-for-byte as indexed, else `changed`.
+    pub freshness: Freshness,
+    /// The file changed since indexing: the lines may no longer be what was cited.
+    pub stale: bool,
+    /// The lines, joined with newlines.
+    pub text: String,
+}
+
+/// Reads a citation (`repo:path:start-end`, or `repo:path:line`) from the working tree.
+/// Only files in the index that `filter` admits can be read, so a citation of a
+/// forbidden repository or path fails exactly like one of a file that does not exist.
+pub fn read_citation(
+    reader: &IndexReader,
+    filter: &ChunkFilter,
+    citation: &str,
+) -> Result<CitedLines> {
+    let not_visible = || Error::CitationNotVisible(citation.to_string());
+    let lines_error = |detail: String| Error::CitationLines {
+        citation: citation.to_string(),
+        detail,
+    };
+    let (location, range) = citation.rsplit_once(':').ok_or_else(not_visible)?;
+    let (start, end) = match range.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u32>(), b.trim().parse::<u32>()),
+        None => (range.trim().parse::<u32>(), range.trim().parse::<u32>()),
+    };
+    let (Ok(start), Ok(end)) = (start, end) else {
+        return Err(lines_error(format!(
+            "{range:?} is not a line range; write START-END"
+        )));
+    };
+    let manifest = reader.manifest();
+    let repo = manifest
+        .repos
+        .iter()
+        .filter(|r| filter.admits_repo(&r.id) && location.starts_with(&format!("{}:", r.id)))
+        .max_by_key(|r| r.id.len())
+        .ok_or_else(not_visible)?;
+    let path = &location[repo.id.len() + 1..];
+    if !filter.admits(&repo.id, path) {
+        return Err(not_visible());
+    }
+    let indexed = reader.chunks_in_file(&repo.id, path, filter)?;
+    let Some(first) = indexed.first() else {
+        return Err(not_visible());
+    };
+    let file = manifest.root.join(&repo.path).join(path);
+    let bytes = std::fs::read(&file).map_err(|_| {
+        lines_error("the file is not on disk any more (or the index's root is not on this machine); re-run `codeq index`".into())
+    })?;
+    let freshness = if sha256_hex(&bytes) == first.file_hash {
+        Freshness::Current
+    } else {
+        Freshness::Changed
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let total = text.lines().count() as u32;
+    if start == 0 || end < start || end > total {
+        return Err(lines_error(format!(
+            "lines {start}-{end} are not inside the file, which has {total} lines now"
+        )));
+    }
+    if end - start + 1 > MAX_CITED_LINES {
+        return Err(lines_error(format!(
+            "ask for at most {MAX_CITED_LINES} lines at once"
+        )));
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .skip(start as usize - 1)
+        .take((end - start + 1) as usize)
+        .collect();
+    Ok(CitedLines {
+        citation: format!("{}:{path}:{start}-{end}", repo.id),
+        repo: repo.id.clone(),
+        path: path.to_string(),
+        start_line: start,
+        end_line: end,
+        stale: freshness != Freshness::Current,
+        freshness,
+        text: lines.join("\n"),
     })
 }
 

@@ -17,13 +17,12 @@ use crate::config::{self, Config};
 use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
+use crate::mcp;
+use crate::report::{self, JSON_SCHEMA_VERSION, RepoStatus, ms};
 use crate::search::{self, QueryScope, SearchResults};
 use crate::store::{AnnIndex, IndexDir, IndexReader, RepoRecord};
 use crate::tui;
 use crate::walk;
-
-/// Version of the `--json` output shapes.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -101,6 +100,9 @@ enum Command {
         #[arg(short = 'k', long, default_value_t = 8)]
         k: usize,
     },
+    /// Serve coding agents: a Model Context Protocol server on stdin/stdout (tools search,
+    /// ask, status, read_citation), as the principal fixed at start.
+    Mcp,
     /// Score question sets through the ask path; exit 1 when a blocking gate fails.
     Eval {
         /// Question set files (TOML, see eval-questions/README.md).
@@ -220,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Tui { k } => cmd_tui(&cli, *k),
+        Command::Mcp => cmd_mcp(&cli),
         Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
         Command::Status => cmd_status(&cli),
         Command::Search {
@@ -321,6 +324,20 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         k,
         session,
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let context = mcp::McpContext {
+        dir,
+        reader,
+        embedder: Box::new(embedder),
+        access,
+    };
+    mcp::serve(context, std::io::stdin().lock(), std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -501,127 +518,15 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
     Ok(())
 }
 
-/// One repository in `codeq status`: what was indexed against the working tree now.
-#[derive(serde::Serialize)]
-struct RepoStatus {
-    id: String,
-    path: String,
-    is_git: bool,
-    remote_url: Option<String>,
-    branch: Option<String>,
-    indexed_commit: Option<String>,
-    head: Option<String>,
-    stale: bool,
-    dirty_when_indexed: bool,
-    dirty_now: bool,
-    files: usize,
-    chunks: usize,
-    /// The path globs the principal may read, when the grant covers only part of the repo.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    paths: Option<Vec<String>>,
-}
-
-impl RepoStatus {
-    fn of(repo: &RepoRecord, root: &Path) -> RepoStatus {
-        let now = repo.is_git.then(|| walk::git_state(&root.join(&repo.path)));
-        let head = now.as_ref().and_then(|g| g.head.clone());
-        RepoStatus {
-            id: repo.id.clone(),
-            path: repo.path.clone(),
-            is_git: repo.is_git,
-            remote_url: repo.remote_url.clone(),
-            branch: repo.branch.clone(),
-            indexed_commit: repo.commit.clone(),
-            stale: repo.is_git && head != repo.commit,
-            head,
-            dirty_when_indexed: repo.dirty,
-            dirty_now: now.as_ref().is_some_and(|g| g.dirty),
-            files: repo.files,
-            chunks: repo.chunks,
-            paths: None,
-        }
-    }
-
-    /// "current at abc1234567", "STALE: indexed …, HEAD is now …", with dirty state.
-    fn describe(&self) -> String {
-        let short = |commit: &Option<String>| {
-            commit
-                .as_deref()
-                .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string())
-        };
-        let state = if !self.is_git {
-            "not in git".to_string()
-        } else if self.indexed_commit.is_none() && self.head.is_none() {
-            "no commits yet".to_string()
-        } else if self.stale {
-            format!(
-                "STALE: indexed {}, HEAD is now {}",
-                short(&self.indexed_commit),
-                short(&self.head)
-            )
-        } else {
-            format!("current at {}", short(&self.indexed_commit))
-        };
-        let dirty = if self.dirty_now {
-            ", uncommitted changes"
-        } else {
-            ""
-        };
-        format!("{state}{dirty}")
-    }
-}
-
 fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
+    let status = report::Status::build(&dir, &reader, &access)?;
     let manifest = reader.manifest();
-    let filter = &access.filter;
-    let lanes = reader.lane_counts(filter)?;
-    // Repositories the principal may read only partly are counted from the table, so
-    // that no count includes what they may not see.
-    let partial_counts = reader.visible_counts(&filter.path_restricted())?;
-    let repos: Vec<RepoStatus> = manifest
-        .repos
-        .iter()
-        .filter(|repo| filter.admits_repo(&repo.id))
-        .map(|repo| {
-            let mut status = RepoStatus::of(repo, &manifest.root);
-            if let Some(scope) = filter
-                .scopes()
-                .and_then(|s| s.iter().find(|s| s.repo == repo.id))
-                && let Some(globs) = &scope.paths
-            {
-                let (files, chunks) = partial_counts.get(&repo.id).copied().unwrap_or((0, 0));
-                status.files = files;
-                status.chunks = chunks;
-                status.paths = Some(globs.iter().map(|g| g.glob().to_string()).collect());
-            }
-            status
-        })
-        .collect();
-    let visible_chunks: usize = repos.iter().map(|r| r.chunks).sum();
-    let consistent = lanes.bm25_docs == lanes.vectors && lanes.vectors == visible_chunks;
     let everything = access.sees_everything();
     let mut out = std::io::stdout().lock();
     if cli.json {
-        let mut value = json!({
-            "schema_version": JSON_SCHEMA_VERSION,
-            "access": access.mode,
-            "index_dir": dir.path(),
-            "generation": reader.generation(),
-            "created_unix": manifest.created_unix,
-            "root": manifest.root,
-            "model": manifest.model,
-            "chunker_version": manifest.chunker_version,
-            "repos": repos,
-            "lanes": {"bm25_docs": lanes.bm25_docs, "vectors": lanes.vectors,
-                      "chunks": visible_chunks, "consistent": consistent},
-        });
-        if everything {
-            value["skipped"] = json!(manifest.totals.skipped);
-            value["size_on_disk_bytes"] = json!(dir.size_on_disk());
-            value["source_bytes"] = json!(manifest.totals.source_bytes);
-        }
+        let value = status.to_json();
         writeln!(out, "{value}")?;
     } else {
         writeln!(
@@ -652,10 +557,10 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             manifest.model.max_length,
             manifest.chunker_version
         )?;
-        if repos.is_empty() {
+        if status.repos.is_empty() {
             writeln!(out, "  no repository of this index is visible to you")?;
         }
-        for repo in &repos {
+        for repo in &status.repos {
             let only = repo
                 .paths
                 .as_ref()
@@ -669,7 +574,8 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 repo.describe()
             )?;
         }
-        if consistent {
+        let lanes = &status.lanes;
+        if lanes.consistent {
             writeln!(
                 out,
                 "lanes: {} BM25 documents, {} vectors (consistent)",
@@ -679,7 +585,7 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "LANES DISAGREE: {} BM25 documents, {} vectors, {} chunks in the manifest; rebuild with `codeq index ROOT --rebuild`",
-                lanes.bm25_docs, lanes.vectors, visible_chunks
+                lanes.bm25_docs, lanes.vectors, lanes.chunks
             )?;
         }
         if everything {
@@ -691,7 +597,7 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(if consistent {
+    Ok(if status.lanes.consistent {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
@@ -706,7 +612,7 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
     let results = search::search(&reader, &mut embedder, query, &options)?;
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(out, "{}", search_json(query, &results, &access))?;
+        writeln!(out, "{}", report::search_json(query, &results, &access))?;
     } else {
         write_search_results(&mut out, &results)?;
     }
@@ -756,8 +662,7 @@ fn cmd_ask(
         writeln!(
             out,
             "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "access": access.mode,
-                   "generation": reader.generation(), "answer": answer})
+            report::ask_json(&access, reader.generation(), &answer)
         )?;
     } else {
         write_answer(&mut out, &answer)?;
@@ -1075,39 +980,6 @@ fn write_changes(out: &mut impl Write, label: &str, changes: &Changes) -> std::i
     Ok(())
 }
 
-fn search_json(query: &str, results: &SearchResults, access: &Access) -> serde_json::Value {
-    let hits: Vec<serde_json::Value> = results
-        .hits
-        .iter()
-        .map(|h| {
-            let c = &h.chunk;
-            json!({
-                "citation": format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
-                "repo": c.repo, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
-                "symbol": c.symbol, "kind": c.kind, "language": c.language,
-                "signature": c.signature, "doc": c.doc,
-                "score": h.score, "fused_score": h.fused_score, "boosts": h.boosts,
-                "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
-                "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
-                "snippet": snippet(&c.content, 6),
-            })
-        })
-        .collect();
-    json!({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "access": access.mode,
-        "query": query,
-        "terms": results.terms,
-        "analysis": results.analysis,
-        "overlaps_removed": results.overlaps_removed,
-        "results": hits,
-        "timings_ms": {
-            "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
-            "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
-        },
-    })
-}
-
 fn write_search_results(out: &mut impl Write, results: &SearchResults) -> std::io::Result<()> {
     if results.hits.is_empty() {
         writeln!(out, "no results")?;
@@ -1132,7 +1004,7 @@ fn write_search_results(out: &mut impl Write, results: &SearchResults) -> std::i
             c.symbol,
             c.kind
         )?;
-        for line in snippet(&c.content, 3).lines() {
+        for line in report::snippet(&c.content, 3).lines() {
             writeln!(out, "      | {line}")?;
         }
     }
@@ -1474,15 +1346,6 @@ impl IndexProgress for TerminalProgress {
             );
         }
     }
-}
-
-/// The first `lines` lines of a chunk, for display.
-fn snippet(content: &str, lines: usize) -> String {
-    content.lines().take(lines).collect::<Vec<_>>().join("\n")
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -112,6 +112,20 @@ pub enum Error {
         "no repository named {0} is visible to you in this index; `codeq status` lists the ones you can search"
     )]
     RepoNotVisible(String),
+    /// A citation names no indexed file the principal may read (or none at all: the two
+    /// are not told apart).
+    #[error(
+        "{0}: no indexed file of that name is visible to you; cite as repo:path:start-end, as search and ask print them"
+    )]
+    CitationNotVisible(String),
+    /// A visible citation's lines cannot be read.
+    #[error("{citation}: {detail}")]
+    CitationLines {
+        /// The citation as given.
+        citation: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A verdict names a citation the answer does not have.
     #[error("there is no citation {number}: the answer has {count}, numbered from 1")]
     NoSuchCitation {

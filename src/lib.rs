@@ -18,6 +18,8 @@ pub mod error;
 pub mod eval;
 pub mod hash;
 pub mod index;
+pub mod mcp;
+pub mod report;
 pub mod search;
 pub mod store;
 pub mod tui;

@@ -1,0 +1,317 @@
+//! `codeq mcp`: a Model Context Protocol server over stdio for coding agents.
+//!
+//! JSON-RPC 2.0, one message per line (the MCP stdio transport), protocol revision
+//! [`PROTOCOL_VERSION`] (older revisions a client asks for are accepted; the subset used
+//! here did not change). Tools: `search`, `ask`, `status`, `read_citation`, answered by the
+//! same engine calls and JSON shapes as the command line. The principal is fixed when the
+//! server starts; tool arguments cannot name another one (unknown arguments are refused).
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Value, json};
+
+use crate::acl::Access;
+use crate::answer;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::report::{self, JSON_SCHEMA_VERSION};
+use crate::search::{self, QueryScope};
+use crate::store::{IndexDir, IndexReader};
+
+/// The MCP revision this server implements.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+/// Revisions a client may ask for; the answer names the one the session uses.
+const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Most results a tool returns per call.
+const MAX_K: u64 = 50;
+
+/// JSON-RPC error codes.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+
+/// Everything the server answers from, opened and checked like `codeq ask` does.
+pub struct McpContext {
+    /// The index folder.
+    pub dir: IndexDir,
+    /// The published generation.
+    pub reader: IndexReader,
+    /// The model the index was built with.
+    pub embedder: Box<dyn Embedder>,
+    /// What the principal may read; fixed for the session.
+    pub access: Access,
+}
+
+/// Serves requests from `input` until it closes, writing one reply per request to `output`.
+pub fn serve(mut context: McpContext, input: impl BufRead, mut output: impl Write) -> Result<()> {
+    for line in input.lines() {
+        let line = line.map_err(|e| Error::io("cannot read the MCP client's input", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(reply) = handle(&mut context, &line) {
+            writeln!(output, "{reply}")
+                .and_then(|_| output.flush())
+                .map_err(|e| Error::io("cannot write to the MCP client", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The reply to one message (`None` for notifications).
+pub fn handle(context: &mut McpContext, line: &str) -> Option<Value> {
+    let message: Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(e) => {
+            return Some(error_reply(
+                Value::Null,
+                PARSE_ERROR,
+                &format!("parse error: {e}"),
+            ));
+        }
+    };
+    let Some(object) = message.as_object() else {
+        return Some(error_reply(
+            Value::Null,
+            INVALID_REQUEST,
+            "expected one JSON-RPC request object per line (batches are not supported)",
+        ));
+    };
+    let id = object.get("id").cloned();
+    let Some(method) = object.get("method").and_then(Value::as_str) else {
+        // A response from the client (we send no requests) or garbage: nothing to answer
+        // unless it carries an id.
+        return id.map(|id| error_reply(id, INVALID_REQUEST, "a request needs a method"));
+    };
+    let params = object.get("params").cloned().unwrap_or(Value::Null);
+    let Some(id) = id else {
+        // Notifications (initialized, cancelled, …) need no reply.
+        return None;
+    };
+    let outcome = match method {
+        "initialize" => Ok(initialize(&params)),
+        "ping" => Ok(json!({})),
+        "tools/list" => Ok(json!({ "tools": tool_list() })),
+        "tools/call" => call_tool(context, &params),
+        other => Err((METHOD_NOT_FOUND, format!("unknown method {other}"))),
+    };
+    Some(match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err((code, message)) => error_reply(id, code, &message),
+    })
+}
+
+fn error_reply(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn initialize(params: &Value) -> Value {
+    let asked = params["protocolVersion"]
+        .as_str()
+        .unwrap_or(PROTOCOL_VERSION);
+    let version = if SUPPORTED_VERSIONS.contains(&asked) {
+        asked
+    } else {
+        PROTOCOL_VERSION
+    };
+    json!({
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": false}},
+        "serverInfo": {"name": "codeq", "title": "codeq code search", "version": env!("CARGO_PKG_VERSION")},
+        "instructions": "Search and question-answering over an indexed codebase. Every result cites repo:path:start-end; pass a citation to read_citation for the current lines and whether they are stale. Results only cover what the server's principal may read.",
+    })
+}
+
+/// The tools and their argument schemas.
+fn tool_list() -> Value {
+    let scope = |k_default: u64| {
+        json!({
+            "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": k_default,
+                  "description": "number of results"},
+            "repos": {"type": "array", "items": {"type": "string"},
+                      "description": "only these repository ids (see status)"},
+            "language": {"type": "string", "description": "only this language: rust, python, markdown, …"},
+        })
+    };
+    let with = |mut props: Value, name: &str, description: &str| {
+        props[name] = json!({"type": "string", "description": description});
+        props
+    };
+    json!([
+        {
+            "name": "search",
+            "title": "Hybrid code search",
+            "description": "BM25 + vector search over the indexed code; ranked chunks with repo:path:lines citations, each lane's rank and the boosts applied.",
+            "inputSchema": {"type": "object", "additionalProperties": false, "required": ["query"],
+                            "properties": with(scope(10), "query", "an identifier or a plain-English description")},
+        },
+        {
+            "name": "ask",
+            "title": "Answer with verified citations",
+            "description": "Answers a question about the code with citations grouped by file, each verified against the working tree (freshness: current, moved, changed) with a confidence; says so when the evidence is weak.",
+            "inputSchema": {"type": "object", "additionalProperties": false, "required": ["question"],
+                            "properties": with(scope(8), "question", "the question")},
+        },
+        {
+            "name": "status",
+            "title": "Index status",
+            "description": "The visible repositories, their indexed commit against HEAD (stale or current), and the index's model and lanes.",
+            "inputSchema": {"type": "object", "additionalProperties": false, "properties": {}},
+        },
+        {
+            "name": "read_citation",
+            "title": "Read cited lines",
+            "description": "The current text of a cited line range (repo:path:start-end from search or ask), checked against the index: it says whether the file changed since indexing.",
+            "inputSchema": {"type": "object", "additionalProperties": false, "required": ["citation"],
+                            "properties": {"citation": {"type": "string", "description": "repo:path:start-end"}}},
+        },
+    ])
+}
+
+fn call_tool(
+    context: &mut McpContext,
+    params: &Value,
+) -> std::result::Result<Value, (i64, String)> {
+    let name = params["name"].as_str().unwrap_or_default();
+    let arguments = match &params["arguments"] {
+        Value::Null => json!({}),
+        Value::Object(_) => params["arguments"].clone(),
+        _ => return Err((INVALID_PARAMS, "arguments must be an object".into())),
+    };
+    let outcome = match name {
+        "search" => tool_search(context, &arguments),
+        "ask" => tool_ask(context, &arguments),
+        "status" => tool_status(context, &arguments),
+        "read_citation" => tool_read_citation(context, &arguments),
+        other => return Err((INVALID_PARAMS, format!("unknown tool {other}"))),
+    };
+    // Tool failures are results the model can read and act on, not protocol errors.
+    Ok(match outcome {
+        Ok(value) => json!({
+            "content": [{"type": "text", "text": value.to_string()}],
+            "structuredContent": value,
+            "isError": false,
+        }),
+        Err(message) => json!({
+            "content": [{"type": "text", "text": message}],
+            "isError": true,
+        }),
+    })
+}
+
+/// Checks `arguments` against the tool's declared properties: unknown ones are refused
+/// (so no argument can smuggle in a principal), and types are enforced.
+fn checked<'a>(
+    arguments: &'a Value,
+    tool: &str,
+) -> std::result::Result<&'a serde_json::Map<String, Value>, String> {
+    let object = arguments
+        .as_object()
+        .ok_or_else(|| "arguments must be an object".to_string())?;
+    let list = tool_list();
+    let schema = list
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == tool))
+        .map(|t| t["inputSchema"].clone())
+        .unwrap_or_default();
+    for key in object.keys() {
+        if schema["properties"].get(key).is_none() {
+            let hint = if ["as", "user", "principal", "as_user"].contains(&key.as_str()) {
+                " (the principal is fixed when the server starts)"
+            } else {
+                ""
+            };
+            return Err(format!("{tool} takes no argument {key:?}{hint}"));
+        }
+    }
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let key = required.as_str().unwrap_or_default();
+        if !object.get(key).is_some_and(Value::is_string) {
+            return Err(format!("{tool} needs the string argument {key:?}"));
+        }
+    }
+    Ok(object)
+}
+
+fn scope_of(
+    arguments: &serde_json::Map<String, Value>,
+    default_k: u64,
+) -> std::result::Result<QueryScope, String> {
+    let k = match arguments.get("k") {
+        None => default_k,
+        Some(v) => v
+            .as_u64()
+            .filter(|k| (1..=MAX_K).contains(k))
+            .ok_or_else(|| format!("k must be an integer from 1 to {MAX_K}"))?,
+    };
+    let repos = match arguments.get("repos") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|r| r.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| "repos must be a list of repository ids".to_string())?,
+        Some(_) => return Err("repos must be a list of repository ids".into()),
+    };
+    let language = match arguments.get("language") {
+        None => None,
+        Some(v) => Some(v.as_str().ok_or("language must be a string")?.to_string()),
+    };
+    Ok(QueryScope {
+        k: k as usize,
+        repos,
+        language,
+    })
+}
+
+fn tool_search(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+    let arguments = checked(arguments, "search")?;
+    let query = arguments["query"].as_str().unwrap_or_default();
+    let options = scope_of(arguments, 10)?
+        .options(&context.access.filter)
+        .map_err(|e| e.to_string())?;
+    let results = search::search(&context.reader, context.embedder.as_mut(), query, &options)
+        .map_err(|e| e.to_string())?;
+    Ok(report::search_json(query, &results, &context.access))
+}
+
+fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+    let arguments = checked(arguments, "ask")?;
+    let question = arguments["question"].as_str().unwrap_or_default();
+    let options = scope_of(arguments, 8)?
+        .options(&context.access.filter)
+        .map_err(|e| e.to_string())?;
+    let answer = answer::ask(
+        &context.reader,
+        context.embedder.as_mut(),
+        question,
+        &options,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(report::ask_json(
+        &context.access,
+        context.reader.generation(),
+        &answer,
+    ))
+}
+
+fn tool_status(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+    checked(arguments, "status")?;
+    report::Status::build(&context.dir, &context.reader, &context.access)
+        .map(|status| status.to_json())
+        .map_err(|e| e.to_string())
+}
+
+fn tool_read_citation(
+    context: &mut McpContext,
+    arguments: &Value,
+) -> std::result::Result<Value, String> {
+    let arguments = checked(arguments, "read_citation")?;
+    let citation = arguments["citation"].as_str().unwrap_or_default();
+    let lines = answer::read_citation(&context.reader, &context.access.filter, citation)
+        .map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(&lines).map_err(|e| e.to_string())?;
+    value["schema_version"] = json!(JSON_SCHEMA_VERSION);
+    Ok(value)
+}

@@ -1,0 +1,229 @@
+//! The documented `--json` shapes (see docs/JSON.md), built once for the command line, the
+//! TUI and the MCP server. Every document carries `schema_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::acl::Access;
+use crate::answer::Answer;
+use crate::error::Result;
+use crate::search::SearchResults;
+use crate::store::{IndexDir, IndexReader, RepoRecord};
+use crate::walk;
+
+/// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// One repository in `codeq status`: what was indexed against the working tree now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoStatus {
+    pub id: String,
+    pub path: String,
+    pub is_git: bool,
+    pub remote_url: Option<String>,
+    pub branch: Option<String>,
+    pub indexed_commit: Option<String>,
+    pub head: Option<String>,
+    pub stale: bool,
+    pub dirty_when_indexed: bool,
+    pub dirty_now: bool,
+    pub files: usize,
+    pub chunks: usize,
+    /// The path globs the principal may read, when the grant covers only part of the repo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+}
+
+impl RepoStatus {
+    /// The repository as indexed, compared with its working tree under `root` now.
+    pub fn of(repo: &RepoRecord, root: &Path) -> RepoStatus {
+        let now = repo.is_git.then(|| walk::git_state(&root.join(&repo.path)));
+        let head = now.as_ref().and_then(|g| g.head.clone());
+        RepoStatus {
+            id: repo.id.clone(),
+            path: repo.path.clone(),
+            is_git: repo.is_git,
+            remote_url: repo.remote_url.clone(),
+            branch: repo.branch.clone(),
+            indexed_commit: repo.commit.clone(),
+            stale: repo.is_git && head != repo.commit,
+            head,
+            dirty_when_indexed: repo.dirty,
+            dirty_now: now.as_ref().is_some_and(|g| g.dirty),
+            files: repo.files,
+            chunks: repo.chunks,
+            paths: None,
+        }
+    }
+
+    /// "current at abc1234567", "STALE: indexed …, HEAD is now …", with dirty state.
+    pub fn describe(&self) -> String {
+        let short = |commit: &Option<String>| {
+            commit
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string())
+        };
+        let state = if !self.is_git {
+            "not in git".to_string()
+        } else if self.indexed_commit.is_none() && self.head.is_none() {
+            "no commits yet".to_string()
+        } else if self.stale {
+            format!(
+                "STALE: indexed {}, HEAD is now {}",
+                short(&self.indexed_commit),
+                short(&self.head)
+            )
+        } else {
+            format!("current at {}", short(&self.indexed_commit))
+        };
+        let dirty = if self.dirty_now {
+            ", uncommitted changes"
+        } else {
+            ""
+        };
+        format!("{state}{dirty}")
+    }
+}
+
+/// Document counts of the two lanes among what the principal may see.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneStatus {
+    /// Documents in the tantivy index.
+    pub bm25_docs: usize,
+    /// Rows with vectors.
+    pub vectors: usize,
+    /// Chunks the visible repositories' records add up to.
+    pub chunks: usize,
+    /// All three agree.
+    pub consistent: bool,
+}
+
+/// `codeq status`: the visible repositories and the lanes' agreement.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Visible repositories, with counts of only what the principal may read.
+    pub repos: Vec<RepoStatus>,
+    /// Lane counts.
+    pub lanes: LaneStatus,
+    value: serde_json::Value,
+}
+
+impl Status {
+    /// Compares what is indexed with the working trees, as `access` may see it. Index-wide
+    /// totals (skipped files, size) appear only for a principal who sees everything.
+    pub fn build(dir: &IndexDir, reader: &IndexReader, access: &Access) -> Result<Status> {
+        let manifest = reader.manifest();
+        let filter = &access.filter;
+        let counts = reader.lane_counts(filter)?;
+        // Repositories the principal may read only partly are counted from the table, so
+        // that no count includes what they may not see.
+        let partial_counts = reader.visible_counts(&filter.path_restricted())?;
+        let repos: Vec<RepoStatus> = manifest
+            .repos
+            .iter()
+            .filter(|repo| filter.admits_repo(&repo.id))
+            .map(|repo| {
+                let mut status = RepoStatus::of(repo, &manifest.root);
+                if let Some(scope) = filter
+                    .scopes()
+                    .and_then(|s| s.iter().find(|s| s.repo == repo.id))
+                    && let Some(globs) = &scope.paths
+                {
+                    let (files, chunks) = partial_counts.get(&repo.id).copied().unwrap_or((0, 0));
+                    status.files = files;
+                    status.chunks = chunks;
+                    status.paths = Some(globs.iter().map(|g| g.glob().to_string()).collect());
+                }
+                status
+            })
+            .collect();
+        let chunks: usize = repos.iter().map(|r| r.chunks).sum();
+        let lanes = LaneStatus {
+            bm25_docs: counts.bm25_docs,
+            vectors: counts.vectors,
+            chunks,
+            consistent: counts.bm25_docs == counts.vectors && counts.vectors == chunks,
+        };
+        let mut value = json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "access": access.mode,
+            "index_dir": dir.path(),
+            "generation": reader.generation(),
+            "created_unix": manifest.created_unix,
+            "root": manifest.root,
+            "model": manifest.model,
+            "chunker_version": manifest.chunker_version,
+            "ann_index": manifest.ann_index,
+            "repos": repos,
+            "lanes": lanes,
+        });
+        if access.sees_everything() {
+            value["skipped"] = json!(manifest.totals.skipped);
+            value["size_on_disk_bytes"] = json!(dir.size_on_disk());
+            value["source_bytes"] = json!(manifest.totals.source_bytes);
+        }
+        Ok(Status {
+            repos,
+            lanes,
+            value,
+        })
+    }
+
+    /// `codeq status --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.value.clone()
+    }
+}
+
+/// `codeq search --json`.
+pub fn search_json(query: &str, results: &SearchResults, access: &Access) -> serde_json::Value {
+    let hits: Vec<serde_json::Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            let c = &h.chunk;
+            json!({
+                "citation": format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
+                "repo": c.repo, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
+                "symbol": c.symbol, "kind": c.kind, "language": c.language,
+                "signature": c.signature, "doc": c.doc,
+                "score": h.score, "fused_score": h.fused_score, "boosts": h.boosts,
+                "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
+                "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
+                "snippet": snippet(&c.content, 6),
+            })
+        })
+        .collect();
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "access": access.mode,
+        "query": query,
+        "terms": results.terms,
+        "analysis": results.analysis,
+        "overlaps_removed": results.overlaps_removed,
+        "results": hits,
+        "timings_ms": {
+            "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
+            "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
+        },
+    })
+}
+
+/// `codeq ask --json`.
+pub fn ask_json(access: &Access, generation: &str, answer: &Answer) -> serde_json::Value {
+    json!({"schema_version": JSON_SCHEMA_VERSION, "access": access.mode,
+           "generation": generation, "answer": answer})
+}
+
+/// The first `lines` lines of a chunk, for display.
+pub fn snippet(content: &str, lines: usize) -> String {
+    content.lines().take(lines).collect::<Vec<_>>().join("\n")
+}
+
+/// Milliseconds with microsecond precision.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}

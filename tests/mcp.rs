@@ -1,0 +1,290 @@
+//! `codeq mcp` as a coding agent sees it: a client spawns the server on the fixture index,
+//! initializes, lists tools, calls search, ask, status and read_citation; and an agent
+//! serving a restricted principal tries to reach what that principal may not read.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use common::fixture;
+
+/// A JSON-RPC client speaking to one `codeq mcp` process over its stdin/stdout.
+struct Client {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    next_id: u64,
+}
+
+impl Client {
+    fn start(cwd: &Path, args: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_codeq"))
+            .args(args)
+            .arg("mcp")
+            .current_dir(cwd)
+            .env_remove("CODEQ_INDEX_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start codeq mcp");
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        Client {
+            child,
+            input,
+            output,
+            next_id: 1,
+        }
+    }
+
+    fn send_line(&mut self, line: &str) -> Value {
+        writeln!(self.input, "{line}").unwrap();
+        self.input.flush().unwrap();
+        let mut reply = String::new();
+        self.output.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+    }
+
+    fn notify(&mut self, method: &str) {
+        let line = json!({"jsonrpc": "2.0", "method": method}).to_string();
+        writeln!(self.input, "{line}").unwrap();
+        self.input.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let reply = self.send_line(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        assert_eq!(reply["jsonrpc"], "2.0");
+        assert_eq!(reply["id"], id, "{reply}");
+        reply
+    }
+
+    fn initialize(&mut self, version: &str) -> Value {
+        let reply = self.request(
+            "initialize",
+            json!({"protocolVersion": version, "capabilities": {},
+                   "clientInfo": {"name": "codeq-test", "version": "1"}}),
+        );
+        self.notify("notifications/initialized");
+        reply
+    }
+
+    /// Calls a tool; returns (isError, structured content or the error text).
+    fn call(&mut self, tool: &str, arguments: Value) -> (bool, Value) {
+        let reply = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
+        let result = &reply["result"];
+        let is_error = result["isError"].as_bool().expect("isError");
+        let text = result["content"][0]["text"].as_str().expect("text content");
+        if is_error {
+            return (true, Value::String(text.to_string()));
+        }
+        let structured = result["structuredContent"].clone();
+        assert_eq!(
+            serde_json::from_str::<Value>(text).unwrap(),
+            structured,
+            "text and structured content disagree"
+        );
+        (false, structured)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_agent_initializes_lists_tools_and_gets_verified_citations() {
+    let fx = fixture();
+    let mut client = Client::start(&fx.root, &[]);
+    let init = client.initialize("2025-11-25");
+    let result = &init["result"];
+    assert_eq!(result["protocolVersion"], "2025-11-25");
+    assert_eq!(result["serverInfo"]["name"], "codeq");
+    assert!(result["capabilities"]["tools"].is_object(), "{init}");
+
+    let tools = client.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["search", "ask", "status", "read_citation"]);
+    for tool in tools["result"]["tools"].as_array().unwrap() {
+        assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
+    }
+
+    let (error, search) = client.call("search", json!({"query": "total_with_tax", "k": 3}));
+    assert!(!error, "{search}");
+    assert_eq!(search["schema_version"], 1);
+    let results = search["results"].as_array().unwrap();
+    assert!(results.len() <= 3);
+    assert!(
+        results[0]["citation"]
+            .as_str()
+            .unwrap()
+            .starts_with("payments:src/lib.rs:"),
+        "{search}"
+    );
+
+    let (error, asked) = client.call(
+        "ask",
+        json!({"question": "how is the invoice total with tax computed"}),
+    );
+    assert!(!error, "{asked}");
+    let first = &asked["answer"]["citations"][0];
+    assert_eq!(first["freshness"]["state"], "current", "{first}");
+    let citation = first["citation"].as_str().unwrap().to_string();
+    assert!(citation.starts_with("payments:src/lib.rs:"), "{citation}");
+
+    let (error, read) = client.call("read_citation", json!({"citation": citation}));
+    assert!(!error, "{read}");
+    assert_eq!(read["stale"], false);
+    assert!(
+        read["text"].as_str().unwrap().contains("fn total_with_tax"),
+        "{read}"
+    );
+    let (error, outside) = client.call(
+        "read_citation",
+        json!({"citation": "payments:src/lib.rs:1-100000"}),
+    );
+    assert!(
+        error && outside.as_str().unwrap().contains("not inside the file"),
+        "{outside}"
+    );
+
+    let (error, status) = client.call("status", json!({}));
+    assert!(!error, "{status}");
+    assert!(
+        status["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "payments")
+    );
+
+    // Protocol hygiene: ping, unknown methods, unknown tools, garbage, older revisions.
+    assert_eq!(client.request("ping", json!({}))["result"], json!({}));
+    assert_eq!(
+        client.request("no/such", json!({}))["error"]["code"],
+        -32601
+    );
+    let unknown_tool = client.request("tools/call", json!({"name": "rm", "arguments": {}}));
+    assert_eq!(unknown_tool["error"]["code"], -32602);
+    let garbage = client.send_line("{not json");
+    assert_eq!(garbage["error"]["code"], -32700);
+    assert_eq!(garbage["id"], Value::Null);
+    let mut old = Client::start(&fx.root, &[]);
+    assert_eq!(
+        old.initialize("2025-03-26")["result"]["protocolVersion"],
+        "2025-03-26"
+    );
+}
+
+#[test]
+fn a_restricted_principal_gets_nothing_of_other_repositories_whatever_the_arguments() {
+    let fx = fixture();
+    let acl = fx.home.join("mcp-acl.toml");
+    std::fs::write(
+        &acl,
+        "[[acl.grant]]\nrepos = [\"search-service\"]\nread = [\"carol\"]\n\n[[acl.grant]]\nrepos = [\"*\"]\nread = [\"admin\"]\n",
+    )
+    .unwrap();
+    let mut client = Client::start(&fx.root, &["--acl", acl.to_str().unwrap(), "--as", "carol"]);
+    client.initialize("2025-11-25");
+    let markers = [
+        "total_with_tax",
+        "refund_payment",
+        "LineItem",
+        "FraudScorer",
+        "payments",
+    ];
+
+    // The best matches are in payments; carol gets only search-service chunks.
+    let (error, search) = client.call(
+        "search",
+        json!({"query": "total_with_tax refund_payment LineItem FraudScorer invoice", "k": 50}),
+    );
+    assert!(!error, "{search}");
+    let results = search["results"].to_string();
+    for marker in markers {
+        assert!(
+            !results.contains(marker),
+            "carol's results mention {marker}: {results}"
+        );
+    }
+    let (error, asked) = client.call("ask", json!({"question": "how are refunds paid", "k": 50}));
+    assert!(!error, "{asked}");
+    let answer = asked["answer"]
+        .to_string()
+        .replace("how are refunds paid", "");
+    for marker in markers {
+        assert!(
+            !answer.contains(marker),
+            "carol's answer mentions {marker}: {answer}"
+        );
+    }
+
+    // Tool arguments cannot change the principal.
+    for key in ["as", "user", "principal"] {
+        let (error, text) = client.call("search", json!({"query": "total_with_tax", key: "admin"}));
+        assert!(error, "{key}: {text}");
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("fixed when the server starts"),
+            "{text}"
+        );
+    }
+
+    // A forbidden repository or path fails exactly like one that does not exist.
+    let (error, forbidden) = client.call("search", json!({"query": "x", "repos": ["payments"]}));
+    let (_, missing) = client.call("search", json!({"query": "x", "repos": ["zzzzzzzz"]}));
+    assert!(error);
+    assert_eq!(
+        forbidden.as_str().unwrap().replace("payments", "NAME"),
+        missing.as_str().unwrap().replace("zzzzzzzz", "NAME")
+    );
+    for citation in [
+        "payments:src/lib.rs:1-5",
+        "payments/plugins/fraud:fraud/scoring.py:1-3",
+        "search-service:../payments/src/lib.rs:1-5",
+        "search-service:/etc/passwd:1-1",
+        "corpus:notes/todo.md:1-1",
+    ] {
+        let (error, text) = client.call("read_citation", json!({"citation": citation}));
+        assert!(error, "{citation}: {text}");
+        let text = text.as_str().unwrap().replace(citation, "CITATION");
+        assert_eq!(
+            text,
+            "CITATION: no indexed file of that name is visible to you; cite as repo:path:start-end, as search and ask print them"
+        );
+    }
+    let (error, own) = client.call(
+        "read_citation",
+        json!({"citation": "search-service:README.md:1-1"}),
+    );
+    assert!(!error, "{own}");
+
+    // Status lists only carol's repository and no index-wide totals.
+    let (_, status) = client.call("status", json!({}));
+    let repos: Vec<&str> = status["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos, ["search-service"]);
+    assert!(status.get("skipped").is_none() && status.get("size_on_disk_bytes").is_none());
+}
