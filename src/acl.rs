@@ -128,6 +128,16 @@ impl Acl {
         crate::config::parse_file(path, "the ACL file ", |text| Acl::parse_section(text, path))
     }
 
+    /// Number of groups defined.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of grants.
+    pub fn grant_count(&self) -> usize {
+        self.grants.len()
+    }
+
     /// Parses ACL text holding `[acl.groups]` / `[[acl.grant]]` tables (a whole ACL file)
     /// that came from `source`; errors name the line.
     pub fn parse_section(text: &str, source: &Path) -> Result<Acl, String> {

@@ -103,6 +103,20 @@ enum Command {
     /// Serve coding agents: a Model Context Protocol server on stdin/stdout (tools search,
     /// ask, status, read_citation), as the principal fixed at start.
     Mcp,
+    /// The effective configuration and where each value comes from (defaults, the user's
+    /// ~/.config/codeq/config.toml, ROOT/codeq.toml, CODEQ_* variables).
+    Config {
+        /// The indexed root (default: the root of the index found from here, else here).
+        root: Option<PathBuf>,
+    },
+    /// Shell completions, generated from these definitions (bash, zsh, fish, elvish,
+    /// powershell): `codeq completions bash > /etc/bash_completion.d/codeq`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff), generated from these definitions: `codeq man > codeq.1`.
+    Man,
     /// Score question sets through the ask path; exit 1 when a blocking gate fails.
     Eval {
         /// Question set files (TOML, see eval-questions/README.md).
@@ -223,6 +237,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Tui { k } => cmd_tui(&cli, *k),
         Command::Mcp => cmd_mcp(&cli),
+        Command::Config { root } => cmd_config(&cli, root.as_deref()),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "codeq", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
         Command::Status => cmd_status(&cli),
         Command::Search {
@@ -324,6 +349,78 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         k,
         session,
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let root = match root {
+        Some(root) => walk::check_root(root)?,
+        None => {
+            let cwd = std::env::current_dir().context("cannot read the current folder")?;
+            let index = cli
+                .index_dir
+                .clone()
+                .map_or_else(|| config::discover_index_dir(&cwd), Ok);
+            match index
+                .ok()
+                .and_then(|dir| IndexDir::open(&dir).ok()?.reader().ok())
+            {
+                Some(reader) => reader.manifest().root.clone(),
+                None => cwd,
+            }
+        }
+    };
+    let (mut config, mut provenance) = Config::discover(&root)?;
+    if let Some(dir) = &cli.model_dir {
+        config.model.dir = Some(dir.clone());
+        provenance.insert("model.dir".into(), "--model-dir / CODEQ_MODEL_DIR".into());
+    }
+    let acl = match (&cli.acl, config.acl()) {
+        (Some(path), _) => Some((Acl::load(path)?, format!("--acl {}", path.display()))),
+        (None, Some(acl)) => Some((
+            acl.clone(),
+            root.join(config::CONFIG_FILE).display().to_string(),
+        )),
+        (None, None) => None,
+    };
+    let values = config.layered();
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let acl_json = acl.as_ref().map(|(acl, source)| {
+            json!({"source": source, "groups": acl.group_count(), "grants": acl.grant_count()})
+        });
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "root": root,
+                   "user_file": config::user_config_file(), "values": values,
+                   "sources": provenance, "acl": acl_json})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "# effective configuration for {}", root.display())?;
+    for section in ["index", "model"] {
+        writeln!(out, "\n[{section}]")?;
+        for (key, value) in values[section].as_object().into_iter().flatten() {
+            let source = provenance
+                .get(&format!("{section}.{key}"))
+                .map_or("default", String::as_str);
+            let shown = match value {
+                serde_json::Value::Null => "(unset)".to_string(),
+                other => other.to_string(),
+            };
+            writeln!(out, "{:<36} # {source}", format!("{key} = {shown}"))?;
+        }
+    }
+    match acl {
+        Some((acl, source)) => writeln!(
+            out,
+            "\n[acl]  # from {source}: {} groups, {} grants",
+            acl.group_count(),
+            acl.grant_count()
+        )?,
+        None => writeln!(out, "\n# no [acl]: single-user mode")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,8 +1,11 @@
-//! `codeq.toml` loading and validation, defaults, and where codeq keeps its files.
+//! Configuration: defaults, the user's file, the indexed root's `codeq.toml` and `CODEQ_*`
+//! variables, in that order of precedence (later wins), with where each value came from;
+//! and where codeq keeps its files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::acl::{Acl, AclSection};
 use crate::error::{Error, Result};
@@ -29,7 +32,7 @@ pub struct Config {
 }
 
 /// Walker and chunker settings (`[index]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexConfig {
     /// Files larger than this many bytes are skipped and counted.
@@ -95,7 +98,7 @@ impl Default for IndexConfig {
 }
 
 /// Embedding model settings (`[model]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Folder with the ONNX model and tokenizer files; default: the one `scripts/setup.sh` installs.
@@ -124,20 +127,104 @@ impl Default for ModelConfig {
     }
 }
 
+/// Where each effective setting (`section.key`) came from: `default`, a file's path, or
+/// `env NAME`.
+pub type Provenance = BTreeMap<String, String>;
+
+/// The sections that layer key by key (`[acl]` comes only from the root's file).
+const LAYERED_SECTIONS: [&str; 2] = ["index", "model"];
+
 impl Config {
-    /// Loads `ROOT/codeq.toml` if it exists, else the defaults.
+    /// The effective configuration for an index rooted at `root` (see [`Config::discover`]).
     pub fn load_for_root(root: &Path) -> Result<Config> {
-        let path = root.join(CONFIG_FILE);
-        if path.is_file() {
-            Config::load(&path)
-        } else {
-            Ok(Config::default())
-        }
+        Ok(Config::discover(root)?.0)
     }
 
-    /// Loads and validates one configuration file.
-    pub fn load(path: &Path) -> Result<Config> {
-        parse_file(path, "", |text| Config::parse_from(text, path))
+    /// Defaults, overlaid by the user's file (`$XDG_CONFIG_HOME/codeq/config.toml`, else
+    /// `~/.config/codeq/config.toml`), then by `ROOT/codeq.toml`, then by `CODEQ_SECTION_KEY`
+    /// variables (`CODEQ_MODEL_THREADS=2`, `CODEQ_INDEX_ANN=off`; values in TOML syntax,
+    /// bare words as strings). Each file is validated on its own, so errors name its lines.
+    /// Access control is read only from the root's file: a user cannot grant themselves
+    /// access from their own configuration.
+    pub fn discover(root: &Path) -> Result<(Config, Provenance)> {
+        let defaults = serde_json::to_value(Config::default().layered())
+            .map_err(|e| Error::Store(format!("cannot list the settings: {e}")))?;
+        let mut provenance = Provenance::new();
+        for section in LAYERED_SECTIONS {
+            for key in defaults[section]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+            {
+                provenance.insert(format!("{section}.{key}"), "default".into());
+            }
+        }
+        let mut merged = toml::Table::new();
+        let mut root_text = None;
+        let root_file = root.join(CONFIG_FILE);
+        for (path, is_root) in [(user_config_file(), false), (Some(root_file.clone()), true)] {
+            let Some(path) = path.filter(|p| p.is_file()) else {
+                continue;
+            };
+            let (table, text) = parse_file(&path, "", |text| {
+                Config::parse_from(text, &path)?;
+                let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+                Ok((table, text.to_string()))
+            })?;
+            if !is_root && table.contains_key("acl") {
+                return Err(Error::Config {
+                    path,
+                    detail: "[acl] is read only from the indexed root's codeq.toml or --acl, never from a user's own configuration".into(),
+                });
+            }
+            overlay(
+                &mut merged,
+                &table,
+                &path.display().to_string(),
+                &mut provenance,
+            );
+            if is_root {
+                root_text = Some(text);
+            }
+        }
+        for (name, section, key, value) in environment_overrides(&provenance) {
+            let mut one = toml::Table::new();
+            one.insert(
+                section.clone(),
+                toml::Value::Table(toml::Table::from_iter([(key.clone(), value)])),
+            );
+            if let Err(e) = toml::Value::Table(one.clone()).try_into::<Config>() {
+                return Err(Error::Config {
+                    path: PathBuf::from(format!("${name}")),
+                    detail: e.message().to_string(),
+                });
+            }
+            overlay(&mut merged, &one, &format!("env {name}"), &mut provenance);
+        }
+        let text = toml::to_string(&merged)
+            .map_err(|e| Error::Store(format!("cannot merge the configuration: {e}")))?;
+        let config = Config::parse_from(&text, &root_file).and_then(|mut config| {
+            // The ACL is compiled from the root file's own text, so its errors name lines
+            // of that file.
+            config.access_list = match &root_text {
+                Some(text) => Config::parse_from(text, &root_file)?.access_list,
+                None => None,
+            };
+            Ok(config)
+        });
+        let config = config.map_err(|detail| Error::Config {
+            path: root_file.clone(),
+            detail: format!(
+                "{detail} (after layering; `codeq config` shows where each value comes from)"
+            ),
+        })?;
+        Ok((config, provenance))
+    }
+
+    /// The `[index]` and `[model]` sections, as `codeq config` shows them.
+    pub fn layered(&self) -> serde_json::Value {
+        serde_json::json!({"index": self.index, "model": self.model})
     }
 
     /// The access-control list of this configuration, if it has an `[acl]` section.
@@ -167,6 +254,66 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The user's configuration file: `$XDG_CONFIG_HOME/codeq/config.toml`, else
+/// `~/.config/codeq/config.toml`.
+pub fn user_config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("codeq").join("config.toml"))
+}
+
+/// Copies the keys of `layer`'s layered sections into `merged`, recording `source`.
+fn overlay(
+    merged: &mut toml::Table,
+    layer: &toml::Table,
+    source: &str,
+    provenance: &mut Provenance,
+) {
+    for (section, value) in layer {
+        let Some(table) = value.as_table() else {
+            continue;
+        };
+        if !LAYERED_SECTIONS.contains(&section.as_str()) {
+            merged.insert(section.clone(), value.clone());
+            continue;
+        }
+        let target = merged
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(target) = target.as_table_mut() {
+            for (key, value) in table {
+                target.insert(key.clone(), value.clone());
+                provenance.insert(format!("{section}.{key}"), source.to_string());
+            }
+        }
+    }
+}
+
+/// `CODEQ_SECTION_KEY` variables naming a known setting: (variable, section, key, value).
+fn environment_overrides(known: &Provenance) -> Vec<(String, String, String, toml::Value)> {
+    let mut out = Vec::new();
+    for setting in known.keys() {
+        let Some((section, key)) = setting.split_once('.') else {
+            continue;
+        };
+        let name = format!("CODEQ_{}_{}", section, key).to_uppercase();
+        let Some(raw) = std::env::var_os(&name).map(|v| v.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if raw.is_empty() {
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        out.push((name, section.to_string(), key.to_string(), value));
+    }
+    out
 }
 
 /// Reads a configuration file and parses it; a parse error becomes [`Error::Config`] naming
