@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::acl::{self, Access, AccessMode, Acl};
-use crate::answer::{self, Answer, Freshness};
+use crate::answer::{Answer, Freshness};
 use crate::backlog::{self, Verdict};
 use crate::config::{self, Config};
 use crate::embed::FastEmbedder;
@@ -19,8 +19,9 @@ use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tie
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::mcp;
 use crate::report::{self, JSON_SCHEMA_VERSION, RepoStatus, ms};
-use crate::search::{self, QueryScope, SearchResults};
+use crate::search::{QueryScope, SearchResults};
 use crate::store::{AnnIndex, IndexDir, IndexReader, RepoRecord};
+use crate::trace;
 use crate::tui;
 use crate::walk;
 
@@ -108,6 +109,15 @@ enum Command {
     Config {
         /// The indexed root (default: the root of the index found from here, else here).
         root: Option<PathBuf>,
+    },
+    /// Explain a recorded query: who asked, each stage's time, and why each result ranked
+    /// where it did (lane ranks and scores, fusion, boosts).
+    Trace {
+        /// The trace id that search, ask, the TUI and MCP results carry.
+        id: Option<String>,
+        /// The latest trace (the default without an id).
+        #[arg(long, conflicts_with = "id")]
+        last: bool,
     },
     /// Shell completions, generated from these definitions (bash, zsh, fish, elvish,
     /// powershell): `codeq completions bash > /etc/bash_completion.d/codeq`.
@@ -237,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Tui { k } => cmd_tui(&cli, *k),
         Command::Mcp => cmd_mcp(&cli),
+        Command::Trace { id, last: _ } => cmd_trace(&cli, id.as_deref()),
         Command::Config { root } => cmd_config(&cli, root.as_deref()),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -422,6 +433,117 @@ fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         None => writeln!(out, "\n# no [acl]: single-user mode")?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_trace(cli: &Cli, id: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let found = trace::find(&dir, id, &access)?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "trace": found})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_trace(&mut out, &found)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
+    let who = t
+        .principal
+        .as_ref()
+        .map_or("single-user".to_string(), |p| format!("{p} (ACL)"));
+    writeln!(
+        out,
+        "trace {} — {} by {who} via {}, generation {}, model {}, {}",
+        t.id,
+        if t.confident.is_some() {
+            "ask"
+        } else {
+            "search"
+        },
+        t.surface,
+        t.generation,
+        t.model,
+        age(t.recorded_unix_ms / 1000)
+    )?;
+    let repos = if t.repos.is_empty() {
+        "all visible".to_string()
+    } else {
+        t.repos.join(", ")
+    };
+    writeln!(
+        out,
+        "query {:?} (k {}, repos {repos}, language {})",
+        t.query,
+        t.k,
+        t.language.as_deref().unwrap_or("any")
+    )?;
+    let m = &t.timings_ms;
+    writeln!(
+        out,
+        "time  {:.1} ms: embed {:.1}, bm25 {:.1}, vector {:.1}, fuse {:.1}, answer {:.1}",
+        m.total, m.embed, m.bm25, m.vector, m.fuse, m.answer
+    )?;
+    match t.confident {
+        Some(true) => writeln!(out, "answer: confident")?,
+        Some(false) => writeln!(out, "answer: no confident answer (weak evidence)")?,
+        None => {}
+    }
+    for (i, hit) in t.candidates.iter().enumerate() {
+        writeln!(out, "{:>2}. {}  {}", i + 1, hit.citation, hit.symbol)?;
+        if let Some(c) = t.citations.iter().find(|c| c.citation == hit.citation) {
+            writeln!(
+                out,
+                "    shown with confidence {:.2}, {}; {}",
+                c.confidence, c.freshness, c.why
+            )?;
+        }
+        let mut lanes = Vec::new();
+        if let Some(rank) = hit.bm25_rank {
+            let score = hit
+                .bm25_score
+                .map_or(String::new(), |s| format!(", score {s:.2}"));
+            lanes.push(format!("BM25 #{rank}{score}"));
+        }
+        if let Some(rank) = hit.vector_rank {
+            let distance = hit
+                .vector_distance
+                .map_or(String::new(), |d| format!(", distance {d:.3}"));
+            lanes.push(format!("vector #{rank}{distance}"));
+        }
+        let boosts: String = hit
+            .boosts
+            .iter()
+            .map(|b| format!(" x {:.2} ({})", b.factor, b.reason))
+            .collect();
+        writeln!(
+            out,
+            "    {} -> fused {:.4}{boosts} = {:.4}",
+            if lanes.is_empty() {
+                "no lane".into()
+            } else {
+                lanes.join(", ")
+            },
+            hit.fused_score,
+            hit.score
+        )?;
+    }
+    for (citation, reason) in &t.dropped {
+        writeln!(out, "dropped {citation}: {reason}")?;
+    }
+    if t.withheld > 0 {
+        writeln!(
+            out,
+            "{} entries are withheld: you may not read them under the current ACL",
+            t.withheld
+        )?;
+    }
+    Ok(())
 }
 
 fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -702,16 +824,26 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<ExitCode> {
-    let (_dir, reader, config) = open_index(cli)?;
+    let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
-    let options = scope.options(&access.filter)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let results = search::search(&reader, &mut embedder, query, &options)?;
+    let (results, trace_id) = trace::traced_search(
+        &dir,
+        &reader,
+        &mut embedder,
+        &access,
+        "search",
+        query,
+        scope,
+    )?;
+    let trace_id = trace_id_or_warn(trace_id);
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(out, "{}", report::search_json(query, &results, &access))?;
+        let value = report::search_json(query, &results, &access, trace_id.as_deref());
+        writeln!(out, "{value}")?;
     } else {
         write_search_results(&mut out, &results)?;
+        write_trace_hint(&mut out, trace_id.as_deref())?;
     }
     Ok(if results.hits.is_empty() {
         ExitCode::from(1)
@@ -743,9 +875,17 @@ fn cmd_ask(
 ) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
-    let options = scope.options(&access.filter)?;
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let answer = answer::ask(&reader, &mut embedder, question, &options)?;
+    let (answer, trace_id) = trace::traced_ask(
+        &dir,
+        &reader,
+        &mut embedder,
+        &access,
+        "ask",
+        question,
+        scope,
+    )?;
+    let trace_id = trace_id_or_warn(trace_id);
     if !verdicts.is_empty() {
         let path = backlog::record(&dir, reader.generation(), &answer, verdicts)?;
         eprintln!(
@@ -756,19 +896,30 @@ fn cmd_ask(
     }
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(
-            out,
-            "{}",
-            report::ask_json(&access, reader.generation(), &answer)
-        )?;
+        let value = report::ask_json(&access, reader.generation(), &answer, trace_id.as_deref());
+        writeln!(out, "{value}")?;
     } else {
         write_answer(&mut out, &answer)?;
+        write_trace_hint(&mut out, trace_id.as_deref())?;
     }
     Ok(if answer.confident {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The trace id, or `None` after saying on stderr why the trace was not written.
+fn trace_id_or_warn(id: trace::TraceId) -> Option<String> {
+    id.map_err(|e| eprintln!("codeq: the query's trace was not recorded: {e}"))
+        .ok()
+}
+
+fn write_trace_hint(out: &mut impl Write, id: Option<&str>) -> std::io::Result<()> {
+    match id {
+        Some(id) => writeln!(out, "trace {id} (`codeq trace {id}` explains the ranking)"),
+        None => Ok(()),
+    }
 }
 
 fn write_answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {

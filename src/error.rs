@@ -126,6 +126,12 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// No trace with that id is visible to the principal (missing and foreign traces are
+    /// not told apart).
+    #[error(
+        "no trace {0} is visible to you in this index; search and ask print the ids of their traces (--json: trace_id)"
+    )]
+    TraceNotFound(String),
     /// A verdict names a citation the answer does not have.
     #[error("there is no citation {number}: the answer has {count}, numbered from 1")]
     NoSuchCitation {

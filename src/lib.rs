@@ -22,6 +22,7 @@ pub mod mcp;
 pub mod report;
 pub mod search;
 pub mod store;
+pub mod trace;
 pub mod tui;
 pub mod walk;
 

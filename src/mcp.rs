@@ -15,8 +15,9 @@ use crate::answer;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::report::{self, JSON_SCHEMA_VERSION};
-use crate::search::{self, QueryScope};
+use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
+use crate::trace;
 
 /// The MCP revision this server implements.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -268,31 +269,46 @@ fn scope_of(
 fn tool_search(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
     let arguments = checked(arguments, "search")?;
     let query = arguments["query"].as_str().unwrap_or_default();
-    let options = scope_of(arguments, 10)?
-        .options(&context.access.filter)
-        .map_err(|e| e.to_string())?;
-    let results = search::search(&context.reader, context.embedder.as_mut(), query, &options)
-        .map_err(|e| e.to_string())?;
-    Ok(report::search_json(query, &results, &context.access))
+    let scope = scope_of(arguments, 10)?;
+    let (results, trace_id) = trace::traced_search(
+        &context.dir,
+        &context.reader,
+        context.embedder.as_mut(),
+        &context.access,
+        "mcp",
+        query,
+        &scope,
+    )
+    .map_err(|e| e.to_string())?;
+    let trace_id = trace_id.ok();
+    Ok(report::search_json(
+        query,
+        &results,
+        &context.access,
+        trace_id.as_deref(),
+    ))
 }
 
 fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
     let arguments = checked(arguments, "ask")?;
     let question = arguments["question"].as_str().unwrap_or_default();
-    let options = scope_of(arguments, 8)?
-        .options(&context.access.filter)
-        .map_err(|e| e.to_string())?;
-    let answer = answer::ask(
+    let scope = scope_of(arguments, 8)?;
+    let (answer, trace_id) = trace::traced_ask(
+        &context.dir,
         &context.reader,
         context.embedder.as_mut(),
+        &context.access,
+        "mcp",
         question,
-        &options,
+        &scope,
     )
     .map_err(|e| e.to_string())?;
+    let trace_id = trace_id.ok();
     Ok(report::ask_json(
         &context.access,
         context.reader.generation(),
         &answer,
+        trace_id.as_deref(),
     ))
 }
 

@@ -179,7 +179,12 @@ impl Status {
 }
 
 /// `codeq search --json`.
-pub fn search_json(query: &str, results: &SearchResults, access: &Access) -> serde_json::Value {
+pub fn search_json(
+    query: &str,
+    results: &SearchResults,
+    access: &Access,
+    trace_id: Option<&str>,
+) -> serde_json::Value {
     let hits: Vec<serde_json::Value> = results
         .hits
         .iter()
@@ -199,6 +204,7 @@ pub fn search_json(query: &str, results: &SearchResults, access: &Access) -> ser
         .collect();
     json!({
         "schema_version": JSON_SCHEMA_VERSION,
+        "trace_id": trace_id,
         "access": access.mode,
         "query": query,
         "terms": results.terms,
@@ -213,8 +219,13 @@ pub fn search_json(query: &str, results: &SearchResults, access: &Access) -> ser
 }
 
 /// `codeq ask --json`.
-pub fn ask_json(access: &Access, generation: &str, answer: &Answer) -> serde_json::Value {
-    json!({"schema_version": JSON_SCHEMA_VERSION, "access": access.mode,
+pub fn ask_json(
+    access: &Access,
+    generation: &str,
+    answer: &Answer,
+    trace_id: Option<&str>,
+) -> serde_json::Value {
+    json!({"schema_version": JSON_SCHEMA_VERSION, "trace_id": trace_id, "access": access.mode,
            "generation": generation, "answer": answer})
 }
 

@@ -173,6 +173,8 @@ pub struct App {
     pub spinner: usize,
     /// Colours on (off under `NO_COLOR`).
     pub color: bool,
+    /// Trace id of the last answer (`codeq trace ID` explains it).
+    pub trace_id: Option<String>,
 }
 
 impl App {
@@ -205,6 +207,7 @@ impl App {
             notice: None,
             spinner: 0,
             color,
+            trace_id: None,
         }
     }
 

@@ -22,12 +22,13 @@ pub use app::SessionInfo;
 use app::{Action, App};
 
 use crate::acl::Access;
-use crate::answer::{self, Answer};
+use crate::answer::Answer;
 use crate::backlog;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
+use crate::trace;
 
 /// How often the screen is redrawn while waiting (spinner speed, key latency).
 const TICK: Duration = Duration::from_millis(80);
@@ -54,10 +55,11 @@ struct Request {
     scope: QueryScope,
 }
 
-/// The worker's outcome, with the wall time it took.
+/// The worker's outcome, with the wall time it took and the trace id.
 struct Response {
     outcome: std::result::Result<Answer, String>,
     latency: Duration,
+    trace_id: Option<String>,
 }
 
 /// Runs the TUI until the user quits. The terminal is restored on return, on error and on
@@ -88,8 +90,16 @@ pub fn run(context: TuiContext) -> Result<()> {
 
     let (requests, request_rx) = mpsc::channel::<Request>();
     let (response_tx, responses) = mpsc::channel::<Response>();
+    let worker_dir = dir.clone();
     let worker = std::thread::spawn(move || {
-        answer_questions(reader, embedder, access, request_rx, response_tx)
+        answer_questions(
+            worker_dir,
+            reader,
+            embedder,
+            access,
+            request_rx,
+            response_tx,
+        )
     });
 
     let mut terminal =
@@ -110,6 +120,7 @@ pub fn run(context: TuiContext) -> Result<()> {
 
 /// The worker: answers questions one at a time until the UI hangs up.
 fn answer_questions(
+    dir: IndexDir,
     reader: IndexReader,
     mut embedder: Box<dyn Embedder>,
     access: Access,
@@ -118,16 +129,23 @@ fn answer_questions(
 ) {
     for request in requests {
         let started = Instant::now();
-        let outcome = request
-            .scope
-            .options(&access.filter)
-            .and_then(|options| {
-                answer::ask(&reader, embedder.as_mut(), &request.question, &options)
-            })
-            .map_err(|e| e.to_string());
+        let traced = trace::traced_ask(
+            &dir,
+            &reader,
+            embedder.as_mut(),
+            &access,
+            "tui",
+            &request.question,
+            &request.scope,
+        );
+        let (outcome, trace_id) = match traced {
+            Ok((answer, id)) => (Ok(answer), id.ok()),
+            Err(e) => (Err(e.to_string()), None),
+        };
         let response = Response {
             outcome,
             latency: started.elapsed(),
+            trace_id,
         };
         if responses.send(response).is_err() {
             return;
@@ -193,6 +211,7 @@ fn event_loop(
                 Ok(response) => {
                     previewed = None;
                     app.finish(response.outcome, response.latency);
+                    app.trace_id = response.trace_id;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {

@@ -397,8 +397,12 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         (Some(notice), _) => Line::styled(format!(" {notice}"), theme.warning()),
         (None, QueryState::Answered { answer, latency }) => {
             let t = &answer.timings;
+            let trace = app
+                .trace_id
+                .as_ref()
+                .map_or(String::new(), |id| format!(" | trace {id}"));
             Line::raw(format!(
-                " last query {} ms: embed {}, bm25 {}, vector {}, fuse {}, answer {}",
+                " last query {} ms: embed {}, bm25 {}, vector {}, fuse {}, answer {}{trace}",
                 millis(*latency),
                 millis(t.embed),
                 millis(t.bm25),

@@ -1,0 +1,472 @@
+//! Query traces: every search and ask (command line, TUI, MCP) is recorded with an id, so
+//! "why did it cite this?" has an answer later (`codeq trace ID | --last`).
+//!
+//! Traces are appended as JSON lines to `traces.jsonl` in the index folder, rotated at
+//! [`ROTATE_BYTES`] (one older file is kept). A trace holds only what its principal was
+//! shown; a principal reads only their own traces, unless they may read everything.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::acl::{Access, AccessMode};
+use crate::answer::{self, Answer};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::search::{self, Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
+use crate::store::{IndexDir, IndexReader};
+
+/// File name of the current trace log inside the index folder.
+pub const TRACE_FILE: &str = "traces.jsonl";
+/// The log is rotated to `traces.1.jsonl` past this size.
+pub const ROTATE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// One candidate as ranked: each lane's rank and score, the fused score and the boosts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedHit {
+    /// `repo:path:start-end` as indexed.
+    pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// Qualified symbol.
+    pub symbol: String,
+    /// Rank in the BM25 lane.
+    pub bm25_rank: Option<usize>,
+    /// BM25 score.
+    pub bm25_score: Option<f32>,
+    /// Rank in the vector lane.
+    pub vector_rank: Option<usize>,
+    /// Cosine distance.
+    pub vector_distance: Option<f32>,
+    /// Weighted RRF score.
+    pub fused_score: f64,
+    /// Adjustments after fusion.
+    pub boosts: Vec<TracedBoost>,
+    /// Final score.
+    pub score: f64,
+}
+
+/// A boost as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedBoost {
+    /// What triggered it.
+    pub reason: String,
+    /// Factor applied.
+    pub factor: f64,
+}
+
+/// A citation shown to the principal, or dropped before display.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedCitation {
+    /// `repo:path:start-end`.
+    pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// Confidence shown.
+    pub confidence: f32,
+    /// `current`, `moved`, `changed` or `unverified`.
+    pub freshness: String,
+    /// Why it matched, in words.
+    pub why: String,
+}
+
+/// One recorded query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trace {
+    /// The id results carry.
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub recorded_unix_ms: u64,
+    /// `search`, `ask`, `tui` or `mcp`.
+    pub surface: String,
+    /// Who asked: `single_user`, or the principal under an ACL.
+    pub principal: Option<String>,
+    /// The generation that answered.
+    pub generation: String,
+    /// Embedding model id.
+    pub model: String,
+    /// The query as typed.
+    pub query: String,
+    /// Results asked for.
+    pub k: usize,
+    /// Repository restriction.
+    pub repos: Vec<String>,
+    /// Language restriction.
+    pub language: Option<String>,
+    /// Milliseconds per stage: embed, bm25, vector, fuse, answer (verify and compose), total.
+    pub timings_ms: StageMillis,
+    /// The ranked candidates (the fused pool, best first).
+    pub candidates: Vec<TracedHit>,
+    /// Citations shown (ask only).
+    pub citations: Vec<TracedCitation>,
+    /// Citations dropped by verification, and why (`repo:path:lines`, reason).
+    pub dropped: Vec<(String, String)>,
+    /// Entries removed when the trace was read because the reader may no longer see
+    /// them (the ACL changed since).
+    #[serde(default)]
+    pub withheld: usize,
+    /// Whether the answer was confident (ask only).
+    pub confident: Option<bool>,
+}
+
+/// Time per stage, milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StageMillis {
+    /// Embedding the query.
+    pub embed: f64,
+    /// BM25 lane.
+    pub bm25: f64,
+    /// Vector lane.
+    pub vector: f64,
+    /// Fusion and ranking.
+    pub fuse: f64,
+    /// Verification and composition of the answer.
+    pub answer: f64,
+    /// End to end.
+    pub total: f64,
+}
+
+/// What a surface knows about a query when it records it.
+struct TraceInput<'a> {
+    /// `search`, `ask`, `tui` or `mcp`.
+    pub surface: &'a str,
+    /// The principal's access.
+    pub access: &'a Access,
+    /// The generation that answered.
+    pub reader: &'a IndexReader,
+    /// The query.
+    pub query: &'a str,
+    /// Its restriction.
+    pub scope: &'a QueryScope,
+    /// End-to-end time.
+    pub total: Duration,
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A new id: milliseconds, process and a per-process counter, in hex.
+fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{now:x}-{:x}-{n:x}", std::process::id())
+}
+
+impl Trace {
+    fn new(input: &TraceInput, timings: &SearchTimings, answer: Duration) -> Trace {
+        Trace {
+            id: new_id(),
+            recorded_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            surface: input.surface.to_string(),
+            principal: match &input.access.mode {
+                AccessMode::SingleUser => None,
+                AccessMode::Acl { principal, .. } => Some(principal.clone()),
+            },
+            generation: input.reader.generation().to_string(),
+            model: input.reader.manifest().model.id.clone(),
+            query: input.query.to_string(),
+            k: input.scope.k,
+            repos: input.scope.repos.clone(),
+            language: input.scope.language.clone(),
+            timings_ms: StageMillis {
+                embed: millis(timings.embed),
+                bm25: millis(timings.bm25),
+                vector: millis(timings.vector),
+                fuse: millis(timings.fuse),
+                answer: millis(answer),
+                total: millis(input.total),
+            },
+            candidates: Vec::new(),
+            citations: Vec::new(),
+            dropped: Vec::new(),
+            confident: None,
+            withheld: 0,
+        }
+    }
+
+    /// The trace of a search.
+    fn of_search(input: &TraceInput, hits: &[SearchHit], timings: &SearchTimings) -> Trace {
+        let mut trace = Trace::new(input, timings, Duration::ZERO);
+        trace.candidates = hits.iter().map(traced_hit).collect();
+        trace
+    }
+
+    /// The trace of an answer.
+    fn of_answer(input: &TraceInput, answer: &Answer) -> Trace {
+        let mut trace = Trace::new(input, &answer.timings, answer.answer_time);
+        trace.candidates = answer
+            .citations
+            .iter()
+            .map(|c| TracedHit {
+                citation: c.citation.clone(),
+                repo: c.repo.clone(),
+                path: c.path.clone(),
+                symbol: c.symbol.clone(),
+                bm25_rank: c.bm25_rank,
+                bm25_score: None,
+                vector_rank: c.vector_rank,
+                vector_distance: None,
+                fused_score: c.fused_score,
+                boosts: traced_boosts(&c.boosts),
+                score: c.score,
+            })
+            .collect();
+        trace.citations = answer
+            .citations
+            .iter()
+            .map(|c| TracedCitation {
+                citation: c.citation.clone(),
+                repo: c.repo.clone(),
+                path: c.path.clone(),
+                confidence: c.confidence,
+                freshness: serde_json::to_value(&c.freshness)
+                    .ok()
+                    .and_then(|v| v["state"].as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                why: c.why.clone(),
+            })
+            .collect();
+        trace.dropped = answer
+            .dropped
+            .iter()
+            .map(|d| (d.citation.clone(), d.reason.clone()))
+            .collect();
+        trace.confident = Some(answer.confident);
+        trace
+    }
+
+    /// Removes candidates and citations `access` may not read now, counting them.
+    fn redact(mut self, access: &Access) -> Trace {
+        let filter = &access.filter;
+        let before = self.candidates.len() + self.citations.len() + self.dropped.len();
+        self.candidates.retain(|h| filter.admits(&h.repo, &h.path));
+        self.citations.retain(|c| filter.admits(&c.repo, &c.path));
+        // Dropped citations carry only their location: keep those whose repository the
+        // reader may see at all and whose path is admitted.
+        self.dropped.retain(|(citation, _)| {
+            filter.scopes().is_none_or(|scopes| {
+                scopes.iter().any(|s| {
+                    citation
+                        .strip_prefix(&format!("{}:", s.repo))
+                        .and_then(|rest| rest.rsplit_once(':'))
+                        .is_some_and(|(path, _)| filter.admits(&s.repo, path))
+                })
+            })
+        });
+        self.withheld +=
+            before - (self.candidates.len() + self.citations.len() + self.dropped.len());
+        self
+    }
+
+    /// Whether `access` may read this trace: its own principal, or one who reads everything.
+    pub fn visible_to(&self, access: &Access) -> bool {
+        if access.sees_everything() {
+            return true;
+        }
+        match &access.mode {
+            AccessMode::SingleUser => true,
+            AccessMode::Acl { principal, .. } => self.principal.as_deref() == Some(principal),
+        }
+    }
+}
+
+fn traced_boosts(boosts: &[Boost]) -> Vec<TracedBoost> {
+    boosts
+        .iter()
+        .map(|b| TracedBoost {
+            reason: b.reason.to_string(),
+            factor: b.factor,
+        })
+        .collect()
+}
+
+fn traced_hit(hit: &SearchHit) -> TracedHit {
+    let c = &hit.chunk;
+    TracedHit {
+        citation: format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
+        repo: c.repo.clone(),
+        path: c.path.clone(),
+        symbol: c.symbol.clone(),
+        bm25_rank: hit.bm25_rank,
+        bm25_score: hit.bm25_score,
+        vector_rank: hit.vector_rank,
+        vector_distance: hit.vector_distance,
+        fused_score: hit.fused_score,
+        boosts: traced_boosts(&hit.boosts),
+        score: hit.score,
+    }
+}
+
+/// A query's trace id, or why its trace could not be written (the query still counts).
+pub type TraceId = std::result::Result<String, Error>;
+
+/// Searches as `access` within `scope` and records the trace: what every surface (command
+/// line, TUI, MCP) calls.
+pub fn traced_search(
+    dir: &IndexDir,
+    reader: &IndexReader,
+    embedder: &mut dyn Embedder,
+    access: &Access,
+    surface: &str,
+    query: &str,
+    scope: &QueryScope,
+) -> Result<(SearchResults, TraceId)> {
+    let started = Instant::now();
+    let options = scope.options(&access.filter)?;
+    let results = search::search(reader, embedder, query, &options)?;
+    let input = TraceInput {
+        surface,
+        access,
+        reader,
+        query,
+        scope,
+        total: started.elapsed(),
+    };
+    let id = record(
+        dir,
+        &Trace::of_search(&input, &results.hits, &results.timings),
+    );
+    Ok((results, id))
+}
+
+/// Answers as `access` within `scope` and records the trace.
+pub fn traced_ask(
+    dir: &IndexDir,
+    reader: &IndexReader,
+    embedder: &mut dyn Embedder,
+    access: &Access,
+    surface: &str,
+    question: &str,
+    scope: &QueryScope,
+) -> Result<(Answer, TraceId)> {
+    let started = Instant::now();
+    let options = scope.options(&access.filter)?;
+    let answer = answer::ask(reader, embedder, question, &options)?;
+    let input = TraceInput {
+        surface,
+        access,
+        reader,
+        query: question,
+        scope,
+        total: started.elapsed(),
+    };
+    let id = record(dir, &Trace::of_answer(&input, &answer));
+    Ok((answer, id))
+}
+
+fn trace_path(dir: &IndexDir) -> PathBuf {
+    dir.path().join(TRACE_FILE)
+}
+
+fn rotated_path(dir: &IndexDir) -> PathBuf {
+    dir.path().join("traces.1.jsonl")
+}
+
+/// Appends `trace` to the index's trace log (rotating it when large) and returns its id.
+/// A log that cannot be written (a read-only index folder, say) costs the trace, not the
+/// query: the caller gets the error to mention once.
+fn record(dir: &IndexDir, trace: &Trace) -> TraceId {
+    let path = trace_path(dir);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+        std::fs::rename(&path, rotated_path(dir))
+            .map_err(|e| Error::io(format!("cannot rotate {}", path.display()), e))?;
+    }
+    let line = serde_json::to_string(trace)
+        .map_err(|e| Error::Store(format!("cannot encode a trace: {e}")))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    Ok(trace.id.clone())
+}
+
+/// The trace with `id` (or the latest when `id` is `None`) that `access` may read; a trace
+/// of another principal is reported exactly like a missing one.
+pub fn find(dir: &IndexDir, id: Option<&str>, access: &Access) -> Result<Trace> {
+    let mut latest = None;
+    for path in [rotated_path(dir), trace_path(dir)] {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(trace) = serde_json::from_str::<Trace>(line) else {
+                continue;
+            };
+            if !trace.visible_to(access) {
+                continue;
+            }
+            match id {
+                Some(id) if trace.id == id => return Ok(trace.redact(access)),
+                Some(_) => {}
+                None => latest = Some(trace),
+            }
+        }
+    }
+    latest
+        .map(|t| t.redact(access))
+        .ok_or_else(|| Error::TraceNotFound(id.map_or_else(|| "the last one".into(), String::from)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(id: &str, principal: Option<&str>) -> Trace {
+        Trace {
+            id: id.into(),
+            recorded_unix_ms: 0,
+            surface: "search".into(),
+            principal: principal.map(str::to_string),
+            generation: "g000001".into(),
+            model: "m".into(),
+            query: "q".into(),
+            k: 10,
+            repos: Vec::new(),
+            language: None,
+            timings_ms: StageMillis::default(),
+            candidates: Vec::new(),
+            citations: Vec::new(),
+            dropped: Vec::new(),
+            confident: None,
+            withheld: 0,
+        }
+    }
+
+    #[test]
+    fn the_log_rotates_and_both_files_are_searched() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = IndexDir::create_or_open(&scratch.path().join("index")).unwrap();
+        let everyone = Access::single_user();
+        record(&dir, &trace("old", None)).unwrap();
+        let padding = "x".repeat(ROTATE_BYTES as usize);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(trace_path(&dir))
+            .and_then(|mut f| writeln!(f, "{padding}"))
+            .unwrap();
+        record(&dir, &trace("new", None)).unwrap();
+        assert!(rotated_path(&dir).is_file());
+        assert!(std::fs::metadata(trace_path(&dir)).unwrap().len() < 10_000);
+        assert_eq!(find(&dir, Some("old"), &everyone).unwrap().id, "old");
+        assert_eq!(find(&dir, None, &everyone).unwrap().id, "new");
+        assert!(matches!(
+            find(&dir, Some("gone"), &everyone),
+            Err(Error::TraceNotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! Query traces: search and ask results carry a trace id, `codeq trace` explains the
+//! ranking, and a principal reads only their own traces, minus whatever the current ACL
+//! no longer lets them read.
+
+mod common;
+
+use std::path::Path;
+
+use common::{codeq, codeq_json, fixture, stderr, stdout};
+
+#[test]
+fn an_answer_s_trace_explains_its_citations() {
+    let fx = fixture();
+    let (out, asked) = codeq_json(
+        &fx.root,
+        &["ask", "how is the invoice total with tax computed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = asked["trace_id"]
+        .as_str()
+        .expect("ask --json carries trace_id");
+    let (out, traced) = codeq_json(&fx.root, &["trace", id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = &traced["trace"];
+    assert_eq!(t["id"], id);
+    assert_eq!(t["surface"], "ask");
+    assert_eq!(t["query"], "how is the invoice total with tax computed");
+    let shown: Vec<&str> = asked["answer"]["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["citation"].as_str().unwrap())
+        .collect();
+    let traced_citations: Vec<&str> = t["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["citation"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, traced_citations);
+    assert!(t["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+
+    // (--last is checked in the ACL test: tests of this binary trace in parallel.)
+    let out = codeq(&fx.root, &["trace", id]);
+    let text = stdout(&out);
+    assert!(text.contains(id), "{text}");
+    assert!(text.contains("payments:src/lib.rs:"), "{text}");
+    assert!(
+        text.contains("BM25 #") || text.contains("vector #"),
+        "{text}"
+    );
+
+    let (out, search) = codeq_json(&fx.root, &["search", "refund_payment"]);
+    assert!(out.status.success());
+    let search_id = search["trace_id"].as_str().unwrap();
+    let (_, traced) = codeq_json(&fx.root, &["trace", search_id]);
+    assert_eq!(traced["trace"]["surface"], "search");
+    assert!(traced["trace"]["candidates"][0]["bm25_rank"].is_number());
+}
+
+fn write_acl(path: &Path, carol_reads: &str, alice_reads: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[[acl.grant]]\nrepos = [{carol_reads}]\nread = [\"carol\"]\n\n\
+             [[acl.grant]]\nrepos = [{alice_reads}]\nread = [\"alice\"]\n\n\
+             [[acl.grant]]\nrepos = [\"*\"]\nread = [\"admin\"]\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn traces_stay_with_their_principal_and_follow_acl_changes() {
+    let fx = fixture();
+    let acl = fx.home.join("trace-acl.toml");
+    let acl_arg = acl.to_str().unwrap();
+    write_acl(
+        &acl,
+        "\"search-service\"",
+        "\"payments*\", \"search-service\"",
+    );
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["--acl", acl_arg, "--as", user];
+        all.extend(args);
+        codeq_json(&fx.root, &all)
+    };
+    let (_, carol) = as_user("carol", &["ask", "how are search queries parsed"]);
+    let carol_id = carol["trace_id"].as_str().unwrap().to_string();
+    let (_, alice) = as_user("alice", &["ask", "how are refunds paid to the customer"]);
+    let alice_id = alice["trace_id"].as_str().unwrap().to_string();
+
+    // alice cannot read carol's trace, and cannot tell it from a missing one.
+    let (out, _) = as_user("alice", &["trace", &carol_id]);
+    assert_eq!(out.status.code(), Some(2));
+    let foreign = stderr(&out).replace(&carol_id, "ID");
+    let (_, _) = as_user("alice", &["trace", "nosuchid"]);
+    let missing = stderr(&as_user("alice", &["trace", "nosuchid"]).0).replace("nosuchid", "ID");
+    assert_eq!(foreign, missing);
+    // --last is alice's own latest, not carol's more recent one.
+    as_user("carol", &["search", "rank documents"]);
+    let (_, last) = as_user("alice", &["trace", "--last"]);
+    assert_eq!(last["trace"]["id"], alice_id.as_str());
+    // Someone who reads everything can audit both.
+    let (out, audit) = as_user("admin", &["trace", &carol_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit["trace"]["principal"], "carol");
+
+    // alice loses payments: her old trace no longer shows it.
+    let (_, before) = as_user("alice", &["trace", &alice_id]);
+    assert!(before["trace"].to_string().contains("payments"), "{before}");
+    write_acl(&acl, "\"search-service\"", "\"search-service\"");
+    let (out, after) = as_user("alice", &["trace", &alice_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = after["trace"]["candidates"].to_string() + &after["trace"]["citations"].to_string();
+    assert!(!text.contains("payments"), "{after}");
+    assert!(after["trace"]["withheld"].as_u64().unwrap() > 0, "{after}");
+}
