@@ -17,7 +17,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::hash::sha256_hex;
 use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
-use crate::store::{ChunkFilter, IndexReader, code_tokens};
+use crate::store::{ChunkFilter, IndexReader, Manifest, code_tokens};
 
 /// Below this confidence the best citation is not presented as an answer.
 pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
@@ -86,6 +86,9 @@ pub enum Freshness {
     Changed,
     /// The file cannot be checked (the root is not on this machine).
     Unverified,
+    /// The file is not on disk any more (search results only: answers drop such
+    /// citations).
+    Missing,
 }
 
 /// A citation removed before display, and why.
@@ -168,12 +171,7 @@ pub fn ask(
         .map(|f| (f.key.clone(), f.score))
         .collect();
     for hit in breadth_first(ranked_files, options.k) {
-        let repo_root = manifest
-            .repos
-            .iter()
-            .find(|r| r.id == hit.chunk.repo)
-            .map(|r| manifest.root.join(&r.path));
-        match verify(&hit.chunk, repo_root.as_deref()) {
+        match verify(&hit.chunk, repo_root(manifest, &hit.chunk.repo).as_deref()) {
             Verified::Keep(freshness) => citations.push(cite(hit, freshness, &terms)),
             Verified::Drop(reason) => dropped.push(DroppedCitation {
                 citation: location(&hit.chunk),
@@ -299,6 +297,23 @@ pub fn read_citation(
         freshness,
         text: lines.join("\n"),
     })
+}
+
+/// The folder of repository `repo` on this machine, as the manifest records it.
+fn repo_root(manifest: &Manifest, repo: &str) -> Option<PathBuf> {
+    manifest
+        .repos
+        .iter()
+        .find(|r| r.id == repo)
+        .map(|r| manifest.root.join(&r.path))
+}
+
+/// How an indexed chunk compares with its file on disk now.
+pub fn freshness_of(manifest: &Manifest, chunk: &Chunk) -> Freshness {
+    match verify(chunk, repo_root(manifest, &chunk.repo).as_deref()) {
+        Verified::Keep(freshness) => freshness,
+        Verified::Drop(_) => Freshness::Missing,
+    }
 }
 
 enum Verified {

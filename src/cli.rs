@@ -839,7 +839,13 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
     let trace_id = trace_id_or_warn(trace_id);
     let mut out = std::io::stdout().lock();
     if cli.json {
-        let value = report::search_json(query, &results, &access, trace_id.as_deref());
+        let value = report::search_json(
+            query,
+            &results,
+            &access,
+            reader.manifest(),
+            trace_id.as_deref(),
+        );
         writeln!(out, "{value}")?;
     } else {
         write_search_results(&mut out, &results)?;
@@ -941,6 +947,7 @@ fn write_answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
                     "  [STALE: file changed; this code is now at lines {start_line}-{end_line}]"
                 ),
                 Freshness::Changed => "  [STALE: file changed since indexing]".into(),
+                Freshness::Missing => "  [STALE: file no longer exists]".into(),
             };
             writeln!(
                 out,

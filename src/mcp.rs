@@ -285,6 +285,7 @@ fn tool_search(context: &mut McpContext, arguments: &Value) -> std::result::Resu
         query,
         &results,
         &context.access,
+        context.reader.manifest(),
         trace_id.as_deref(),
     ))
 }

@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::acl::Access;
-use crate::answer::Answer;
+use crate::answer::{self, Answer};
 use crate::error::Result;
 use crate::search::SearchResults;
-use crate::store::{IndexDir, IndexReader, RepoRecord};
+use crate::store::{IndexDir, IndexReader, Manifest, RepoRecord};
 use crate::walk;
 
 /// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
@@ -183,6 +183,7 @@ pub fn search_json(
     query: &str,
     results: &SearchResults,
     access: &Access,
+    manifest: &Manifest,
     trace_id: Option<&str>,
 ) -> serde_json::Value {
     let hits: Vec<serde_json::Value> = results
@@ -198,6 +199,7 @@ pub fn search_json(
                 "score": h.score, "fused_score": h.fused_score, "boosts": h.boosts,
                 "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
                 "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
+                "freshness": answer::freshness_of(manifest, c),
                 "snippet": snippet(&c.content, 6),
             })
         })

@@ -260,6 +260,7 @@ fn freshness_marker(citation: &Citation) -> Option<String> {
             end_line,
         } => Some(format!("[moved: now {start_line}-{end_line}]")),
         Freshness::Changed => Some("[STALE: file changed]".into()),
+        Freshness::Missing => Some("[STALE: file gone]".into()),
     }
 }
 
