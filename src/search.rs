@@ -83,10 +83,15 @@ pub struct QueryScope {
 }
 
 impl QueryScope {
-    /// Search options within `allowed` (the principal's access filter). A repository the
-    /// filter does not admit is refused in the same words whether it exists or not.
-    pub fn options(&self, allowed: &ChunkFilter) -> Result<SearchOptions> {
-        if let Some(hidden) = self.repos.iter().find(|r| !allowed.admits_repo(r)) {
+    /// Search options within `allowed` (the principal's access filter) over an index of
+    /// the repositories `indexed`. A repository the filter does not admit is refused in the
+    /// same words as one the index does not have.
+    pub fn options(&self, allowed: &ChunkFilter, indexed: &[String]) -> Result<SearchOptions> {
+        if let Some(hidden) = self
+            .repos
+            .iter()
+            .find(|r| !allowed.admits_repo(r) || !indexed.contains(r))
+        {
             return Err(Error::RepoNotVisible(hidden.clone()));
         }
         let filter = if self.repos.is_empty() {

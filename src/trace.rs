@@ -325,7 +325,7 @@ pub fn traced_search(
     scope: &QueryScope,
 ) -> Result<(SearchResults, TraceId)> {
     let started = Instant::now();
-    let options = scope.options(&access.filter)?;
+    let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
     let results = search::search(reader, embedder, query, &options)?;
     let input = TraceInput {
         surface,
@@ -353,7 +353,7 @@ pub fn traced_ask(
     scope: &QueryScope,
 ) -> Result<(Answer, TraceId)> {
     let started = Instant::now();
-    let options = scope.options(&access.filter)?;
+    let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
     let answer = answer::ask(reader, embedder, question, &options)?;
     let input = TraceInput {
         surface,

@@ -127,7 +127,7 @@ fn an_agent_initializes_lists_tools_and_gets_verified_citations() {
 
     let (error, search) = client.call("search", json!({"query": "total_with_tax", "k": 3}));
     assert!(!error, "{search}");
-    assert_eq!(search["schema_version"], 1);
+    common::assert_schema("search", &search);
     let results = search["results"].as_array().unwrap();
     assert!(results.len() <= 3);
     assert!(
@@ -151,6 +151,7 @@ fn an_agent_initializes_lists_tools_and_gets_verified_citations() {
     let (error, read) = client.call("read_citation", json!({"citation": citation}));
     assert!(!error, "{read}");
     assert_eq!(read["stale"], false);
+    common::assert_schema("read_citation", &read);
     assert!(
         read["text"].as_str().unwrap().contains("fn total_with_tax"),
         "{read}"

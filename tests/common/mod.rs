@@ -305,3 +305,77 @@ pub fn commit_all(dir: &Path, skip: &[&str]) {
     repo.commit(Some("HEAD"), &sig, &sig, "fixture", &tree, &parents)
         .unwrap();
 }
+
+/// Checks `value` against the subset of JSON Schema that `docs/schemas/*.schema.json` use
+/// (type, const, enum, required, properties, items); returns every violation.
+pub fn schema_violations(
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => out.push(format!("{at}: expected {t}, got {value}")),
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
+            out.push(format!("{at}: expected one of {ts:?}, got {value}"))
+        }
+        _ => {}
+    }
+    if let Some(c) = schema.get("const")
+        && c != value
+    {
+        out.push(format!("{at}: expected {c}, got {value}"));
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        out.push(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for key in schema["required"].as_array().into_iter().flatten() {
+            let key = key.as_str().unwrap();
+            if !object.contains_key(key) {
+                out.push(format!("{at}: missing {key}"));
+            }
+        }
+        for (key, sub) in schema["properties"].as_object().into_iter().flatten() {
+            if let Some(v) = object.get(key) {
+                out.extend(schema_violations(sub, v, &format!("{at}.{key}")));
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in list.iter().enumerate() {
+            out.extend(schema_violations(items, v, &format!("{at}[{i}]")));
+        }
+    }
+    out
+}
+
+/// Asserts that `value` matches `docs/schemas/NAME.schema.json`.
+pub fn assert_schema(name: &str, value: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/schemas")
+        .join(format!("{name}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let violations = schema_violations(&schema, value, name);
+    assert!(
+        violations.is_empty(),
+        "{} does not match {}:\n{}",
+        name,
+        path.display(),
+        violations.join("\n")
+    );
+}
