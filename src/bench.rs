@@ -137,12 +137,12 @@ pub struct QueryBench {
     pub peak_rss_bytes: u64,
 }
 
-/// Copies the rows of `source` (real chunks with their real vectors) into `copies` of each
+/// Copies the rows of `corpus` (real chunks with their real vectors) into copies of each
 /// repository until the benchmark index at `out_dir` holds at least `target_chunks`, then
 /// times `search` and `ask` with no filter, an ACL granting half the copies, and an ACL
 /// granting source folders only. The benchmark index gets an ANN index as `ann` says.
 pub fn query_bench(
-    source: &IndexReader,
+    corpus: &Corpus,
     out_dir: &Path,
     target_chunks: usize,
     rounds: usize,
@@ -150,7 +150,6 @@ pub fn query_bench(
     embedder: &mut dyn Embedder,
 ) -> Result<QueryBench> {
     let build_started = Instant::now();
-    let corpus = Corpus::of(std::slice::from_ref(source))?;
     let reader = corpus.replicate(out_dir, target_chunks, ann)?;
     let build = build_started.elapsed();
     let queries = sample_queries(&corpus.rows);

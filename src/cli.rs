@@ -171,6 +171,9 @@ enum BenchCommand {
         /// Timed rounds over the query sample (after one warm-up round).
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        /// Index folders whose rows seed the corpus (default: the current index).
+        #[arg(long)]
+        source: Vec<PathBuf>,
         /// Where to build the benchmark index (deleted first; default: a temporary folder).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -296,9 +299,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::Query {
                     chunks,
                     rounds,
+                    source,
                     out,
                 },
-        } => cmd_bench_query(&cli, *chunks, *rounds, out.as_deref()),
+        } => cmd_bench_query(&cli, *chunks, *rounds, source, out.as_deref()),
         Command::Bench {
             what:
                 BenchCommand::Vectors {
@@ -1361,28 +1365,56 @@ fn in_bench_dir<T>(
     result
 }
 
+/// The corpus of a replicating benchmark: the rows of `sources` (default: the current
+/// index), with the configuration and model of the first. The benchmark copies whole
+/// indexes, so it runs only as a principal who may read every repository of each.
+fn bench_corpus(
+    cli: &Cli,
+    sources: &[PathBuf],
+) -> anyhow::Result<(crate::bench::Corpus, Config, FastEmbedder)> {
+    let readers = if sources.is_empty() {
+        let (_dir, reader, config) = open_index(cli)?;
+        vec![(reader, config)]
+    } else {
+        sources
+            .iter()
+            .map(|path| {
+                let reader = IndexDir::open(path)?.reader()?;
+                let config = Config::load_for_root(&reader.manifest().root)?;
+                Ok((reader, config))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    for (reader, config) in &readers {
+        if !resolve_access(cli, config, reader)?.sees_everything() {
+            anyhow::bail!(
+                "`codeq bench` copies whole indexes, so it runs only as a principal who may read every repository of each"
+            );
+        }
+    }
+    let (first, config) = &readers[0];
+    let embedder = load_index_embedder(cli.model_dir.as_deref(), config, first)?;
+    let config = config.clone();
+    let readers: Vec<IndexReader> = readers.into_iter().map(|(r, _)| r).collect();
+    Ok((crate::bench::Corpus::of(&readers)?, config, embedder))
+}
+
 fn cmd_bench_query(
     cli: &Cli,
     chunks: usize,
     rounds: usize,
+    sources: &[PathBuf],
     out_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let (_dir, source, config) = open_index(cli)?;
-    if !resolve_access(cli, &config, &source)?.sees_everything() {
-        anyhow::bail!(
-            "`codeq bench query` copies the whole index, so it runs only as a principal who may read every repository"
-        );
-    }
-    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &source)?;
+    let (corpus, config, mut embedder) = bench_corpus(cli, sources)?;
     let bench = in_bench_dir(out_dir, |index_dir| {
         eprintln!(
-            "codeq: replicating {} ({} chunks) to at least {chunks} chunks in {}",
-            source.generation(),
-            source.manifest().totals.chunks,
+            "codeq: replicating {} chunks to at least {chunks} chunks in {}",
+            corpus.len(),
             index_dir.display()
         );
         crate::bench::query_bench(
-            &source,
+            &corpus,
             index_dir,
             chunks,
             rounds,
@@ -1445,28 +1477,7 @@ fn cmd_bench_vectors(
     sources: &[PathBuf],
     out_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let readers = if sources.is_empty() {
-        let (_dir, reader, config) = open_index(cli)?;
-        vec![(reader, config)]
-    } else {
-        sources
-            .iter()
-            .map(|path| {
-                let reader = IndexDir::open(path)?.reader()?;
-                let config = Config::load_for_root(&reader.manifest().root)?;
-                Ok((reader, config))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
-    for (reader, config) in &readers {
-        if !resolve_access(cli, config, reader)?.sees_everything() {
-            anyhow::bail!(
-                "`codeq bench vectors` copies whole indexes, so it runs only as a principal who may read every repository of each"
-            );
-        }
-    }
-    let readers: Vec<IndexReader> = readers.into_iter().map(|(r, _)| r).collect();
-    let corpus = crate::bench::Corpus::of(&readers)?;
+    let (corpus, _, _) = bench_corpus(cli, sources)?;
     let bench = in_bench_dir(out_dir, |index_dir| {
         eprintln!(
             "codeq: replicating {} chunks to at least {chunks} chunks in {}, once per index kind",

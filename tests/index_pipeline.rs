@@ -223,8 +223,14 @@ fn search_can_be_limited_to_repositories() {
         assert!(citation.starts_with("search-service:"), "{citation}");
     }
     assert!(out.status.code() == Some(0) || out.status.code() == Some(1));
-    let (_, none) = codeq_json(&fx.root, &["search", "refund_payment", "--repo", "nope"]);
-    assert!(citations(&none).is_empty());
+    // A repository the index does not have is a usage error, not an empty result.
+    let (out, _) = codeq_json(&fx.root, &["search", "refund_payment", "--repo", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no repository named nope"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

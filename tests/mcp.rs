@@ -289,3 +289,43 @@ fn a_restricted_principal_gets_nothing_of_other_repositories_whatever_the_argume
     assert_eq!(repos, ["search-service"]);
     assert!(status.get("skipped").is_none() && status.get("size_on_disk_bytes").is_none());
 }
+
+/// The request examples of the MCP specification (revision 2025-11-25, "Lifecycle" and
+/// "Tools"), sent verbatim.
+#[test]
+fn the_specification_s_examples_get_well_formed_replies() {
+    let fx = fixture();
+    let mut client = Client::start(&fx.root, &[]);
+    let init = client.send_line(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{},"url":{}}},"clientInfo":{"name":"ExampleClient","title":"Example Client Display Name","version":"1.0.0"}}}"#,
+    );
+    assert_eq!(init["id"], 1);
+    let result = &init["result"];
+    for key in ["protocolVersion", "capabilities", "serverInfo"] {
+        assert!(
+            result.get(key).is_some(),
+            "initialize result lacks {key}: {init}"
+        );
+    }
+    client.notify("notifications/initialized");
+    let list = client.send_line(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"optional-cursor-value"}}"#,
+    );
+    for tool in list["result"]["tools"].as_array().unwrap() {
+        assert!(
+            tool["name"].is_string() && tool["description"].is_string(),
+            "{tool}"
+        );
+        assert_eq!(tool["inputSchema"]["type"], "object");
+    }
+    // The spec's tools/call example names a tool this server does not have: a protocol
+    // error, as the spec's own error example shows.
+    let call = client.send_line(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"location":"New York"}}}"#,
+    );
+    assert_eq!(call["id"], 2);
+    assert_eq!(call["error"]["code"], -32602, "{call}");
+    let ping = client.send_line(r#"{"jsonrpc": "2.0", "id": "123", "method": "ping"}"#);
+    assert_eq!(ping["id"], "123");
+    assert_eq!(ping["result"], json!({}));
+}
