@@ -1365,6 +1365,18 @@ fn in_bench_dir<T>(
     result
 }
 
+fn print_bench_json(
+    out: &mut impl Write,
+    bench: &impl serde::Serialize,
+) -> anyhow::Result<ExitCode> {
+    writeln!(
+        out,
+        "{}",
+        json!({"schema_version": JSON_SCHEMA_VERSION, "bench": bench})
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The corpus of a replicating benchmark: the rows of `sources` (default: the current
 /// index), with the configuration and model of the first. The benchmark copies whole
 /// indexes, so it runs only as a principal who may read every repository of each.
@@ -1424,12 +1436,7 @@ fn cmd_bench_query(
     })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(
-            out,
-            "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "bench": bench})
-        )?;
-        return Ok(ExitCode::SUCCESS);
+        return print_bench_json(&mut out, &bench);
     }
     writeln!(
         out,
@@ -1488,12 +1495,7 @@ fn cmd_bench_vectors(
     })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
-        writeln!(
-            out,
-            "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "bench": bench})
-        )?;
-        return Ok(ExitCode::SUCCESS);
+        return print_bench_json(&mut out, &bench);
     }
     writeln!(
         out,
