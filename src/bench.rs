@@ -372,8 +372,8 @@ pub struct AnnScenario {
     pub p50_ms: f64,
     /// Vector-lane query p95, milliseconds.
     pub p95_ms: f64,
-    /// Mean share of the exact top 10 that the index returned in its top 10.
-    pub recall_at_10: f64,
+    /// Mean share of the exact top k that the index returned in its top k.
+    pub recall_at_k: f64,
     /// Results outside the filter (must be 0: the filter is a pre-filter).
     pub outside_filter: usize,
 }
@@ -400,17 +400,19 @@ pub struct VectorBench {
     pub repos: usize,
     /// Query vectors per scenario.
     pub queries: usize,
+    /// Results per query (recall is measured at this depth).
+    pub k: usize,
     /// Exact search first, then each ANN index.
     pub indexes: Vec<AnnFigures>,
     /// Peak resident memory, bytes.
     pub peak_rss_bytes: u64,
 }
 
-/// Results per query: the exact top 10 of each scenario, by chunk id.
+/// Results per query: the exact top k of each scenario, by chunk id.
 type TopIds = Vec<Vec<String>>;
 
 /// Builds the corpus replicated to `target_chunks` once with exact search and once per ANN
-/// index in `indexes`, and measures each: vector-lane latency and recall@10 against exact
+/// index in `indexes`, and measures each: vector-lane latency and recall@k against exact
 /// search, with no filter, with an ACL granting half the repository copies, and with one
 /// granting a single copy (a narrow pre-filter, where an index that filtered after ranking
 /// would come back short). Query vectors are corpus vectors with fresh noise.
@@ -420,6 +422,7 @@ pub fn vector_bench(
     target_chunks: usize,
     indexes: &[AnnIndex],
     queries: usize,
+    k: usize,
 ) -> Result<VectorBench> {
     let mut noise = Noise::new(2);
     let step = (corpus.rows.len() / queries.max(1)).max(1);
@@ -463,14 +466,14 @@ pub fn vector_bench(
             };
             let visible: HashSet<&String> = granted.iter().collect();
             for vector in &query_vectors {
-                reader.nearest(vector, &filter, 10)?;
+                reader.nearest(vector, &filter, k)?;
             }
             let mut times = Vec::new();
             let mut tops: TopIds = Vec::new();
             let mut outside_filter = 0;
             for vector in &query_vectors {
                 let started = Instant::now();
-                let hits = reader.nearest(vector, &filter, 10)?;
+                let hits = reader.nearest(vector, &filter, k)?;
                 times.push(ms(started.elapsed()));
                 outside_filter += hits
                     .iter()
@@ -487,7 +490,7 @@ pub fn vector_bench(
                 visible_chunks: reader.lane_counts(&filter)?.vectors,
                 p50_ms: percentile(&times, 0.5),
                 p95_ms: percentile(&times, 0.95),
-                recall_at_10: recall(&tops, &truth[i]),
+                recall_at_k: recall(&tops, &truth[i]),
                 outside_filter,
             });
         }
@@ -502,6 +505,7 @@ pub fn vector_bench(
         chunks,
         repos,
         queries: query_vectors.len(),
+        k,
         indexes: figures,
         peak_rss_bytes: peak_rss_bytes(),
     })

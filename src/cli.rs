@@ -191,6 +191,9 @@ enum BenchCommand {
         /// Query vectors per scenario.
         #[arg(long, default_value_t = 200)]
         queries: usize,
+        /// Results per query; recall is measured at this depth (search lanes fetch 50).
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
         /// Index folders whose rows seed the corpus (default: the current index).
         #[arg(long)]
         source: Vec<PathBuf>,
@@ -309,10 +312,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     chunks,
                     ann,
                     queries,
+                    k,
                     source,
                     out,
                 },
-        } => cmd_bench_vectors(&cli, *chunks, ann, *queries, source, out.as_deref()),
+        } => cmd_bench_vectors(&cli, *chunks, ann, (*queries, *k), source, out.as_deref()),
     }
 }
 
@@ -1480,7 +1484,7 @@ fn cmd_bench_vectors(
     cli: &Cli,
     chunks: usize,
     ann: &[AnnIndex],
-    queries: usize,
+    (queries, k): (usize, usize),
     sources: &[PathBuf],
     out_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
@@ -1491,7 +1495,7 @@ fn cmd_bench_vectors(
             corpus.len(),
             index_dir.display()
         );
-        crate::bench::vector_bench(&corpus, index_dir, chunks, ann, queries)
+        crate::bench::vector_bench(&corpus, index_dir, chunks, ann, queries, k)
     })?;
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -1499,21 +1503,13 @@ fn cmd_bench_vectors(
     }
     writeln!(
         out,
-        "table        {} chunks in {} repos; {} query vectors per scenario, warm, top 10",
-        bench.chunks, bench.repos, bench.queries
+        "table        {} chunks in {} repos; {} query vectors per scenario, warm, top {}",
+        bench.chunks, bench.repos, bench.queries, bench.k
     )?;
     writeln!(
         out,
         "{:<12} {:>8} {:>9} | {:<28} {:>8} {:>7} {:>7} {:>9} {:>7}",
-        "index",
-        "build s",
-        "size",
-        "scenario",
-        "visible",
-        "p50 ms",
-        "p95 ms",
-        "recall@10",
-        "leaked"
+        "index", "build s", "size", "scenario", "visible", "p50 ms", "p95 ms", "recall@k", "leaked"
     )?;
     for figures in &bench.indexes {
         for (i, s) in figures.scenarios.iter().enumerate() {
@@ -1529,7 +1525,7 @@ fn cmd_bench_vectors(
             writeln!(
                 out,
                 "{name:<12} {build:>8} {size:>9} | {:<28} {:>8} {:>7.2} {:>7.2} {:>9.3} {:>7}",
-                s.scenario, s.visible_chunks, s.p50_ms, s.p95_ms, s.recall_at_10, s.outside_filter
+                s.scenario, s.visible_chunks, s.p50_ms, s.p95_ms, s.recall_at_k, s.outside_filter
             )?;
         }
     }

@@ -765,6 +765,36 @@ fn an_ann_index_keeps_the_access_filter_a_pre_filter() {
     );
 }
 
+/// Loading chunks by id (the step after the BM25 lane) fails closed when asked for a
+/// chunk outside the filter, rather than returning it or silently dropping it.
+#[test]
+fn loading_a_forbidden_chunk_by_id_fails_closed() {
+    let fx = acl_fixture();
+    let (reader, config, _) = open_reader(fx);
+    let acl = config.acl().unwrap();
+    let carol = acl.access_for("carol", &repo_ids(&reader));
+    let everything = ChunkFilter::everything();
+    let terms = codeq::search::query_terms("refund_payment");
+    let forbidden: Vec<String> = reader
+        .bm25(&terms, &everything, 5)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.chunk_id)
+        .collect();
+    assert!(!forbidden.is_empty());
+    let loaded = reader.chunks_by_id(&forbidden, &everything).unwrap();
+    assert!(loaded.iter().any(|c| c.repo == "payments"));
+    let err = reader
+        .chunks_by_id(&forbidden, &carol.filter)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside the access filter"), "{err}");
+    assert!(
+        !err.contains("payments") && !err.contains("refund"),
+        "{err}"
+    );
+}
+
 fn truncate(query: &str) -> String {
     query.chars().take(60).collect()
 }

@@ -134,8 +134,9 @@ impl AnnPolicy {
     };
 }
 
-/// Candidates re-ranked on exact vectors per result wanted (all index kinds quantise).
-const REFINE_FACTOR: u32 = 4;
+/// Rows re-ranked on exact vectors at least (all index kinds quantise): 4 per result at
+/// the benchmark's 10 results, one per result at the search lane's 50 candidates.
+const REFINE_ROWS: usize = 40;
 /// Smallest HNSW search list (`ef`). Measured recall@10 at 1M chunks (`codeq bench
 /// vectors`): LanceDB's default (1.5 × the result count) 0.872, 100: 0.908, 300: 0.947,
 /// 300 with re-ranking on exact vectors: 0.988 at 7.8 ms p50.
@@ -424,14 +425,15 @@ impl VectorReader {
             .distance_type(DistanceType::Cosine)
             .select(Select::columns(&columns))
             .limit(limit);
+        let refine_factor = REFINE_ROWS.div_ceil(limit.max(1)) as u32;
         match self.ann {
             AnnIndex::Off => {}
             AnnIndex::IvfHnswSq => {
                 query = query
                     .ef(HNSW_MIN_EF.max(2 * limit))
-                    .refine_factor(REFINE_FACTOR)
+                    .refine_factor(refine_factor)
             }
-            AnnIndex::IvfPq | AnnIndex::IvfRq => query = query.refine_factor(REFINE_FACTOR),
+            AnnIndex::IvfPq | AnnIndex::IvfRq => query = query.refine_factor(refine_factor),
         }
         // The filter stays a pre-filter with an ANN index too (LanceDB's default for
         // `only_if`): forbidden rows are never candidates, and probing goes on into further
