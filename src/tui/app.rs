@@ -219,9 +219,22 @@ impl App {
         }
     }
 
+    /// Indexes into the answer's citations in the order the list shows them: grouped by
+    /// file, best file first, as `codeq ask` prints them (the summary leads with that
+    /// file).
+    pub fn list_order(&self) -> Vec<usize> {
+        self.answer().map_or_else(Vec::new, |a| {
+            a.files
+                .iter()
+                .flat_map(|f| f.citations.iter().copied())
+                .collect()
+        })
+    }
+
     /// The selected citation of the current answer.
     pub fn selected_citation(&self) -> Option<&Citation> {
-        self.answer().and_then(|a| a.citations.get(self.selected))
+        let index = *self.list_order().get(self.selected)?;
+        self.answer().and_then(|a| a.citations.get(index))
     }
 
     /// The absolute path of a cited file, when its repository folder is known.
@@ -542,6 +555,25 @@ mod tests {
         app.on_key(key(KeyCode::Char('j')));
         assert_eq!(app.selected, 2, "selection stops at the last citation");
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Action::Quit));
+    }
+
+    #[test]
+    fn the_list_follows_the_file_ranking_and_verdicts_keep_ask_s_numbers() {
+        let mut app = fixtures::app();
+        let mut answer = fixtures::answer();
+        answer.files.swap(0, 1); // the fraud plugin's file ranks first
+        typed(&mut app, "score");
+        app.on_key(key(KeyCode::Enter));
+        app.finish(Ok(answer), Duration::ZERO);
+        assert_eq!(app.list_order(), vec![1, 0, 2]);
+        assert_eq!(app.selected_citation().unwrap().symbol, "FraudScorer.score");
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('g'))),
+            Some(Action::Judge {
+                number: 2,
+                verdict: Verdict::Good
+            })
+        );
     }
 
     #[test]

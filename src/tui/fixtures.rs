@@ -104,13 +104,29 @@ pub fn answer() -> Answer {
         question: "how are refunds paid".into(),
         confident: true,
         summary: "refund_payment in payments:src/lib.rs gives the money back.".into(),
-        files: vec![FileGroup {
-            repo: "payments".into(),
-            path: "src/lib.rs".into(),
-            confidence: 0.8,
-            score: 0.03,
-            citations: vec![0],
-        }],
+        files: vec![
+            FileGroup {
+                repo: "payments".into(),
+                path: "src/lib.rs".into(),
+                confidence: 0.8,
+                score: 0.03,
+                citations: vec![0],
+            },
+            FileGroup {
+                repo: "payments/plugins/fraud".into(),
+                path: "fraud/scoring.py".into(),
+                confidence: 0.8,
+                score: 0.02,
+                citations: vec![1],
+            },
+            FileGroup {
+                repo: "payments".into(),
+                path: "src/legacy.rs".into(),
+                confidence: 0.8,
+                score: 0.01,
+                citations: vec![2],
+            },
+        ],
         citations,
         dropped: Vec::new(),
         timings: SearchTimings {

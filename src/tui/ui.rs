@@ -267,6 +267,7 @@ fn freshness_marker(citation: &Citation) -> Option<String> {
 fn render_citations(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let focused = app.focus == Pane::Citations;
     let citations = app.answer().map_or(&[][..], |a| &a.citations[..]);
+    let order = app.list_order();
     let title = match app.answer() {
         Some(a) if a.citations.is_empty() => " Citations: none ".to_string(),
         Some(a) => format!(" Citations ({}) ", a.citations.len()),
@@ -283,9 +284,10 @@ fn render_citations(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         frame.render_widget(Paragraph::new(text).block(block), area);
         return;
     }
-    let items: Vec<ListItem> = citations
+    // Numbered as `codeq ask` numbers them (verdicts use these numbers), listed by file.
+    let items: Vec<ListItem> = order
         .iter()
-        .enumerate()
+        .map(|&i| (i, &citations[i]))
         .map(|(i, c)| {
             let mut detail = vec![
                 Span::raw("   "),
