@@ -370,14 +370,14 @@ impl App {
                 return Some(Action::Copy(text));
             }
             KeyCode::Char(c @ ('g' | 'b')) => {
-                self.selected_citation()?;
+                let index = *self.list_order().get(self.selected)?;
                 let verdict = if c == 'g' {
                     Verdict::Good
                 } else {
                     Verdict::Bad
                 };
                 return Some(Action::Judge {
-                    number: self.selected + 1,
+                    number: index + 1,
                     verdict,
                 });
             }
