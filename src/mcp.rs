@@ -6,7 +6,7 @@
 //! same engine calls and JSON shapes as the command line. The principal is fixed when the
 //! server starts; tool arguments cannot name another one (unknown arguments are refused).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde_json::{Value, json};
 
@@ -44,20 +44,52 @@ pub struct McpContext {
     pub access: Access,
 }
 
+/// Longest message accepted; a longer line is answered with an error and skipped, so a
+/// runaway client cannot exhaust memory.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Serves requests from `input` until it closes, writing one reply per request to `output`.
-pub fn serve(mut context: McpContext, input: impl BufRead, mut output: impl Write) -> Result<()> {
-    for line in input.lines() {
-        let line = line.map_err(|e| Error::io("cannot read the MCP client's input", e))?;
-        if line.trim().is_empty() {
-            continue;
+/// Bad input (invalid UTF-8, oversized or malformed messages) gets a JSON-RPC error reply
+/// and the server carries on.
+pub fn serve(
+    mut context: McpContext,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> Result<()> {
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        let read = (&mut input)
+            .take(MAX_MESSAGE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| Error::io("cannot read the MCP client's input", e))?;
+        if read == 0 {
+            return Ok(());
         }
-        if let Some(reply) = handle(&mut context, &line) {
+        let reply = if buffer.len() > MAX_MESSAGE_BYTES {
+            // Skip the rest of the oversized line.
+            let mut rest = Vec::new();
+            input
+                .read_until(b'\n', &mut rest)
+                .map_err(|e| Error::io("cannot read the MCP client's input", e))?;
+            Some(error_reply(
+                Value::Null,
+                INVALID_REQUEST,
+                &format!("message longer than {MAX_MESSAGE_BYTES} bytes"),
+            ))
+        } else {
+            let line = String::from_utf8_lossy(&buffer);
+            if line.trim().is_empty() {
+                continue;
+            }
+            handle(&mut context, &line)
+        };
+        if let Some(reply) = reply {
             writeln!(output, "{reply}")
                 .and_then(|_| output.flush())
                 .map_err(|e| Error::io("cannot write to the MCP client", e))?;
         }
     }
-    Ok(())
 }
 
 /// The reply to one message (`None` for notifications).

@@ -186,6 +186,22 @@ fn an_agent_initializes_lists_tools_and_gets_verified_citations() {
     let garbage = client.send_line("{not json");
     assert_eq!(garbage["error"]["code"], -32700);
     assert_eq!(garbage["id"], Value::Null);
+    // Invalid UTF-8 and an oversized line are answered, and the server carries on.
+    client
+        .input
+        .write_all(b"{\"jsonrpc\": \"2.0\", \"id\": 9, \"method\": \"\xff\xfe\"}\n")
+        .unwrap();
+    let mut reply = String::new();
+    client.output.read_line(&mut reply).unwrap();
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["error"]["code"], -32601, "{reply}");
+    let huge = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let reply = client.send_line(&huge);
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert_eq!(client.request("ping", json!({}))["result"], json!({}));
     let mut old = Client::start(&fx.root, &[]);
     assert_eq!(
         old.initialize("2025-03-26")["result"]["protocolVersion"],

@@ -72,6 +72,11 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "tui"])
     }
 
+    /// The screen with its colour and style escape sequences.
+    fn screen_with_styles(&self) -> String {
+        self.run(&["capture-pane", "-p", "-e", "-t", "tui"])
+    }
+
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "tui"];
         args.extend(keys);
@@ -104,6 +109,14 @@ impl Tmux {
             .trim()
             == "1"
     }
+}
+
+/// Whether captured text sets a foreground or background colour (39 and 49, "default
+/// colour", do not count).
+fn has_colours(styled: &str) -> bool {
+    (30..=38).chain(40..=48).any(|code| {
+        styled.contains(&format!("\x1b[{code}m")) || styled.contains(&format!("\x1b[{code};"))
+    })
 }
 
 impl Drop for Tmux {
@@ -139,6 +152,20 @@ fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
     assert!(screen.contains("total_with_tax"), "{screen}");
     assert!(screen.contains("last query"), "stage timings: {screen}");
     assert!(screen.contains("as single-user"), "{screen}");
+    assert!(
+        has_colours(&tmux.screen_with_styles()),
+        "colours are on by default"
+    );
+
+    // A narrower window stacks the preview under the citations.
+    tmux.run(&["resize-window", "-t", "tui", "-x", "80", "-y", "40"]);
+    tmux.wait_for("the stacked layout", |s| {
+        s.lines().any(|l| l.starts_with("┌ payments:src/lib.rs:"))
+    });
+    tmux.run(&["resize-window", "-t", "tui", "-x", "120", "-y", "40"]);
+    tmux.wait_for("the side-by-side layout", |s| {
+        !s.lines().any(|l| l.starts_with("┌ payments:src/lib.rs:"))
+    });
 
     tmux.keys(&["?"]);
     tmux.wait_for("the help", |s| s.contains("Keys (any key closes)"));
@@ -225,7 +252,7 @@ fn the_tui_shows_a_principal_only_what_the_acl_lets_them_read() {
     let tmux = Tmux::start(
         "acl",
         &fx.root,
-        &[],
+        &["NO_COLOR=1"],
         &["--acl", acl, "--as", "carol", "tui"],
     );
     tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
@@ -237,6 +264,8 @@ fn the_tui_shows_a_principal_only_what_the_acl_lets_them_read() {
     });
     println!("{screen}");
     assert!(screen.contains("as carol (ACL)"), "{screen}");
+    let styled = tmux.screen_with_styles();
+    assert!(!has_colours(&styled), "NO_COLOR is set, yet:\n{styled:?}");
     for forbidden in ["payments", "total_with_tax(", "LineItem {", "notes/"] {
         let outside_input = screen
             .lines()
