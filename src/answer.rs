@@ -135,6 +135,9 @@ pub struct Answer {
     pub timings: SearchTimings,
     /// Time spent composing and verifying.
     pub answer_time: Duration,
+    /// The LLM's verified answer, or why the extractive answer stands (only with `[llm]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated: Option<crate::llm::Generated>,
 }
 
 /// Retrieves, verifies and composes an extractive answer.
@@ -196,6 +199,7 @@ pub fn ask(
         dropped,
         timings: results.timings,
         answer_time: started.elapsed(),
+        generated: None,
     })
 }
 

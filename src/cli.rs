@@ -365,6 +365,7 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         reader,
         embedder: Box::new(embedder),
         access,
+        settings: config.answer_settings(),
         k,
         session,
     })?;
@@ -544,6 +545,30 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
     for (citation, reason) in &t.dropped {
         writeln!(out, "dropped {citation}: {reason}")?;
     }
+    if let Some(g) = &t.generated {
+        let outcome = g.fallback.as_ref().map_or_else(
+            || format!("answered citing sources {:?}", g.cited_sources),
+            |reason| format!("not used: {reason}"),
+        );
+        writeln!(
+            out,
+            "llm   {} (prompt {}) in {:.0} ms: {outcome}",
+            g.model, g.prompt_version, g.latency_ms
+        )?;
+        for removed in &g.removed {
+            writeln!(out, "      removed {}: {}", removed.cited, removed.reason)?;
+        }
+        if !g.flagged_sources.is_empty() {
+            writeln!(
+                out,
+                "      sources {:?} read like instructions to a model",
+                g.flagged_sources
+            )?;
+        }
+    }
+    if t.over_budget {
+        writeln!(out, "over the [budget] query_ms latency budget")?;
+    }
     if t.withheld > 0 {
         writeln!(
             out,
@@ -563,6 +588,7 @@ fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
         reader,
         embedder: Box::new(embedder),
         access,
+        settings: config.answer_settings(),
     };
     mcp::serve(context, std::io::stdin().lock(), std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
@@ -895,6 +921,7 @@ fn cmd_ask(
         &reader,
         &mut embedder,
         &access,
+        &config.answer_settings(),
         "ask",
         question,
         scope,
@@ -923,6 +950,37 @@ fn cmd_ask(
     })
 }
 
+/// The LLM's part of an answer: its verified text, or why the extractive answer stands, and
+/// what verification removed or flagged.
+fn write_generated(out: &mut impl Write, g: &crate::llm::Generated) -> std::io::Result<()> {
+    match (&g.text, &g.fallback) {
+        (Some(text), _) => writeln!(
+            out,
+            "Answer by {} (prompt {}; [n] = citation n below):\n{text}\n",
+            g.model, g.prompt_version
+        )?,
+        (None, Some(reason)) => writeln!(
+            out,
+            "note: no generated answer ({reason}); the extractive answer follows"
+        )?,
+        (None, None) => {}
+    }
+    for removed in &g.removed {
+        writeln!(
+            out,
+            "note: removed the model's citation {}: {}",
+            removed.cited, removed.reason
+        )?;
+    }
+    for n in &g.flagged_sources {
+        writeln!(
+            out,
+            "warning: source [{n}] contains text that reads like instructions to a model; it was passed as data only"
+        )?;
+    }
+    Ok(())
+}
+
 /// The trace id, or `None` after saying on stderr why the trace was not written.
 fn trace_id_or_warn(id: trace::TraceId) -> Option<String> {
     id.map_err(|e| eprintln!("codeq: the query's trace was not recorded: {e}"))
@@ -937,6 +995,9 @@ fn write_trace_hint(out: &mut impl Write, id: Option<&str>) -> std::io::Result<(
 }
 
 fn write_answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
+    if let Some(generated) = &answer.generated {
+        write_generated(out, generated)?;
+    }
     writeln!(out, "{}", answer.summary)?;
     for group in &answer.files {
         writeln!(

@@ -24,6 +24,10 @@ pub struct Config {
     pub index: IndexConfig,
     /// Which embedding model to use and how.
     pub model: ModelConfig,
+    /// The optional LLM answerer (`[llm]`).
+    pub llm: Option<crate::llm::LlmConfig>,
+    /// Time limits (`[budget]`).
+    pub budget: BudgetConfig,
     /// The `[acl]` section as written, consumed by parsing into `access_list`.
     acl: Option<AclSection>,
     /// The validated access-control list, when `[acl]` is present.
@@ -95,6 +99,15 @@ impl Default for IndexConfig {
             ann_min_chunks: 20_000,
         }
     }
+}
+
+/// Limits per query (`[budget]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Milliseconds a question may take end to end; an LLM answer that would not fit is
+    /// skipped for the extractive one, and traces flag queries over it.
+    pub query_ms: Option<u64>,
 }
 
 /// Embedding model settings (`[model]`).
@@ -220,6 +233,14 @@ impl Config {
             ),
         })?;
         Ok((config, provenance))
+    }
+
+    /// How answers are produced: `[llm]` and `[budget]`.
+    pub fn answer_settings(&self) -> crate::llm::AnswerSettings {
+        crate::llm::AnswerSettings {
+            llm: self.llm.clone(),
+            budget: self.budget.query_ms.map(std::time::Duration::from_millis),
+        }
     }
 
     /// The `[index]` and `[model]` sections, as `codeq config` shows them.

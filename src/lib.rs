@@ -18,6 +18,7 @@ pub mod error;
 pub mod eval;
 pub mod hash;
 pub mod index;
+pub mod llm;
 pub mod mcp;
 pub mod report;
 pub mod search;

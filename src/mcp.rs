@@ -14,6 +14,7 @@ use crate::acl::Access;
 use crate::answer;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::llm::AnswerSettings;
 use crate::report::{self, JSON_SCHEMA_VERSION};
 use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
@@ -42,6 +43,8 @@ pub struct McpContext {
     pub embedder: Box<dyn Embedder>,
     /// What the principal may read; fixed for the session.
     pub access: Access,
+    /// The optional LLM answerer and the latency budget.
+    pub settings: AnswerSettings,
 }
 
 /// Longest message accepted; a longer line is answered with an error and skipped, so a
@@ -331,6 +334,7 @@ fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<
         &context.reader,
         context.embedder.as_mut(),
         &context.access,
+        &context.settings,
         "mcp",
         question,
         &scope,

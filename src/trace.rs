@@ -16,6 +16,7 @@ use crate::acl::{Access, AccessMode};
 use crate::answer::{self, Answer};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::llm::AnswerSettings;
 use crate::search::{self, Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
 use crate::store::{IndexDir, IndexReader};
 
@@ -112,8 +113,34 @@ pub struct Trace {
     /// them (the ACL changed since).
     #[serde(default)]
     pub withheld: usize,
+    /// The query took longer than `[budget] query_ms`.
+    #[serde(default)]
+    pub over_budget: bool,
+    /// What the LLM answerer did (model, prompt version, removed citations, fallback,
+    /// flagged sources); its reply text is not kept.
+    #[serde(default)]
+    pub generated: Option<TracedGeneration>,
     /// Whether the answer was confident (ask only).
     pub confident: Option<bool>,
+}
+
+/// The LLM answerer's part of a trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedGeneration {
+    /// Model name.
+    pub model: String,
+    /// Prompt version.
+    pub prompt_version: String,
+    /// Source numbers validly cited.
+    pub cited_sources: Vec<usize>,
+    /// Citations removed from the reply, and why.
+    pub removed: Vec<crate::llm::RemovedCitation>,
+    /// Why the extractive answer stood, when it did.
+    pub fallback: Option<String>,
+    /// Sources that read as instructions to a model.
+    pub flagged_sources: Vec<usize>,
+    /// Milliseconds on the endpoint.
+    pub latency_ms: f64,
 }
 
 /// Time per stage, milliseconds.
@@ -194,6 +221,8 @@ impl Trace {
             dropped: Vec::new(),
             confident: None,
             withheld: 0,
+            over_budget: false,
+            generated: None,
         }
     }
 
@@ -245,6 +274,15 @@ impl Trace {
             .map(|d| (d.citation.clone(), d.reason.clone()))
             .collect();
         trace.confident = Some(answer.confident);
+        trace.generated = answer.generated.as_ref().map(|g| TracedGeneration {
+            model: g.model.clone(),
+            prompt_version: g.prompt_version.clone(),
+            cited_sources: g.cited_sources.clone(),
+            removed: g.removed.clone(),
+            fallback: g.fallback.clone(),
+            flagged_sources: g.flagged_sources.clone(),
+            latency_ms: g.latency_ms,
+        });
         trace
     }
 
@@ -342,19 +380,28 @@ pub fn traced_search(
     Ok((results, id))
 }
 
-/// Answers as `access` within `scope` and records the trace.
+/// Answers as `access` within `scope` (with the LLM answerer when `settings` has one, in
+/// what is left of the latency budget) and records the trace.
+#[allow(clippy::too_many_arguments)]
 pub fn traced_ask(
     dir: &IndexDir,
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
     access: &Access,
+    settings: &AnswerSettings,
     surface: &str,
     question: &str,
     scope: &QueryScope,
 ) -> Result<(Answer, TraceId)> {
     let started = Instant::now();
     let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
-    let answer = answer::ask(reader, embedder, question, &options)?;
+    let mut answer = answer::ask(reader, embedder, question, &options)?;
+    if let Some(llm) = &settings.llm {
+        let left = settings
+            .budget
+            .map(|budget| budget.saturating_sub(started.elapsed()));
+        answer.generated = Some(crate::llm::generate(llm, &answer, left));
+    }
     let input = TraceInput {
         surface,
         access,
@@ -363,7 +410,9 @@ pub fn traced_ask(
         scope,
         total: started.elapsed(),
     };
-    let id = record(dir, &Trace::of_answer(&input, &answer));
+    let mut trace = Trace::of_answer(&input, &answer);
+    trace.over_budget = settings.budget.is_some_and(|b| input.total > b);
+    let id = record(dir, &trace);
     Ok((answer, id))
 }
 
@@ -444,6 +493,8 @@ mod tests {
             dropped: Vec::new(),
             confident: None,
             withheld: 0,
+            over_budget: false,
+            generated: None,
         }
     }
 

@@ -136,6 +136,7 @@ pub fn answer() -> Answer {
             fuse: Duration::from_millis(2),
         },
         answer_time: Duration::from_millis(1),
+        generated: None,
     }
 }
 
@@ -150,5 +151,6 @@ pub fn empty_answer() -> Answer {
         dropped: Vec::new(),
         timings: SearchTimings::default(),
         answer_time: Duration::ZERO,
+        generated: None,
     }
 }

@@ -26,6 +26,7 @@ use crate::answer::Answer;
 use crate::backlog;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::llm::AnswerSettings;
 use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
 use crate::trace;
@@ -43,6 +44,8 @@ pub struct TuiContext {
     pub embedder: Box<dyn Embedder>,
     /// What the principal may read; fixed for the session.
     pub access: Access,
+    /// The optional LLM answerer and the latency budget.
+    pub settings: AnswerSettings,
     /// Citations per answer.
     pub k: usize,
     /// Principal, model, staleness and repository folders for the status bar.
@@ -70,6 +73,7 @@ pub fn run(context: TuiContext) -> Result<()> {
         reader,
         embedder,
         access,
+        settings,
         k,
         session,
     } = context;
@@ -92,14 +96,14 @@ pub fn run(context: TuiContext) -> Result<()> {
     let (response_tx, responses) = mpsc::channel::<Response>();
     let worker_dir = dir.clone();
     let worker = std::thread::spawn(move || {
-        answer_questions(
-            worker_dir,
+        let engine = Engine {
+            dir: worker_dir,
             reader,
             embedder,
             access,
-            request_rx,
-            response_tx,
-        )
+            settings,
+        };
+        answer_questions(engine, request_rx, response_tx)
     });
 
     let mut terminal =
@@ -119,21 +123,24 @@ pub fn run(context: TuiContext) -> Result<()> {
 }
 
 /// The worker: answers questions one at a time until the UI hangs up.
-fn answer_questions(
+/// What the worker answers with.
+struct Engine {
     dir: IndexDir,
     reader: IndexReader,
-    mut embedder: Box<dyn Embedder>,
+    embedder: Box<dyn Embedder>,
     access: Access,
-    requests: Receiver<Request>,
-    responses: Sender<Response>,
-) {
+    settings: AnswerSettings,
+}
+
+fn answer_questions(mut engine: Engine, requests: Receiver<Request>, responses: Sender<Response>) {
     for request in requests {
         let started = Instant::now();
         let traced = trace::traced_ask(
-            &dir,
-            &reader,
-            embedder.as_mut(),
-            &access,
+            &engine.dir,
+            &engine.reader,
+            engine.embedder.as_mut(),
+            &engine.access,
+            &engine.settings,
             "tui",
             &request.question,
             &request.scope,

@@ -242,6 +242,12 @@ fn render_summary(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             ),
             Span::raw(format!("asking: {question}")),
         ]),
+        QueryState::Answered { answer, .. }
+            if answer.generated.as_ref().is_some_and(|g| g.text.is_some()) =>
+        {
+            let text = answer.generated.as_ref().and_then(|g| g.text.clone());
+            Line::raw(text.unwrap_or_default().replace('\n', " "))
+        }
         QueryState::Answered { answer, .. } if !answer.confident => {
             Line::styled(answer.summary.clone(), theme.warning())
         }
