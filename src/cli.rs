@@ -1094,6 +1094,15 @@ fn cmd_eval(
     }
     let failures = eval::gate_failures(&report, changes.as_ref());
     let backlog = backlog::read(&dir, &access);
+    // Questions over `[budget] query_ms` (reported, not gated: timings depend on the machine).
+    let budget = config.budget.query_ms.map(|limit| {
+        let over: Vec<String> = report
+            .questions()
+            .filter(|(_, q)| q.latency_ms > limit as f64)
+            .map(|(set, q)| format!("{set}/{}", q.id))
+            .collect();
+        (limit, over)
+    });
     let mut out = std::io::stdout().lock();
     if cli.json {
         let value = json!({
@@ -1104,6 +1113,7 @@ fn cmd_eval(
                 "index_dir": d.path(), "report": r, "changes": f})),
             "gate_failures": failures,
             "backlog": backlog,
+            "budget": budget.as_ref().map(|(limit, over)| json!({"query_ms": limit, "over": over})),
         });
         writeln!(out, "{value}")?;
     } else {
@@ -1118,6 +1128,19 @@ fn cmd_eval(
         write_lane_table(&mut out, &report)?;
         if let Some(changes) = &changes {
             write_changes(&mut out, "against the baseline", changes)?;
+        }
+        if let Some((limit, over)) = &budget {
+            writeln!(
+                out,
+                "\nbudget: {} of {} questions took longer than query_ms = {limit}{}",
+                over.len(),
+                report.overall.questions,
+                if over.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", over.join(", "))
+                }
+            )?;
         }
         if let Some((other_dir, other_report, flips)) = &comparison {
             writeln!(

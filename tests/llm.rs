@@ -287,6 +287,18 @@ fn a_misbehaving_model_ends_in_verified_or_extractive_answers() {
     );
     let (_, trace) = codeq_json(&root, &["trace", value["trace_id"].as_str().unwrap()]);
     assert_eq!(trace["trace"]["over_budget"], true);
+
+    // codeq eval reports the questions over the budget.
+    let set = root.join("budget-set.toml");
+    std::fs::write(
+        &set,
+        "name = \"budget\"\ntier = \"monitoring\"\n\n[[question]]\nid = \"total\"\nquestion = \"invoice_total\"\nrelevant = [\"app:billing.py\"]\n",
+    )
+    .unwrap();
+    let (_, eval) = codeq_json(&root, &["eval", set.to_str().unwrap()]);
+    common::assert_schema("eval", &eval);
+    assert_eq!(eval["budget"]["query_ms"], 1);
+    assert_eq!(eval["budget"]["over"], json!(["budget/total"]), "{eval}");
 }
 
 #[test]
