@@ -981,6 +981,45 @@ fn write_generated(out: &mut impl Write, g: &crate::llm::Generated) -> std::io::
     Ok(())
 }
 
+/// Records each eval answer as a trace (surface `eval`) under the principal it was asked
+/// as: the question's own `as` when the run's principal reads everything, else the run's.
+fn eval_tracer<'a>(
+    dir: &'a IndexDir,
+    reader: &'a IndexReader,
+    access: &'a Access,
+    k: usize,
+) -> impl FnMut(&eval::Question, Option<&str>, &Answer, Duration) -> Option<String> + 'a {
+    let mut warned = false;
+    move |question, asked_as, answer, elapsed| {
+        let principal = match &access.mode {
+            AccessMode::SingleUser => None,
+            AccessMode::Acl { principal, .. } if access.sees_everything() => {
+                Some(asked_as.unwrap_or(principal))
+            }
+            AccessMode::Acl { principal, .. } => Some(principal.as_str()),
+        };
+        let id = trace::record_eval_answer(
+            dir,
+            reader,
+            principal,
+            &question.question,
+            k,
+            answer,
+            elapsed,
+        );
+        match id {
+            Ok(id) => Some(id),
+            Err(e) => {
+                if !warned {
+                    eprintln!("codeq: eval answers are not traced: {e}");
+                    warned = true;
+                }
+                None
+            }
+        }
+    }
+}
+
 /// The trace id, or `None` after saying on stderr why the trace was not written.
 fn trace_id_or_warn(id: trace::TraceId) -> Option<String> {
     id.map_err(|e| eprintln!("codeq: the query's trace was not recorded: {e}"))
@@ -1060,7 +1099,14 @@ fn cmd_eval(
     let access = access_under(cli, acl.as_ref(), &reader)?;
     let scope = eval_scope(cli, acl, &reader);
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
-    let report = eval::run(&reader, &mut embedder, &sets, scope.as_ref(), k)?;
+    let report = eval::run(
+        &reader,
+        &mut embedder,
+        &sets,
+        scope.as_ref(),
+        k,
+        &mut eval_tracer(&dir, &reader, &access, k),
+    )?;
     let changes = match baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -1080,8 +1126,19 @@ fn cmd_eval(
             let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
             // The second index is scoped by its own ACL, exactly as if it were queried alone.
             let other_scope = eval_scope(cli, effective_acl(cli, &other_config, &other)?, &other);
-            let other_report =
-                eval::run(&other, &mut other_embedder, &sets, other_scope.as_ref(), k)?;
+            let other_access = access_under(
+                cli,
+                effective_acl(cli, &other_config, &other)?.as_ref(),
+                &other,
+            )?;
+            let other_report = eval::run(
+                &other,
+                &mut other_embedder,
+                &sets,
+                other_scope.as_ref(),
+                k,
+                &mut eval_tracer(&other_dir, &other, &other_access, k),
+            )?;
             let flips = eval::compare_reports(&report, &other_report);
             Some((other_dir, other_report, flips))
         }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -247,6 +247,9 @@ pub struct QuestionResult {
     pub lane_first_hit: [Option<usize>; 3],
     /// Wall time of the ask, milliseconds.
     pub latency_ms: f64,
+    /// The trace of this question's answer (`codeq trace ID`), when it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl QuestionResult {
@@ -409,12 +412,19 @@ impl EvalReport {
 }
 
 /// Runs every question of `sets` through the ask path against one index.
+/// Called with every answer an eval run produces (the question, the principal it was
+/// asked as, the answer and its time); returns the id of a trace it recorded, if any.
+pub type AnswerObserver<'a> =
+    dyn FnMut(&Question, Option<&str>, &Answer, Duration) -> Option<String> + 'a;
+
+/// Runs every question of `sets` through the ask path, each as its principal.
 pub fn run(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
     sets: &[QuestionSet],
     scope: &dyn ScopeResolver,
     k: usize,
+    observe: &mut AnswerObserver,
 ) -> Result<EvalReport> {
     let mut reports = Vec::new();
     // One filter per principal, prepared for this index exactly as `codeq ask` prepares it.
@@ -431,7 +441,9 @@ pub fn run(
                     filter
                 }
             };
-            questions.push(run_question(reader, embedder, q, set.tier, &filter, k)?);
+            questions.push(run_question(
+                reader, embedder, q, set.tier, &filter, k, observe,
+            )?);
         }
         let scored: Vec<&QuestionResult> = questions
             .iter()
@@ -471,6 +483,7 @@ fn run_question(
     set_tier: Tier,
     filter: &ChunkFilter,
     k: usize,
+    observe: &mut AnswerObserver,
 ) -> Result<QuestionResult> {
     let options = SearchOptions {
         k,
@@ -479,7 +492,9 @@ fn run_question(
     };
     let started = Instant::now();
     let answer = answer::ask(reader, embedder, &q.question, &options)?;
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    let trace_id = observe(q, q.principal.as_deref(), &answer, elapsed);
     let mut lane_first_hit = [None; 3];
     for (slot, lanes) in [(0, Lanes::Bm25), (1, Lanes::Vector)] {
         let lane_options = SearchOptions {
@@ -496,6 +511,7 @@ fn run_question(
     result.lane_first_hit = lane_first_hit;
     result.lane_hit_at_5 = lane_first_hit.map(|r| r.is_some_and(|r| r <= 5));
     result.latency_ms = latency_ms;
+    result.trace_id = trace_id;
     Ok(result)
 }
 
@@ -543,6 +559,7 @@ pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
         lane_hit_at_5: [false; 3],
         lane_first_hit: [None; 3],
         latency_ms: 0.0,
+        trace_id: None,
     }
 }
 
@@ -832,6 +849,7 @@ mod tests {
             lane_hit_at_5: [false; 3],
             lane_first_hit: [None; 3],
             latency_ms: 1.0,
+            trace_id: None,
         }
     }
 

@@ -162,10 +162,10 @@ pub struct StageMillis {
 
 /// What a surface knows about a query when it records it.
 struct TraceInput<'a> {
-    /// `search`, `ask`, `tui` or `mcp`.
+    /// `search`, `ask`, `tui`, `mcp` or `eval`.
     pub surface: &'a str,
-    /// The principal's access.
-    pub access: &'a Access,
+    /// The principal (`None`: single-user mode).
+    pub principal: Option<&'a str>,
     /// The generation that answered.
     pub reader: &'a IndexReader,
     /// The query.
@@ -198,10 +198,7 @@ impl Trace {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             surface: input.surface.to_string(),
-            principal: match &input.access.mode {
-                AccessMode::SingleUser => None,
-                AccessMode::Acl { principal, .. } => Some(principal.clone()),
-            },
+            principal: input.principal.map(str::to_string),
             generation: input.reader.generation().to_string(),
             model: input.reader.manifest().model.id.clone(),
             query: input.query.to_string(),
@@ -348,6 +345,38 @@ fn traced_hit(hit: &SearchHit) -> TracedHit {
     }
 }
 
+fn principal_of(access: &Access) -> Option<&str> {
+    match &access.mode {
+        AccessMode::SingleUser => None,
+        AccessMode::Acl { principal, .. } => Some(principal),
+    }
+}
+
+/// Records the trace of an answer `codeq eval` produced for `question` as `principal`.
+pub fn record_eval_answer(
+    dir: &IndexDir,
+    reader: &IndexReader,
+    principal: Option<&str>,
+    question: &str,
+    k: usize,
+    answer: &Answer,
+    total: Duration,
+) -> TraceId {
+    let scope = QueryScope {
+        k,
+        ..QueryScope::default()
+    };
+    let input = TraceInput {
+        surface: "eval",
+        principal,
+        reader,
+        query: question,
+        scope: &scope,
+        total,
+    };
+    record(dir, &Trace::of_answer(&input, answer))
+}
+
 /// A query's trace id, or why its trace could not be written (the query still counts).
 pub type TraceId = std::result::Result<String, Error>;
 
@@ -367,7 +396,7 @@ pub fn traced_search(
     let results = search::search(reader, embedder, query, &options)?;
     let input = TraceInput {
         surface,
-        access,
+        principal: principal_of(access),
         reader,
         query,
         scope,
@@ -404,7 +433,7 @@ pub fn traced_ask(
     }
     let input = TraceInput {
         surface,
-        access,
+        principal: principal_of(access),
         reader,
         query: question,
         scope,

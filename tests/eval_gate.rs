@@ -83,7 +83,15 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
     let sets = vec![QuestionSet::load(std::path::Path::new(&set_path("fixture.toml"))).unwrap()];
     let mut good = FastEmbedder::load(&config.model).unwrap();
     let a_reader = IndexDir::open(&fx.index_dir).unwrap().reader().unwrap();
-    let a = eval::run(&a_reader, &mut good, &sets, &eval::Unrestricted, 10).unwrap();
+    let a = eval::run(
+        &a_reader,
+        &mut good,
+        &sets,
+        &eval::Unrestricted,
+        10,
+        &mut |_, _, _, _| None,
+    )
+    .unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let mut broken = ConstantEmbedder {
@@ -104,7 +112,15 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
         .unwrap()
         .reader()
         .unwrap();
-    let b = eval::run(&b_reader, &mut broken, &sets, &eval::Unrestricted, 10).unwrap();
+    let b = eval::run(
+        &b_reader,
+        &mut broken,
+        &sets,
+        &eval::Unrestricted,
+        10,
+        &mut |_, _, _, _| None,
+    )
+    .unwrap();
 
     assert!(
         b.overall.vector_hit_at_5 < a.overall.vector_hit_at_5,

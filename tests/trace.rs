@@ -116,3 +116,37 @@ fn traces_stay_with_their_principal_and_follow_acl_changes() {
     assert!(!text.contains("payments"), "{after}");
     assert!(after["trace"]["withheld"].as_u64().unwrap() > 0, "{after}");
 }
+
+#[test]
+fn every_eval_question_leaves_a_trace() {
+    let fx = fixture();
+    let set = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval-questions/fixture.toml");
+    let (out, eval) = codeq_json(&fx.root, &["eval", set.to_str().unwrap()]);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{}", stderr(&out));
+    let questions = eval["report"]["sets"][0]["questions"].as_array().unwrap();
+    assert!(!questions.is_empty());
+    for q in questions {
+        let id = q["trace_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no trace id: {q}"));
+        let (out, traced) = codeq_json(&fx.root, &["trace", id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(traced["trace"]["surface"], "eval");
+        let files: Vec<&str> = q["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let first_cited = traced["trace"]["citations"][0]["citation"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            files.is_empty()
+                || files
+                    .iter()
+                    .any(|f| first_cited.starts_with(&format!("{f}:"))),
+            "{first_cited} vs {files:?}"
+        );
+    }
+}
