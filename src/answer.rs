@@ -135,6 +135,8 @@ pub struct Answer {
     pub timings: SearchTimings,
     /// Time spent composing and verifying.
     pub answer_time: Duration,
+    /// The part of `answer_time` spent checking citations against the files on disk.
+    pub verify_time: Duration,
     /// The LLM's verified answer, or why the extractive answer stands (only with `[llm]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated: Option<crate::llm::Generated>,
@@ -173,8 +175,12 @@ pub fn ask(
         .iter()
         .map(|f| (f.key.clone(), f.score))
         .collect();
+    let mut verify_time = Duration::ZERO;
     for hit in breadth_first(ranked_files, options.k) {
-        match verify(&hit.chunk, repo_root(manifest, &hit.chunk.repo).as_deref()) {
+        let verifying = Instant::now();
+        let verified = verify(&hit.chunk, repo_root(manifest, &hit.chunk.repo).as_deref());
+        verify_time += verifying.elapsed();
+        match verified {
             Verified::Keep(freshness) => citations.push(cite(hit, freshness, &terms)),
             Verified::Drop(reason) => dropped.push(DroppedCitation {
                 citation: location(&hit.chunk),
@@ -199,6 +205,7 @@ pub fn ask(
         dropped,
         timings: results.timings,
         answer_time: started.elapsed(),
+        verify_time,
         generated: None,
     })
 }

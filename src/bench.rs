@@ -579,6 +579,7 @@ fn time_scenario(
                 bm25,
                 vector,
                 fuse,
+                ..
             } = results.timings;
             for (slot, d) in stages.iter_mut().zip([embed, bm25, vector, fuse]) {
                 slot.push(ms(d));

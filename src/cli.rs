@@ -495,8 +495,8 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
     let m = &t.timings_ms;
     writeln!(
         out,
-        "time  {:.1} ms: embed {:.1}, bm25 {:.1}, vector {:.1}, fuse {:.1}, answer {:.1}",
-        m.total, m.embed, m.bm25, m.vector, m.fuse, m.answer
+        "time  {:.1} ms: analyze {:.2}, embed {:.1}, bm25 {:.1}, vector {:.1}, fuse {:.1}, answer {:.1} (verify {:.1}), llm {:.1}",
+        m.total, m.analyze, m.embed, m.bm25, m.vector, m.fuse, m.answer, m.verify, m.llm
     )?;
     match t.confident {
         Some(true) => writeln!(out, "answer: confident")?,

@@ -108,6 +108,9 @@ pub struct BudgetConfig {
     /// Milliseconds a question may take end to end; an LLM answer that would not fit is
     /// skipped for the extractive one, and traces flag queries over it.
     pub query_ms: Option<u64>,
+    /// The most one LLM answer may cost, in US dollars, at `[llm] usd_per_1k_tokens`: fewer
+    /// sources are sent to stay under it, and no request is made when none fits.
+    pub max_llm_cost_usd: Option<f64>,
 }
 
 /// Embedding model settings (`[model]`).
@@ -240,6 +243,7 @@ impl Config {
         crate::llm::AnswerSettings {
             llm: self.llm.clone(),
             budget: self.budget.query_ms.map(std::time::Duration::from_millis),
+            max_cost_usd: self.budget.max_llm_cost_usd,
         }
     }
 

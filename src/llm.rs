@@ -27,7 +27,7 @@ with its source number in square brackets, like [2], or with a line range inside
 source, like [2:14-18]. If the sources do not answer the question, say so.";
 
 /// `[llm]` in codeq.toml: where generated answers come from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmConfig {
     /// Base URL of an OpenAI-compatible API, e.g. `http://127.0.0.1:8080/v1`.
@@ -46,15 +46,20 @@ pub struct LlmConfig {
     /// Most tokens the reply may have.
     #[serde(default = "default_max_answer_tokens")]
     pub max_answer_tokens: usize,
+    /// Price per 1,000 tokens (prompt and reply alike), for `[budget] max_llm_cost_usd`.
+    #[serde(default)]
+    pub usd_per_1k_tokens: Option<f64>,
 }
 
 /// How answers are produced: the optional LLM and the per-query latency budget.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnswerSettings {
     /// The LLM answerer, when `[llm]` is configured.
     pub llm: Option<LlmConfig>,
     /// `[budget] query_ms`: the time a question may take end to end.
     pub budget: Option<Duration>,
+    /// `[budget] max_llm_cost_usd`: the most one LLM answer may cost.
+    pub max_cost_usd: Option<f64>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -100,6 +105,9 @@ pub struct Generated {
     pub sources_sent: usize,
     /// Estimated context tokens sent.
     pub context_tokens: usize,
+    /// Estimated cost of the request at its most (context plus the longest reply), when
+    /// `usd_per_1k_tokens` is set.
+    pub estimated_cost_usd: Option<f64>,
     /// Time spent on the endpoint.
     pub latency_ms: f64,
 }
@@ -239,16 +247,36 @@ pub fn verify_reply(
     (cleaned.into_owned(), valid, removed)
 }
 
+/// The context tokens a request may use: `max_context_tokens`, lowered so that context
+/// plus the longest reply stays within `max_cost_usd` at the configured price.
+fn context_allowance(config: &LlmConfig, max_cost_usd: Option<f64>) -> usize {
+    match (config.usd_per_1k_tokens, max_cost_usd) {
+        (Some(price), Some(max)) if price > 0.0 => {
+            let affordable = (max / price * 1000.0).floor() as usize;
+            affordable
+                .saturating_sub(config.max_answer_tokens)
+                .min(config.max_context_tokens)
+        }
+        _ => config.max_context_tokens,
+    }
+}
+
 /// Asks the endpoint to answer `answer.question` from `answer`'s citations within
-/// `time_left`, and verifies the reply. Never fails: every problem becomes a `fallback`.
-pub fn generate(config: &LlmConfig, answer: &Answer, time_left: Option<Duration>) -> Generated {
+/// `time_left` and `max_cost_usd`, and verifies the reply. Never fails: every problem
+/// becomes a `fallback`.
+pub fn generate(
+    config: &LlmConfig,
+    answer: &Answer,
+    time_left: Option<Duration>,
+    max_cost_usd: Option<f64>,
+) -> Generated {
     let started = Instant::now();
     let flagged = flagged_sources(&answer.citations);
-    let (messages, sent, tokens) = messages(
-        &answer.question,
-        &answer.citations,
-        config.max_context_tokens,
-    );
+    let allowance = context_allowance(config, max_cost_usd);
+    let (messages, sent, tokens) = messages(&answer.question, &answer.citations, allowance);
+    let estimated_cost_usd = config
+        .usd_per_1k_tokens
+        .map(|price| (tokens + config.max_answer_tokens) as f64 / 1000.0 * price);
     let mut generated = Generated {
         model: config.model.clone(),
         prompt_version: PROMPT_VERSION.to_string(),
@@ -259,12 +287,17 @@ pub fn generate(config: &LlmConfig, answer: &Answer, time_left: Option<Duration>
         flagged_sources: flagged,
         sources_sent: sent,
         context_tokens: tokens,
+        estimated_cost_usd,
         latency_ms: 0.0,
     };
     let timeout = Duration::from_millis(config.timeout_ms);
     let timeout = time_left.map_or(timeout, |left| left.min(timeout));
     let outcome = if answer.citations.is_empty() {
         Err("no sources were retrieved, so there is nothing to answer from".to_string())
+    } else if tokens > allowance {
+        Err(format!(
+            "the cost budget ([budget] max_llm_cost_usd) allows {allowance} context tokens, less than the question and one source ({tokens})"
+        ))
     } else if timeout.is_zero() {
         Err("the query's latency budget was spent before the model could be asked".to_string())
     } else {
@@ -283,6 +316,14 @@ pub fn generate(config: &LlmConfig, answer: &Answer, time_left: Option<Duration>
         Err(reason) => generated.fallback = Some(reason),
     }
     generated.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::debug!(
+        model = %generated.model,
+        fallback = ?generated.fallback,
+        removed = generated.removed.len(),
+        flagged = ?generated.flagged_sources,
+        latency_ms = generated.latency_ms,
+        "llm answer"
+    );
     generated
 }
 
@@ -421,6 +462,38 @@ mod tests {
         assert_eq!(sent, 2);
         let user = messages[1]["content"].as_str().unwrap();
         assert_eq!(user.matches("</source>").count(), 2, "{user}");
+    }
+
+    #[test]
+    fn the_cost_budget_lowers_the_context_allowance() {
+        let config = LlmConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "m".into(),
+            api_key_env: None,
+            timeout_ms: 1000,
+            max_context_tokens: 6000,
+            max_answer_tokens: 500,
+            usd_per_1k_tokens: Some(0.01),
+        };
+        assert_eq!(context_allowance(&config, None), 6000);
+        // $0.02 buys 2,000 tokens: 1,500 for context after the 500 of the reply.
+        assert_eq!(context_allowance(&config, Some(0.02)), 1500);
+        assert_eq!(context_allowance(&config, Some(0.001)), 0);
+        let answer = Answer {
+            question: "q".into(),
+            confident: true,
+            summary: String::new(),
+            citations: vec![source((1, 2), "def f(): pass", Freshness::Current)],
+            files: Vec::new(),
+            dropped: Vec::new(),
+            timings: Default::default(),
+            answer_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+            generated: None,
+        };
+        let g = generate(&config, &answer, None, Some(0.001));
+        assert!(g.fallback.unwrap().contains("cost budget"));
+        assert!(g.estimated_cost_usd.is_some());
     }
 
     #[test]

@@ -214,6 +214,7 @@ pub fn search_json(
         "overlaps_removed": results.overlaps_removed,
         "results": hits,
         "timings_ms": {
+            "analyze": ms(results.timings.analyze),
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
             "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
         },

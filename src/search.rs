@@ -150,6 +150,8 @@ pub struct SearchHit {
 /// Time per retrieval stage.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SearchTimings {
+    /// Query analysis: terms, query kind, lane weights.
+    pub analyze: Duration,
     /// Embedding the query.
     pub embed: Duration,
     /// BM25 lane.
@@ -451,8 +453,10 @@ pub fn search(
         });
     }
     let mut timings = SearchTimings::default();
+    let started = Instant::now();
     let terms = query_terms(query);
     let analysis = QueryAnalysis::of(query);
+    timings.analyze = started.elapsed();
     let (bm25_weight, vector_weight) = (analysis.bm25_weight, analysis.vector_weight);
     let candidates = match options.language {
         Some(_) => options.candidates.saturating_mul(LANGUAGE_POOL_FACTOR),
@@ -553,6 +557,14 @@ pub fn search(
     let overlaps_removed = before - hits.len();
     hits.truncate(options.k);
     timings.fuse = started.elapsed();
+    tracing::debug!(
+        query,
+        kind = ?analysis.kind,
+        bm25_candidates = bm25.len(),
+        hits = hits.len(),
+        ?timings,
+        "search"
+    );
     Ok(SearchResults {
         hits,
         terms,

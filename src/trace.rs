@@ -143,9 +143,12 @@ pub struct TracedGeneration {
     pub latency_ms: f64,
 }
 
-/// Time per stage, milliseconds.
+/// Time per stage, milliseconds. (No reranker exists yet, so there is no rerank stage.)
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageMillis {
+    /// Query analysis.
+    #[serde(default)]
+    pub analyze: f64,
     /// Embedding the query.
     pub embed: f64,
     /// BM25 lane.
@@ -154,8 +157,14 @@ pub struct StageMillis {
     pub vector: f64,
     /// Fusion and ranking.
     pub fuse: f64,
+    /// Checking citations against the files on disk (part of `answer`).
+    #[serde(default)]
+    pub verify: f64,
     /// Verification and composition of the answer.
     pub answer: f64,
+    /// The LLM answerer, when configured.
+    #[serde(default)]
+    pub llm: f64,
     /// End to end.
     pub total: f64,
 }
@@ -191,7 +200,12 @@ fn new_id() -> String {
 }
 
 impl Trace {
-    fn new(input: &TraceInput, timings: &SearchTimings, answer: Duration) -> Trace {
+    fn new(
+        input: &TraceInput,
+        timings: &SearchTimings,
+        answer: Duration,
+        verify: Duration,
+    ) -> Trace {
         Trace {
             id: new_id(),
             recorded_unix_ms: SystemTime::now()
@@ -206,11 +220,14 @@ impl Trace {
             repos: input.scope.repos.clone(),
             language: input.scope.language.clone(),
             timings_ms: StageMillis {
+                analyze: millis(timings.analyze),
                 embed: millis(timings.embed),
                 bm25: millis(timings.bm25),
                 vector: millis(timings.vector),
                 fuse: millis(timings.fuse),
+                verify: millis(verify),
                 answer: millis(answer),
+                llm: 0.0,
                 total: millis(input.total),
             },
             candidates: Vec::new(),
@@ -225,14 +242,20 @@ impl Trace {
 
     /// The trace of a search.
     fn of_search(input: &TraceInput, hits: &[SearchHit], timings: &SearchTimings) -> Trace {
-        let mut trace = Trace::new(input, timings, Duration::ZERO);
+        let mut trace = Trace::new(input, timings, Duration::ZERO, Duration::ZERO);
         trace.candidates = hits.iter().map(traced_hit).collect();
         trace
     }
 
     /// The trace of an answer.
     fn of_answer(input: &TraceInput, answer: &Answer) -> Trace {
-        let mut trace = Trace::new(input, &answer.timings, answer.answer_time);
+        let mut trace = Trace::new(
+            input,
+            &answer.timings,
+            answer.answer_time,
+            answer.verify_time,
+        );
+        trace.timings_ms.llm = answer.generated.as_ref().map_or(0.0, |g| g.latency_ms);
         trace.candidates = answer
             .citations
             .iter()
@@ -429,7 +452,12 @@ pub fn traced_ask(
         let left = settings
             .budget
             .map(|budget| budget.saturating_sub(started.elapsed()));
-        answer.generated = Some(crate::llm::generate(llm, &answer, left));
+        answer.generated = Some(crate::llm::generate(
+            llm,
+            &answer,
+            left,
+            settings.max_cost_usd,
+        ));
     }
     let input = TraceInput {
         surface,
@@ -457,6 +485,7 @@ fn rotated_path(dir: &IndexDir) -> PathBuf {
 /// A log that cannot be written (a read-only index folder, say) costs the trace, not the
 /// query: the caller gets the error to mention once.
 fn record(dir: &IndexDir, trace: &Trace) -> TraceId {
+    tracing::debug!(id = %trace.id, surface = %trace.surface, total_ms = trace.timings_ms.total, "trace");
     let path = trace_path(dir);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
         std::fs::rename(&path, rotated_path(dir))

@@ -130,12 +130,14 @@ pub fn answer() -> Answer {
         citations,
         dropped: Vec::new(),
         timings: SearchTimings {
+            analyze: Duration::ZERO,
             embed: Duration::from_millis(3),
             bm25: Duration::from_millis(1),
             vector: Duration::from_millis(4),
             fuse: Duration::from_millis(2),
         },
         answer_time: Duration::from_millis(1),
+        verify_time: Duration::ZERO,
         generated: None,
     }
 }
@@ -151,6 +153,7 @@ pub fn empty_answer() -> Answer {
         dropped: Vec::new(),
         timings: SearchTimings::default(),
         answer_time: Duration::ZERO,
+        verify_time: Duration::ZERO,
         generated: None,
     }
 }
