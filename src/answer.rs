@@ -137,6 +137,9 @@ pub struct Answer {
     pub answer_time: Duration,
     /// The part of `answer_time` spent checking citations against the files on disk.
     pub verify_time: Duration,
+    /// Every fused candidate the answer was chosen from (for traces; not in `--json`).
+    #[serde(skip)]
+    pub candidates: Vec<SearchHit>,
     /// The LLM's verified answer, or why the extractive answer stands (only with `[llm]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated: Option<crate::llm::Generated>,
@@ -153,7 +156,8 @@ pub fn ask(
         k: options.k.saturating_mul(FILE_POOL_FACTOR),
         ..options.clone()
     };
-    let results = search::search(reader, embedder, question, &pool)?;
+    let mut results = search::search(reader, embedder, question, &pool)?;
+    let candidates = std::mem::take(&mut results.candidates);
     let started = Instant::now();
     let manifest = reader.manifest();
     let terms = results.terms.clone();
@@ -206,6 +210,7 @@ pub fn ask(
         timings: results.timings,
         answer_time: started.elapsed(),
         verify_time,
+        candidates,
         generated: None,
     })
 }

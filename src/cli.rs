@@ -503,7 +503,8 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
         Some(false) => writeln!(out, "answer: no confident answer (weak evidence)")?,
         None => {}
     }
-    for (i, hit) in t.candidates.iter().enumerate() {
+    let kept: Vec<&trace::TracedHit> = t.candidates.iter().filter(|h| h.kept).collect();
+    for (i, hit) in kept.iter().enumerate() {
         writeln!(out, "{:>2}. {}  {}", i + 1, hit.citation, hit.symbol)?;
         if let Some(c) = t.citations.iter().find(|c| c.citation == hit.citation) {
             writeln!(
@@ -512,35 +513,24 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
                 c.confidence, c.freshness, c.why
             )?;
         }
-        let mut lanes = Vec::new();
-        if let Some(rank) = hit.bm25_rank {
-            let score = hit
-                .bm25_score
-                .map_or(String::new(), |s| format!(", score {s:.2}"));
-            lanes.push(format!("BM25 #{rank}{score}"));
-        }
-        if let Some(rank) = hit.vector_rank {
-            let distance = hit
-                .vector_distance
-                .map_or(String::new(), |d| format!(", distance {d:.3}"));
-            lanes.push(format!("vector #{rank}{distance}"));
-        }
-        let boosts: String = hit
-            .boosts
-            .iter()
-            .map(|b| format!(" x {:.2} ({})", b.factor, b.reason))
-            .collect();
+        writeln!(out, "    {}", ranking_of(hit))?;
+    }
+    let cut: Vec<&trace::TracedHit> = t.candidates.iter().filter(|h| !h.kept).collect();
+    if !cut.is_empty() {
         writeln!(
             out,
-            "    {} -> fused {:.4}{boosts} = {:.4}",
-            if lanes.is_empty() {
-                "no lane".into()
-            } else {
-                lanes.join(", ")
-            },
-            hit.fused_score,
-            hit.score
+            "{} more candidates were cut (overlap with a better chunk, k, or the file ranking); the best:",
+            cut.len()
         )?;
+        for hit in cut.iter().take(5) {
+            writeln!(
+                out,
+                "    {}  {}: {}",
+                hit.citation,
+                hit.symbol,
+                ranking_of(hit)
+            )?;
+        }
     }
     for (citation, reason) in &t.dropped {
         writeln!(out, "dropped {citation}: {reason}")?;
@@ -577,6 +567,38 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// "BM25 #1, score 4.10, vector #2, distance 0.310 -> fused 0.0325 x 1.60 (…) = 0.0520".
+fn ranking_of(hit: &trace::TracedHit) -> String {
+    let mut lanes = Vec::new();
+    if let Some(rank) = hit.bm25_rank {
+        let score = hit
+            .bm25_score
+            .map_or(String::new(), |s| format!(", score {s:.2}"));
+        lanes.push(format!("BM25 #{rank}{score}"));
+    }
+    if let Some(rank) = hit.vector_rank {
+        let distance = hit
+            .vector_distance
+            .map_or(String::new(), |d| format!(", distance {d:.3}"));
+        lanes.push(format!("vector #{rank}{distance}"));
+    }
+    let boosts: String = hit
+        .boosts
+        .iter()
+        .map(|b| format!(" x {:.2} ({})", b.factor, b.reason))
+        .collect();
+    format!(
+        "{} -> fused {:.4}{boosts} = {:.4}",
+        if lanes.is_empty() {
+            "no lane".to_string()
+        } else {
+            lanes.join(", ")
+        },
+        hit.fused_score,
+        hit.score
+    )
 }
 
 fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {

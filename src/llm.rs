@@ -489,6 +489,7 @@ mod tests {
             timings: Default::default(),
             answer_time: Duration::ZERO,
             verify_time: Duration::ZERO,
+            candidates: Vec::new(),
             generated: None,
         };
         let g = generate(&config, &answer, None, Some(0.001));

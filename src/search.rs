@@ -175,6 +175,9 @@ pub struct SearchResults {
     pub overlaps_removed: usize,
     /// Stage timings.
     pub timings: SearchTimings,
+    /// Every fused candidate of both lanes, ranked, before overlap removal and the cut to
+    /// `k` (what traces record).
+    pub candidates: Vec<SearchHit>,
 }
 
 /// What a query looks like, which decides how much each lane counts in the fusion.
@@ -552,6 +555,7 @@ pub fn search(
             .total_cmp(&a.score)
             .then_with(|| a.chunk.chunk_id.cmp(&b.chunk.chunk_id))
     });
+    let candidates = hits.clone();
     let before = hits.len();
     let mut hits = without_overlaps(hits);
     let overlaps_removed = before - hits.len();
@@ -571,6 +575,7 @@ pub fn search(
         analysis,
         overlaps_removed,
         timings,
+        candidates,
     })
 }
 

@@ -50,6 +50,10 @@ pub struct TracedHit {
     pub boosts: Vec<TracedBoost>,
     /// Final score.
     pub score: f64,
+    /// Whether it made the results (search) or was cited (ask); the others were cut by
+    /// overlap with a better chunk, by `k`, or by the answer's file ranking.
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// A boost as recorded.
@@ -241,9 +245,18 @@ impl Trace {
     }
 
     /// The trace of a search.
-    fn of_search(input: &TraceInput, hits: &[SearchHit], timings: &SearchTimings) -> Trace {
-        let mut trace = Trace::new(input, timings, Duration::ZERO, Duration::ZERO);
-        trace.candidates = hits.iter().map(traced_hit).collect();
+    fn of_search(input: &TraceInput, results: &SearchResults) -> Trace {
+        let mut trace = Trace::new(input, &results.timings, Duration::ZERO, Duration::ZERO);
+        let kept: Vec<&str> = results
+            .hits
+            .iter()
+            .map(|h| h.chunk.chunk_id.as_str())
+            .collect();
+        trace.candidates = results
+            .candidates
+            .iter()
+            .map(|h| traced_hit(h, kept.contains(&h.chunk.chunk_id.as_str())))
+            .collect();
         trace
     }
 
@@ -256,21 +269,18 @@ impl Trace {
             answer.verify_time,
         );
         trace.timings_ms.llm = answer.generated.as_ref().map_or(0.0, |g| g.latency_ms);
-        trace.candidates = answer
+        let cited: Vec<String> = answer
             .citations
             .iter()
-            .map(|c| TracedHit {
-                citation: c.citation.clone(),
-                repo: c.repo.clone(),
-                path: c.path.clone(),
-                symbol: c.symbol.clone(),
-                bm25_rank: c.bm25_rank,
-                bm25_score: None,
-                vector_rank: c.vector_rank,
-                vector_distance: None,
-                fused_score: c.fused_score,
-                boosts: traced_boosts(&c.boosts),
-                score: c.score,
+            .map(|c| c.citation.clone())
+            .collect();
+        trace.candidates = answer
+            .candidates
+            .iter()
+            .map(|h| {
+                let c = &h.chunk;
+                let citation = format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line);
+                traced_hit(h, cited.contains(&citation))
             })
             .collect();
         trace.citations = answer
@@ -351,7 +361,7 @@ fn traced_boosts(boosts: &[Boost]) -> Vec<TracedBoost> {
         .collect()
 }
 
-fn traced_hit(hit: &SearchHit) -> TracedHit {
+fn traced_hit(hit: &SearchHit, kept: bool) -> TracedHit {
     let c = &hit.chunk;
     TracedHit {
         citation: format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
@@ -365,6 +375,7 @@ fn traced_hit(hit: &SearchHit) -> TracedHit {
         fused_score: hit.fused_score,
         boosts: traced_boosts(&hit.boosts),
         score: hit.score,
+        kept,
     }
 }
 
@@ -425,10 +436,7 @@ pub fn traced_search(
         scope,
         total: started.elapsed(),
     };
-    let id = record(
-        dir,
-        &Trace::of_search(&input, &results.hits, &results.timings),
-    );
+    let id = record(dir, &Trace::of_search(&input, &results));
     Ok((results, id))
 }
 

@@ -38,6 +38,11 @@ fn an_answer_s_trace_explains_its_citations() {
         .map(|c| c["citation"].as_str().unwrap())
         .collect();
     assert_eq!(shown, traced_citations);
+    // The whole fused pool is kept, the cited part marked.
+    let candidates = t["candidates"].as_array().unwrap();
+    assert!(candidates.len() > shown.len(), "{}", candidates.len());
+    let kept = candidates.iter().filter(|c| c["kept"] == true).count();
+    assert_eq!(kept, shown.len());
     assert!(t["timings_ms"]["total"].as_f64().unwrap() > 0.0);
 
     // (--last is checked in the ACL test: tests of this binary trace in parallel.)

@@ -138,6 +138,7 @@ pub fn answer() -> Answer {
         },
         answer_time: Duration::from_millis(1),
         verify_time: Duration::ZERO,
+        candidates: Vec::new(),
         generated: None,
     }
 }
@@ -154,6 +155,7 @@ pub fn empty_answer() -> Answer {
         timings: SearchTimings::default(),
         answer_time: Duration::ZERO,
         verify_time: Duration::ZERO,
+        candidates: Vec::new(),
         generated: None,
     }
 }
