@@ -105,7 +105,7 @@ pub struct Trace {
     pub repos: Vec<String>,
     /// Language restriction.
     pub language: Option<String>,
-    /// Milliseconds per stage: embed, bm25, vector, fuse, answer (verify and compose), total.
+    /// Milliseconds per stage.
     pub timings_ms: StageMillis,
     /// The ranked candidates (the fused pool, best first).
     pub candidates: Vec<TracedHit>,
