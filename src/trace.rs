@@ -319,7 +319,10 @@ impl Trace {
     /// Removes candidates and citations `access` may not read now, counting them.
     fn redact(mut self, access: &Access) -> Trace {
         let filter = &access.filter;
-        let before = self.candidates.len() + self.citations.len() + self.dropped.len();
+        let before =
+            self.candidates.len() + self.citations.len() + self.dropped.len() + self.repos.len();
+        // A repository restriction names repositories: keep only those still visible.
+        self.repos.retain(|r| filter.admits_repo(r));
         self.candidates.retain(|h| filter.admits(&h.repo, &h.path));
         self.citations.retain(|c| filter.admits(&c.repo, &c.path));
         // Dropped citations carry only their location: keep those whose repository the
@@ -334,8 +337,9 @@ impl Trace {
                 })
             })
         });
-        self.withheld +=
-            before - (self.candidates.len() + self.citations.len() + self.dropped.len());
+        let after =
+            self.candidates.len() + self.citations.len() + self.dropped.len() + self.repos.len();
+        self.withheld += before - after;
         self
     }
 

@@ -92,7 +92,15 @@ fn traces_stay_with_their_principal_and_follow_acl_changes() {
     };
     let (_, carol) = as_user("carol", &["ask", "how are search queries parsed"]);
     let carol_id = carol["trace_id"].as_str().unwrap().to_string();
-    let (_, alice) = as_user("alice", &["ask", "how are refunds paid to the customer"]);
+    let (_, alice) = as_user(
+        "alice",
+        &[
+            "ask",
+            "how are refunds paid to the customer",
+            "--repo",
+            "payments",
+        ],
+    );
     let alice_id = alice["trace_id"].as_str().unwrap().to_string();
 
     // alice cannot read carol's trace, and cannot tell it from a missing one.
@@ -120,6 +128,11 @@ fn traces_stay_with_their_principal_and_follow_acl_changes() {
     let text = after["trace"]["candidates"].to_string() + &after["trace"]["citations"].to_string();
     assert!(!text.contains("payments"), "{after}");
     assert!(after["trace"]["withheld"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(
+        after["trace"]["repos"],
+        serde_json::json!([]),
+        "the restriction named payments"
+    );
 }
 
 #[test]
