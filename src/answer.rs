@@ -277,9 +277,8 @@ pub fn read_citation(
     let Some(first) = indexed.first() else {
         return Err(not_visible());
     };
-    let file = manifest.root.join(&repo.path).join(path);
-    let bytes = std::fs::read(&file).map_err(|_| {
-        lines_error("the file is not on disk any more (or the index's root is not on this machine); re-run `codeq index`".into())
+    let bytes = read_working_file(&manifest.root.join(&repo.path), path).map_err(|_| {
+        lines_error("the file is not on disk as indexed any more (gone, replaced by a link or a special file, or the index's root is not on this machine); re-run `codeq index`".into())
     })?;
     let freshness = if sha256_hex(&bytes) == first.file_hash {
         Freshness::Current
@@ -315,6 +314,41 @@ pub fn read_citation(
     })
 }
 
+/// Largest working-tree file read back for verification or display.
+pub const MAX_WORKING_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads the working-tree file `rel` (a path as indexed) of the repository at `repo_root`,
+/// the way the walker saw it: a regular file reached without following any symlink, at most
+/// [`MAX_WORKING_FILE_BYTES`]. A file swapped for a symlink (to another repository, to
+/// `/etc/shadow`, to a FIFO) is refused rather than followed, so nothing outside what was
+/// indexed can be read back through a citation.
+pub fn read_working_file(repo_root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind, Read};
+    let path = repo_root.join(rel);
+    let meta = std::fs::symlink_metadata(&path)?;
+    if !meta.file_type().is_file() {
+        return Err(IoError::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    // No component may be a symlink either: the resolved path must be the literal one.
+    if path.canonicalize()? != repo_root.canonicalize()?.join(rel) {
+        return Err(IoError::new(
+            ErrorKind::InvalidInput,
+            "the path goes through a symlink",
+        ));
+    }
+    if meta.len() > MAX_WORKING_FILE_BYTES {
+        return Err(IoError::new(
+            ErrorKind::InvalidInput,
+            "the file is too large",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(&path)?
+        .take(MAX_WORKING_FILE_BYTES)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The folder of repository `repo` on this machine, as the manifest records it.
 fn repo_root(manifest: &Manifest, repo: &str) -> Option<PathBuf> {
     manifest
@@ -345,11 +379,12 @@ fn verify(chunk: &Chunk, repo_root: Option<&Path>) -> Verified {
     if !repo_root.is_dir() {
         return Verified::Keep(Freshness::Unverified);
     }
-    let path: PathBuf = repo_root.join(&chunk.path);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match read_working_file(repo_root, &chunk.path) {
         Ok(b) => b,
         Err(_) => {
-            return Verified::Drop("the file no longer exists; re-run `codeq index`".into());
+            return Verified::Drop(
+                "the file no longer exists as indexed (gone, or replaced by a link or a special file); re-run `codeq index`".into(),
+            );
         }
     };
     if sha256_hex(&bytes) == chunk.file_hash {

@@ -1003,8 +1003,8 @@ fn write_generated(out: &mut impl Write, g: &crate::llm::Generated) -> std::io::
     Ok(())
 }
 
-/// Records each eval answer as a trace (surface `eval`) under the principal it was asked
-/// as: the question's own `as` when the run's principal reads everything, else the run's.
+/// Records each eval answer as a trace (surface `eval`) of the principal who runs the eval,
+/// noting the principal each question was asked as.
 fn eval_tracer<'a>(
     dir: &'a IndexDir,
     reader: &'a IndexReader,
@@ -1015,15 +1015,13 @@ fn eval_tracer<'a>(
     move |question, asked_as, answer, elapsed| {
         let principal = match &access.mode {
             AccessMode::SingleUser => None,
-            AccessMode::Acl { principal, .. } if access.sees_everything() => {
-                Some(asked_as.unwrap_or(principal))
-            }
             AccessMode::Acl { principal, .. } => Some(principal.as_str()),
         };
         let id = trace::record_eval_answer(
             dir,
             reader,
             principal,
+            asked_as,
             &question.question,
             k,
             answer,

@@ -91,8 +91,12 @@ pub struct Trace {
     pub recorded_unix_ms: u64,
     /// `search`, `ask`, `tui` or `mcp`.
     pub surface: String,
-    /// Who asked: `single_user`, or the principal under an ACL.
+    /// Who asked (`None`: single-user mode); only they can read the trace.
     pub principal: Option<String>,
+    /// For eval questions asked `as` another principal: that principal (the trace
+    /// belongs to whoever ran the eval, whose question text it holds).
+    #[serde(default)]
+    pub asked_as: Option<String>,
     /// The generation that answered.
     pub generation: String,
     /// Embedding model id.
@@ -217,6 +221,7 @@ impl Trace {
                 .map_or(0, |d| d.as_millis() as u64),
             surface: input.surface.to_string(),
             principal: input.principal.map(str::to_string),
+            asked_as: None,
             generation: input.reader.generation().to_string(),
             model: input.reader.manifest().model.id.clone(),
             query: input.query.to_string(),
@@ -343,11 +348,11 @@ impl Trace {
         self
     }
 
-    /// Whether `access` may read this trace: its own principal, or one who reads everything.
+    /// Whether `access` may read this trace: only the principal who asked. Nobody audits
+    /// others' traces through codeq: "reads everything" is judged against the repositories
+    /// indexed now, so a principal could qualify after a repository left the index and then
+    /// read what others were shown from it. In single-user mode there is one user.
     pub fn visible_to(&self, access: &Access) -> bool {
-        if access.sees_everything() {
-            return true;
-        }
         match &access.mode {
             AccessMode::SingleUser => true,
             AccessMode::Acl { principal, .. } => self.principal.as_deref() == Some(principal),
@@ -390,11 +395,14 @@ fn principal_of(access: &Access) -> Option<&str> {
     }
 }
 
-/// Records the trace of an answer `codeq eval` produced for `question` as `principal`.
+/// Records the trace of an answer `codeq eval` produced for `question`: it belongs to the
+/// principal who ran the eval (`principal`), and notes the one it was asked as.
+#[allow(clippy::too_many_arguments)]
 pub fn record_eval_answer(
     dir: &IndexDir,
     reader: &IndexReader,
     principal: Option<&str>,
+    asked_as: Option<&str>,
     question: &str,
     k: usize,
     answer: &Answer,
@@ -412,7 +420,9 @@ pub fn record_eval_answer(
         scope: &scope,
         total,
     };
-    record(dir, &Trace::of_answer(&input, answer))
+    let mut trace = Trace::of_answer(&input, answer);
+    trace.asked_as = asked_as.map(str::to_string);
+    record(dir, &trace)
 }
 
 /// A query's trace id, or why its trace could not be written (the query still counts).
@@ -551,6 +561,7 @@ mod tests {
             recorded_unix_ms: 0,
             surface: "search".into(),
             principal: principal.map(str::to_string),
+            asked_as: None,
             generation: "g000001".into(),
             model: "m".into(),
             query: "q".into(),

@@ -345,3 +345,51 @@ fn the_specification_s_examples_get_well_formed_replies() {
     assert_eq!(ping["id"], "123");
     assert_eq!(ping["result"], json!({}));
 }
+
+/// A cited file swapped for a symlink after indexing (to another repository, or outside
+/// the root) is not followed: read_citation refuses it instead of returning the target.
+#[test]
+fn read_citation_does_not_follow_a_file_swapped_for_a_symlink() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("corpus");
+    for (path, text) in [
+        (
+            "pub/docs/guide.md",
+            "# Guide\n\nHow to publish a release.\n",
+        ),
+        ("secret/keys.py", "API_KEY = \"sk-SECRET-12345\"\n"),
+    ] {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    common::commit_all(&root.join("pub"), &[]);
+    common::commit_all(&root.join("secret"), &[]);
+    let out = common::codeq(&root, &["index", "."]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let acl = home.path().join("acl.toml");
+    std::fs::write(
+        &acl,
+        "[[acl.grant]]\nrepos = [\"pub\"]\nread = [\"carol\"]\n",
+    )
+    .unwrap();
+    let mut client = Client::start(&root, &["--acl", acl.to_str().unwrap(), "--as", "carol"]);
+    client.initialize("2025-11-25");
+    let (error, before) = client.call(
+        "read_citation",
+        json!({"citation": "pub:docs/guide.md:1-1"}),
+    );
+    assert!(!error, "{before}");
+
+    let guide = root.join("pub/docs/guide.md");
+    std::fs::remove_file(&guide).unwrap();
+    std::os::unix::fs::symlink("../../secret/keys.py", &guide).unwrap();
+    let (error, after) = client.call(
+        "read_citation",
+        json!({"citation": "pub:docs/guide.md:1-1"}),
+    );
+    assert!(error, "{after}");
+    assert!(!after.to_string().contains("sk-SECRET"), "{after}");
+    let (_, asked) = client.call("ask", json!({"question": "how to publish a release"}));
+    assert!(!asked.to_string().contains("sk-SECRET"), "{asked}");
+}

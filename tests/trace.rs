@@ -77,6 +77,7 @@ fn write_acl(path: &Path, carol_reads: &str, alice_reads: &str) {
 
 #[test]
 fn traces_stay_with_their_principal_and_follow_acl_changes() {
+    // (eval traces belong to whoever ran the eval: see every_eval_question_leaves_a_trace)
     let fx = fixture();
     let acl = fx.home.join("trace-acl.toml");
     let acl_arg = acl.to_str().unwrap();
@@ -114,10 +115,11 @@ fn traces_stay_with_their_principal_and_follow_acl_changes() {
     as_user("carol", &["search", "rank documents"]);
     let (_, last) = as_user("alice", &["trace", "--last"]);
     assert_eq!(last["trace"]["id"], alice_id.as_str());
-    // Someone who reads everything can audit both.
-    let (out, audit) = as_user("admin", &["trace", &carol_id]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(audit["trace"]["principal"], "carol");
+    // Not even a principal who reads everything reads carol's trace (audit rights judged
+    // against today's repositories could outlive a repository's removal).
+    let (out, _) = as_user("admin", &["trace", &carol_id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).replace(&carol_id, "ID"), missing);
 
     // alice loses payments: her old trace no longer shows it.
     let (_, before) = as_user("alice", &["trace", &alice_id]);
@@ -167,4 +169,52 @@ fn every_eval_question_leaves_a_trace() {
             "{first_cited} vs {files:?}"
         );
     }
+}
+
+/// An eval question asked `as` someone is traced for whoever ran the eval: the question
+/// text (which may quote what that someone may not read) never reaches their traces.
+#[test]
+fn eval_questions_asked_as_someone_are_traced_for_the_one_who_ran_them() {
+    let fx = fixture();
+    let acl = fx.home.join("eval-trace-acl.toml");
+    std::fs::write(
+        &acl,
+        "[[acl.grant]]\nrepos = [\"search-service\"]\nread = [\"erin\"]\n\n[[acl.grant]]\nrepos = [\"*\"]\nread = [\"auditor\"]\n",
+    )
+    .unwrap();
+    let set = fx.home.join("eval-as-erin.toml");
+    std::fs::write(
+        &set,
+        "name = \"as-erin\"\ntier = \"monitoring\"\n\n[[question]]\nid = \"quote\"\nquestion = \"refund_payment reverses the ledger entries TOPSECRET_PHRASE\"\nas = \"erin\"\nforbidden_repos = [\"payments\"]\n",
+    )
+    .unwrap();
+    let acl = acl.to_str().unwrap();
+    let (out, eval) = codeq_json(
+        &fx.root,
+        &[
+            "--acl",
+            acl,
+            "--as",
+            "auditor",
+            "eval",
+            set.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.code().is_some_and(|c| c < 2), "{}", stderr(&out));
+    let id = eval["report"]["sets"][0]["questions"][0]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, mine) = codeq_json(&fx.root, &["--acl", acl, "--as", "auditor", "trace", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mine["trace"]["principal"], "auditor");
+    assert_eq!(mine["trace"]["asked_as"], "erin");
+    let (out, _) = codeq_json(&fx.root, &["--acl", acl, "--as", "erin", "trace", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = codeq(&fx.root, &["--acl", acl, "--as", "erin", "trace", "--last"]);
+    assert!(
+        !stdout(&out).contains("TOPSECRET_PHRASE"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 
 use super::app::{App, Pane, QueryState, current_lines};
 use super::highlight::{self, Token};
-use crate::answer::{Citation, Freshness};
+use crate::answer::{self, Citation, Freshness};
 
 /// Smallest terminal the full layout is drawn in; below it a notice asks for more room.
 pub const MIN_SIZE: (u16, u16) = (40, 12);
@@ -41,20 +41,26 @@ pub struct Preview {
 pub fn load_preview(app: &App) -> Option<Preview> {
     let citation = app.selected_citation()?;
     let (start, end) = current_lines(citation);
+    // Read the file as the walker would (no symlinks, no special files), and show it only
+    // while it still holds the cited code: it may have changed since the answer.
     let on_disk = match citation.freshness {
-        Freshness::Changed => None,
+        Freshness::Changed | Freshness::Missing => None,
         _ => app
-            .file_of(citation)
-            .and_then(|path| std::fs::read_to_string(path).ok()),
+            .session
+            .repo_dirs
+            .get(&citation.repo)
+            .and_then(|dir| answer::read_working_file(dir, &citation.path).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .filter(|text| text.contains(citation.content.trim_end())),
     };
     let (text, first_line, cited, note) = match on_disk {
         Some(text) => (text, 1, (start, end), None),
         None => {
             let note = match citation.freshness {
-                Freshness::Changed => {
+                Freshness::Changed | Freshness::Missing => {
                     "STALE: the file changed since indexing; this is the indexed code"
                 }
-                _ => "the file cannot be read here; this is the indexed code",
+                _ => "the file cannot be read here as indexed; this is the indexed code",
             };
             (
                 citation.content.clone(),
