@@ -96,6 +96,10 @@ pub enum Freshness {
 pub struct DroppedCitation {
     /// `repo:path:start-end` as indexed.
     pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
     /// The reason.
     pub reason: String,
 }
@@ -188,6 +192,8 @@ pub fn ask(
             Verified::Keep(freshness) => citations.push(cite(hit, freshness, &terms)),
             Verified::Drop(reason) => dropped.push(DroppedCitation {
                 citation: location(&hit.chunk),
+                repo: hit.chunk.repo.clone(),
+                path: hit.chunk.path.clone(),
                 reason,
             }),
         }

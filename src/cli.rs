@@ -39,7 +39,9 @@ struct Cli {
     #[arg(long, global = true, env = "CODEQ_MODEL_DIR")]
     model_dir: Option<PathBuf>,
     /// Access-control list (an [acl] section); default: the [acl] of the root's codeq.toml.
-    #[arg(long, global = true, env = "CODEQ_ACL")]
+    /// (A flag only, deliberately not an environment variable: a server process may pass
+    /// its clients' environment through, and the ACL must stay the operator's choice.)
+    #[arg(long, global = true)]
     acl: Option<PathBuf>,
     /// Run queries as this principal (default: CODEQ_USER, else the OS user).
     #[arg(long = "as", global = true, env = "CODEQ_USER", value_name = "USER")]
@@ -532,8 +534,8 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
             )?;
         }
     }
-    for (citation, reason) in &t.dropped {
-        writeln!(out, "dropped {citation}: {reason}")?;
+    for d in &t.dropped {
+        writeln!(out, "dropped {}: {}", d.citation, d.reason)?;
     }
     if let Some(g) = &t.generated {
         let outcome = g.fallback.as_ref().map_or_else(
@@ -645,7 +647,7 @@ fn load_index_embedder(
     Ok(FastEmbedder::load(&model)?)
 }
 
-/// The access-control list that applies to `reader`'s index: `--acl` / `CODEQ_ACL`, else
+/// The access-control list that applies to `reader`'s index: `--acl`, else
 /// the `[acl]` of the root's codeq.toml. An index built with an ACL refuses to run without
 /// one instead of opening up to everybody.
 fn effective_acl(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Result<Option<Acl>> {

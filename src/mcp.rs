@@ -70,11 +70,7 @@ pub fn serve(
             return Ok(());
         }
         let reply = if buffer.len() > MAX_MESSAGE_BYTES {
-            // Skip the rest of the oversized line.
-            let mut rest = Vec::new();
-            input
-                .read_until(b'\n', &mut rest)
-                .map_err(|e| Error::io("cannot read the MCP client's input", e))?;
+            skip_line(&mut input)?;
             Some(error_reply(
                 Value::Null,
                 INVALID_REQUEST,
@@ -91,6 +87,28 @@ pub fn serve(
             writeln!(output, "{reply}")
                 .and_then(|_| output.flush())
                 .map_err(|e| Error::io("cannot write to the MCP client", e))?;
+        }
+    }
+}
+
+/// Discards input up to and including the next newline without buffering it.
+fn skip_line(input: &mut impl BufRead) -> Result<()> {
+    loop {
+        let chunk = input
+            .fill_buf()
+            .map_err(|e| Error::io("cannot read the MCP client's input", e))?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                input.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let len = chunk.len();
+                input.consume(len);
+            }
         }
     }
 }

@@ -59,8 +59,23 @@ impl RepoStatus {
         }
     }
 
+    /// Clears what describes the whole repository (branch, remote, commits, dirty flags)
+    /// for a principal who may read only some of its paths.
+    fn hide_repository_state(&mut self) {
+        self.remote_url = None;
+        self.branch = None;
+        self.indexed_commit = None;
+        self.head = None;
+        self.stale = false;
+        self.dirty_when_indexed = false;
+        self.dirty_now = false;
+    }
+
     /// "current at abc1234567", "STALE: indexed …, HEAD is now …", with dirty state.
     pub fn describe(&self) -> String {
+        if self.paths.is_some() {
+            return "repository state not shown (you may read only part of it)".into();
+        }
         let short = |commit: &Option<String>| {
             commit
                 .as_deref()
@@ -136,6 +151,8 @@ impl Status {
                     status.files = files;
                     status.chunks = chunks;
                     status.paths = Some(globs.iter().map(|g| g.glob().to_string()).collect());
+                    // Whole-repository state moves with files this principal cannot read.
+                    status.hide_repository_state();
                 }
                 status
             })

@@ -115,8 +115,8 @@ pub struct Trace {
     pub candidates: Vec<TracedHit>,
     /// Citations shown (ask only).
     pub citations: Vec<TracedCitation>,
-    /// Citations dropped by verification, and why (`repo:path:lines`, reason).
-    pub dropped: Vec<(String, String)>,
+    /// Citations dropped by verification, and why.
+    pub dropped: Vec<TracedDrop>,
     /// Entries removed when the trace was read because the reader may no longer see
     /// them (the ACL changed since).
     #[serde(default)]
@@ -130,6 +130,19 @@ pub struct Trace {
     pub generated: Option<TracedGeneration>,
     /// Whether the answer was confident (ask only).
     pub confident: Option<bool>,
+}
+
+/// A citation verification dropped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedDrop {
+    /// `repo:path:start-end` as indexed.
+    pub citation: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path inside the repository.
+    pub path: String,
+    /// Why it was dropped.
+    pub reason: String,
 }
 
 /// The LLM answerer's part of a trace.
@@ -306,7 +319,12 @@ impl Trace {
         trace.dropped = answer
             .dropped
             .iter()
-            .map(|d| (d.citation.clone(), d.reason.clone()))
+            .map(|d| TracedDrop {
+                citation: d.citation.clone(),
+                repo: d.repo.clone(),
+                path: d.path.clone(),
+                reason: d.reason.clone(),
+            })
             .collect();
         trace.confident = Some(answer.confident);
         trace.generated = answer.generated.as_ref().map(|g| TracedGeneration {
@@ -330,21 +348,19 @@ impl Trace {
         self.repos.retain(|r| filter.admits_repo(r));
         self.candidates.retain(|h| filter.admits(&h.repo, &h.path));
         self.citations.retain(|c| filter.admits(&c.repo, &c.path));
-        // Dropped citations carry only their location: keep those whose repository the
-        // reader may see at all and whose path is admitted.
-        self.dropped.retain(|(citation, _)| {
-            filter.scopes().is_none_or(|scopes| {
-                scopes.iter().any(|s| {
-                    citation
-                        .strip_prefix(&format!("{}:", s.repo))
-                        .and_then(|rest| rest.rsplit_once(':'))
-                        .is_some_and(|(path, _)| filter.admits(&s.repo, path))
-                })
-            })
-        });
+        self.dropped.retain(|d| filter.admits(&d.repo, &d.path));
         let after =
             self.candidates.len() + self.citations.len() + self.dropped.len() + self.repos.len();
         self.withheld += before - after;
+        if self.withheld > 0
+            && let Some(g) = &mut self.generated
+        {
+            // The model's own words may quote what is withheld now.
+            g.removed.clear();
+            g.fallback = g.fallback.as_ref().map(|_| "withheld".to_string());
+            g.cited_sources.clear();
+            g.flagged_sources.clear();
+        }
         self
     }
 

@@ -795,6 +795,33 @@ fn loading_a_forbidden_chunk_by_id_fails_closed() {
     );
 }
 
+/// A principal who may read only some paths of a repository does not see the state of the
+/// whole repository (HEAD, branch, dirty flags move with files they cannot read).
+#[test]
+fn a_path_restricted_principal_does_not_see_repository_state() {
+    let fx = acl_fixture();
+    let (out, dave) = codeq_json(&fx.root, &["status", "--as", "dave"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let repos = dave["repos"].as_array().unwrap();
+    assert!(!repos.is_empty());
+    for repo in repos {
+        assert!(repo["paths"].is_array(), "{repo}");
+        for hidden in ["head", "indexed_commit", "branch", "remote_url"] {
+            assert!(repo[hidden].is_null(), "{hidden}: {repo}");
+        }
+        assert_eq!(repo["dirty_now"], false);
+    }
+    let (_, alice) = codeq_json(&fx.root, &["status", "--as", "alice"]);
+    assert!(
+        alice["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["head"].is_string()),
+        "{alice}"
+    );
+}
+
 fn truncate(query: &str) -> String {
     query.chars().take(60).collect()
 }
