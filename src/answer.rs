@@ -191,7 +191,7 @@ pub fn ask(
         match verified {
             Verified::Keep(freshness) => citations.push(cite(hit, freshness, &terms)),
             Verified::Drop(reason) => dropped.push(DroppedCitation {
-                citation: location(&hit.chunk),
+                citation: hit.chunk.citation(),
                 repo: hit.chunk.repo.clone(),
                 path: hit.chunk.path.clone(),
                 reason,
@@ -418,13 +418,6 @@ fn find_lines(text: &str, needle: &str) -> Option<(u32, u32)> {
     Some((start, end))
 }
 
-fn location(chunk: &Chunk) -> String {
-    format!(
-        "{}:{}:{}-{}",
-        chunk.repo, chunk.path, chunk.start_line, chunk.end_line
-    )
-}
-
 /// Confidence from the two lanes' evidence: semantic similarity, lexical rank, agreement.
 fn confidence(hit: &SearchHit) -> f32 {
     let semantic = hit
@@ -444,7 +437,7 @@ fn cite(hit: SearchHit, freshness: Freshness, terms: &[String]) -> Citation {
     let why = explain(&hit, terms);
     let chunk = hit.chunk;
     Citation {
-        citation: location(&chunk),
+        citation: chunk.citation(),
         repo: chunk.repo,
         path: chunk.path,
         start_line: chunk.start_line,

@@ -48,6 +48,14 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Where the chunk is, as citations name it: `repo:path:start-end`.
+    pub fn citation(&self) -> String {
+        format!(
+            "{}:{}:{}-{}",
+            self.repo, self.path, self.start_line, self.end_line
+        )
+    }
+
     /// The text handed to the embedding model: where the chunk lives and what it declares,
     /// then its code, so that a method is findable by its type's name and its path.
     pub fn embedding_text(&self) -> String {

@@ -209,7 +209,7 @@ pub fn search_json(
         .map(|h| {
             let c = &h.chunk;
             json!({
-                "citation": format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
+                "citation": c.citation(),
                 "repo": c.repo, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
                 "symbol": c.symbol, "kind": c.kind, "language": c.language,
                 "signature": c.signature, "doc": c.doc,

@@ -17,6 +17,7 @@ use crate::answer::{self, Answer};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
+use crate::report::ms;
 use crate::search::{self, Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
 use crate::store::{IndexDir, IndexReader};
 
@@ -206,16 +207,10 @@ struct TraceInput<'a> {
     pub total: Duration,
 }
 
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// A new id: milliseconds, process and a per-process counter, in hex.
-fn new_id() -> String {
+/// A new id for a trace recorded at `now` (Unix ms): time, process and a per-process
+/// counter, in hex.
+fn new_id(now: u64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{now:x}-{:x}-{n:x}", std::process::id())
 }
@@ -227,11 +222,12 @@ impl Trace {
         answer: Duration,
         verify: Duration,
     ) -> Trace {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Trace {
-            id: new_id(),
-            recorded_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            id: new_id(now),
+            recorded_unix_ms: now,
             surface: input.surface.to_string(),
             principal: input.principal.map(str::to_string),
             asked_as: None,
@@ -242,15 +238,15 @@ impl Trace {
             repos: input.scope.repos.clone(),
             language: input.scope.language.clone(),
             timings_ms: StageMillis {
-                analyze: millis(timings.analyze),
-                embed: millis(timings.embed),
-                bm25: millis(timings.bm25),
-                vector: millis(timings.vector),
-                fuse: millis(timings.fuse),
-                verify: millis(verify),
-                answer: millis(answer),
+                analyze: ms(timings.analyze),
+                embed: ms(timings.embed),
+                bm25: ms(timings.bm25),
+                vector: ms(timings.vector),
+                fuse: ms(timings.fuse),
+                verify: ms(verify),
+                answer: ms(answer),
                 llm: 0.0,
-                total: millis(input.total),
+                total: ms(input.total),
             },
             candidates: Vec::new(),
             citations: Vec::new(),
@@ -297,7 +293,7 @@ impl Trace {
             .iter()
             .map(|h| {
                 let c = &h.chunk;
-                let citation = format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line);
+                let citation = c.citation();
                 traced_hit(h, cited.contains(&citation))
             })
             .collect();
@@ -389,7 +385,7 @@ fn traced_boosts(boosts: &[Boost]) -> Vec<TracedBoost> {
 fn traced_hit(hit: &SearchHit, kept: bool) -> TracedHit {
     let c = &hit.chunk;
     TracedHit {
-        citation: format!("{}:{}:{}-{}", c.repo, c.path, c.start_line, c.end_line),
+        citation: c.citation(),
         repo: c.repo.clone(),
         path: c.path.clone(),
         symbol: c.symbol.clone(),
