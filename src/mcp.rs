@@ -7,6 +7,7 @@
 //! server starts; tool arguments cannot name another one (unknown arguments are refused).
 
 use std::io::{BufRead, Read, Write};
+use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
@@ -146,7 +147,7 @@ pub fn handle(context: &mut McpContext, line: &str) -> Option<Value> {
     let outcome = match method {
         "initialize" => Ok(initialize(&params)),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(json!({ "tools": tool_list() })),
+        "tools/list" => Ok(json!({ "tools": *TOOLS })),
         "tools/call" => call_tool(context, &params),
         other => Err((METHOD_NOT_FOUND, format!("unknown method {other}"))),
     };
@@ -177,7 +178,9 @@ fn initialize(params: &Value) -> Value {
     })
 }
 
-/// The tools and their argument schemas.
+/// The tools and their argument schemas, built once.
+static TOOLS: LazyLock<Value> = LazyLock::new(tool_list);
+
 fn tool_list() -> Value {
     let scope = |k_default: u64| {
         json!({
@@ -263,12 +266,10 @@ fn checked<'a>(
     let object = arguments
         .as_object()
         .ok_or_else(|| "arguments must be an object".to_string())?;
-    let list = tool_list();
-    let schema = list
+    let schema = TOOLS
         .as_array()
         .and_then(|tools| tools.iter().find(|t| t["name"] == tool))
-        .map(|t| t["inputSchema"].clone())
-        .unwrap_or_default();
+        .map_or(&Value::Null, |t| &t["inputSchema"]);
     for key in object.keys() {
         if schema["properties"].get(key).is_none() {
             let hint = if ["as", "user", "principal", "as_user"].contains(&key.as_str()) {
