@@ -257,13 +257,18 @@ impl Acl {
     /// What `principal` may read among `repos` (the index's repository ids). What no
     /// grant allows is denied; a principal who may read everything gets no filter at all.
     pub fn access_for(&self, principal: &str, repos: &[String]) -> Access {
+        // Which grants are the principal's does not depend on the repository.
+        let mine: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| g.readers.iter().any(|r| self.applies_to(r, principal)))
+            .collect();
         let mut scopes = Vec::new();
         for repo in repos {
             let mut whole = false;
             let mut paths: Vec<PathPattern> = Vec::new();
-            for grant in &self.grants {
-                let for_principal = grant.readers.iter().any(|r| self.applies_to(r, principal));
-                if !for_principal || !grant.repos.iter().any(|g| g.is_match(repo)) {
+            for grant in &mine {
+                if !grant.repos.iter().any(|g| g.is_match(repo)) {
                     continue;
                 }
                 match &grant.paths {

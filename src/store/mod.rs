@@ -472,7 +472,7 @@ impl IndexReader {
         if ids.is_empty() || filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let chunks = self.vectors.chunks_by_id(ids, &ChunkFilter::everything())?;
+        let chunks = self.vectors.chunks_by_id(ids)?;
         if chunks.iter().any(|c| !filter.admits(&c.repo, &c.path)) {
             return Err(Error::Store(
                 "a retrieved chunk fell outside the access filter; nothing was returned".into(),

@@ -363,10 +363,10 @@ impl VectorReader {
 
     /// Chunks per language among the rows `filter` admits.
     pub(super) fn language_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, usize>> {
-        let mut query = self.table.query().select(Select::columns(&["language"]));
-        if let Some(sql) = filter.to_sql() {
-            query = query.only_if(sql);
-        }
+        let query = admitted(
+            self.table.query().select(Select::columns(&["language"])),
+            filter,
+        );
         let mut counts: HashMap<String, usize> = HashMap::new();
         for batch in &collect(&self.rt, &query)? {
             let languages = string_column(batch, "language")?;
@@ -382,13 +382,12 @@ impl VectorReader {
         &self,
         filter: &ChunkFilter,
     ) -> Result<HashMap<String, (usize, usize)>> {
-        let mut query = self
-            .table
-            .query()
-            .select(Select::columns(&["repo", "path"]));
-        if let Some(sql) = filter.to_sql() {
-            query = query.only_if(sql);
-        }
+        let query = admitted(
+            self.table
+                .query()
+                .select(Select::columns(&["repo", "path"])),
+            filter,
+        );
         let mut per_repo: HashMap<String, (HashSet<String>, usize)> = HashMap::new();
         for batch in &collect(&self.rt, &query)? {
             let repos = string_column(batch, "repo")?;
@@ -438,9 +437,7 @@ impl VectorReader {
         // The filter stays a pre-filter with an ANN index too (LanceDB's default for
         // `only_if`): forbidden rows are never candidates, and probing goes on into further
         // partitions until enough admitted rows are found.
-        if let Some(sql) = filter.to_sql() {
-            query = query.only_if(sql);
-        }
+        let query = admitted(query, filter);
         let batches = collect(&self.rt, &query)?;
         let mut out = Vec::new();
         for batch in &batches {
@@ -474,8 +471,12 @@ impl VectorReader {
         Ok(out)
     }
 
-    pub(super) fn chunks_by_id(&self, ids: &[String], filter: &ChunkFilter) -> Result<Vec<Chunk>> {
-        self.chunks_where(format!("chunk_id IN ({})", sql_string_list(ids)), filter)
+    /// Chunks by id, unfiltered: the caller checks them against its filter.
+    pub(super) fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
+        self.chunks_where(
+            format!("chunk_id IN ({})", sql_string_list(ids)),
+            &ChunkFilter::everything(),
+        )
     }
 
     pub(super) fn chunks_in_file(
@@ -507,6 +508,14 @@ impl VectorReader {
             out.extend(chunks_from_batch(batch)?);
         }
         Ok(out)
+    }
+}
+
+/// `query` restricted to the rows `filter` admits (a pre-filter: applied before ranking).
+fn admitted<Q: QueryBase>(query: Q, filter: &ChunkFilter) -> Q {
+    match filter.to_sql() {
+        Some(sql) => query.only_if(sql),
+        None => query,
     }
 }
 
