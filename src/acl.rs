@@ -108,6 +108,14 @@ pub struct Access {
 }
 
 impl Access {
+    /// The principal under an ACL; `None` in single-user mode.
+    pub fn principal(&self) -> Option<&str> {
+        match &self.mode {
+            AccessMode::SingleUser => None,
+            AccessMode::Acl { principal, .. } => Some(principal),
+        }
+    }
+
     /// Single-user mode: everything is visible.
     pub fn single_user() -> Access {
         Access {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chunk::Chunk;
 use crate::embed::Embedder;
@@ -91,8 +91,21 @@ pub enum Freshness {
     Missing,
 }
 
+impl Freshness {
+    /// The state's name, as `--json` spells it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Freshness::Current => "current",
+            Freshness::Moved { .. } => "moved",
+            Freshness::Changed => "changed",
+            Freshness::Unverified => "unverified",
+            Freshness::Missing => "missing",
+        }
+    }
+}
+
 /// A citation removed before display, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DroppedCitation {
     /// `repo:path:start-end` as indexed.
     pub citation: String,

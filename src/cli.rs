@@ -865,11 +865,11 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 lanes.bm25_docs, lanes.vectors, lanes.chunks
             )?;
         }
-        if everything {
+        if let Some(size) = status.size_on_disk {
             writeln!(
                 out,
                 "size on disk {} for {} of source",
-                human_bytes(dir.size_on_disk()),
+                human_bytes(size),
                 human_bytes(manifest.totals.source_bytes)
             )?;
         }
@@ -1015,14 +1015,10 @@ fn eval_tracer<'a>(
 ) -> impl FnMut(&eval::Question, Option<&str>, &Answer, Duration) -> Option<String> + 'a {
     let mut warned = false;
     move |question, asked_as, answer, elapsed| {
-        let principal = match &access.mode {
-            AccessMode::SingleUser => None,
-            AccessMode::Acl { principal, .. } => Some(principal.as_str()),
-        };
         let id = trace::record_eval_answer(
             dir,
             reader,
-            principal,
+            access.principal(),
             asked_as,
             &question.question,
             k,

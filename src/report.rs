@@ -123,6 +123,8 @@ pub struct Status {
     pub repos: Vec<RepoStatus>,
     /// Lane counts.
     pub lanes: LaneStatus,
+    /// Index size on disk, measured only for a principal who sees everything.
+    pub size_on_disk: Option<u64>,
     value: serde_json::Value,
 }
 
@@ -177,14 +179,16 @@ impl Status {
             "repos": repos,
             "lanes": lanes,
         });
-        if access.sees_everything() {
+        let size_on_disk = access.sees_everything().then(|| dir.size_on_disk());
+        if let Some(size) = size_on_disk {
             value["skipped"] = json!(manifest.totals.skipped);
-            value["size_on_disk_bytes"] = json!(dir.size_on_disk());
+            value["size_on_disk_bytes"] = json!(size);
             value["source_bytes"] = json!(manifest.totals.source_bytes);
         }
         Ok(Status {
             repos,
             lanes,
+            size_on_disk,
             value,
         })
     }

@@ -191,11 +191,6 @@ pub enum QueryKind {
 }
 
 impl QueryKind {
-    /// Classifies a query.
-    pub fn of(query: &str) -> QueryKind {
-        QueryKind::of_words(&query_words(query))
-    }
-
     fn of_words(words: &[&str]) -> QueryKind {
         if words.len() <= 1 || words.iter().any(|w| is_code_like(w)) {
             QueryKind::Identifier
@@ -397,7 +392,7 @@ fn file_stem(path: &str) -> &str {
 }
 
 /// Tests, fixtures and benchmarks, by path or by a Rust `mod tests`.
-pub fn is_test_code(chunk: &Chunk) -> bool {
+fn is_test_code(chunk: &Chunk) -> bool {
     let path = chunk.path.as_str();
     let in_test_dir = path.split('/').rev().skip(1).any(|dir| {
         matches!(
@@ -537,7 +532,7 @@ pub fn search(
             );
         }
     }
-    let mut hits: Vec<SearchHit> = fused
+    let mut candidates: Vec<SearchHit> = fused
         .into_values()
         .filter(|h| {
             options
@@ -546,20 +541,18 @@ pub fn search(
                 .is_none_or(|l| h.chunk.language == *l)
         })
         .collect();
-    for hit in &mut hits {
+    for hit in &mut candidates {
         hit.boosts = analysis.boosts_for(&hit.chunk);
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
     }
-    hits.sort_by(|a, b| {
+    candidates.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.chunk.chunk_id.cmp(&b.chunk.chunk_id))
     });
-    let candidates = hits.clone();
-    let before = hits.len();
-    let mut hits = without_overlaps(hits);
-    let overlaps_removed = before - hits.len();
-    hits.truncate(options.k);
+    let kept = without_overlaps(&candidates);
+    let overlaps_removed = candidates.len() - kept.len();
+    let hits: Vec<SearchHit> = kept.into_iter().take(options.k).cloned().collect();
     timings.fuse = started.elapsed();
     tracing::debug!(
         query,
@@ -580,8 +573,8 @@ pub fn search(
 }
 
 /// Keeps each hit unless a better-ranked hit of the same file covers any of its lines.
-fn without_overlaps(ranked: Vec<SearchHit>) -> Vec<SearchHit> {
-    let mut kept: Vec<SearchHit> = Vec::with_capacity(ranked.len());
+fn without_overlaps(ranked: &[SearchHit]) -> Vec<&SearchHit> {
+    let mut kept: Vec<&SearchHit> = Vec::with_capacity(ranked.len());
     for hit in ranked {
         let c = &hit.chunk;
         let overlaps = kept.iter().any(|k| {
@@ -696,12 +689,13 @@ mod tests {
             vector_rank: None,
             vector_distance: None,
         };
-        let kept = without_overlaps(vec![
+        let ranked = [
             hit(chunk("a.rs", "impl", "A", (1, 20))),
             hit(chunk("a.rs", "method", "A::f", (5, 9))),
             hit(chunk("b.rs", "method", "B::f", (5, 9))),
             hit(chunk("a.rs", "function", "g", (21, 30))),
-        ]);
+        ];
+        let kept = without_overlaps(&ranked);
         let symbols: Vec<&str> = kept.iter().map(|h| h.chunk.symbol.as_str()).collect();
         assert_eq!(symbols, ["A", "B::f", "g"]);
     }
@@ -716,13 +710,13 @@ mod tests {
             "FraudScorer",
             "where is parse_config called",
         ] {
-            assert_eq!(QueryKind::of(q), QueryKind::Identifier, "{q}");
+            assert_eq!(QueryAnalysis::of(q).kind, QueryKind::Identifier, "{q}");
         }
         for q in [
             "how risky is a card transaction",
             "Split the query. Then rank it.",
         ] {
-            assert_eq!(QueryKind::of(q), QueryKind::NaturalLanguage, "{q}");
+            assert_eq!(QueryAnalysis::of(q).kind, QueryKind::NaturalLanguage, "{q}");
         }
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::acl::{Access, AccessMode};
-use crate::answer::{self, Answer};
+use crate::acl::Access;
+use crate::answer::{self, Answer, DroppedCitation};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
@@ -117,7 +117,7 @@ pub struct Trace {
     /// Citations shown (ask only).
     pub citations: Vec<TracedCitation>,
     /// Citations dropped by verification, and why.
-    pub dropped: Vec<TracedDrop>,
+    pub dropped: Vec<DroppedCitation>,
     /// Entries removed when the trace was read because the reader may no longer see
     /// them (the ACL changed since).
     #[serde(default)]
@@ -131,19 +131,6 @@ pub struct Trace {
     pub generated: Option<TracedGeneration>,
     /// Whether the answer was confident (ask only).
     pub confident: Option<bool>,
-}
-
-/// A citation verification dropped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TracedDrop {
-    /// `repo:path:start-end` as indexed.
-    pub citation: String,
-    /// Repository id.
-    pub repo: String,
-    /// Path inside the repository.
-    pub path: String,
-    /// Why it was dropped.
-    pub reason: String,
 }
 
 /// The LLM answerer's part of a trace.
@@ -305,23 +292,11 @@ impl Trace {
                 repo: c.repo.clone(),
                 path: c.path.clone(),
                 confidence: c.confidence,
-                freshness: serde_json::to_value(&c.freshness)
-                    .ok()
-                    .and_then(|v| v["state"].as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                freshness: c.freshness.state().to_string(),
                 why: c.why.clone(),
             })
             .collect();
-        trace.dropped = answer
-            .dropped
-            .iter()
-            .map(|d| TracedDrop {
-                citation: d.citation.clone(),
-                repo: d.repo.clone(),
-                path: d.path.clone(),
-                reason: d.reason.clone(),
-            })
-            .collect();
+        trace.dropped = answer.dropped.clone();
         trace.confident = Some(answer.confident);
         trace.generated = answer.generated.as_ref().map(|g| TracedGeneration {
             model: g.model.clone(),
@@ -365,9 +340,9 @@ impl Trace {
     /// indexed now, so a principal could qualify after a repository left the index and then
     /// read what others were shown from it. In single-user mode there is one user.
     pub fn visible_to(&self, access: &Access) -> bool {
-        match &access.mode {
-            AccessMode::SingleUser => true,
-            AccessMode::Acl { principal, .. } => self.principal.as_deref() == Some(principal),
+        match access.principal() {
+            None => true,
+            Some(principal) => self.principal.as_deref() == Some(principal),
         }
     }
 }
@@ -397,13 +372,6 @@ fn traced_hit(hit: &SearchHit, kept: bool) -> TracedHit {
         boosts: traced_boosts(&hit.boosts),
         score: hit.score,
         kept,
-    }
-}
-
-fn principal_of(access: &Access) -> Option<&str> {
-    match &access.mode {
-        AccessMode::SingleUser => None,
-        AccessMode::Acl { principal, .. } => Some(principal),
     }
 }
 
@@ -456,7 +424,7 @@ pub fn traced_search(
     let results = search::search(reader, embedder, query, &options)?;
     let input = TraceInput {
         surface,
-        principal: principal_of(access),
+        principal: access.principal(),
         reader,
         query,
         scope,
@@ -495,7 +463,7 @@ pub fn traced_ask(
     }
     let input = TraceInput {
         surface,
-        principal: principal_of(access),
+        principal: access.principal(),
         reader,
         query: question,
         scope,
