@@ -392,16 +392,12 @@ fn call(
         ),
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
+    // One client (its connection pool) and the process's runtime serve every question.
+    static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+    let runtime =
+        crate::store::runtime().map_err(|e| format!("cannot start the HTTP client: {e}"))?;
     let reply = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let mut request = client.post(&url).json(&body);
+        let mut request = CLIENT.post(&url).timeout(timeout).json(&body);
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }

@@ -299,8 +299,8 @@ fn tree_size(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Async runtime for LanceDB, shared by the writer and reader of one process.
-fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+/// The process's async runtime: LanceDB's writer and readers, and the LLM client.
+pub(crate) fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
     if let Some(rt) = RUNTIME.get() {
         return Ok(Arc::clone(rt));
