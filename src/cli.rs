@@ -338,9 +338,13 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!("`codeq tui` needs a terminal; for scripts use `codeq ask QUESTION --json`");
     }
-    let (dir, reader, config) = open_index(cli)?;
-    let access = resolve_access(cli, &config, &reader)?;
-    let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let Opened {
+        dir,
+        reader,
+        config,
+        access,
+        embedder,
+    } = open_for_queries(cli)?;
     let manifest = reader.manifest();
     let visible: Vec<&RepoRecord> = manifest
         .repos
@@ -348,10 +352,7 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         .filter(|r| access.filter.admits_repo(&r.id))
         .collect();
     let session = tui::SessionInfo {
-        principal: match &access.mode {
-            AccessMode::SingleUser => "single-user".into(),
-            AccessMode::Acl { principal, .. } => format!("{principal} (ACL)"),
-        },
+        principal: principal_label(access.principal()),
         model: manifest.model.id.clone(),
         stale_repos: visible
             .iter()
@@ -463,11 +464,13 @@ fn cmd_trace(cli: &Cli, id: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// "alice (ACL)", or "single-user" without a principal.
+fn principal_label(principal: Option<&str>) -> String {
+    principal.map_or("single-user".to_string(), |p| format!("{p} (ACL)"))
+}
+
 fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
-    let who = t
-        .principal
-        .as_ref()
-        .map_or("single-user".to_string(), |p| format!("{p} (ACL)"));
+    let who = principal_label(t.principal.as_deref());
     writeln!(
         out,
         "trace {} — {} by {who} via {}, generation {}, model {}, {}",
@@ -604,9 +607,13 @@ fn ranking_of(hit: &trace::TracedHit) -> String {
 }
 
 fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let (dir, reader, config) = open_index(cli)?;
-    let access = resolve_access(cli, &config, &reader)?;
-    let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let Opened {
+        dir,
+        reader,
+        config,
+        access,
+        embedder,
+    } = open_for_queries(cli)?;
     let context = mcp::McpContext {
         dir,
         reader,
@@ -708,6 +715,31 @@ fn query_scope(k: usize, repos: &[String], language: &Option<String>) -> QuerySc
         repos: repos.to_vec(),
         language: language.clone(),
     }
+}
+
+/// An index opened for queries: its folder, generation, configuration, the principal's
+/// access and the model it was built with.
+struct Opened {
+    dir: IndexDir,
+    reader: IndexReader,
+    config: Config,
+    access: Access,
+    embedder: FastEmbedder,
+}
+
+/// Opens the index, resolves the principal's access and loads the index's model: what
+/// every command that answers queries does first.
+fn open_for_queries(cli: &Cli) -> anyhow::Result<Opened> {
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    Ok(Opened {
+        dir,
+        reader,
+        config,
+        access,
+        embedder,
+    })
 }
 
 /// Finds and opens the index for a query command.
@@ -882,9 +914,13 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<ExitCode> {
-    let (dir, reader, config) = open_index(cli)?;
-    let access = resolve_access(cli, &config, &reader)?;
-    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let Opened {
+        dir,
+        reader,
+        config: _,
+        access,
+        mut embedder,
+    } = open_for_queries(cli)?;
     let (results, trace_id) = trace::traced_search(
         &dir,
         &reader,
@@ -937,9 +973,13 @@ fn cmd_ask(
     scope: &QueryScope,
     verdicts: &[(usize, Verdict)],
 ) -> anyhow::Result<ExitCode> {
-    let (dir, reader, config) = open_index(cli)?;
-    let access = resolve_access(cli, &config, &reader)?;
-    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let Opened {
+        dir,
+        reader,
+        config,
+        access,
+        mut embedder,
+    } = open_for_queries(cli)?;
     let (answer, trace_id) = trace::traced_ask(
         &dir,
         &reader,
@@ -1143,12 +1183,9 @@ fn cmd_eval(
             // The second index is queried with the model it was built with, never --model-dir.
             let mut other_embedder = load_index_embedder(None, &other_config, &other)?;
             // The second index is scoped by its own ACL, exactly as if it were queried alone.
-            let other_scope = eval_scope(cli, effective_acl(cli, &other_config, &other)?, &other);
-            let other_access = access_under(
-                cli,
-                effective_acl(cli, &other_config, &other)?.as_ref(),
-                &other,
-            )?;
+            let other_acl = effective_acl(cli, &other_config, &other)?;
+            let other_access = access_under(cli, other_acl.as_ref(), &other)?;
+            let other_scope = eval_scope(cli, other_acl, &other);
             let other_report = eval::run(
                 &other,
                 &mut other_embedder,
@@ -1541,12 +1578,12 @@ fn print_bench_json(
 }
 
 /// The corpus of a replicating benchmark: the rows of `sources` (default: the current
-/// index), with the configuration and model of the first. The benchmark copies whole
+/// index), with the first index and its configuration. The benchmark copies whole
 /// indexes, so it runs only as a principal who may read every repository of each.
 fn bench_corpus(
     cli: &Cli,
     sources: &[PathBuf],
-) -> anyhow::Result<(crate::bench::Corpus, Config, FastEmbedder)> {
+) -> anyhow::Result<(crate::bench::Corpus, IndexReader, Config)> {
     let readers = if sources.is_empty() {
         let (_dir, reader, config) = open_index(cli)?;
         vec![(reader, config)]
@@ -1567,11 +1604,10 @@ fn bench_corpus(
             );
         }
     }
-    let (first, config) = &readers[0];
-    let embedder = load_index_embedder(cli.model_dir.as_deref(), config, first)?;
-    let config = config.clone();
-    let readers: Vec<IndexReader> = readers.into_iter().map(|(r, _)| r).collect();
-    Ok((crate::bench::Corpus::of(&readers)?, config, embedder))
+    let config = readers[0].1.clone();
+    let mut readers: Vec<IndexReader> = readers.into_iter().map(|(r, _)| r).collect();
+    let corpus = crate::bench::Corpus::of(&readers)?;
+    Ok((corpus, readers.swap_remove(0), config))
 }
 
 fn cmd_bench_query(
@@ -1581,7 +1617,8 @@ fn cmd_bench_query(
     sources: &[PathBuf],
     out_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let (corpus, config, mut embedder) = bench_corpus(cli, sources)?;
+    let (corpus, first, config) = bench_corpus(cli, sources)?;
+    let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &first)?;
     let bench = in_bench_dir(out_dir, |index_dir| {
         eprintln!(
             "codeq: replicating {} chunks to at least {chunks} chunks in {}",
