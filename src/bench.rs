@@ -21,7 +21,10 @@ use crate::eval::percentile;
 use crate::hash::sha256_parts;
 use crate::index::{self, IndexOptions, IndexReport, NoProgress};
 use crate::search::{self, SearchOptions, SearchTimings};
-use crate::store::{AnnIndex, AnnPolicy, ChunkFilter, IndexDir, IndexReader, Manifest, RepoRecord};
+use crate::store::{
+    AnnIndex, AnnPolicy, ChunkFilter, FileTable, GenerationBase, IndexDir, IndexReader, Manifest,
+    RepoRecord,
+};
 
 /// Figures of one indexing benchmark.
 #[derive(Debug, Clone, Serialize)]
@@ -283,7 +286,8 @@ impl Corpus {
         let copies = target_chunks.div_ceil(self.rows.len()).max(1);
         let dir = IndexDir::create_or_open(out_dir)?;
         let lock = dir.lock()?;
-        let mut writer = dir.begin_generation(&lock, &self.manifest.model, None)?;
+        let mut writer =
+            dir.begin_generation(&lock, &self.manifest.model, GenerationBase::default())?;
         let mut noise = Noise::new(1);
         for copy in 0..copies {
             for (chunk, hash, vector) in &self.rows {
@@ -310,7 +314,8 @@ impl Corpus {
             .collect();
         manifest.totals.chunks = self.rows.len() * copies;
         manifest.totals.files *= copies;
-        let finished = writer.finish(manifest, ann)?;
+        // No file table: an index run on this folder would rebuild it from scratch.
+        let finished = writer.finish(manifest, FileTable::default(), ann)?;
         dir.publish(&lock, finished)?;
         dir.reader()
     }

@@ -63,9 +63,19 @@ enum Command {
         /// Start from scratch (required after changing the embedding model).
         #[arg(long)]
         rebuild: bool,
+        /// Keep running: re-index (incrementally) whenever files under ROOT change.
+        #[arg(long)]
+        watch: bool,
     },
     /// Show what is indexed, how fresh it is, and whether both lanes agree.
     Status,
+    /// Free the disk space of older generations (and, with --cache, of the embedding
+    /// cache); `codeq status` shows how much there is.
+    Gc {
+        /// Also empty the cache of evicted vectors (branch switches re-embed afterwards).
+        #[arg(long)]
+        cache: bool,
+    },
     /// Hybrid search (BM25 + vectors, fused with RRF); prints ranked citations.
     Search {
         /// What to look for: an identifier or a plain-English description.
@@ -267,8 +277,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Index { root, rebuild } => cmd_index(&cli, root, *rebuild),
+        Command::Index {
+            root,
+            rebuild,
+            watch,
+        } => cmd_index(&cli, root, *rebuild, *watch),
         Command::Status => cmd_status(&cli),
+        Command::Gc { cache } => cmd_gc(&cli, *cache),
         Command::Search {
             query,
             k,
@@ -757,51 +772,123 @@ fn open_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexReader, Config)> {
     Ok((dir, reader, config))
 }
 
-fn cmd_index(cli: &Cli, root: &Path, rebuild: bool) -> anyhow::Result<ExitCode> {
+fn cmd_index(cli: &Cli, root: &Path, rebuild: bool, watch: bool) -> anyhow::Result<ExitCode> {
     let checked_root = walk::check_root(root)?;
     let config = Config::load_for_root(&checked_root)?;
     let mut embedder = load_embedder(cli, &config)?;
-    let options = IndexOptions {
+    let mut options = IndexOptions {
         root: checked_root,
         index_dir: cli.index_dir.clone(),
         rebuild,
         config,
         acl_file: cli.acl.clone(),
     };
-    let progress = TerminalProgress::new(cli.json);
-    let report = index::run(&options, &mut embedder, &progress);
-    progress.done();
-    let report = report?;
+    let mut index_once = |options: &IndexOptions| -> anyhow::Result<()> {
+        let progress = TerminalProgress::new(cli.json);
+        let report = index::run(options, &mut embedder, &progress);
+        progress.done();
+        let report = report?;
+        let mut out = std::io::stdout().lock();
+        if cli.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"schema_version": JSON_SCHEMA_VERSION, "index": report})
+            )?;
+        } else {
+            write_index_summary(&mut out, &report)?;
+        }
+        Ok(())
+    };
+    index_once(&options)?;
+    if watch {
+        options.rebuild = false;
+        let index_dir = options
+            .index_dir
+            .clone()
+            .unwrap_or_else(|| index::default_index_dir(&options.root));
+        index::watch(&options.root, &index_dir, || {
+            // A failed run (a file mid-write, a lock held by another run) is reported and
+            // the watch goes on: the next change retries.
+            if let Err(err) = index_once(&options) {
+                eprintln!("codeq: {err:#}");
+            }
+        })?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
+    let (dir, reader, config) = open_index(cli)?;
+    let access = resolve_access(cli, &config, &reader)?;
+    if !access.sees_everything() {
+        anyhow::bail!(
+            "codeq gc changes the whole index; it needs a principal who may read all of it"
+        );
+    }
+    drop(reader);
+    let lock = dir.lock()?;
+    let freed = dir.collect_garbage(&lock, cache)?;
     let mut out = std::io::stdout().lock();
     if cli.json {
         writeln!(
             out,
             "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "index": report})
+            json!({"schema_version": JSON_SCHEMA_VERSION, "freed_bytes": freed})
         )?;
     } else {
-        write_index_summary(&mut out, &report)?;
+        writeln!(out, "freed {}", human_bytes(freed))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::Result<()> {
     let t = &report.totals;
+    let c = &report.changes;
+    if c.up_to_date {
+        writeln!(
+            out,
+            "up to date: {} repos, {} files, {} chunks; nothing changed since {} ({:.2}s) -> {}",
+            report.repos,
+            t.files,
+            t.chunks,
+            report.generation,
+            report.times.total.as_secs_f64(),
+            report.index_dir.display(),
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
-        "indexed {} repos, {} files, {} chunks in {:.1}s ({:.1} chunks/s) -> {} ({})",
+        "indexed {} repos, {} files, {} chunks in {:.1}s -> {} ({})",
         report.repos,
         t.files,
         t.chunks,
         report.times.total.as_secs_f64(),
-        report.chunks_per_second(),
         report.index_dir.display(),
         report.generation,
     )?;
     writeln!(
         out,
-        "vectors: {} computed, {} reused from the previous index",
-        t.embedded, t.reused
+        "files: {} unchanged ({} re-hashed), {} modified, {} added, {} removed{}",
+        c.files_unchanged,
+        c.files_rehashed,
+        c.files_modified,
+        c.files_added,
+        c.files_removed,
+        if c.incremental {
+            ""
+        } else {
+            " (built from empty)"
+        },
+    )?;
+    writeln!(
+        out,
+        "chunks written: {}; vectors: {} computed ({:.1} chunks/s), {} reused from the cache",
+        c.chunks_written,
+        c.vectors_embedded,
+        report.embed_rate(),
+        c.vectors_reused
     )?;
     if t.skipped.total() > 0 {
         let parts: Vec<String> = t
@@ -897,12 +984,26 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 lanes.bm25_docs, lanes.vectors, lanes.chunks
             )?;
         }
-        if let Some(size) = status.size_on_disk {
+        if let Some((disk, upkeep)) = &status.storage {
             writeln!(
                 out,
-                "size on disk {} for {} of source",
-                human_bytes(size),
-                human_bytes(manifest.totals.source_bytes)
+                "size on disk {} for {} of source: current generation {}, older generations {} \
+                 (reclaimable with `codeq gc`), embedding cache {}",
+                human_bytes(disk.total),
+                human_bytes(manifest.totals.source_bytes),
+                human_bytes(disk.current_generation),
+                human_bytes(disk.older_generations),
+                human_bytes(disk.embed_cache),
+            )?;
+            writeln!(
+                out,
+                "storage: {} table versions, {} fragments, {} deleted rows awaiting compaction; \
+                 {} tantivy segments, {} deleted documents awaiting a merge",
+                upkeep.table_versions,
+                upkeep.fragments,
+                upkeep.deleted_rows,
+                upkeep.segments,
+                upkeep.deleted_docs,
             )?;
         }
     }

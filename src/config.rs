@@ -52,6 +52,9 @@ pub struct IndexConfig {
     pub ann: AnnIndex,
     /// Tables with fewer chunks than this keep exact vector search.
     pub ann_min_chunks: usize,
+    /// Vectors of chunks that left the index (changed, deleted, another branch) kept for
+    /// reuse; the oldest go first beyond this many (0 keeps none).
+    pub embed_cache_vectors: usize,
 }
 
 impl IndexConfig {
@@ -97,6 +100,7 @@ impl Default for IndexConfig {
             write_batch: 32,
             ann: AnnIndex::IvfHnswSq,
             ann_min_chunks: 20_000,
+            embed_cache_vectors: 50_000,
         }
     }
 }

@@ -61,6 +61,9 @@ pub enum Error {
         "another `codeq index` is writing {0} right now: wait for it to finish (queries keep working meanwhile)"
     )]
     IndexLocked(PathBuf),
+    /// `codeq index --watch` could not watch the tree.
+    #[error("{0}. On Linux, a large tree may need a higher fs.inotify.max_user_watches")]
+    Watch(String),
     /// The embedding model files are missing or unreadable.
     #[error(
         "embedding model not usable in {dir}: {detail}. Run `scripts/setup.sh` to install the default model, or pass --model-dir / CODEQ_MODEL_DIR pointing at a folder with model.onnx, tokenizer.json, config.json, special_tokens_map.json and tokenizer_config.json"

@@ -1,9 +1,18 @@
 //! Orchestrates `codeq index`: walk → chunk → embed → store, streaming, into a new
 //! generation that is published atomically at the end.
 //!
+//! Runs are incremental: the walk's stat of each file is compared with the previous
+//! generation's file table, files whose stat changed are hashed, and only files whose
+//! bytes changed (or that are new) are chunked; the new generation starts as a copy of
+//! the previous one with the chunks of changed and deleted files removed. A chunk's vector
+//! comes from the previous generation, or from the embedding cache of vectors evicted by
+//! earlier runs (another branch, an undone edit), when its embedding input was seen before:
+//! only new embedding inputs reach the model.
+//!
 //! Reading and chunking run on a producer thread while this thread embeds and stores, so
 //! the embedder (the slow stage) never waits for the file system.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,10 +25,10 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
-    AnnIndex, FORMAT_VERSION, GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord,
-    SCHEMA_VERSION, Totals,
+    AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase, GenerationWriter,
+    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
 };
-use crate::walk::{self, Scan, SkipCounts, SkipReason};
+use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
 /// Files read ahead of the embedder.
 const READ_AHEAD: usize = 256;
@@ -81,14 +90,52 @@ pub struct StageTimes {
 pub struct IndexReport {
     /// The index folder.
     pub index_dir: PathBuf,
-    /// The published generation.
+    /// The published generation (the current one when nothing changed).
     pub generation: String,
     /// Repositories indexed.
     pub repos: usize,
     /// Totals (files, chunks, embedded, reused, skipped…).
     pub totals: Totals,
+    /// What this run found changed and what it reused.
+    pub changes: Changes,
     /// Time per stage.
     pub times: StageTimes,
+}
+
+/// What a run found changed since the previous generation, and what it recomputed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Changes {
+    /// No file, repository state or setting changed: no generation was written.
+    pub up_to_date: bool,
+    /// The previous generation was copied and changed (false: built from empty).
+    pub incremental: bool,
+    /// Files whose chunks were kept as they were.
+    pub files_unchanged: usize,
+    /// Of those, files whose stat changed but whose bytes did not (hashed, not chunked).
+    pub files_rehashed: usize,
+    /// Files chunked because their bytes changed.
+    pub files_modified: usize,
+    /// Files chunked because the previous generation did not have them.
+    pub files_added: usize,
+    /// Files whose chunks were removed: deleted, now ignored, now skipped.
+    pub files_removed: usize,
+    /// Chunks written in this run.
+    pub chunks_written: usize,
+    /// Vectors computed by the model in this run.
+    pub vectors_embedded: usize,
+    /// Vectors of written chunks found in the previous generation or the embedding cache.
+    pub vectors_reused: usize,
+}
+
+impl Changes {
+    /// Share of the written chunks whose vectors were reused (1 when none were written).
+    pub fn reuse_rate(&self) -> f64 {
+        if self.chunks_written == 0 {
+            1.0
+        } else {
+            self.vectors_reused as f64 / self.chunks_written as f64
+        }
+    }
 }
 
 impl IndexReport {
@@ -113,39 +160,86 @@ pub fn default_index_dir(root: &Path) -> PathBuf {
     root.join(INDEX_DIR_NAME)
 }
 
-/// Builds a new generation of the index of `options.root` and publishes it.
+/// Brings the index of `options.root` up to date: publishes a new generation unless
+/// nothing changed.
 pub fn run(
     options: &IndexOptions,
     embedder: &mut dyn Embedder,
     progress: &dyn IndexProgress,
 ) -> Result<IndexReport> {
     let started = Instant::now();
+    let started_ns = unix_nanos();
     let root = walk::check_root(&options.root)?;
     let index_path = options
         .index_dir
         .clone()
         .unwrap_or_else(|| default_index_dir(&root));
     let dir = IndexDir::create_or_open(&index_path)?;
-    let lock = dir.lock()?;
+    let lock = dir.lock_waiting(|| {
+        progress.message(&format!(
+            "another `codeq index` is writing {}; waiting for it to finish",
+            index_path.display()
+        ))
+    })?;
     let model = embedder.info().clone();
     let previous = previous_generation(&dir, &model, options.rebuild, progress)?;
+    let recorded = previous
+        .as_ref()
+        .and_then(|p| dir.file_table(p.generation()))
+        .filter(|t| t.chunker_version == CHUNKER_VERSION);
 
     progress.message(&format!("walking {}", root.display()));
     let mut exclude = vec![index_path.clone(), root.join(crate::config::CONFIG_FILE)];
     exclude.extend(options.acl_file.clone());
     let scan = walk::scan(&root, &options.config.index, &exclude)?;
     let walk_time = started.elapsed();
-    progress.scanned(scan.files.len(), scan.repos.len());
+    let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
+    let plan = Plan::new(&scan, recorded.as_ref());
+    progress.scanned(plan.to_chunk.len(), scan.repos.len());
 
-    let mut writer = dir.begin_generation(&lock, &model, previous.as_ref())?;
+    if let (Some(previous), true) = (&previous, plan.changes_nothing()) {
+        let manifest = previous.manifest();
+        let same_state = manifest.root == scan.root
+            && manifest.acl_required == acl_required
+            && repo_states(&scan) == manifest_states(manifest)
+            && plan.skipped(&scan).counts == manifest.totals.skipped.counts;
+        if same_state {
+            let mut changes = plan.changes();
+            changes.up_to_date = true;
+            changes.incremental = true;
+            return Ok(IndexReport {
+                index_dir: index_path,
+                generation: previous.generation().to_string(),
+                repos: scan.repos.len(),
+                totals: manifest.totals.clone(),
+                changes,
+                times: StageTimes {
+                    walk: walk_time,
+                    total: started.elapsed(),
+                    ..StageTimes::default()
+                },
+            });
+        }
+    }
+
+    let base = GenerationBase {
+        copy_of: previous.as_ref().filter(|_| recorded.is_some()),
+        reuse: previous.as_ref(),
+    };
+    let mut cache = dir.embed_cache(&lock, &model)?;
+    if let Some(copied) = base.copy_of {
+        cache.keep(copied.vectors_of_files(&plan.to_remove)?)?;
+    }
+    let mut writer = dir.begin_generation(&lock, &model, base)?;
+    writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default())?;
-    let mut run = Run::new(&scan, &model, options.config.index.write_batch);
+    let mut run = Run::new(&model, options.config.index.write_batch, &cache);
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
-        let producer = scope.spawn(|| produce(&scan, &chunker, sender));
+        let producer = scope.spawn(|| produce(&scan, &plan.to_chunk, &chunker, sender));
         for outcome in receiver {
-            run.accept(outcome, &mut writer, embedder)?;
-            progress.advanced(run.files_done, writer.rows(), run.totals.embedded);
+            run.accept(outcome, &scan, &mut writer, embedder)?;
+            progress.advanced(run.files_done, writer.rows(), run.changes.vectors_embedded);
         }
         run.flush(&mut writer, embedder)?;
         producer
@@ -155,16 +249,33 @@ pub fn run(
 
     let publish_started = Instant::now();
     let generation = writer.name().to_string();
-    let mut manifest = run.manifest(&scan, &generation);
-    manifest.acl_required = options.config.acl().is_some() || options.acl_file.is_some();
+    let mut changes = plan.changes();
+    changes.incremental = base.copy_of.is_some();
+    changes.chunks_written = run.changes.chunks_written;
+    changes.vectors_embedded = run.changes.vectors_embedded;
+    changes.vectors_reused = run.changes.vectors_reused;
+    let (embed_time, store_time) = (run.embed_time, run.store_time);
+    let mut skipped = plan.skipped(&scan);
+    skipped.merge(run.skipped);
+    let mut files = plan.kept;
+    files.extend(run.written);
+    files.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
+    let mut manifest = new_manifest(&scan, &generation, &model, &files, skipped, &changes);
+    manifest.acl_required = acl_required;
     let totals = manifest.totals.clone();
-    let finished = writer.finish(manifest, options.config.index.ann_policy())?;
+    let table = FileTable {
+        chunker_version: CHUNKER_VERSION,
+        started_ns,
+        files,
+    };
+    let finished = writer.finish(manifest, table, options.config.index.ann_policy())?;
+    cache.finish(options.config.index.embed_cache_vectors)?;
     dir.publish(&lock, finished)?;
     let times = StageTimes {
         walk: walk_time,
         read_chunk: producer_time,
-        embed: run.embed_time,
-        store: run.store_time,
+        embed: embed_time,
+        store: store_time,
         publish: publish_started.elapsed(),
         total: started.elapsed(),
     };
@@ -173,8 +284,15 @@ pub fn run(
         generation,
         repos: scan.repos.len(),
         totals,
+        changes,
         times,
     })
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The published generation whose vectors may be reused, after checking its model.
@@ -213,12 +331,155 @@ fn previous_generation(
     Ok(reader)
 }
 
+/// What the walk found compared with the previous generation's file table.
+struct Plan {
+    /// Records of files whose bytes are unchanged (with their current stat).
+    kept: Vec<FileRecord>,
+    /// Indexes into `scan.files` of the files to chunk.
+    to_chunk: Vec<usize>,
+    /// Files whose chunks the new generation must not keep (repository, path).
+    to_remove: Vec<(String, String)>,
+    /// Files skipped when read for their hash (binary, unreadable).
+    read_skips: SkipCounts,
+    rehashed: usize,
+    modified: usize,
+    added: usize,
+}
+
+impl Plan {
+    /// Compares the scan with `recorded`: a file whose stat the table trusts is kept
+    /// unread; any other recorded file is hashed and kept when its bytes are the same.
+    fn new(scan: &Scan, recorded: Option<&FileTable>) -> Plan {
+        let mut plan = Plan {
+            kept: Vec::new(),
+            to_chunk: Vec::new(),
+            to_remove: Vec::new(),
+            read_skips: SkipCounts::default(),
+            rehashed: 0,
+            modified: 0,
+            added: 0,
+        };
+        let Some(table) = recorded else {
+            plan.to_chunk = (0..scan.files.len()).collect();
+            plan.added = scan.files.len();
+            return plan;
+        };
+        let mut records = table.by_key();
+        for (i, entry) in scan.files.iter().enumerate() {
+            let repo = &scan.repos[entry.repo];
+            let Some(record) = records.remove(&(repo.id.as_str(), entry.rel_path.as_str())) else {
+                // Read now so that a file skipped on every run (binary) is not news.
+                match walk::read_text(entry) {
+                    Ok(_) => {
+                        plan.to_chunk.push(i);
+                        plan.added += 1;
+                    }
+                    Err(reason) => plan
+                        .read_skips
+                        .add(reason, join_path(&repo.rel_path, &entry.rel_path)),
+                }
+                continue;
+            };
+            if table.trusts(record, entry.stamp) {
+                plan.kept.push(record.clone());
+                continue;
+            }
+            match walk::read_text(entry) {
+                Ok(file) if file.hash == record.file_hash => {
+                    plan.rehashed += 1;
+                    plan.kept.push(FileRecord {
+                        stamp: entry.stamp,
+                        ..record.clone()
+                    });
+                }
+                Ok(_) => {
+                    plan.to_chunk.push(i);
+                    plan.to_remove
+                        .push((repo.id.clone(), entry.rel_path.clone()));
+                    plan.modified += 1;
+                }
+                Err(reason) => {
+                    plan.read_skips
+                        .add(reason, join_path(&repo.rel_path, &entry.rel_path));
+                    plan.to_remove
+                        .push((repo.id.clone(), entry.rel_path.clone()));
+                }
+            }
+        }
+        plan.to_remove.extend(
+            records
+                .into_keys()
+                .map(|(repo, path)| (repo.to_string(), path.to_string())),
+        );
+        plan
+    }
+
+    /// True when no file has to be chunked or removed.
+    fn changes_nothing(&self) -> bool {
+        self.to_chunk.is_empty() && self.to_remove.is_empty()
+    }
+
+    /// Files skipped by the walk and by the hashing reads.
+    fn skipped(&self, scan: &Scan) -> SkipCounts {
+        let mut skipped = scan.skipped.clone();
+        skipped.merge(self.read_skips.clone());
+        skipped
+    }
+
+    fn changes(&self) -> Changes {
+        Changes {
+            files_unchanged: self.kept.len(),
+            files_rehashed: self.rehashed,
+            files_modified: self.modified,
+            files_added: self.added,
+            files_removed: self.to_remove.len() - self.modified,
+            ..Changes::default()
+        }
+    }
+}
+
+/// The state of each repository that a generation records (id, path, branch, commit,
+/// dirty): when it differs, a new generation is published even if no file changed.
+type RepoState = (String, String, Option<String>, Option<String>, bool);
+
+fn repo_states(scan: &Scan) -> Vec<RepoState> {
+    scan.repos
+        .iter()
+        .map(|r| {
+            let git = r.git.clone().unwrap_or_default();
+            (
+                r.id.clone(),
+                r.rel_path.clone(),
+                git.branch,
+                git.head,
+                git.dirty,
+            )
+        })
+        .collect()
+}
+
+fn manifest_states(manifest: &Manifest) -> Vec<RepoState> {
+    manifest
+        .repos
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                r.path.clone(),
+                r.branch.clone(),
+                r.commit.clone(),
+                r.dirty,
+            )
+        })
+        .collect()
+}
+
 /// What the producer sends per file.
 enum FileOutcome {
     Chunked {
-        repo: usize,
+        entry: usize,
         chunks: Vec<Chunk>,
-        bytes: u64,
+        hash: String,
         lossy: bool,
     },
     Skipped {
@@ -227,11 +488,17 @@ enum FileOutcome {
     },
 }
 
-/// Reads and chunks every listed file, in order; returns the time it spent.
-fn produce(scan: &Scan, chunker: &Chunker, sender: mpsc::SyncSender<FileOutcome>) -> Duration {
+/// Reads and chunks the listed files, in order; returns the time it spent.
+fn produce(
+    scan: &Scan,
+    listed: &[usize],
+    chunker: &Chunker,
+    sender: mpsc::SyncSender<FileOutcome>,
+) -> Duration {
     let started = Instant::now();
     let mut waiting = Duration::ZERO;
-    for entry in &scan.files {
+    for &i in listed {
+        let entry = &scan.files[i];
         let repo = &scan.repos[entry.repo];
         let outcome = match walk::read_text(entry) {
             Ok(file) => {
@@ -248,9 +515,9 @@ fn produce(scan: &Scan, chunker: &Chunker, sender: mpsc::SyncSender<FileOutcome>
                     text: &file.text,
                 });
                 FileOutcome::Chunked {
-                    repo: entry.repo,
+                    entry: i,
                     chunks,
-                    bytes: entry.size,
+                    hash: file.hash,
                     lossy: file.lossy,
                 }
             }
@@ -279,29 +546,29 @@ fn join_path(repo_path: &str, rel: &str) -> String {
 /// Accumulated state of one run on the consumer side.
 struct Run<'a> {
     model: &'a ModelInfo,
+    cache: &'a EmbedCache,
     /// Chunks embedded and written per round.
     batch_size: usize,
     pending: Vec<Chunk>,
-    files_per_repo: Vec<usize>,
-    chunks_per_repo: Vec<usize>,
-    totals: Totals,
+    /// Records of the files chunked in this run.
+    written: Vec<FileRecord>,
+    skipped: SkipCounts,
+    changes: Changes,
     files_done: usize,
     embed_time: Duration,
     store_time: Duration,
 }
 
 impl<'a> Run<'a> {
-    fn new(scan: &Scan, model: &'a ModelInfo, batch_size: usize) -> Run<'a> {
+    fn new(model: &'a ModelInfo, batch_size: usize, cache: &'a EmbedCache) -> Run<'a> {
         Run {
             model,
+            cache,
             batch_size,
             pending: Vec::with_capacity(batch_size * 2),
-            files_per_repo: vec![0; scan.repos.len()],
-            chunks_per_repo: vec![0; scan.repos.len()],
-            totals: Totals {
-                skipped: scan.skipped.clone(),
-                ..Totals::default()
-            },
+            written: Vec::new(),
+            skipped: SkipCounts::default(),
+            changes: Changes::default(),
             files_done: 0,
             embed_time: Duration::ZERO,
             store_time: Duration::ZERO,
@@ -311,32 +578,33 @@ impl<'a> Run<'a> {
     fn accept(
         &mut self,
         outcome: FileOutcome,
+        scan: &Scan,
         writer: &mut GenerationWriter,
         embedder: &mut dyn Embedder,
     ) -> Result<()> {
         self.files_done += 1;
         match outcome {
             FileOutcome::Chunked {
-                repo,
+                entry,
                 chunks,
-                bytes,
+                hash,
                 lossy,
             } => {
-                self.files_per_repo[repo] += 1;
-                self.chunks_per_repo[repo] += chunks.len();
-                self.totals.files += 1;
-                self.totals.source_bytes += bytes;
-                self.totals.lossy_utf8 += usize::from(lossy);
+                let entry: &FileEntry = &scan.files[entry];
+                self.written.push(FileRecord {
+                    repo: scan.repos[entry.repo].id.clone(),
+                    path: entry.rel_path.clone(),
+                    stamp: entry.stamp,
+                    file_hash: hash,
+                    chunks: chunks.len(),
+                    lossy,
+                });
                 self.pending.extend(chunks);
                 if self.pending.len() >= self.batch_size {
                     self.flush(writer, embedder)?;
                 }
             }
-            FileOutcome::Skipped { reason, path } => {
-                let mut one = SkipCounts::default();
-                one.add(reason, path);
-                self.totals.skipped.merge(one);
-            }
+            FileOutcome::Skipped { reason, path } => self.skipped.add(reason, path),
         }
         Ok(())
     }
@@ -359,11 +627,17 @@ impl<'a> Run<'a> {
             })
             .collect();
         let store_started = Instant::now();
-        let mut reused = writer.reusable_vectors(&hashes)?;
+        let mut vectors = writer.reusable_vectors(&hashes)?;
+        let evicted_before: Vec<String> = hashes
+            .iter()
+            .filter(|h| !vectors.contains_key(*h))
+            .cloned()
+            .collect();
+        vectors.extend(self.cache.lookup(&evicted_before)?);
         let mut store_time = store_started.elapsed();
 
         let missing: Vec<usize> = (0..chunks.len())
-            .filter(|&i| !reused.contains_key(&hashes[i]))
+            .filter(|&i| !vectors.contains_key(&hashes[i]))
             .collect();
         let missing_texts: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
         let embed_started = Instant::now();
@@ -376,61 +650,125 @@ impl<'a> Run<'a> {
                 fresh.len()
             )));
         }
-        self.totals.embedded += fresh.len();
-        self.totals.reused += chunks.len() - fresh.len();
-        for (&i, vector) in missing.iter().zip(fresh) {
-            reused.insert(hashes[i].clone(), vector);
-        }
-
+        self.changes.vectors_embedded += fresh.len();
+        self.changes.vectors_reused += chunks.len() - fresh.len();
         let write_started = Instant::now();
+        for (&i, vector) in missing.iter().zip(fresh) {
+            vectors.insert(hashes[i].clone(), vector);
+        }
         for (chunk, hash) in chunks.into_iter().zip(hashes) {
-            let vector = reused
+            let vector = vectors
                 .get(&hash)
                 .cloned()
                 .ok_or_else(|| Error::Embed("a chunk has no vector".into()))?;
-            self.totals.chunks += 1;
+            self.changes.chunks_written += 1;
             writer.add(chunk, hash, vector)?;
         }
         store_time += write_started.elapsed();
         self.store_time += store_time;
         Ok(())
     }
+}
 
-    fn manifest(&self, scan: &Scan, generation: &str) -> Manifest {
-        let repos = scan
-            .repos
-            .iter()
-            .enumerate()
-            .map(|(i, repo)| {
-                let git = repo.git.clone().unwrap_or_default();
-                RepoRecord {
-                    id: repo.id.clone(),
-                    path: repo.rel_path.clone(),
-                    remote_url: git.remote_url,
-                    branch: git.branch,
-                    commit: git.head,
-                    dirty: git.dirty,
-                    is_git: repo.git.is_some(),
-                    files: self.files_per_repo[i],
-                    chunks: self.chunks_per_repo[i],
-                    ignored_entries: git.ignored_entries,
+/// The manifest of a generation holding `files`.
+fn new_manifest(
+    scan: &Scan,
+    generation: &str,
+    model: &ModelInfo,
+    files: &[FileRecord],
+    skipped: SkipCounts,
+    changes: &Changes,
+) -> Manifest {
+    let mut per_repo: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut totals = Totals {
+        skipped,
+        embedded: changes.vectors_embedded,
+        reused: changes.vectors_reused,
+        ..Totals::default()
+    };
+    for file in files {
+        let counts = per_repo.entry(file.repo.as_str()).or_default();
+        counts.0 += 1;
+        counts.1 += file.chunks;
+        totals.files += 1;
+        totals.chunks += file.chunks;
+        totals.source_bytes += file.stamp.size;
+        totals.lossy_utf8 += usize::from(file.lossy);
+    }
+    let repos = scan
+        .repos
+        .iter()
+        .map(|repo| {
+            let git = repo.git.clone().unwrap_or_default();
+            let (files, chunks) = per_repo.get(repo.id.as_str()).copied().unwrap_or_default();
+            RepoRecord {
+                id: repo.id.clone(),
+                path: repo.rel_path.clone(),
+                remote_url: git.remote_url,
+                branch: git.branch,
+                commit: git.head,
+                dirty: git.dirty,
+                is_git: repo.git.is_some(),
+                files,
+                chunks,
+                ignored_entries: git.ignored_entries,
+            }
+        })
+        .collect();
+    Manifest {
+        format: FORMAT_VERSION,
+        schema_version: SCHEMA_VERSION,
+        chunker_version: CHUNKER_VERSION,
+        generation: generation.to_string(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        root: scan.root.clone(),
+        model: model.clone(),
+        repos,
+        totals,
+        acl_required: false,
+        ann_index: AnnIndex::Off,
+    }
+}
+
+/// How long the tree must stay quiet after a change before `watch` re-indexes.
+const WATCH_QUIET: Duration = Duration::from_millis(500);
+
+/// Calls `on_change` each time files under `root` (outside `index_dir`) changed and then
+/// stayed unchanged for [`WATCH_QUIET`]; returns only when watching fails.
+pub fn watch(root: &Path, index_dir: &Path, mut on_change: impl FnMut()) -> Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let index_dir = index_dir
+        .canonicalize()
+        .unwrap_or_else(|_| index_dir.to_path_buf());
+    let (sender, events) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(sender)
+        .map_err(|e| Error::Watch(format!("cannot watch {}: {e}", root.display())))?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(|e| Error::Watch(format!("cannot watch {}: {e}", root.display())))?;
+    let outside_index = |event: &notify::Result<notify::Event>| match event {
+        Ok(event) => event.paths.iter().any(|p| !p.starts_with(&index_dir)),
+        // An overflowed or failed watch: re-index to be safe.
+        Err(_) => true,
+    };
+    loop {
+        let Ok(first) = events.recv() else {
+            return Err(Error::Watch("the file watcher stopped".into()));
+        };
+        let mut changed = outside_index(&first);
+        loop {
+            match events.recv_timeout(WATCH_QUIET) {
+                Ok(event) => changed |= outside_index(&event),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Watch("the file watcher stopped".into()));
                 }
-            })
-            .collect();
-        Manifest {
-            format: FORMAT_VERSION,
-            schema_version: SCHEMA_VERSION,
-            chunker_version: CHUNKER_VERSION,
-            generation: generation.to_string(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            root: scan.root.clone(),
-            model: self.model.clone(),
-            repos,
-            totals: self.totals.clone(),
-            acl_required: false,
-            ann_index: AnnIndex::Off,
+            }
+        }
+        if changed {
+            on_change();
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::acl::Access;
 use crate::answer::{self, Answer};
 use crate::error::Result;
 use crate::search::SearchResults;
-use crate::store::{IndexDir, IndexReader, Manifest, RepoRecord};
+use crate::store::{DiskUsage, IndexDir, IndexReader, Manifest, RepoRecord, Upkeep};
 use crate::walk;
 
 /// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
@@ -123,8 +123,9 @@ pub struct Status {
     pub repos: Vec<RepoStatus>,
     /// Lane counts.
     pub lanes: LaneStatus,
-    /// Index size on disk, measured only for a principal who sees everything.
-    pub size_on_disk: Option<u64>,
+    /// Index size on disk by part and storage upkeep, measured only for a principal who
+    /// sees everything.
+    pub storage: Option<(DiskUsage, Upkeep)>,
     value: serde_json::Value,
 }
 
@@ -179,16 +180,22 @@ impl Status {
             "repos": repos,
             "lanes": lanes,
         });
-        let size_on_disk = access.sees_everything().then(|| dir.size_on_disk());
-        if let Some(size) = size_on_disk {
+        let storage = if access.sees_everything() {
+            Some((dir.disk_usage()?, reader.upkeep()?))
+        } else {
+            None
+        };
+        if let Some((disk, upkeep)) = &storage {
             value["skipped"] = json!(manifest.totals.skipped);
-            value["size_on_disk_bytes"] = json!(size);
+            value["size_on_disk_bytes"] = json!(disk.total);
+            value["disk"] = json!(disk);
+            value["upkeep"] = json!(upkeep);
             value["source_bytes"] = json!(manifest.totals.source_bytes);
         }
         Ok(Status {
             repos,
             lanes,
-            size_on_disk,
+            storage,
             value,
         })
     }

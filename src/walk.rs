@@ -81,8 +81,33 @@ pub struct FileEntry {
     pub rel_path: String,
     /// Absolute path.
     pub abs_path: PathBuf,
-    /// Size in bytes when listed.
+    /// Size, modification time and inode when listed.
+    pub stamp: FileStamp,
+}
+
+/// Size, modification time and inode: when all three are unchanged (and the time is not
+/// too close to when it was read, see [`FileTable::trusts`]) the bytes are assumed
+/// unchanged, as git assumes for its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FileStamp {
+    /// Bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Inode number (a file replaced by another one with the same size and time).
+    pub inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of a file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            inode: meta.ino(),
+        }
+    }
 }
 
 /// Counts of skipped files by reason, with a few example paths each.
@@ -284,14 +309,14 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
             skipped.add(SkipReason::Generated, rel_to_root);
             continue;
         }
-        let size = match entry.metadata() {
-            Ok(m) => m.len(),
+        let stamp = match entry.metadata() {
+            Ok(m) => FileStamp::of(&m),
             Err(_) => {
                 skipped.add(SkipReason::Unreadable, rel_to_root);
                 continue;
             }
         };
-        if size > config.max_file_bytes {
+        if stamp.size > config.max_file_bytes {
             skipped.add(SkipReason::TooLarge, rel_to_root);
             continue;
         }
@@ -299,7 +324,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
             repo,
             rel_path: rel_display(&repos[repo].abs_path, path),
             abs_path: path.to_path_buf(),
-            size,
+            stamp,
         });
     }
     for dir in skipped_dirs.lock().map(|d| d.clone()).unwrap_or_default() {
@@ -324,7 +349,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
 /// Reads a listed file; binary and unreadable files come back as a skip reason.
 pub fn read_text(entry: &FileEntry) -> std::result::Result<TextFile, SkipReason> {
     let mut file = std::fs::File::open(&entry.abs_path).map_err(|_| SkipReason::Unreadable)?;
-    let mut bytes = Vec::with_capacity(entry.size as usize);
+    let mut bytes = Vec::with_capacity(entry.stamp.size as usize);
     file.read_to_end(&mut bytes)
         .map_err(|_| SkipReason::Unreadable)?;
     let sniff = &bytes[..bytes.len().min(8192)];

@@ -1,11 +1,12 @@
 //! The BM25 lane: a tantivy index over chunk symbols, paths and code, with the code tokenizer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::merge_policy::LogMergePolicy;
 use tantivy::query::{
     Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RegexQuery,
     TermQuery, TermSetQuery,
@@ -25,6 +26,9 @@ use crate::error::{Error, Result};
 
 /// Access filters whose BM25 statistics a reader keeps.
 const MAX_CACHED_FILTERS: usize = 8;
+/// A segment with this share of deleted documents is merged even when its size alone
+/// would not call for it.
+const DELETED_RATIO_BEFORE_MERGE: f32 = 0.2;
 /// Memory budget of the single tantivy writer thread.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
@@ -62,22 +66,20 @@ impl Fields {
     }
 }
 
-fn schema() -> (Schema, Fields) {
+fn schema() -> Schema {
     let mut builder = Schema::builder();
     let code = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(CODE_TOKENIZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
-    let fields = Fields {
-        chunk_id: builder.add_text_field("chunk_id", STRING | STORED),
-        repo: builder.add_text_field("repo", STRING),
-        path_raw: builder.add_text_field("path_raw", STRING),
-        symbol: builder.add_text_field("symbol", code.clone()),
-        path: builder.add_text_field("path", code.clone()),
-        content: builder.add_text_field("content", code),
-    };
-    (builder.build(), fields)
+    builder.add_text_field("chunk_id", STRING | STORED);
+    builder.add_text_field("repo", STRING);
+    builder.add_text_field("path_raw", STRING);
+    builder.add_text_field("symbol", code.clone());
+    builder.add_text_field("path", code.clone());
+    builder.add_text_field("content", code);
+    builder.build()
 }
 
 fn fields_of(schema: &Schema) -> Result<Fields> {
@@ -99,16 +101,57 @@ pub(super) struct LexicalWriter {
 }
 
 impl LexicalWriter {
-    pub(super) fn create(path: &Path) -> Result<LexicalWriter> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        let (schema, fields) = schema();
-        let index = Index::create_in_dir(path, schema).map_err(Error::store)?;
+    /// Creates an empty index in `path`, or opens the copy of a generation's index there.
+    pub(super) fn create(path: &Path, copied: bool) -> Result<LexicalWriter> {
+        let index = if copied {
+            Index::open_in_dir(path).map_err(Error::store)?
+        } else {
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+            Index::create_in_dir(path, schema()).map_err(Error::store)?
+        };
         index.tokenizers().register(CODE_TOKENIZER, CodeTokenizer);
+        let fields = fields_of(&index.schema())?;
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY)
             .map_err(Error::store)?;
+        // Segments whose documents are mostly deleted (files changed since) get merged
+        // away, so incremental runs do not grow the index.
+        let mut policy = LogMergePolicy::default();
+        policy.set_del_docs_ratio_before_merge(DELETED_RATIO_BEFORE_MERGE);
+        writer.set_merge_policy(Box::new(policy));
         Ok(LexicalWriter { writer, fields })
+    }
+
+    /// Deletes the documents of these files (repository, path); documents added later in
+    /// the same run are not affected.
+    pub(super) fn remove_files(&mut self, files: &[(String, String)]) -> Result<()> {
+        let f = self.fields;
+        let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (repo, path) in files {
+            by_repo.entry(repo).or_default().push(path);
+        }
+        for (repo, paths) in by_repo {
+            let query = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.repo, repo),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(TermSetQuery::new(
+                        paths.iter().map(|p| Term::from_field_text(f.path_raw, p)),
+                    )),
+                ),
+            ]);
+            self.writer
+                .delete_query(Box::new(query))
+                .map_err(Error::store)?;
+        }
+        Ok(())
     }
 
     pub(super) fn add(&mut self, chunk: &Chunk) -> Result<()> {
@@ -159,6 +202,14 @@ impl LexicalReader {
             fields,
             totals: Mutex::default(),
         })
+    }
+
+    /// (segments, documents deleted but still on disk).
+    pub(super) fn upkeep(&self) -> (usize, usize) {
+        let searcher = self.reader.searcher();
+        let segments = searcher.segment_readers();
+        let deleted = segments.iter().map(|s| s.num_deleted_docs() as usize).sum();
+        (segments.len(), deleted)
     }
 
     /// Every distinct repository-relative path in the index.

@@ -6,23 +6,31 @@
 //!   FORMAT                 marks the folder as a codeq index
 //!   CURRENT                name of the published generation
 //!   lock                   held by the running `codeq index`
-//!   generations/gNNNNNN/   manifest.json, lance/, tantivy/
+//!   generations/gNNNNNN/   manifest.json, files.json, lance/, tantivy/
+//!   embed-cache/           vectors of chunks that left the index, by embedding-input hash
 //! ```
 //! A generation is complete before `CURRENT` names it, so readers never see a partial
-//! one and a crash mid-index leaves the previous generation in place.
+//! one and a crash mid-index leaves the previous generation in place. An incremental run
+//! starts its generation as a copy of the current one made of hard links (LanceDB and
+//! tantivy never modify a file they wrote; they add files and rename new ones into place),
+//! then deletes and adds the rows of the files that changed.
 
+mod cache;
+mod files;
 mod filter;
 mod lexical;
 mod manifest;
 mod tokenizer;
 mod vectors;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cache::EmbedCache;
+pub use files::{FileRecord, FileTable};
 pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
@@ -45,6 +53,8 @@ const CURRENT_FILE: &str = "CURRENT";
 const LOCK_FILE: &str = "lock";
 const GENERATIONS: &str = "generations";
 const MANIFEST_FILE: &str = "manifest.json";
+const FILES_FILE: &str = "files.json";
+const EMBED_CACHE: &str = "embed-cache";
 
 /// The index folder: generations, the published pointer and the writer lock.
 #[derive(Debug, Clone)]
@@ -127,20 +137,35 @@ impl IndexDir {
 
     /// Takes the writer lock without waiting; a held lock is [`Error::IndexLocked`].
     pub fn lock(&self) -> Result<IndexLock> {
-        use std::os::fd::AsRawFd;
+        let file = self.lock_file()?;
+        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            return Err(Error::IndexLocked(self.path.clone()));
+        }
+        Ok(IndexLock { _file: file })
+    }
+
+    /// Takes the writer lock, waiting for a run that holds it to finish; `waiting` is
+    /// called first when it has to wait. Runs on one index are thereby serialized.
+    pub fn lock_waiting(&self, waiting: impl FnOnce()) -> Result<IndexLock> {
+        let file = self.lock_file()?;
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            return Ok(IndexLock { _file: file });
+        }
+        waiting();
+        if !flock(&file, libc::LOCK_EX) {
+            return Err(Error::IndexLocked(self.path.clone()));
+        }
+        Ok(IndexLock { _file: file })
+    }
+
+    fn lock_file(&self) -> Result<File> {
         let path = self.path.join(LOCK_FILE);
-        let file = File::options()
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        // SAFETY: flock on a descriptor we own; no memory is shared with the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Error::IndexLocked(self.path.clone()));
-        }
-        Ok(IndexLock { _file: file })
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
     }
 
     /// Name of the published generation, if any.
@@ -166,6 +191,23 @@ impl IndexDir {
         serde_json::from_str(&text).map_err(|e| self.corrupt(format!("{}: {e}", path.display())))
     }
 
+    /// The file table of a generation; `None` for generations written before codeq kept
+    /// one, or when it cannot be read (the next run then re-reads every file).
+    pub fn file_table(&self, generation: &str) -> Option<FileTable> {
+        let path = self.generation_path(generation).join(FILES_FILE);
+        let text = std::fs::read(path).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Opens the embedding cache for `model` (a cache of another model is emptied). Needs
+    /// the writer lock.
+    pub fn embed_cache(&self, _lock: &IndexLock, model: &ModelInfo) -> Result<EmbedCache> {
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        EmbedCache::open(runtime()?, &self.path.join(EMBED_CACHE), model, run)
+    }
+
     fn corrupt(&self, detail: String) -> Error {
         Error::CorruptIndex {
             dir: self.path.clone(),
@@ -189,12 +231,13 @@ impl IndexDir {
         Ok(names)
     }
 
-    /// Starts a new, unpublished generation. Needs the writer lock.
+    /// Starts a new, unpublished generation: empty, or a copy of `base.copy_of`. Vectors
+    /// of `base.reuse` may be reused. Needs the writer lock.
     pub fn begin_generation(
         &self,
         _lock: &IndexLock,
         model: &ModelInfo,
-        previous: Option<&IndexReader>,
+        base: GenerationBase<'_>,
     ) -> Result<GenerationWriter> {
         let next = self
             .generation_names()?
@@ -207,9 +250,12 @@ impl IndexDir {
             std::fs::remove_dir_all(&path)
                 .map_err(|e| Error::io(format!("cannot clear {}", path.display()), e))?;
         }
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        GenerationWriter::create(name, path, model, previous)
+        match base.copy_of {
+            Some(original) => link_tree(&self.generation_path(original.generation()), &path)?,
+            None => std::fs::create_dir_all(&path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?,
+        }
+        GenerationWriter::create(name, path, model, base)
     }
 
     /// Makes a finished generation the current one, atomically, and removes generations
@@ -217,6 +263,8 @@ impl IndexDir {
     pub fn publish(&self, _lock: &IndexLock, finished: FinishedGeneration) -> Result<()> {
         let path = self.generation_path(&finished.name);
         let manifest = serde_json::to_vec_pretty(&finished.manifest).map_err(Error::store)?;
+        let files = serde_json::to_vec(&finished.files).map_err(Error::store)?;
+        write_atomically(&path.join(FILES_FILE), &files)?;
         write_atomically(&path.join(MANIFEST_FILE), &manifest)?;
         sync_tree(&path)?;
         let previous = self.current().ok().flatten();
@@ -240,10 +288,131 @@ impl IndexDir {
         IndexReader::open(self, &generation)
     }
 
-    /// Bytes on disk of the whole index folder.
+    /// Bytes on disk of the whole index folder (a file linked into two generations
+    /// counts once).
     pub fn size_on_disk(&self) -> u64 {
-        tree_size(&self.path)
+        tree_size(&self.path, &mut HashSet::new())
     }
+
+    /// Bytes on disk by part.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let mut seen = HashSet::new();
+        let current = self.current()?;
+        let mut usage = DiskUsage::default();
+        if let Some(name) = &current {
+            usage.current_generation = tree_size(&self.generation_path(name), &mut seen);
+        }
+        for name in self.generation_names()? {
+            if Some(&name) != current.as_ref() {
+                usage.older_generations += tree_size(&self.generation_path(&name), &mut seen);
+            }
+        }
+        usage.embed_cache = tree_size(&self.path.join(EMBED_CACHE), &mut seen);
+        usage.total = tree_size(&self.path, &mut seen)
+            + usage.current_generation
+            + usage.older_generations
+            + usage.embed_cache;
+        Ok(usage)
+    }
+
+    /// Removes every generation but the current one (the previous generation is kept by
+    /// `codeq index` for readers that opened it just before a publish; a reader still on
+    /// it has to reopen the index) and, with `cache`, empties the embedding cache.
+    /// Returns the bytes freed. Needs the writer lock.
+    pub fn collect_garbage(&self, _lock: &IndexLock, cache: bool) -> Result<u64> {
+        let before = self.size_on_disk();
+        let current = self.current()?;
+        for name in self.generation_names()? {
+            if Some(&name) != current.as_ref() {
+                let path = self.generation_path(&name);
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+            }
+        }
+        let cache_dir = self.path.join(EMBED_CACHE);
+        if cache && cache_dir.exists() {
+            std::fs::remove_dir_all(&cache_dir)
+                .map_err(|e| Error::io(format!("cannot remove {}", cache_dir.display()), e))?;
+        }
+        Ok(before.saturating_sub(self.size_on_disk()))
+    }
+}
+
+/// The state of a generation's storage that compaction and merging keep in check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Upkeep {
+    /// Versions of the LanceDB table still on disk (older ones are pruned every run).
+    pub table_versions: usize,
+    /// LanceDB fragments (compacted when small ones pile up).
+    pub fragments: usize,
+    /// Rows deleted from the table but still in its files until compaction.
+    pub deleted_rows: usize,
+    /// tantivy segments (merged as they accumulate).
+    pub segments: usize,
+    /// Documents deleted from tantivy but still in its segments until a merge.
+    pub deleted_docs: usize,
+}
+
+/// Bytes on disk of an index folder by part; a file linked into several generations
+/// counts once, with the current generation first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// The published generation.
+    pub current_generation: u64,
+    /// Files of other generations that the current one does not share: the previous one
+    /// (kept for readers) and any left by interrupted runs. `codeq gc` frees them.
+    pub older_generations: u64,
+    /// The embedding cache of evicted vectors.
+    pub embed_cache: u64,
+    /// The whole folder.
+    pub total: u64,
+}
+
+/// What a new generation starts from.
+#[derive(Clone, Copy, Default)]
+pub struct GenerationBase<'a> {
+    /// A published generation to copy and change; `None` starts empty.
+    pub copy_of: Option<&'a IndexReader>,
+    /// A generation whose stored vectors may be reused by embedding-input hash.
+    pub reuse: Option<&'a IndexReader>,
+}
+
+/// Files of a generation that are not copied into the next one: written anew at publish,
+/// or tantivy's lock files (a lock is per writer, not per index state).
+fn is_per_generation(name: &str) -> bool {
+    name == MANIFEST_FILE || name == FILES_FILE || name.ends_with(".lock") || name.ends_with(".tmp")
+}
+
+/// Recreates the folders of `from` in `to` and hard-links every file (copies when the
+/// file system refuses links).
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)
+        .map_err(|e| Error::io(format!("cannot create {}", to.display()), e))?;
+    let entries = std::fs::read_dir(from)
+        .map_err(|e| Error::io(format!("cannot read {}", from.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("cannot read {}", from.display()), e))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("cannot read {}", source.display()), e))?;
+        if kind.is_dir() {
+            link_tree(&source, &target)?;
+        } else if kind.is_file() && !is_per_generation(&entry.file_name().to_string_lossy()) {
+            std::fs::hard_link(&source, &target)
+                .or_else(|_| std::fs::copy(&source, &target).map(|_| ()))
+                .map_err(|e| Error::io(format!("cannot copy {}", source.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `flock(2)` on a file we own; true when the lock was taken.
+fn flock(file: &File, operation: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+    unsafe { libc::flock(file.as_raw_fd(), operation) == 0 }
 }
 
 fn is_generation_name(name: &str) -> bool {
@@ -287,15 +456,20 @@ fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn tree_size(path: &Path) -> u64 {
+fn tree_size(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
     if !meta.is_dir() {
-        return meta.len();
+        return if seen.insert((meta.dev(), meta.ino())) {
+            meta.len()
+        } else {
+            0
+        };
     }
     std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        .map(|entries| entries.flatten().map(|e| tree_size(&e.path(), seen)).sum())
         .unwrap_or(0)
 }
 
@@ -326,6 +500,7 @@ pub struct FinishedGeneration {
     name: String,
     /// The manifest to publish with it.
     pub manifest: Manifest,
+    files: FileTable,
 }
 
 impl GenerationWriter {
@@ -333,16 +508,18 @@ impl GenerationWriter {
         name: String,
         path: PathBuf,
         model: &ModelInfo,
-        previous: Option<&IndexReader>,
+        base: GenerationBase<'_>,
     ) -> Result<GenerationWriter> {
         let rt = runtime()?;
         let vectors = vectors::VectorWriter::create(
             rt,
             &path.join("lance"),
             model.dimension,
-            previous.map(|p| &p.vectors),
+            base.reuse.map(|p| &p.vectors),
+            base.copy_of.map(|p| p.manifest.ann_index),
         )?;
-        let lexical = lexical::LexicalWriter::create(&path.join("tantivy"))?;
+        let lexical =
+            lexical::LexicalWriter::create(&path.join("tantivy"), base.copy_of.is_some())?;
         Ok(GenerationWriter {
             name,
             vectors,
@@ -361,6 +538,16 @@ impl GenerationWriter {
         self.vectors.previous_vectors(embed_hashes)
     }
 
+    /// Removes every chunk of these files (repository, path) from both lanes. Call it
+    /// before adding the files' new chunks.
+    pub fn remove_files(&mut self, files: &[(String, String)]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.lexical.remove_files(files)?;
+        self.vectors.remove_files(files)
+    }
+
     /// Adds one chunk with its vector to both lanes.
     pub fn add(&mut self, chunk: Chunk, embed_hash: String, vector: Vec<f32>) -> Result<()> {
         self.lexical.add(&chunk)?;
@@ -374,15 +561,21 @@ impl GenerationWriter {
         self.rows
     }
 
-    /// Flushes both lanes and builds the vector table's indexes (an ANN index when `ann`
-    /// asks for one at this size, recorded in the manifest); the generation is then
-    /// complete but not yet published.
-    pub fn finish(self, mut manifest: Manifest, ann: AnnPolicy) -> Result<FinishedGeneration> {
+    /// Flushes both lanes and brings the vector table's indexes up to date (an ANN index
+    /// when `ann` asks for one at this size, recorded in the manifest); the generation is
+    /// then complete but not yet published.
+    pub fn finish(
+        self,
+        mut manifest: Manifest,
+        files: FileTable,
+        ann: AnnPolicy,
+    ) -> Result<FinishedGeneration> {
         self.lexical.finish()?;
         manifest.ann_index = self.vectors.finish(ann)?;
         Ok(FinishedGeneration {
             name: self.name,
             manifest,
+            files,
         })
     }
 }
@@ -508,6 +701,27 @@ impl IndexReader {
             bm25_docs: self.lexical.count(filter)?,
             vectors: self.vectors.count(filter)?,
         })
+    }
+
+    /// What incremental runs leave behind in this generation, for `codeq status`.
+    pub fn upkeep(&self) -> Result<Upkeep> {
+        let (table_versions, fragments, deleted_rows) = self.vectors.upkeep()?;
+        let (segments, deleted_docs) = self.lexical.upkeep();
+        Ok(Upkeep {
+            table_versions,
+            fragments,
+            deleted_rows,
+            segments,
+            deleted_docs,
+        })
+    }
+
+    /// The vectors of these files' chunks, by embedding-input hash.
+    pub fn vectors_of_files(
+        &self,
+        files: &[(String, String)],
+    ) -> Result<HashMap<String, Vec<f32>>> {
+        self.vectors.vectors_of_files(files)
     }
 
     /// Every stored row (chunk, embedding-input hash, vector), for tools that copy an index

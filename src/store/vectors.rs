@@ -25,8 +25,15 @@ use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
 const TABLE: &str = "chunks";
-/// Rows buffered before one LanceDB append (each append is a new table version).
-const FLUSH_ROWS: usize = 2048;
+/// Rows buffered before one LanceDB append (each append is a new table version and a new
+/// fragment): also the fragment size compaction aims for.
+const FLUSH_ROWS: usize = 16384;
+/// Fragments beyond the table's row count / [`FLUSH_ROWS`] tolerated before compaction:
+/// each incremental run adds a small one.
+const SPARE_FRAGMENTS: usize = 8;
+/// Columns with a scalar (B-tree) index: id lookups, embedding reuse, and the access
+/// pre-filter on repo and path, which then reads an index instead of every row.
+const SCALAR_INDEXED: [&str; 4] = ["chunk_id", "embed_hash", "repo", "path"];
 /// Text columns of the table, in schema order, as stored from a [`Chunk`].
 const TEXT_COLUMNS: [&str; 12] = [
     "chunk_id",
@@ -150,15 +157,33 @@ fn schema(dimension: usize) -> SchemaRef {
     fields.push(Field::new("start_line", DataType::UInt32, false));
     fields.push(Field::new("end_line", DataType::UInt32, false));
     fields.push(Field::new("embed_hash", DataType::Utf8, false));
-    fields.push(Field::new(
+    fields.push(vector_field(dimension));
+    Arc::new(Schema::new(fields))
+}
+
+/// The `vector` column's field.
+pub(super) fn vector_field(dimension: usize) -> Field {
+    Field::new(
         "vector",
         DataType::FixedSizeList(
             Arc::new(Field::new("item", DataType::Float32, true)),
             dimension as i32,
         ),
         false,
-    ));
-    Arc::new(Schema::new(fields))
+    )
+}
+
+/// A `vector` column from vectors of `dimension` floats.
+pub(super) fn vector_array<'v>(
+    vectors: impl Iterator<Item = &'v Vec<f32>>,
+    dimension: usize,
+) -> ArrayRef {
+    Arc::new(
+        FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+            vectors.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
+            dimension as i32,
+        ),
+    )
 }
 
 /// Columns returned for chunks (everything but the vector).
@@ -187,38 +212,57 @@ fn text_of(chunk: &Chunk, column: &str) -> String {
     }
 }
 
-/// Appends rows to a new generation's table.
+/// Writes a new generation's table: rows removed by file and rows appended.
 pub(super) struct VectorWriter {
     rt: Arc<Runtime>,
     table: lancedb::Table,
     previous: Option<lancedb::Table>,
+    /// The ANN index the table already has (a copy of a generation that had one).
+    ann: AnnIndex,
     schema: SchemaRef,
     dimension: usize,
     pending: Vec<(Chunk, String, Vec<f32>)>,
 }
 
 impl VectorWriter {
+    /// Opens the table in `path`: a fresh empty one, or, when `copied` names the ANN index
+    /// of a copied generation, the copy itself. Vectors of `previous` may be reused.
     pub(super) fn create(
         rt: Arc<Runtime>,
         path: &Path,
         dimension: usize,
         previous: Option<&VectorReader>,
+        copied: Option<AnnIndex>,
     ) -> Result<VectorWriter> {
         let schema = schema(dimension);
         let uri = path.to_string_lossy().into_owned();
         let table = rt.block_on(async {
             let db = lancedb::connect(&uri).execute().await?;
-            db.create_empty_table(TABLE, schema.clone()).execute().await
+            match copied {
+                Some(_) => db.open_table(TABLE).execute().await,
+                None => db.create_empty_table(TABLE, schema.clone()).execute().await,
+            }
         });
         let table = table.map_err(Error::store)?;
         Ok(VectorWriter {
             rt,
             table,
             previous: previous.map(|p| p.table.clone()),
+            ann: copied.unwrap_or_default(),
             schema,
             dimension,
             pending: Vec::with_capacity(FLUSH_ROWS),
         })
+    }
+
+    /// Deletes every row of these files (repository, path).
+    pub(super) fn remove_files(&mut self, files: &[(String, String)]) -> Result<()> {
+        for predicate in file_predicates(files) {
+            self.rt
+                .block_on(self.table.delete(predicate.as_str()))
+                .map_err(Error::store)?;
+        }
+        Ok(())
     }
 
     pub(super) fn add(&mut self, chunk: Chunk, embed_hash: String, vector: Vec<f32>) -> Result<()> {
@@ -258,15 +302,7 @@ impl VectorWriter {
         columns.push(Arc::new(StringArray::from_iter_values(
             rows.iter().map(|(_, h, _)| h.as_str()),
         )));
-        columns.push(Arc::new(FixedSizeListArray::from_iter_primitive::<
-            Float32Type,
-            _,
-            _,
-        >(
-            rows.iter()
-                .map(|(_, _, v)| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
-            self.dimension as i32,
-        )));
+        columns.push(vector_array(rows.iter().map(|(_, _, v)| v), self.dimension));
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::store)?;
         self.rt
             .block_on(self.table.add(batch).execute())
@@ -296,40 +332,111 @@ impl VectorWriter {
         Ok(out)
     }
 
-    /// Writes what is buffered and builds the table's indexes; returns the ANN index built
-    /// (`Off` when the table is below the policy's size).
+    /// Writes what is buffered and brings the table's indexes up to date; returns its ANN
+    /// index: the copied one (updated with the new rows), else the policy's when the table
+    /// reached its size, else `Off`.
     pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<AnnIndex> {
         self.flush()?;
         let rows = self
             .rt
             .block_on(self.table.count_rows(None))
             .map_err(Error::store)?;
-        if rows > 0 {
-            // Scalar indexes keep id lookups and embedding reuse fast on large tables.
-            // repo and path serve the access pre-filter, so it reads an index instead of
-            // evaluating the predicate on every row.
-            for column in ["chunk_id", "embed_hash", "repo", "path"] {
-                self.rt
-                    .block_on(
-                        self.table
-                            .create_index(&[column], Index::BTree(Default::default()))
-                            .execute(),
-                    )
-                    .map_err(Error::store)?;
-            }
-        }
-        let built = if rows >= ann.min_rows {
+        let kept = if self.ann != AnnIndex::Off {
+            self.ann
+        } else if rows >= ann.min_rows {
             ann.index
         } else {
             AnnIndex::Off
         };
-        if let Some(index) = built.builder() {
-            self.rt
-                .block_on(self.table.create_index(&["vector"], index).execute())
+        let vector_index = if self.ann == AnnIndex::Off {
+            kept.builder()
+        } else {
+            None
+        };
+        maintain(&self.rt, &self.table, &SCALAR_INDEXED, vector_index)?;
+        Ok(kept)
+    }
+}
+
+/// One delete predicate per batch of files, grouped by repository.
+fn file_predicates(files: &[(String, String)]) -> Vec<String> {
+    const PATHS_PER_PREDICATE: usize = 512;
+    let mut by_repo: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (repo, path) in files {
+        by_repo.entry(repo).or_default().push(path);
+    }
+    let mut predicates = Vec::new();
+    for (repo, paths) in by_repo {
+        for batch in paths.chunks(PATHS_PER_PREDICATE) {
+            predicates.push(format!(
+                "repo = {} AND path IN ({})",
+                sql_string_list(&[repo]),
+                sql_string_list(batch)
+            ));
+        }
+    }
+    predicates
+}
+
+/// Upkeep after a run's writes: compacts when small fragments or deleted rows pile up,
+/// creates the scalar indexes on `scalar_columns` (and `vector_index`) that are missing,
+/// folds new rows into the indexes that already existed, and drops superseded versions.
+/// Only the index writer calls it, under the index lock.
+pub(super) fn maintain(
+    rt: &Runtime,
+    table: &lancedb::Table,
+    scalar_columns: &[&str],
+    vector_index: Option<Index>,
+) -> Result<()> {
+    use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions, optimize::Duration};
+    let stats = rt.block_on(table.stats()).map_err(Error::store)?;
+    let rows = stats.num_rows;
+    let deleted = stats.num_deleted_rows.unwrap_or(0);
+    let fragments = stats.fragment_stats.num_fragments;
+    if fragments > rows / FLUSH_ROWS + 1 + SPARE_FRAGMENTS || deleted * 10 > rows.max(1) {
+        let options = CompactionOptions {
+            target_rows_per_fragment: FLUSH_ROWS,
+            ..Default::default()
+        };
+        rt.block_on(table.optimize(OptimizeAction::Compact {
+            options,
+            remap_options: None,
+        }))
+        .map_err(Error::store)?;
+    }
+    if rows > 0 {
+        let existing: Vec<Vec<String>> = rt
+            .block_on(table.list_indices())
+            .map_err(Error::store)?
+            .into_iter()
+            .map(|i| i.columns)
+            .collect();
+        for column in scalar_columns {
+            if !existing.iter().any(|c| c == &[column.to_string()]) {
+                rt.block_on(
+                    table
+                        .create_index(&[*column], Index::BTree(Default::default()))
+                        .execute(),
+                )
+                .map_err(Error::store)?;
+            }
+        }
+        if let Some(index) = vector_index {
+            rt.block_on(table.create_index(&["vector"], index).execute())
                 .map_err(Error::store)?;
         }
-        Ok(built)
+        if !existing.is_empty() {
+            rt.block_on(table.optimize(OptimizeAction::Index(OptimizeOptions::default())))
+                .map_err(Error::store)?;
+        }
     }
+    rt.block_on(table.optimize(OptimizeAction::Prune {
+        older_than: Some(Duration::zero()),
+        delete_unverified: Some(true),
+        error_if_tagged_old_versions: None,
+    }))
+    .map_err(Error::store)?;
+    Ok(())
 }
 
 /// Reads one generation's table.
@@ -453,6 +560,43 @@ impl VectorReader {
         Ok(out)
     }
 
+    /// (table versions, fragments, rows deleted but still on disk).
+    pub(super) fn upkeep(&self) -> Result<(usize, usize, usize)> {
+        let versions = self
+            .rt
+            .block_on(self.table.list_versions())
+            .map_err(Error::store)?
+            .len();
+        let stats = self.rt.block_on(self.table.stats()).map_err(Error::store)?;
+        Ok((
+            versions,
+            stats.fragment_stats.num_fragments,
+            stats.num_deleted_rows.unwrap_or(0),
+        ))
+    }
+
+    /// Vectors of these files' rows (repository, path), by embedding-input hash.
+    pub(super) fn vectors_of_files(
+        &self,
+        files: &[(String, String)],
+    ) -> Result<HashMap<String, Vec<f32>>> {
+        let mut out = HashMap::new();
+        for predicate in file_predicates(files) {
+            let query = self
+                .table
+                .query()
+                .only_if(predicate)
+                .select(Select::columns(&["embed_hash", "vector"]));
+            for batch in &collect(&self.rt, &query)? {
+                let hashes = string_column(batch, "embed_hash")?;
+                for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
+                    out.insert(hashes.value(i).to_string(), vector);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every row: chunk, embedding-input hash and vector.
     pub(super) fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
         let mut columns = chunk_columns();
@@ -520,13 +664,13 @@ fn admitted<Q: QueryBase>(query: Q, filter: &ChunkFilter) -> Q {
 }
 
 /// Runs a query to completion on the storage runtime.
-fn collect(rt: &Runtime, query: &impl ExecutableQuery) -> Result<Vec<RecordBatch>> {
+pub(super) fn collect(rt: &Runtime, query: &impl ExecutableQuery) -> Result<Vec<RecordBatch>> {
     rt.block_on(async { query.execute().await?.try_collect().await })
         .map_err(Error::store)
 }
 
 /// The `vector` column of a batch, one vector per row.
-fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
+pub(super) fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
     let list = batch
         .column_by_name("vector")
         .ok_or_else(|| Error::Store("vector column missing".into()))?
@@ -541,7 +685,7 @@ fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
-fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
+pub(super) fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())

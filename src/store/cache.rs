@@ -1,0 +1,173 @@
+//! The embedding cache: vectors of chunks that left the index — their file changed or
+//! went away, or a branch switch replaced it — keyed by the embedding-input hash (which
+//! covers the model id, the model file's hash and the text). The current generation's
+//! table holds every live vector; this holds the recently evicted ones, so switching a
+//! branch back, or undoing an edit, re-embeds nothing. The oldest evictions go first once
+//! it holds more than its configured number of vectors.
+//!
+//! Only the writer (under the index lock) opens it; queries never read it. A run killed
+//! mid-write loses at most the vectors it had not written, never the index.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use lancedb::arrow::arrow_array::cast::AsArray;
+use lancedb::arrow::arrow_array::types::UInt64Type;
+use lancedb::arrow::arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
+use lancedb::query::{QueryBase, Select};
+use tokio::runtime::Runtime;
+
+use super::filter::sql_string_list;
+use super::vectors::{collect, maintain, string_column, vector_array, vector_field, vectors_of};
+use crate::embed::ModelInfo;
+use crate::error::{Error, Result};
+
+const TABLE: &str = "evicted";
+/// Names the model the cached vectors came from; another model starts an empty cache.
+const MODEL_FILE: &str = "model";
+/// Hashes per lookup query.
+const LOOKUP_BATCH: usize = 1024;
+
+/// Evicted vectors by embedding-input hash, on disk.
+pub struct EmbedCache {
+    rt: Arc<Runtime>,
+    table: lancedb::Table,
+    schema: SchemaRef,
+    dimension: usize,
+    /// Orders evictions: later runs evict with larger numbers.
+    run: u64,
+    changed: bool,
+}
+
+impl EmbedCache {
+    /// Opens (or creates) the cache in `path` for `model`; a cache of another model is
+    /// discarded, since none of its vectors could ever be looked up again. `run` orders
+    /// this run's evictions after earlier ones (a clock reading).
+    pub(super) fn open(
+        rt: Arc<Runtime>,
+        path: &Path,
+        model: &ModelInfo,
+        run: u64,
+    ) -> Result<EmbedCache> {
+        let marker = format!("{}\n{}\n{}\n", model.id, model.file_sha256, model.dimension);
+        let marker_path = path.join(MODEL_FILE);
+        let same_model = std::fs::read_to_string(&marker_path).is_ok_and(|m| m == marker);
+        if !same_model && path.exists() {
+            std::fs::remove_dir_all(path)
+                .map_err(|e| Error::io(format!("cannot clear {}", path.display()), e))?;
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let schema = schema(model.dimension);
+        let uri = path.to_string_lossy().into_owned();
+        let table = rt
+            .block_on(async {
+                let db = lancedb::connect(&uri).execute().await?;
+                match db.open_table(TABLE).execute().await {
+                    Ok(table) => Ok(table),
+                    Err(lancedb::Error::TableNotFound { .. }) => {
+                        db.create_empty_table(TABLE, schema.clone()).execute().await
+                    }
+                    Err(err) => Err(err),
+                }
+            })
+            .map_err(Error::store)?;
+        if !same_model {
+            super::write_atomically(&marker_path, marker.as_bytes())?;
+        }
+        Ok(EmbedCache {
+            rt,
+            table,
+            schema,
+            dimension: model.dimension,
+            run,
+            changed: false,
+        })
+    }
+
+    /// The cached vectors among `hashes`.
+    pub fn lookup(&self, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        let mut found: HashMap<String, Vec<f32>> = HashMap::new();
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let query = self
+                .table
+                .query()
+                .only_if(format!("embed_hash IN ({})", sql_string_list(batch)))
+                .select(Select::columns(&["embed_hash", "vector"]));
+            for rows in &collect(&self.rt, &query)? {
+                let keys = string_column(rows, "embed_hash")?;
+                for (i, vector) in vectors_of(rows)?.into_iter().enumerate() {
+                    found.insert(keys.value(i).to_string(), vector);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Keeps the vectors of chunks leaving the index (embedding-input hash, vector).
+    pub fn keep(&mut self, evicted: HashMap<String, Vec<f32>>) -> Result<()> {
+        if evicted.is_empty() {
+            return Ok(());
+        }
+        let known = self.lookup(&evicted.keys().cloned().collect::<Vec<_>>())?;
+        let fresh: Vec<(&String, &Vec<f32>)> = evicted
+            .iter()
+            .filter(|(h, _)| !known.contains_key(*h))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(fresh.iter().map(|(h, _)| h))),
+            vector_array(fresh.iter().map(|(_, v)| *v), self.dimension),
+            Arc::new(UInt64Array::from(vec![self.run; fresh.len()])),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::store)?;
+        self.rt
+            .block_on(self.table.add(batch).execute())
+            .map_err(Error::store)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Drops the oldest evictions beyond `capacity` vectors, keeps the hash index current
+    /// and removes superseded table versions (a run that kept nothing leaves it as it was).
+    pub fn finish(mut self, capacity: usize) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        self.trim(capacity)?;
+        maintain(&self.rt, &self.table, &["embed_hash"], None)
+    }
+
+    fn trim(&mut self, capacity: usize) -> Result<()> {
+        let query = self.table.query().select(Select::columns(&["run"]));
+        let mut runs: Vec<u64> = Vec::new();
+        for batch in &collect(&self.rt, &query)? {
+            let column = batch
+                .column_by_name("run")
+                .ok_or_else(|| Error::Store("run column missing".into()))?;
+            runs.extend(column.as_primitive::<UInt64Type>().values().iter().copied());
+        }
+        if runs.len() <= capacity {
+            return Ok(());
+        }
+        runs.sort_unstable_by(|a, b| b.cmp(a));
+        // Whole runs go: the newest run that does not fit, and all older ones.
+        let cutoff = runs[capacity];
+        self.rt
+            .block_on(self.table.delete(&format!("run <= {cutoff}")))
+            .map_err(Error::store)?;
+        Ok(())
+    }
+}
+
+fn schema(dimension: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("embed_hash", DataType::Utf8, false),
+        vector_field(dimension),
+        Field::new("run", DataType::UInt64, false),
+    ]))
+}
