@@ -190,6 +190,24 @@ enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Re-indexing cost on a large index: no change, one changed file, a branch switch
+    /// and back (wall time, peak memory, embedding-cache hit rate), on --copies copies of
+    /// the given source trees, each its own git repository.
+    Incremental {
+        /// Source trees to copy into the corpus.
+        #[arg(required = true)]
+        trees: Vec<PathBuf>,
+        /// Copies of each tree.
+        #[arg(long, default_value_t = 11)]
+        copies: usize,
+        /// Indexes built with the same model whose vectors seed the embedding cache, so the
+        /// initial build need not embed what they already did.
+        #[arg(long)]
+        seed: Vec<PathBuf>,
+        /// Working folder for the corpus and its index (kept; reused on the next run).
+        #[arg(long)]
+        work: PathBuf,
+    },
     /// Vector-lane latency and recall@10 of each ANN index against exact search, with and
     /// without ACL pre-filters, on the current index (or --source indexes) replicated to
     /// --chunks chunks with perturbed vectors.
@@ -334,6 +352,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                 },
         } => cmd_bench_vectors(&cli, *chunks, ann, (*queries, *k), source, out.as_deref()),
+        Command::Bench {
+            what:
+                BenchCommand::Incremental {
+                    trees,
+                    copies,
+                    seed,
+                    work,
+                },
+        } => cmd_bench_incremental(
+            &cli,
+            crate::bench::IncrementalBenchOptions {
+                trees: trees.clone(),
+                copies: *copies,
+                seeds: seed.clone(),
+                work: work.clone(),
+            },
+        ),
     }
 }
 
@@ -1774,6 +1809,62 @@ fn cmd_bench_query(
         )?;
     }
     writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_incremental(
+    cli: &Cli,
+    options: crate::bench::IncrementalBenchOptions,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load_for_root(&options.work)?;
+    let model = crate::embed::Embedder::info(&load_embedder(cli, &config)?).clone();
+    let bench = crate::bench::incremental_bench(&options, &model)?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        return print_bench_json(&mut out, &bench);
+    }
+    writeln!(
+        out,
+        "index        {} chunks, {} files, {} repositories",
+        bench.chunks, bench.files, bench.repos
+    )?;
+    let rows = [
+        ("initial build", std::slice::from_ref(&bench.initial)),
+        ("no change", &bench.no_change[..]),
+        ("one file", &bench.one_file[..]),
+        ("branch switch", std::slice::from_ref(&bench.branch_switch)),
+        ("switch back", std::slice::from_ref(&bench.switch_back)),
+    ];
+    writeln!(
+        out,
+        "{:<14} {:>24} {:>10} {:>9} {:>9}",
+        "run", "wall s", "peak RSS", "embedded", "reused"
+    )?;
+    for (name, runs) in rows {
+        let walls: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.wall_s)).collect();
+        let peak = runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0);
+        let sum = |key: &str| -> u64 {
+            runs.iter()
+                .map(|r| r.changes[key].as_u64().unwrap_or(0))
+                .sum()
+        };
+        writeln!(
+            out,
+            "{name:<14} {:>24} {:>10} {:>9} {:>9}",
+            walls.join(" "),
+            human_bytes(peak),
+            sum("vectors_embedded"),
+            sum("vectors_reused"),
+        )?;
+    }
+    writeln!(
+        out,
+        "median: no change {:.2} s, one file {:.2} s; cache hit rate: switch {:.3}, back {:.3}",
+        bench.no_change_p50_s,
+        bench.one_file_p50_s,
+        bench.branch_switch_cache_hit_rate,
+        bench.switch_back_cache_hit_rate
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -197,24 +197,40 @@ fn a_different_model_is_refused_until_rebuild() {
 }
 
 #[test]
-fn a_second_indexer_is_refused_while_one_runs() {
+fn a_second_indexer_waits_for_the_first_and_says_so() {
+    use std::io::{BufRead, BufReader};
     let fx = fixture();
     let scratch = tempfile::tempdir().unwrap();
     let index = index_copy(scratch.path());
     let dir = IndexDir::open(&index).unwrap();
     let lock = dir.lock().unwrap();
-    let out = codeq(
-        &fx.root,
-        &["index", ".", "--index-dir", index.to_str().unwrap()],
-    );
-    assert_fails_with(&out, &["another `codeq index` is writing"]);
+    let mut waiting = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["index", ".", "--index-dir", index.to_str().unwrap()])
+        .current_dir(&fx.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(waiting.stderr.take().unwrap()).lines();
+    let notice = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("another `codeq index` is writing"))
+        .expect("a notice that the run waits");
+    assert!(notice.contains("waiting for it to finish"), "{notice}");
     // Queries keep working while the lock is held.
     let out = codeq(
         &fx.root,
         &["status", "--index-dir", index.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        waiting.try_wait().unwrap(),
+        None,
+        "it must wait for the lock"
+    );
     drop(lock);
+    assert!(waiting.wait().unwrap().success());
 }
 
 #[test]

@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use codeq::config::Config;
 use codeq::embed::{Embedder, FastEmbedder, ModelInfo};
 use codeq::index::{self, IndexOptions, NoProgress};
-use codeq::store::IndexDir;
-use common::{codeq_json, copy_tree, fixture, stderr};
+use codeq::search::{self, SearchOptions};
+use codeq::store::{ChunkFilter, IndexDir};
+use common::{PAYMENTS_LIB, Workspace, codeq_json, copy_tree, fixture, stderr};
 
 /// The real model, failing on its `fail_on`-th call: a disk-full or OOM stand-in.
 struct FailingEmbedder {
@@ -120,4 +121,164 @@ fn killing_the_indexer_mid_run_keeps_the_previous_generation() {
         assert!(!status.success(), "the run finished before it was killed");
         assert_queryable(&fx.root, &index, "g000001");
     }
+}
+
+/// Deterministic pseudo-random numbers (splitmix64), so a failing kill point can be replayed.
+struct KillClock(u64);
+
+impl KillClock {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % bound.max(1)
+    }
+}
+
+/// Checks the published generation: both lanes hold exactly the manifest's chunks, and the
+/// run's marker is in both lanes when `expect_marker`, in neither otherwise.
+fn assert_whole_generation(index: &Path, marker: &str, expect_marker: bool) {
+    let reader = IndexDir::open(index).unwrap().reader().unwrap();
+    let everything = ChunkFilter::everything();
+    let counts = reader.lane_counts(&everything).unwrap();
+    assert_eq!(counts.bm25_docs, counts.vectors, "{}", reader.generation());
+    assert_eq!(counts.vectors, reader.manifest().totals.chunks);
+    let hits = reader
+        .bm25(&search::query_terms(marker), &everything, 5)
+        .unwrap();
+    let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+    let chunks = reader.chunks_by_id(&ids, &everything).unwrap();
+    assert_eq!(chunks.len(), ids.len(), "every BM25 hit has its vector row");
+    let found = chunks.iter().any(|c| c.content.contains(marker));
+    assert_eq!(
+        found,
+        expect_marker,
+        "marker {marker} in generation {}",
+        reader.generation()
+    );
+}
+
+#[test]
+fn fifty_kills_at_random_points_leave_the_old_or_the_new_generation() {
+    const KILLS: usize = 50;
+    let ws = Workspace::new();
+    let index = ws.index_dir();
+    let lib = ws.root.join("payments/src/lib.rs");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_codeq"))
+            .args(["index", "."])
+            .args(extra)
+            .current_dir(&ws.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole incremental run takes here: kill points are spread over it.
+    std::fs::write(&lib, format!("{PAYMENTS_LIB}\npub fn warm_up() {{}}\n")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(run(&[]).wait().unwrap().success());
+    let run_ms = started.elapsed().as_millis() as u64;
+
+    let mut clock = KillClock(0x5eed);
+    let (mut published, mut kept) = (0, 0);
+    let mut text = PAYMENTS_LIB.to_string();
+    for kill in 0..KILLS {
+        let marker = format!("kill_marker_{kill}");
+        text.push_str(&format!("\n/// Step {kill}.\npub fn {marker}() {{}}\n"));
+        std::fs::write(&lib, &text).unwrap();
+        // Every fifth run also adds a file, every seventh rebuilds from empty.
+        if kill % 5 == 0 {
+            ws.write(&format!("notes/step{kill}.md"), &format!("# Step {kill}\n"));
+        }
+        let before = IndexDir::open(&index).unwrap().current().unwrap();
+        let extra: &[&str] = if kill % 7 == 0 { &["--rebuild"] } else { &[] };
+        let mut child = run(extra);
+        let delay = clock.below(run_ms * 5 / 4);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let after = IndexDir::open(&index).unwrap().current().unwrap();
+        let is_new = after != before;
+        if is_new {
+            published += 1;
+        } else {
+            kept += 1;
+        }
+        // The marker of this step is in the index exactly when the run published; the
+        // markers of earlier steps may be in either (their runs may have been killed).
+        assert_whole_generation(&index, &marker, is_new);
+    }
+    println!(
+        "{KILLS} kills over a {run_ms} ms run: {kept} kept the old generation, {published} published the new one"
+    );
+    assert!(kept > 0, "no kill landed before a publish");
+
+    // A run after all that repairs nothing by hand and matches a build from empty.
+    assert!(run(&[]).wait().unwrap().success());
+    assert_whole_generation(&index, &format!("kill_marker_{}", KILLS - 1), true);
+    let ids = |dir: &Path| -> Vec<String> {
+        let reader = IndexDir::open(dir).unwrap().reader().unwrap();
+        let mut ids: Vec<String> = reader
+            .all_rows()
+            .unwrap()
+            .into_iter()
+            .map(|(c, _, _)| c.chunk_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let after_kills = ids(&index);
+    assert!(run(&["--rebuild"]).wait().unwrap().success());
+    assert_eq!(
+        after_kills,
+        ids(&index),
+        "incremental and rebuilt indexes differ"
+    );
+}
+
+#[test]
+fn readers_searching_during_indexing_never_fail_nor_see_a_partial_generation() {
+    let mut ws = Workspace::new();
+    let index = ws.index_dir();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let root = ws.root.clone();
+    let searches = std::thread::scope(|scope| {
+        let reader_loop = scope.spawn(|| {
+            let config = Config::load_for_root(&root).unwrap();
+            let mut embedder = FastEmbedder::load(&config.model).unwrap();
+            let mut searches = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reader = IndexDir::open(&index).unwrap().reader().unwrap();
+                let counts = reader.lane_counts(&ChunkFilter::everything()).unwrap();
+                assert_eq!(counts.bm25_docs, counts.vectors);
+                assert_eq!(counts.vectors, reader.manifest().totals.chunks);
+                let results = search::search(
+                    &reader,
+                    &mut embedder,
+                    "refund a payment",
+                    &SearchOptions::default(),
+                )
+                .unwrap();
+                assert_eq!(
+                    results.hits[0].chunk.citation(),
+                    "payments:src/lib.rs:36-42"
+                );
+                searches += 1;
+            }
+            searches
+        });
+        let mut text = PAYMENTS_LIB.to_string();
+        for step in 0..12 {
+            text.push_str(&format!("\npub fn reader_step_{step}() {{}}\n"));
+            ws.write("payments/src/lib.rs", &text);
+            ws.index(step % 4 == 3);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader_loop.join().unwrap()
+    });
+    assert!(searches > 0);
+    println!("{searches} searches during 12 runs");
 }

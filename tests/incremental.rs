@@ -4,126 +4,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use codeq::config::Config;
-use codeq::embed::FastEmbedder;
-use codeq::index::{self, IndexOptions, IndexReport, NoProgress};
-use codeq::search::{self, SearchOptions};
-use codeq::store::{ChunkFilter, IndexDir};
-use common::{copy_tree, fixture};
-
-/// A private copy of the indexed fixture (repositories and index), and the model.
-struct Workspace {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    embedder: FastEmbedder,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        let fx = fixture();
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("corpus");
-        copy_tree(&fx.root, &root);
-        let config = Config::load_for_root(&root).unwrap();
-        let embedder = FastEmbedder::load(&config.model).unwrap();
-        age_tree(&root, 120);
-        let mut ws = Workspace {
-            _dir: dir,
-            root,
-            embedder,
-        };
-        // The copy lives at another root: the first run records it (and embeds nothing).
-        let relocated = ws.index(false);
-        assert_eq!(
-            relocated.changes.vectors_embedded, 0,
-            "{:?}",
-            relocated.changes
-        );
-        ws
-    }
-
-    fn index_dir(&self) -> PathBuf {
-        self.root.join(".codeq")
-    }
-
-    fn index(&mut self, rebuild: bool) -> IndexReport {
-        let options = IndexOptions {
-            root: self.root.clone(),
-            index_dir: None,
-            rebuild,
-            config: Config::load_for_root(&self.root).unwrap(),
-            acl_file: None,
-        };
-        index::run(&options, &mut self.embedder, &NoProgress).unwrap()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    /// Citations of the top hits for `query` in the current generation.
-    fn search(&mut self, query: &str) -> Vec<String> {
-        let reader = IndexDir::open(&self.index_dir()).unwrap().reader().unwrap();
-        let results = search::search(
-            &reader,
-            &mut self.embedder,
-            query,
-            &SearchOptions::default(),
-        )
-        .unwrap();
-        results.hits.iter().map(|h| h.chunk.citation()).collect()
-    }
-
-    /// Asserts both lanes hold the same chunks as the manifest says.
-    fn assert_consistent(&self) {
-        let reader = IndexDir::open(&self.index_dir()).unwrap().reader().unwrap();
-        let counts = reader.lane_counts(&ChunkFilter::everything()).unwrap();
-        assert_eq!(counts.bm25_docs, counts.vectors);
-        assert_eq!(counts.vectors, reader.manifest().totals.chunks);
-    }
-
-    fn git(&self, repo: &str, args: &[&str]) {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-            .args(args)
-            .current_dir(self.root.join(repo))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// Sets a file's modification time `seconds` into the past (out of the racy window).
-fn age_file(path: &Path, seconds: u64) {
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-}
-
-/// Ages every regular file below `dir` (not following symlinks).
-fn age_tree(dir: &Path, seconds: u64) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            age_tree(&entry.path(), seconds);
-        } else if kind.is_file() {
-            age_file(&entry.path(), seconds);
-        }
-    }
-}
+use codeq::store::IndexDir;
+use common::{Workspace, age_file};
 
 #[test]
 fn a_run_chunks_only_what_changed_and_removes_what_went() {
@@ -289,4 +171,127 @@ fn a_hundred_incremental_runs_stay_within_a_fifth_of_a_fresh_build() {
         after_runs.older_generations <= fresh.current_generation,
         "after 100 runs {after_runs:?}, a fresh build {fresh:?}"
     );
+}
+
+#[test]
+fn two_runs_at_once_are_serialized_by_the_lock() {
+    let ws = Workspace::new();
+    ws.write(
+        "payments/src/fees.rs",
+        "/// Late fees.\npub fn late_fee_pelican() -> u32 { 5 }\n",
+    );
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+            .args(["index", "."])
+            .current_dir(&ws.root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The first holds the lock while it embeds; the second starts meanwhile.
+    let lock = IndexDir::open(&ws.index_dir()).unwrap().lock().unwrap();
+    let first = spawn();
+    let second = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(lock);
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    for out in &outs {
+        assert!(out.status.success(), "{}", common::stderr(out));
+        assert!(
+            common::stderr(out).contains("waiting for it to finish"),
+            "{}",
+            common::stderr(out)
+        );
+    }
+    let summaries: Vec<String> = outs.iter().map(common::stdout).collect();
+    assert_eq!(
+        summaries
+            .iter()
+            .filter(|s| s.contains("up to date"))
+            .count(),
+        1,
+        "one run indexes the change, the other finds nothing left to do: {summaries:?}"
+    );
+    ws.assert_consistent();
+}
+
+#[test]
+fn watch_reindexes_when_a_file_changes() {
+    use std::io::{BufRead, BufReader};
+    let mut ws = Workspace::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["index", ".", "--watch"])
+        .current_dir(&ws.root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if sender.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Duration::from_secs(60);
+        loop {
+            let line = lines
+                .recv_timeout(deadline)
+                .unwrap_or_else(|_| panic!("no line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    wait_for("up to date");
+    ws.write(
+        "search-service/service/cache.py",
+        "def evict_walrus_entries(cache):\n    cache.clear()\n",
+    );
+    let line = wait_for("files:");
+    assert!(line.contains("1 added"), "{line}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().unwrap();
+    assert_eq!(
+        ws.search("evict_walrus_entries")[0],
+        "search-service:service/cache.py:1-2"
+    );
+}
+
+#[test]
+fn gc_frees_older_generations_and_status_shows_them() {
+    let mut ws = Workspace::new();
+    for step in 0..3 {
+        ws.write(
+            "payments/src/lib.rs",
+            &format!("{}\npub fn gc_step_{step}() {{}}\n", common::PAYMENTS_LIB),
+        );
+        ws.index(false);
+    }
+    let (out, status) = common::codeq_json(&ws.root, &["status"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        status["disk"]["older_generations"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert_eq!(status["disk"]["total"], status["size_on_disk_bytes"]);
+    assert!(
+        status["upkeep"]["table_versions"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+
+    let (out, gc) = common::codeq_json(&ws.root, &["gc"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(gc["freed_bytes"].as_u64().unwrap() > 0, "{gc}");
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    assert_eq!(status["disk"]["older_generations"], 0, "{status}");
+    assert!(ws.search("gc_step_2")[0].starts_with("payments:src/lib.rs:"));
 }

@@ -4,6 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use codeq::config::Config;
+use codeq::embed::FastEmbedder;
+use codeq::index::{self, IndexOptions, IndexReport, NoProgress};
+use codeq::search::{self, SearchOptions};
+use codeq::store::{ChunkFilter, IndexDir};
 use std::sync::OnceLock;
 
 /// The indexed fixture shared by the tests of one binary.
@@ -304,6 +310,124 @@ pub fn commit_all(dir: &Path, skip: &[&str]) {
     let parents: Vec<&git2::Commit> = parent.iter().collect();
     repo.commit(Some("HEAD"), &sig, &sig, "fixture", &tree, &parents)
         .unwrap();
+}
+
+/// A private copy of the indexed fixture (repositories and index), and the model.
+pub struct Workspace {
+    _dir: tempfile::TempDir,
+    /// The corpus root.
+    pub root: PathBuf,
+    /// The real model.
+    pub embedder: FastEmbedder,
+}
+
+impl Workspace {
+    /// Copies the fixture and records it at its new root.
+    pub fn new() -> Workspace {
+        let fx = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        copy_tree(&fx.root, &root);
+        let config = Config::load_for_root(&root).unwrap();
+        let embedder = FastEmbedder::load(&config.model).unwrap();
+        age_tree(&root, 120);
+        let mut ws = Workspace {
+            _dir: dir,
+            root,
+            embedder,
+        };
+        // The copy lives at another root: the first run records it (and embeds nothing).
+        let relocated = ws.index(false);
+        assert_eq!(
+            relocated.changes.vectors_embedded, 0,
+            "{:?}",
+            relocated.changes
+        );
+        ws
+    }
+
+    /// The index folder.
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join(".codeq")
+    }
+
+    /// Runs `codeq index` in-process.
+    pub fn index(&mut self, rebuild: bool) -> IndexReport {
+        let options = IndexOptions {
+            root: self.root.clone(),
+            index_dir: None,
+            rebuild,
+            config: Config::load_for_root(&self.root).unwrap(),
+            acl_file: None,
+        };
+        index::run(&options, &mut self.embedder, &NoProgress).unwrap()
+    }
+
+    /// Writes a file of the corpus.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Citations of the top hits for `query` in the current generation.
+    pub fn search(&mut self, query: &str) -> Vec<String> {
+        let reader = IndexDir::open(&self.index_dir()).unwrap().reader().unwrap();
+        let results = search::search(
+            &reader,
+            &mut self.embedder,
+            query,
+            &SearchOptions::default(),
+        )
+        .unwrap();
+        results.hits.iter().map(|h| h.chunk.citation()).collect()
+    }
+
+    /// Asserts both lanes hold the same chunks as the manifest says.
+    pub fn assert_consistent(&self) {
+        let reader = IndexDir::open(&self.index_dir()).unwrap().reader().unwrap();
+        let counts = reader.lane_counts(&ChunkFilter::everything()).unwrap();
+        assert_eq!(counts.bm25_docs, counts.vectors);
+        assert_eq!(counts.vectors, reader.manifest().totals.chunks);
+    }
+
+    /// Runs git in one repository of the corpus.
+    pub fn git(&self, repo: &str, args: &[&str]) {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(args)
+            .current_dir(self.root.join(repo))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Sets a file's modification time `seconds` into the past (out of the racy window).
+pub fn age_file(path: &Path, seconds: u64) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+}
+
+/// Ages every regular file below `dir` (not following symlinks).
+pub fn age_tree(dir: &Path, seconds: u64) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            age_tree(&entry.path(), seconds);
+        } else if kind.is_file() {
+            age_file(&entry.path(), seconds);
+        }
+    }
 }
 
 /// Checks `value` against the subset of JSON Schema that `docs/schemas/*.schema.json` use

@@ -2,8 +2,14 @@
 //! corpus; and warm query latency of `search` and `ask` on a large index, with and without
 //! access-control filtering.
 //!
+//! `incremental` measures re-indexing (issue 5).
+//!
 //! Budgets (issue 3): warm p50 ≤ 20 ms without a reranker at ≥ 100k chunks, and the ACL
 //! filter costs under 10%. Numbers belong in the closing notes, never in tests.
+
+mod incremental;
+
+pub use incremental::{IncrementalBench, IncrementalBenchOptions, incremental_bench};
 
 use std::collections::HashSet;
 use std::path::Path;
