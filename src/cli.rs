@@ -877,6 +877,28 @@ fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line per cited repository whose HEAD moved since it was indexed.
+fn write_stale_note(
+    out: &mut impl Write,
+    state: &serde_json::Map<String, serde_json::Value>,
+) -> std::io::Result<()> {
+    for (repo, s) in state {
+        if s["stale"] == true {
+            let short = |v: &serde_json::Value| {
+                v.as_str()
+                    .map_or_else(|| "none".to_string(), |c| c.chars().take(8).collect())
+            };
+            writeln!(
+                out,
+                "note: {repo} is at {} but was indexed at {}; run `codeq index` to refresh",
+                short(&s["head"]),
+                short(&s["indexed_commit"])
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::Result<()> {
     let t = &report.totals;
     let c = &report.changes;
@@ -1079,6 +1101,11 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
         writeln!(out, "{value}")?;
     } else {
         write_search_results(&mut out, &results)?;
+        let repos = results.hits.iter().map(|h| h.chunk.repo.as_str());
+        write_stale_note(
+            &mut out,
+            &report::index_state(reader.manifest(), &access, repos),
+        )?;
         write_trace_hint(&mut out, trace_id.as_deref())?;
     }
     Ok(if results.hits.is_empty() {
@@ -1137,10 +1164,15 @@ fn cmd_ask(
     }
     let mut out = std::io::stdout().lock();
     if cli.json {
-        let value = report::ask_json(&access, reader.generation(), &answer, trace_id.as_deref());
+        let value = report::ask_json(&access, reader.manifest(), &answer, trace_id.as_deref());
         writeln!(out, "{value}")?;
     } else {
         write_answer(&mut out, &answer)?;
+        let repos = answer.citations.iter().map(|c| c.repo.as_str());
+        write_stale_note(
+            &mut out,
+            &report::index_state(reader.manifest(), &access, repos),
+        )?;
         write_trace_hint(&mut out, trace_id.as_deref())?;
     }
     Ok(if answer.confident {

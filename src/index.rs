@@ -211,7 +211,11 @@ pub fn run(
                 index_dir: index_path,
                 generation: previous.generation().to_string(),
                 repos: scan.repos.len(),
-                totals: manifest.totals.clone(),
+                totals: Totals {
+                    embedded: 0,
+                    reused: 0,
+                    ..manifest.totals.clone()
+                },
                 changes,
                 times: StageTimes {
                     walk: walk_time,

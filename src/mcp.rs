@@ -362,7 +362,7 @@ fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<
     let trace_id = trace_id.ok();
     Ok(report::ask_json(
         &context.access,
-        context.reader.generation(),
+        context.reader.manifest(),
         &answer,
         trace_id.as_deref(),
     ))

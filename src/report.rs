@@ -206,6 +206,32 @@ impl Status {
     }
 }
 
+/// The indexed commit against the current HEAD of each of `repos` (the repositories of
+/// cited chunks) that `access` may read whole; a principal who may read only some paths
+/// of a repository learns nothing of its commits, as in `codeq status`.
+pub fn index_state<'r>(
+    manifest: &Manifest,
+    access: &Access,
+    repos: impl Iterator<Item = &'r str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let partial = access.filter.path_restricted();
+    let mut out = serde_json::Map::new();
+    for id in repos {
+        if out.contains_key(id) || partial.admits_repo(id) {
+            continue;
+        }
+        let Some(repo) = manifest.repos.iter().find(|r| r.id == id && r.is_git) else {
+            continue;
+        };
+        let head = walk::git_head(&manifest.root.join(&repo.path));
+        out.insert(
+            id.to_string(),
+            json!({"indexed_commit": repo.commit, "head": head, "stale": head != repo.commit}),
+        );
+    }
+    out
+}
+
 /// `codeq search --json`.
 pub fn search_json(
     query: &str,
@@ -241,6 +267,7 @@ pub fn search_json(
         "analysis": results.analysis,
         "overlaps_removed": results.overlaps_removed,
         "results": hits,
+        "index_state": index_state(manifest, access, results.hits.iter().map(|h| h.chunk.repo.as_str())),
         "timings_ms": {
             "analyze": ms(results.timings.analyze),
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
@@ -252,12 +279,17 @@ pub fn search_json(
 /// `codeq ask --json`.
 pub fn ask_json(
     access: &Access,
-    generation: &str,
+    manifest: &Manifest,
     answer: &Answer,
     trace_id: Option<&str>,
 ) -> serde_json::Value {
+    let state = index_state(
+        manifest,
+        access,
+        answer.citations.iter().map(|c| c.repo.as_str()),
+    );
     json!({"schema_version": JSON_SCHEMA_VERSION, "trace_id": trace_id, "access": access.mode,
-           "generation": generation, "answer": answer})
+           "generation": manifest.generation, "index_state": state, "answer": answer})
 }
 
 /// The first `lines` lines of a chunk, for display.

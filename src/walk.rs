@@ -364,6 +364,13 @@ pub fn read_text(entry: &FileEntry) -> std::result::Result<TextFile, SkipReason>
     Ok(TextFile { text, hash, lossy })
 }
 
+/// The commit checked out in the repository at `path`, cheaply (no status scan).
+pub fn git_head(path: &Path) -> Option<String> {
+    let repo = git2::Repository::open(path).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    Some(head)
+}
+
 /// Reads the current git state of the repository at `path` (empty state when it cannot be opened).
 pub fn git_state(path: &Path) -> GitState {
     let Ok(repo) = git2::Repository::open(path) else {

@@ -459,6 +459,11 @@ fn the_command_line_shows_each_principal_only_their_repositories() {
     for hit in found["results"].as_array().unwrap() {
         assert_eq!(hit["path"], "README.md", "{hit}");
     }
+    // Nor the commits of the repositories he reads a file of; alice, who reads payments
+    // whole, gets its indexed commit against HEAD.
+    assert_eq!(found["index_state"], serde_json::json!({}), "{found}");
+    let (_, found) = codeq_json(&fx.root, &["search", "refund_payment", "--as", "alice"]);
+    assert_eq!(found["index_state"]["payments"]["stale"], false, "{found}");
 }
 
 #[test]

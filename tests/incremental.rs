@@ -79,13 +79,26 @@ fn a_run_with_nothing_changed_writes_nothing() {
     assert_eq!(touched.changes.files_rehashed, 1);
     assert_eq!(touched.generation, generation);
 
-    // A new commit with no file change is news: the indexed commit moves.
+    // A new commit with no file change is news: answers say the index is behind HEAD
+    // until a run records it.
     ws.git("payments", &["commit", "--allow-empty", "-m", "empty"]);
+    let (_, found) = common::codeq_json(&ws.root, &["search", "refund_payment"]);
+    let state = &found["index_state"]["payments"];
+    assert_eq!(state["stale"], true, "{found}");
+    assert_ne!(state["head"], state["indexed_commit"]);
+    let out = common::codeq(&ws.root, &["ask", "how is a payment refunded"]);
+    assert!(
+        common::stdout(&out).contains("note: payments is at"),
+        "{}",
+        common::stdout(&out)
+    );
     let committed = ws.index(false);
     assert!(!committed.changes.up_to_date);
     assert_eq!(committed.changes.chunks_written, 0);
     assert_ne!(committed.generation, generation);
     ws.assert_consistent();
+    let (_, found) = common::codeq_json(&ws.root, &["search", "refund_payment"]);
+    assert_eq!(found["index_state"]["payments"]["stale"], false, "{found}");
 }
 
 #[test]

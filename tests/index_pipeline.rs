@@ -242,7 +242,7 @@ fn commands_find_the_index_from_a_subfolder() {
 }
 
 #[test]
-fn reindexing_unchanged_code_reuses_every_vector() {
+fn reindexing_unchanged_code_writes_nothing_and_embeds_nothing() {
     let fx = fixture();
     let scratch = tempfile::tempdir().unwrap();
     let index = scratch.path().join("index");
@@ -250,10 +250,17 @@ fn reindexing_unchanged_code_reuses_every_vector() {
     let index_arg = index.to_str().unwrap();
     let (out, report) = codeq_json(&fx.root, &["index", ".", "--index-dir", index_arg]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let totals = &report["index"]["totals"];
-    assert_eq!(totals["embedded"], 0, "{totals}");
-    assert_eq!(totals["reused"], totals["chunks"]);
+    let index = &report["index"];
+    assert_eq!(index["changes"]["up_to_date"], true, "{index}");
+    assert_eq!(index["totals"]["embedded"], 0, "{index}");
+    assert_eq!(
+        index["totals"]["chunks"],
+        fx.index_json["index"]["totals"]["chunks"]
+    );
+    assert!(
+        stdout(&codeq(&fx.root, &["index", ".", "--index-dir", index_arg])).contains("up to date")
+    );
     let (_, status) = codeq_json(&fx.root, &["status", "--index-dir", index_arg]);
-    assert_eq!(status["generation"], "g000002");
+    assert_eq!(status["generation"], "g000001");
     assert_eq!(status["lanes"]["consistent"], true);
 }
