@@ -261,7 +261,11 @@ pub fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // LanceDB's table statistics (read by status and index upkeep) warn on every call
+        // about a future change in what they include; nothing for a codeq user to act on.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,lance::index::vector::ivf=error")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -20,7 +20,7 @@ use lancedb::query::{QueryBase, Select};
 use tokio::runtime::Runtime;
 
 use super::filter::sql_string_list;
-use super::vectors::{collect, maintain, string_column, vector_array, vector_field, vectors_of};
+use super::vectors::{collect, maintain, vector_array, vector_field, vectors_where};
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
 
@@ -91,17 +91,8 @@ impl EmbedCache {
     pub fn lookup(&self, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
         let mut found: HashMap<String, Vec<f32>> = HashMap::new();
         for batch in hashes.chunks(LOOKUP_BATCH) {
-            let query = self
-                .table
-                .query()
-                .only_if(format!("embed_hash IN ({})", sql_string_list(batch)))
-                .select(Select::columns(&["embed_hash", "vector"]));
-            for rows in &collect(&self.rt, &query)? {
-                let keys = string_column(rows, "embed_hash")?;
-                for (i, vector) in vectors_of(rows)?.into_iter().enumerate() {
-                    found.insert(keys.value(i).to_string(), vector);
-                }
-            }
+            let predicate = format!("embed_hash IN ({})", sql_string_list(batch));
+            found.extend(vectors_where(&self.rt, &self.table, predicate)?);
         }
         Ok(found)
     }

@@ -318,18 +318,8 @@ impl VectorWriter {
         if hashes.is_empty() {
             return Ok(HashMap::new());
         }
-        let query = previous
-            .query()
-            .only_if(format!("embed_hash IN ({})", sql_string_list(hashes)))
-            .select(Select::columns(&["embed_hash", "vector"]));
-        let mut out = HashMap::new();
-        for batch in &collect(&self.rt, &query)? {
-            let hashes = string_column(batch, "embed_hash")?;
-            for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
-                out.insert(hashes.value(i).to_string(), vector);
-            }
-        }
-        Ok(out)
+        let predicate = format!("embed_hash IN ({})", sql_string_list(hashes));
+        vectors_where(&self.rt, previous, predicate)
     }
 
     /// Writes what is buffered and brings the table's indexes up to date; returns its ANN
@@ -582,17 +572,7 @@ impl VectorReader {
     ) -> Result<HashMap<String, Vec<f32>>> {
         let mut out = HashMap::new();
         for predicate in file_predicates(files) {
-            let query = self
-                .table
-                .query()
-                .only_if(predicate)
-                .select(Select::columns(&["embed_hash", "vector"]));
-            for batch in &collect(&self.rt, &query)? {
-                let hashes = string_column(batch, "embed_hash")?;
-                for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
-                    out.insert(hashes.value(i).to_string(), vector);
-                }
-            }
+            out.extend(vectors_where(&self.rt, &self.table, predicate)?);
         }
         Ok(out)
     }
@@ -661,6 +641,26 @@ fn admitted<Q: QueryBase>(query: Q, filter: &ChunkFilter) -> Q {
         Some(sql) => query.only_if(sql),
         None => query,
     }
+}
+
+/// The vectors of the rows matching `predicate`, by embedding-input hash.
+pub(super) fn vectors_where(
+    rt: &Runtime,
+    table: &lancedb::Table,
+    predicate: String,
+) -> Result<HashMap<String, Vec<f32>>> {
+    let query = table
+        .query()
+        .only_if(predicate)
+        .select(Select::columns(&["embed_hash", "vector"]));
+    let mut out = HashMap::new();
+    for batch in &collect(rt, &query)? {
+        let hashes = string_column(batch, "embed_hash")?;
+        for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
+            out.insert(hashes.value(i).to_string(), vector);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs a query to completion on the storage runtime.
