@@ -208,6 +208,25 @@ enum BenchCommand {
         #[arg(long)]
         work: PathBuf,
     },
+    /// Embedding throughput on chunk texts of the current index (or --source indexes) per
+    /// ONNX batch size and token limit; each call's texts are sorted by length.
+    Embed {
+        /// Chunk texts to embed per configuration.
+        #[arg(long, default_value_t = 512)]
+        chunks: usize,
+        /// ONNX batch sizes to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,16,32")]
+        batch: Vec<usize>,
+        /// Token limits to compare.
+        #[arg(long, value_delimiter = ',', default_value = "256")]
+        max_length: Vec<usize>,
+        /// Texts per call to the embedder (the indexer's `write_batch`).
+        #[arg(long, default_value_t = 256)]
+        call_size: usize,
+        /// Index folders whose chunk texts are embedded (default: the current index).
+        #[arg(long)]
+        source: Vec<PathBuf>,
+    },
     /// Vector-lane latency and recall@10 of each ANN index against exact search, with and
     /// without ACL pre-filters, on the current index (or --source indexes) replicated to
     /// --chunks chunks with perturbed vectors.
@@ -356,6 +375,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                 },
         } => cmd_bench_vectors(&cli, *chunks, ann, (*queries, *k), source, out.as_deref()),
+        Command::Bench {
+            what:
+                BenchCommand::Embed {
+                    chunks,
+                    batch,
+                    max_length,
+                    call_size,
+                    source,
+                },
+        } => cmd_bench_embed(&cli, *chunks, (batch, max_length, *call_size), source),
         Command::Bench {
             what:
                 BenchCommand::Incremental {
@@ -945,7 +974,7 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
     )?;
     writeln!(
         out,
-        "chunks written: {}; vectors: {} computed ({:.1} chunks/s), {} reused from the cache",
+        "chunks written: {}; vectors: {} computed ({:.1} chunks/s), {} reused",
         c.chunks_written,
         c.vectors_embedded,
         report.embed_rate(),
@@ -1845,6 +1874,38 @@ fn cmd_bench_query(
         )?;
     }
     writeln!(out, "peak RSS     {}", human_bytes(bench.peak_rss_bytes))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_embed(
+    cli: &Cli,
+    chunks: usize,
+    (batch, max_length, call_size): (&[usize], &[usize], usize),
+    sources: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let (corpus, _, config) = bench_corpus(cli, sources)?;
+    let texts = corpus.embedding_texts(chunks);
+    let figures = crate::bench::embed_bench(&texts, &config.model, batch, max_length, call_size)?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        return print_bench_json(&mut out, &figures);
+    }
+    writeln!(out, "{} chunk texts, {call_size} per call", texts.len())?;
+    writeln!(
+        out,
+        "{:>10} {:>10} {:>10} {:>10}",
+        "max_len", "batch", "chunks/s", "peak RSS"
+    )?;
+    for f in &figures {
+        writeln!(
+            out,
+            "{:>10} {:>10} {:>10.1} {:>10}",
+            f.max_length,
+            f.batch_size,
+            f.chunks_per_second,
+            human_bytes(f.peak_rss_bytes)
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -133,13 +133,24 @@ impl Embedder for FastEmbedder {
         &self.info
     }
 
+    /// Texts go to the model shortest first, so each batch of `batch_size` pads its texts
+    /// to a length close to their own; the vectors come back in the callers' order.
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        self.model
-            .embed(texts, Some(self.batch_size))
-            .map_err(|e| Error::Embed(e.to_string()))
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let by_length: Vec<&str> = order.iter().map(|&i| texts[i].as_str()).collect();
+        let vectors = self
+            .model
+            .embed(by_length, Some(self.batch_size))
+            .map_err(|e| Error::Embed(e.to_string()))?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (slot, vector) in order.into_iter().zip(vectors) {
+            out[slot] = vector;
+        }
+        Ok(out)
     }
 }
 

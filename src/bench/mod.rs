@@ -2,13 +2,15 @@
 //! corpus; and warm query latency of `search` and `ask` on a large index, with and without
 //! access-control filtering.
 //!
-//! `incremental` measures re-indexing (issue 5).
+//! `incremental` measures re-indexing (issue 5), `embed` the model's throughput (issue 9).
 //!
 //! Budgets (issue 3): warm p50 ≤ 20 ms without a reranker at ≥ 100k chunks, and the ACL
 //! filter costs under 10%. Numbers belong in the closing notes, never in tests.
 
+mod embed;
 mod incremental;
 
+pub use embed::{EmbedFigures, embed_bench};
 pub use incremental::{IncrementalBench, IncrementalBenchOptions, incremental_bench};
 
 use std::collections::HashSet;
@@ -263,6 +265,17 @@ impl Corpus {
             ));
         }
         Ok(Corpus { rows, manifest })
+    }
+
+    /// The embedding inputs of `n` chunks spread evenly over the corpus (all when fewer).
+    pub fn embedding_texts(&self, n: usize) -> Vec<String> {
+        let step = (self.rows.len() / n.max(1)).max(1);
+        self.rows
+            .iter()
+            .step_by(step)
+            .take(n)
+            .map(|(chunk, _, _)| chunk.embedding_text())
+            .collect()
     }
 
     /// Chunks in the corpus.
