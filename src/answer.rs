@@ -148,6 +148,8 @@ pub struct Answer {
     pub files: Vec<FileGroup>,
     /// Citations removed by verification.
     pub dropped: Vec<DroppedCitation>,
+    /// Share of the visible chunks the vector lane could search (`None`: all of them).
+    pub vector_coverage: Option<f64>,
     /// Retrieval timings.
     pub timings: SearchTimings,
     /// Time spent composing and verifying.
@@ -226,6 +228,7 @@ pub fn ask(
         citations,
         files,
         dropped,
+        vector_coverage: results.vector_coverage,
         timings: results.timings,
         answer_time: started.elapsed(),
         verify_time,

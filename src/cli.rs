@@ -910,6 +910,19 @@ fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A line saying how much of the index the vector lane covered, while it is incomplete.
+fn write_coverage_note(out: &mut impl Write, coverage: Option<f64>) -> std::io::Result<()> {
+    match coverage {
+        Some(share) => writeln!(
+            out,
+            "note: vectors cover {:.0}% of the chunks you can see so far (all are in BM25); \
+             `codeq index` computes the rest",
+            share * 100.0
+        ),
+        None => Ok(()),
+    }
+}
+
 /// One line per cited repository whose HEAD moved since it was indexed.
 fn write_stale_note(
     out: &mut impl Write,
@@ -1067,6 +1080,18 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 "lanes: {} BM25 documents, {} vectors (consistent)",
                 lanes.bm25_docs, lanes.vectors
             )?;
+            if lanes.pending > 0 {
+                let eta = status
+                    .embedding_eta
+                    .map(|eta| format!(", about {} left", human_duration(eta)))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "embedding: {} chunks wait for vectors ({:.0}% covered{eta}); `codeq index` resumes it",
+                    lanes.pending,
+                    lanes.vector_coverage * 100.0
+                )?;
+            }
         } else {
             writeln!(
                 out,
@@ -1134,6 +1159,7 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
         writeln!(out, "{value}")?;
     } else {
         write_search_results(&mut out, &results)?;
+        write_coverage_note(&mut out, results.vector_coverage)?;
         let repos = results.hits.iter().map(|h| h.chunk.repo.as_str());
         write_stale_note(
             &mut out,
@@ -1201,6 +1227,7 @@ fn cmd_ask(
         writeln!(out, "{value}")?;
     } else {
         write_answer(&mut out, &answer)?;
+        write_coverage_note(&mut out, answer.vector_coverage)?;
         let repos = answer.citations.iter().map(|c| c.repo.as_str());
         write_stale_note(
             &mut out,
@@ -2094,6 +2121,49 @@ impl IndexProgress for TerminalProgress {
                 self.total_files.get()
             );
         }
+    }
+
+    fn embedding(&self, done: usize, total: usize, rate: f64) {
+        let left = total.saturating_sub(done);
+        let eta = Duration::from_secs_f64(left as f64 / rate.max(1e-9));
+        if let Some(bar) = &self.bar {
+            if bar.length() != Some(total as u64) {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} vectors  {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_length(total as u64);
+            }
+            bar.set_position(done as u64);
+            bar.set_message(format!("{rate:.1} chunks/s, ETA {}", human_duration(eta)));
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let due = self
+            .last_line
+            .get()
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due || done == total {
+            self.last_line.set(Some(Instant::now()));
+            eprintln!(
+                "codeq: vectors {done}/{total} ({rate:.1} chunks/s, ETA {}); queries already see the rest through BM25",
+                human_duration(eta)
+            );
+        }
+    }
+}
+
+/// A duration as `1h 02m`, `3m 05s` or `42s`.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
     }
 }
 

@@ -55,6 +55,12 @@ pub struct IndexConfig {
     /// Vectors of chunks that left the index (changed, deleted, another branch) kept for
     /// reuse; the oldest go first beyond this many (0 keeps none).
     pub embed_cache_vectors: usize,
+    /// A run that chunks more files than this publishes the lexical index first and
+    /// computes the missing vectors afterwards (queries work meanwhile).
+    pub lexical_first_files: usize,
+    /// Vectors computed between two publishes while embedding runs behind the lexical
+    /// index: what a stopped run can lose, and how often queries gain vectors.
+    pub embed_round: usize,
 }
 
 impl IndexConfig {
@@ -101,6 +107,8 @@ impl Default for IndexConfig {
             ann: AnnIndex::IvfHnswSq,
             ann_min_chunks: 20_000,
             embed_cache_vectors: 50_000,
+            lexical_first_files: 64,
+            embed_round: 2048,
         }
     }
 }
@@ -277,6 +285,9 @@ impl Config {
         }
         if config.model.batch_size == 0 {
             return Err("model.batch_size must be at least 1".into());
+        }
+        if config.index.embed_round == 0 {
+            return Err("index.embed_round must be at least 1".into());
         }
         if config.index.write_batch == 0 {
             return Err("index.write_batch must be at least 1".into());

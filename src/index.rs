@@ -25,8 +25,8 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
-    AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase, GenerationWriter,
-    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
+    AnnIndex, AnnPolicy, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase,
+    GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
@@ -57,6 +57,9 @@ pub trait IndexProgress {
     fn scanned(&self, files: usize, repos: usize);
     /// Files read so far, chunks stored so far, vectors computed so far.
     fn advanced(&self, files_done: usize, chunks_stored: usize, embedded: usize);
+    /// Embedding behind the lexical index: vectors computed of `total` waiting, at `rate`
+    /// chunks per second.
+    fn embedding(&self, done: usize, total: usize, rate: f64);
 }
 
 /// Ignores progress.
@@ -66,6 +69,7 @@ impl IndexProgress for NoProgress {
     fn message(&self, _: &str) {}
     fn scanned(&self, _: usize, _: usize) {}
     fn advanced(&self, _: usize, _: usize, _: usize) {}
+    fn embedding(&self, _: usize, _: usize, _: f64) {}
 }
 
 /// Wall time per stage. Reading+chunking overlaps with embedding and storing.
@@ -125,6 +129,13 @@ pub struct Changes {
     pub vectors_embedded: usize,
     /// Vectors of written chunks found in the previous generation or the embedding cache.
     pub vectors_reused: usize,
+    /// The run published the lexical index before computing the vectors it lacked.
+    pub lexical_first: bool,
+    /// Chunks still waiting for vectors when the run ended (0 unless it was cut short).
+    pub vectors_pending: usize,
+    /// Seconds from the start of the run until the first generation with its changes was
+    /// published (queryable).
+    pub queryable_after_s: f64,
 }
 
 impl Changes {
@@ -203,6 +214,20 @@ pub fn run(
             && manifest.acl_required == acl_required
             && repo_states(&scan) == manifest_states(manifest)
             && plan.skipped(&scan).counts == manifest.totals.skipped.counts;
+        if same_state && manifest.totals.pending > 0 {
+            // An earlier run was stopped while embedding: carry on where it stopped.
+            progress.message(&format!(
+                "resuming: {} chunks still wait for vectors",
+                manifest.totals.pending
+            ));
+            let mut changes = plan.changes();
+            changes.incremental = true;
+            changes.lexical_first = true;
+            let embedded = embed_pending(&dir, &lock, options, embedder, progress)?;
+            return finish_report(
+                &dir, index_path, &scan, changes, embedded, started, walk_time,
+            );
+        }
         if same_state {
             let mut changes = plan.changes();
             changes.up_to_date = true;
@@ -238,6 +263,7 @@ pub fn run(
     writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default())?;
     let mut run = Run::new(&model, options.config.index.write_batch, &cache);
+    run.defer_embedding = plan.to_chunk.len() > options.config.index.lexical_first_files;
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
         let producer = scope.spawn(|| produce(&scan, &plan.to_chunk, &chunker, sender));
@@ -258,6 +284,8 @@ pub fn run(
     changes.chunks_written = run.changes.chunks_written;
     changes.vectors_embedded = run.changes.vectors_embedded;
     changes.vectors_reused = run.changes.vectors_reused;
+    changes.lexical_first = run.defer_embedding;
+    let pending = run.deferred;
     let (embed_time, store_time) = (run.embed_time, run.store_time);
     let mut skipped = plan.skipped(&scan);
     skipped.merge(run.skipped);
@@ -266,15 +294,40 @@ pub fn run(
     files.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
     let mut manifest = new_manifest(&scan, &generation, &model, &files, skipped, &changes);
     manifest.acl_required = acl_required;
-    let totals = manifest.totals.clone();
+    manifest.totals.pending =
+        pending + previous.as_ref().map_or(0, |p| p.manifest().totals.pending);
+    manifest.embed_rate = match run.embed_time.is_zero() {
+        true => previous.as_ref().map_or(0.0, |p| p.manifest().embed_rate),
+        false => run.changes.vectors_embedded as f64 / run.embed_time.as_secs_f64(),
+    };
     let table = FileTable {
         chunker_version: CHUNKER_VERSION,
         started_ns,
         files,
     };
-    let finished = writer.finish(manifest, table, options.config.index.ann_policy())?;
+    // While chunks wait for vectors the ANN index is not trained yet: the last round of
+    // embedding builds it on the whole table.
+    let ann = match manifest.totals.pending {
+        0 => options.config.index.ann_policy(),
+        _ => AnnPolicy::EXACT,
+    };
+    let finished = writer.finish(manifest, table, ann)?;
     cache.finish(options.config.index.embed_cache_vectors)?;
     dir.publish(&lock, finished)?;
+    drop(previous);
+    changes.queryable_after_s = started.elapsed().as_secs_f64();
+    if dir.reader()?.manifest().totals.pending > 0 {
+        progress.message(&format!(
+            "queryable now ({:.1}s); computing the vectors of {} chunks, most useful first",
+            changes.queryable_after_s,
+            dir.reader()?.manifest().totals.pending
+        ));
+        let embedded = embed_pending(&dir, &lock, options, embedder, progress)?;
+        return finish_report(
+            &dir, index_path, &scan, changes, embedded, started, walk_time,
+        );
+    }
+    let totals = dir.reader()?.manifest().totals.clone();
     let times = StageTimes {
         walk: walk_time,
         read_chunk: producer_time,
@@ -553,6 +606,10 @@ struct Run<'a> {
     cache: &'a EmbedCache,
     /// Chunks embedded and written per round.
     batch_size: usize,
+    /// Chunks without a reusable vector go to the pending table instead of the model.
+    defer_embedding: bool,
+    /// Chunks sent to the pending table.
+    deferred: usize,
     pending: Vec<Chunk>,
     /// Records of the files chunked in this run.
     written: Vec<FileRecord>,
@@ -569,6 +626,8 @@ impl<'a> Run<'a> {
             model,
             cache,
             batch_size,
+            defer_embedding: false,
+            deferred: 0,
             pending: Vec::with_capacity(batch_size * 2),
             written: Vec::new(),
             skipped: SkipCounts::default(),
@@ -643,6 +702,23 @@ impl<'a> Run<'a> {
         let missing: Vec<usize> = (0..chunks.len())
             .filter(|&i| !vectors.contains_key(&hashes[i]))
             .collect();
+        if self.defer_embedding {
+            let write_started = Instant::now();
+            self.changes.vectors_reused += chunks.len() - missing.len();
+            for (chunk, hash) in chunks.into_iter().zip(hashes) {
+                self.changes.chunks_written += 1;
+                match vectors.remove(&hash) {
+                    Some(vector) => writer.add(chunk, hash, vector)?,
+                    None => {
+                        let priority = crate::search::embedding_priority(&chunk);
+                        self.deferred += 1;
+                        writer.add_pending(chunk, hash, priority)?;
+                    }
+                }
+            }
+            self.store_time += store_time + write_started.elapsed();
+            return Ok(());
+        }
         let missing_texts: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
         let embed_started = Instant::now();
         let fresh = embedder.embed(&missing_texts)?;
@@ -672,6 +748,132 @@ impl<'a> Run<'a> {
         self.store_time += store_time;
         Ok(())
     }
+}
+
+/// What computing the pending vectors did.
+#[derive(Debug, Default)]
+struct Embedded {
+    vectors: usize,
+    time: Duration,
+}
+
+/// Computes the vectors of the chunks waiting in the current generation, most useful
+/// first, publishing a generation every `[index] embed_round` vectors so that queries gain
+/// them as they come and a stopped run loses at most one round.
+fn embed_pending(
+    dir: &IndexDir,
+    lock: &crate::store::IndexLock,
+    options: &IndexOptions,
+    embedder: &mut dyn Embedder,
+    progress: &dyn IndexProgress,
+) -> Result<Embedded> {
+    let model = embedder.info().clone();
+    let total = dir.reader()?.manifest().totals.pending;
+    let mut out = Embedded::default();
+    loop {
+        let reader = dir.reader()?;
+        let waiting = reader.manifest().totals.pending;
+        if waiting == 0 {
+            return Ok(out);
+        }
+        let round = reader.pending_batch(options.config.index.embed_round)?;
+        if round.is_empty() {
+            return Err(Error::CorruptIndex {
+                dir: dir.path().to_path_buf(),
+                detail: format!(
+                    "the manifest counts {waiting} chunks waiting for vectors, the pending table none"
+                ),
+            });
+        }
+        // Identical embedding inputs (copied files) are embedded once per round.
+        let mut computed: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut rows = Vec::with_capacity(round.len());
+        for call in round.chunks(options.config.index.write_batch) {
+            let missing: Vec<&(Chunk, String)> = call
+                .iter()
+                .filter(|(_, hash)| !computed.contains_key(hash))
+                .collect();
+            let texts: Vec<String> = missing.iter().map(|(c, _)| c.embedding_text()).collect();
+            let started = Instant::now();
+            let fresh = embedder.embed(&texts)?;
+            out.time += started.elapsed();
+            if fresh.len() != texts.len() {
+                return Err(Error::Embed(format!(
+                    "asked for {} vectors, got {}",
+                    texts.len(),
+                    fresh.len()
+                )));
+            }
+            out.vectors += fresh.len();
+            for ((_, hash), vector) in missing.into_iter().zip(fresh) {
+                computed.insert(hash.clone(), vector);
+            }
+            rows.extend(call.iter().cloned());
+            let rate = out.vectors as f64 / out.time.as_secs_f64().max(1e-9);
+            progress.embedding(total - waiting + rows.len(), total, rate);
+        }
+        let mut writer = dir.begin_generation(
+            lock,
+            &model,
+            GenerationBase {
+                copy_of: Some(&reader),
+                reuse: None,
+            },
+        )?;
+        let ids: Vec<String> = rows.iter().map(|(c, _)| c.chunk_id.clone()).collect();
+        writer.remove_pending(&ids)?;
+        for (chunk, hash) in rows {
+            let vector = computed
+                .get(&hash)
+                .cloned()
+                .ok_or_else(|| Error::Embed("a chunk has no vector".into()))?;
+            writer.add_vector(chunk, hash, vector)?;
+        }
+        let mut manifest = reader.manifest().clone();
+        manifest.generation = writer.name().to_string();
+        manifest.created_unix = unix_nanos() as u64 / 1_000_000_000;
+        manifest.totals.pending = waiting - ids.len();
+        manifest.embed_rate = out.vectors as f64 / out.time.as_secs_f64().max(1e-9);
+        let ann = match manifest.totals.pending {
+            0 => options.config.index.ann_policy(),
+            _ => AnnPolicy::EXACT,
+        };
+        let files = dir.file_table(reader.generation()).unwrap_or_default();
+        let finished = writer.finish(manifest, files, ann)?;
+        dir.publish(lock, finished)?;
+    }
+}
+
+/// The report of a run that ended by computing pending vectors.
+fn finish_report(
+    dir: &IndexDir,
+    index_dir: PathBuf,
+    scan: &Scan,
+    mut changes: Changes,
+    embedded: Embedded,
+    started: Instant,
+    walk: Duration,
+) -> Result<IndexReport> {
+    let reader = dir.reader()?;
+    let manifest = reader.manifest();
+    changes.vectors_embedded += embedded.vectors;
+    changes.vectors_pending = manifest.totals.pending;
+    let mut totals = manifest.totals.clone();
+    totals.embedded = changes.vectors_embedded;
+    totals.reused = changes.vectors_reused;
+    Ok(IndexReport {
+        index_dir,
+        generation: reader.generation().to_string(),
+        repos: scan.repos.len(),
+        totals,
+        changes,
+        times: StageTimes {
+            walk,
+            embed: embedded.time,
+            total: started.elapsed(),
+            ..StageTimes::default()
+        },
+    })
 }
 
 /// The manifest of a generation holding `files`.
@@ -733,6 +935,7 @@ fn new_manifest(
         totals,
         acl_required: false,
         ann_index: AnnIndex::Off,
+        embed_rate: 0.0,
     }
 }
 

@@ -545,6 +545,7 @@ mod tests {
             citations: vec![source((1, 2), "def f(): pass", Freshness::Current)],
             files: Vec::new(),
             dropped: Vec::new(),
+            vector_coverage: None,
             timings: Default::default(),
             answer_time: Duration::ZERO,
             verify_time: Duration::ZERO,

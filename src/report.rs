@@ -110,6 +110,10 @@ pub struct LaneStatus {
     pub bm25_docs: usize,
     /// Rows with vectors.
     pub vectors: usize,
+    /// Chunks whose vectors are still being computed (in the BM25 lane already).
+    pub pending: usize,
+    /// Share of the visible chunks with vectors.
+    pub vector_coverage: f64,
     /// Chunks the visible repositories' records add up to.
     pub chunks: usize,
     /// All three agree.
@@ -126,6 +130,9 @@ pub struct Status {
     /// Index size on disk by part and storage upkeep, measured only for a principal who
     /// sees everything.
     pub storage: Option<(DiskUsage, Upkeep)>,
+    /// Time left to embed the waiting chunks at the last measured rate (for a principal
+    /// who sees everything, while chunks wait).
+    pub embedding_eta: Option<Duration>,
     value: serde_json::Value,
 }
 
@@ -164,8 +171,11 @@ impl Status {
         let lanes = LaneStatus {
             bm25_docs: counts.bm25_docs,
             vectors: counts.vectors,
+            pending: counts.pending,
+            vector_coverage: counts.vector_coverage(),
             chunks,
-            consistent: counts.bm25_docs == counts.vectors && counts.vectors == chunks,
+            consistent: counts.bm25_docs == counts.vectors + counts.pending
+                && counts.bm25_docs == chunks,
         };
         let mut value = json!({
             "schema_version": JSON_SCHEMA_VERSION,
@@ -185,6 +195,12 @@ impl Status {
         } else {
             None
         };
+        let pending = manifest.totals.pending;
+        let embedding_eta = (access.sees_everything() && pending > 0 && manifest.embed_rate > 0.0)
+            .then(|| Duration::from_secs_f64(pending as f64 / manifest.embed_rate));
+        if let Some(eta) = embedding_eta {
+            value["embedding_eta_s"] = json!(eta.as_secs_f64());
+        }
         if let Some((disk, upkeep)) = &storage {
             value["skipped"] = json!(manifest.totals.skipped);
             value["size_on_disk_bytes"] = json!(disk.total);
@@ -196,6 +212,7 @@ impl Status {
             repos,
             lanes,
             storage,
+            embedding_eta,
             value,
         })
     }
@@ -266,6 +283,7 @@ pub fn search_json(
         "terms": results.terms,
         "analysis": results.analysis,
         "overlaps_removed": results.overlaps_removed,
+        "vector_coverage": results.vector_coverage,
         "results": hits,
         "index_state": index_state(manifest, access, results.hits.iter().map(|h| h.chunk.repo.as_str())),
         "timings_ms": {

@@ -173,6 +173,9 @@ pub struct SearchResults {
     pub analysis: QueryAnalysis,
     /// Lower-ranked chunks dropped because they overlap a better one in the same file.
     pub overlaps_removed: usize,
+    /// Share of the chunks the query may see that the vector lane can find, while
+    /// embedding runs behind the lexical index; `None` when every chunk has its vector.
+    pub vector_coverage: Option<f64>,
     /// Stage timings.
     pub timings: SearchTimings,
     /// Every fused candidate of both lanes, ranked, before overlap removal and the cut to
@@ -434,6 +437,24 @@ fn is_vendored(path: &str) -> bool {
         || name.contains(".generated.")
 }
 
+/// How soon a chunk's vector is worth computing when embedding runs behind the lexical
+/// index, lowest first: definitions in source, other source, documentation, tests, then
+/// vendored code and data files — the order in which queries tend to want them.
+pub fn embedding_priority(chunk: &Chunk) -> u32 {
+    let data = matches!(chunk.language.as_str(), "json" | "yaml" | "toml" | "text");
+    if is_vendored(&chunk.path) || data {
+        4
+    } else if is_test_code(chunk) {
+        3
+    } else if chunk.language == "markdown" {
+        2
+    } else if chunk.kind == "window" || chunk.kind == "module" {
+        1
+    } else {
+        0
+    }
+}
+
 /// Runs a hybrid query. Refuses when the loaded model is not the index's model.
 pub fn search(
     reader: &IndexReader,
@@ -562,11 +583,16 @@ pub fn search(
         ?timings,
         "search"
     );
+    let vector_coverage = match reader.manifest().totals.pending {
+        0 => None,
+        _ => Some(reader.lane_counts(&options.filter)?.vector_coverage()),
+    };
     Ok(SearchResults {
         hits,
         terms,
         analysis,
         overlaps_removed,
+        vector_coverage,
         timings,
         candidates,
     })
@@ -620,6 +646,29 @@ mod tests {
             start_line: lines.0,
             end_line: lines.1,
         }
+    }
+
+    #[test]
+    fn embedding_goes_to_definitions_first_and_vendored_data_last() {
+        let docs = Chunk {
+            language: "markdown".into(),
+            ..chunk("README.md", "window", "", (1, 9))
+        };
+        let data = Chunk {
+            language: "json".into(),
+            ..chunk("data/fixtures.json", "window", "", (1, 9))
+        };
+        let ordered = [
+            chunk("src/lib.rs", "function", "parse", (1, 9)),
+            chunk("src/lib.rs", "module", "lib", (10, 20)),
+            docs,
+            chunk("tests/parse.rs", "function", "parses", (1, 9)),
+            data,
+        ];
+        let priorities: Vec<u32> = ordered.iter().map(embedding_priority).collect();
+        assert!(priorities.windows(2).all(|w| w[0] < w[1]), "{priorities:?}");
+        let vendored = chunk("vendor/zlib/lib.rs", "function", "inflate", (1, 9));
+        assert_eq!(embedding_priority(&vendored), 4);
     }
 
     fn reasons(query: &str, c: &Chunk) -> Vec<&'static str> {

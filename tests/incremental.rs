@@ -308,3 +308,68 @@ fn gc_frees_older_generations_and_status_shows_them() {
     assert_eq!(status["disk"]["older_generations"], 0, "{status}");
     assert!(ws.search("gc_step_2")[0].starts_with("payments:src/lib.rs:"));
 }
+
+#[test]
+fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
+    use std::io::{BufRead, BufReader};
+    let mut ws = Workspace::new();
+    // Publish BM25 first for any change, and a generation every 4 vectors.
+    let config = ws.root.join("codeq.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("lexical_first_files = 0\nembed_round = 4\n");
+    std::fs::write(&config, text).unwrap();
+    for n in 0..20 {
+        ws.write(
+            &format!("search-service/service/plugin_{n}.py"),
+            &format!(
+                "def ocelot_handler_{n}(event):\n    return event\n\n\ndef ocelot_cleanup_{n}():\n    pass\n"
+            ),
+        );
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["index", "."])
+        .current_dir(&ws.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let notice = lines
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("queryable now"))
+        .expect("a notice that BM25 is published first");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(notice.contains("computing the vectors of"), "{notice}");
+
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    let lanes = &status["lanes"];
+    let waiting = lanes["pending"].as_u64().unwrap();
+    assert!(
+        waiting > 0,
+        "the kill came after embedding finished: {status}"
+    );
+    assert_eq!(lanes["consistent"], true, "{status}");
+    let (out, found) = common::codeq_json(&ws.root, &["search", "ocelot_handler_17"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let top = &found["results"][0];
+    assert_eq!(top["path"], "service/plugin_17.py", "{found}");
+    assert!(top["bm25_rank"].is_u64(), "{top}");
+    let coverage = found["vector_coverage"].as_f64().unwrap();
+    assert!(coverage < 1.0, "{found}");
+
+    let resumed = ws.index(false);
+    let c = &resumed.changes;
+    assert!(c.lexical_first && !c.up_to_date, "{c:?}");
+    assert_eq!(
+        c.vectors_embedded as u64, waiting,
+        "it resumes, never restarts: {c:?}"
+    );
+    assert_eq!(c.vectors_pending, 0);
+    ws.assert_consistent();
+    let (_, found) = common::codeq_json(&ws.root, &["search", "ocelot_handler_17"]);
+    assert!(found["vector_coverage"].is_null(), "{found}");
+    assert!(found["results"][0]["vector_rank"].is_u64(), "{found}");
+    assert!(ws.index(false).changes.up_to_date);
+}

@@ -36,6 +36,10 @@ pub struct Manifest {
     /// The ANN index on the vector column (`off`: queries search exactly).
     #[serde(default)]
     pub ann_index: AnnIndex,
+    /// Chunks per second the model embedded in the last run that embedded any (for the
+    /// time left while chunks wait for vectors).
+    #[serde(default)]
+    pub embed_rate: f64,
 }
 
 impl Manifest {
@@ -81,6 +85,9 @@ pub struct Totals {
     pub embedded: usize,
     /// Vectors reused from the previous generation.
     pub reused: usize,
+    /// Chunks in the lexical lane still waiting for their vectors.
+    #[serde(default)]
+    pub pending: usize,
     /// Files decoded lossily because they were not valid UTF-8.
     pub lossy_utf8: usize,
     /// Files skipped, by reason.

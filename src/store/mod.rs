@@ -556,6 +556,26 @@ impl GenerationWriter {
         Ok(())
     }
 
+    /// Adds one chunk to the lexical lane now and to the pending table, where it waits
+    /// for its vector (lexical-first indexing); `priority` orders the waiting (lowest first).
+    pub fn add_pending(&mut self, chunk: Chunk, embed_hash: String, priority: u32) -> Result<()> {
+        self.lexical.add(&chunk)?;
+        self.vectors.add_pending(chunk, embed_hash, priority)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Takes chunks out of the pending table; call it before adding them back, with
+    /// their vectors, through [`GenerationWriter::add_vector`].
+    pub fn remove_pending(&mut self, ids: &[String]) -> Result<()> {
+        self.vectors.remove_pending(ids)
+    }
+
+    /// Gives a chunk already in the lexical lane its vector.
+    pub fn add_vector(&mut self, chunk: Chunk, embed_hash: String, vector: Vec<f32>) -> Result<()> {
+        self.vectors.add(chunk, embed_hash, vector)
+    }
+
     /// Rows added so far.
     pub fn rows(&self) -> usize {
         self.rows
@@ -580,13 +600,28 @@ impl GenerationWriter {
     }
 }
 
-/// Per-lane document counts: they must agree, and a disagreement is shown loudly.
+/// Per-lane document counts: BM25 documents must equal vectors plus chunks waiting for
+/// theirs, and a disagreement is shown loudly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneCounts {
     /// Documents in the tantivy index.
     pub bm25_docs: usize,
     /// Rows with vectors in the LanceDB table.
     pub vectors: usize,
+    /// Chunks in the lexical lane whose vectors are not computed yet.
+    pub pending: usize,
+}
+
+impl LaneCounts {
+    /// Share of the chunks the vector lane can find (1 when there are none).
+    pub fn vector_coverage(&self) -> f64 {
+        let all = self.vectors + self.pending;
+        if all == 0 {
+            1.0
+        } else {
+            self.vectors as f64 / all as f64
+        }
+    }
 }
 
 /// A published generation opened for queries.
@@ -695,12 +730,20 @@ impl IndexReader {
             return Ok(LaneCounts {
                 bm25_docs: 0,
                 vectors: 0,
+                pending: 0,
             });
         }
         Ok(LaneCounts {
             bm25_docs: self.lexical.count(filter)?,
             vectors: self.vectors.count(filter)?,
+            pending: self.vectors.pending_count(filter)?,
         })
+    }
+
+    /// Up to `limit` chunks waiting for vectors, most useful first, with their
+    /// embedding-input hashes.
+    pub fn pending_batch(&self, limit: usize) -> Result<Vec<(Chunk, String)>> {
+        self.vectors.pending_batch(limit)
     }
 
     /// What incremental runs leave behind in this generation, for `codeq status`.

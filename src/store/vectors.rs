@@ -25,6 +25,8 @@ use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
 const TABLE: &str = "chunks";
+/// Chunks waiting for their vectors (lexical-first indexing).
+const PENDING: &str = "pending";
 /// Rows buffered before one LanceDB append (each append is a new table version and a new
 /// fragment): also the fragment size compaction aims for.
 const FLUSH_ROWS: usize = 16384;
@@ -150,6 +152,13 @@ const REFINE_ROWS: usize = 40;
 const HNSW_MIN_EF: usize = 300;
 
 fn schema(dimension: usize) -> SchemaRef {
+    let mut fields = chunk_fields();
+    fields.push(vector_field(dimension));
+    Arc::new(Schema::new(fields))
+}
+
+/// Fields of a chunk as stored: text columns, lines, embedding-input hash.
+fn chunk_fields() -> Vec<Field> {
     let mut fields: Vec<Field> = TEXT_COLUMNS
         .iter()
         .map(|name| Field::new(*name, DataType::Utf8, false))
@@ -157,7 +166,14 @@ fn schema(dimension: usize) -> SchemaRef {
     fields.push(Field::new("start_line", DataType::UInt32, false));
     fields.push(Field::new("end_line", DataType::UInt32, false));
     fields.push(Field::new("embed_hash", DataType::Utf8, false));
-    fields.push(vector_field(dimension));
+    fields
+}
+
+/// The pending table: chunks in the lexical index whose vectors are not computed yet,
+/// with their embedding-input hash and [`crate::search::embedding_priority`].
+fn pending_schema() -> SchemaRef {
+    let mut fields = chunk_fields();
+    fields.push(Field::new("priority", DataType::UInt32, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -212,21 +228,23 @@ fn text_of(chunk: &Chunk, column: &str) -> String {
     }
 }
 
-/// Writes a new generation's table: rows removed by file and rows appended.
+/// Writes a new generation's tables: the chunk table (rows with vectors) and the pending
+/// table (rows waiting for theirs); rows are removed by file or by id, and appended.
 pub(super) struct VectorWriter {
     rt: Arc<Runtime>,
     table: lancedb::Table,
+    waiting: lancedb::Table,
     previous: Option<lancedb::Table>,
     /// The ANN index the table already has (a copy of a generation that had one).
     ann: AnnIndex,
-    schema: SchemaRef,
     dimension: usize,
-    pending: Vec<(Chunk, String, Vec<f32>)>,
+    rows: Vec<(Chunk, String, Vec<f32>)>,
+    pending_rows: Vec<(Chunk, String, u32)>,
 }
 
 impl VectorWriter {
-    /// Opens the table in `path`: a fresh empty one, or, when `copied` names the ANN index
-    /// of a copied generation, the copy itself. Vectors of `previous` may be reused.
+    /// Opens the tables in `path`: fresh empty ones, or, when `copied` names the ANN index
+    /// of a copied generation, the copies themselves. Vectors of `previous` may be reused.
     pub(super) fn create(
         rt: Arc<Runtime>,
         path: &Path,
@@ -234,32 +252,60 @@ impl VectorWriter {
         previous: Option<&VectorReader>,
         copied: Option<AnnIndex>,
     ) -> Result<VectorWriter> {
-        let schema = schema(dimension);
         let uri = path.to_string_lossy().into_owned();
-        let table = rt.block_on(async {
-            let db = lancedb::connect(&uri).execute().await?;
-            match copied {
-                Some(_) => db.open_table(TABLE).execute().await,
-                None => db.create_empty_table(TABLE, schema.clone()).execute().await,
-            }
-        });
-        let table = table.map_err(Error::store)?;
+        let (table, waiting) = rt
+            .block_on(async {
+                let db = lancedb::connect(&uri).execute().await?;
+                let table = match copied {
+                    Some(_) => db.open_table(TABLE).execute().await?,
+                    None => {
+                        db.create_empty_table(TABLE, schema(dimension))
+                            .execute()
+                            .await?
+                    }
+                };
+                let waiting = match db.open_table(PENDING).execute().await {
+                    Ok(waiting) => waiting,
+                    Err(lancedb::Error::TableNotFound { .. }) => {
+                        db.create_empty_table(PENDING, pending_schema())
+                            .execute()
+                            .await?
+                    }
+                    Err(err) => return Err(err),
+                };
+                Ok((table, waiting))
+            })
+            .map_err(Error::store)?;
         Ok(VectorWriter {
             rt,
             table,
+            waiting,
             previous: previous.map(|p| p.table.clone()),
             ann: copied.unwrap_or_default(),
-            schema,
             dimension,
-            pending: Vec::with_capacity(FLUSH_ROWS),
+            rows: Vec::with_capacity(FLUSH_ROWS),
+            pending_rows: Vec::new(),
         })
     }
 
-    /// Deletes every row of these files (repository, path).
+    /// Deletes every row of these files (repository, path), with or without vectors.
     pub(super) fn remove_files(&mut self, files: &[(String, String)]) -> Result<()> {
         for predicate in file_predicates(files) {
+            for table in [&self.table, &self.waiting] {
+                self.rt
+                    .block_on(table.delete(predicate.as_str()))
+                    .map_err(Error::store)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes these chunks from the pending table (their vectors have been computed).
+    pub(super) fn remove_pending(&mut self, ids: &[String]) -> Result<()> {
+        for batch in ids.chunks(1024) {
+            let predicate = format!("chunk_id IN ({})", sql_string_list(batch));
             self.rt
-                .block_on(self.table.delete(predicate.as_str()))
+                .block_on(self.waiting.delete(predicate.as_str()))
                 .map_err(Error::store)?;
         }
         Ok(())
@@ -273,40 +319,42 @@ impl VectorWriter {
                 self.dimension
             )));
         }
-        self.pending.push((chunk, embed_hash, vector));
-        if self.pending.len() >= FLUSH_ROWS {
+        self.rows.push((chunk, embed_hash, vector));
+        if self.rows.len() >= FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a chunk whose vector is still to be computed.
+    pub(super) fn add_pending(
+        &mut self,
+        chunk: Chunk,
+        embed_hash: String,
+        priority: u32,
+    ) -> Result<()> {
+        self.pending_rows.push((chunk, embed_hash, priority));
+        if self.pending_rows.len() >= FLUSH_ROWS {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.rows.is_empty() {
+            let rows = std::mem::take(&mut self.rows);
+            let mut columns = chunk_arrays(rows.iter().map(|(c, h, _)| (c, h.as_str())));
+            columns.push(vector_array(rows.iter().map(|(_, _, v)| v), self.dimension));
+            append(&self.rt, &self.table, schema(self.dimension), columns)?;
         }
-        let rows = std::mem::take(&mut self.pending);
-        let mut columns: Vec<ArrayRef> = TEXT_COLUMNS
-            .iter()
-            .map(|col| {
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|(c, _, _)| text_of(c, col)),
-                )) as ArrayRef
-            })
-            .collect();
-        columns.push(Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|(c, _, _)| c.start_line),
-        )));
-        columns.push(Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|(c, _, _)| c.end_line),
-        )));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(_, h, _)| h.as_str()),
-        )));
-        columns.push(vector_array(rows.iter().map(|(_, _, v)| v), self.dimension));
-        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::store)?;
-        self.rt
-            .block_on(self.table.add(batch).execute())
-            .map_err(Error::store)?;
+        if !self.pending_rows.is_empty() {
+            let rows = std::mem::take(&mut self.pending_rows);
+            let mut columns = chunk_arrays(rows.iter().map(|(c, h, _)| (c, h.as_str())));
+            columns.push(Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|(_, _, p)| *p),
+            )));
+            append(&self.rt, &self.waiting, pending_schema(), columns)?;
+        }
         Ok(())
     }
 
@@ -322,7 +370,7 @@ impl VectorWriter {
         vectors_where(&self.rt, previous, predicate)
     }
 
-    /// Writes what is buffered and brings the table's indexes up to date; returns its ANN
+    /// Writes what is buffered and brings the tables' indexes up to date; returns the ANN
     /// index: the copied one (updated with the new rows), else the policy's when the table
     /// reached its size, else `Off`.
     pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<AnnIndex> {
@@ -344,8 +392,44 @@ impl VectorWriter {
             None
         };
         maintain(&self.rt, &self.table, &SCALAR_INDEXED, vector_index)?;
+        maintain(&self.rt, &self.waiting, &["chunk_id", "repo", "path"], None)?;
         Ok(kept)
     }
+}
+
+/// The chunk columns (text, lines, embedding-input hash) of rows, in schema order.
+fn chunk_arrays<'r>(rows: impl Iterator<Item = (&'r Chunk, &'r str)> + Clone) -> Vec<ArrayRef> {
+    let mut columns: Vec<ArrayRef> = TEXT_COLUMNS
+        .iter()
+        .map(|col| {
+            Arc::new(StringArray::from_iter_values(
+                rows.clone().map(|(c, _)| text_of(c, col)),
+            )) as ArrayRef
+        })
+        .collect();
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.clone().map(|(c, _)| c.start_line),
+    )));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.clone().map(|(c, _)| c.end_line),
+    )));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        rows.map(|(_, h)| h),
+    )));
+    columns
+}
+
+/// Appends one batch of `columns` to `table`.
+fn append(
+    rt: &Runtime,
+    table: &lancedb::Table,
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<()> {
+    let batch = RecordBatch::try_new(schema, columns).map_err(Error::store)?;
+    rt.block_on(table.add(batch).execute())
+        .map_err(Error::store)?;
+    Ok(())
 }
 
 /// One delete predicate per batch of files, grouped by repository.
@@ -429,70 +513,138 @@ pub(super) fn maintain(
     Ok(())
 }
 
-/// Reads one generation's table.
+/// Reads one generation's tables.
 pub(super) struct VectorReader {
     rt: Arc<Runtime>,
     table: lancedb::Table,
+    /// Chunks waiting for vectors; absent in generations written before codeq had it.
+    waiting: Option<lancedb::Table>,
     ann: AnnIndex,
 }
 
 impl VectorReader {
-    /// Opens the table of a generation whose manifest records `ann` as its ANN index.
+    /// Opens the tables of a generation whose manifest records `ann` as its ANN index.
     pub(super) fn open(rt: Arc<Runtime>, path: &Path, ann: AnnIndex) -> Result<VectorReader> {
         if !path.is_dir() {
             return Err(Error::Store(format!("{} is missing", path.display())));
         }
         let uri = path.to_string_lossy().into_owned();
-        let table = rt
+        let (table, waiting) = rt
             .block_on(async {
                 let db = lancedb::connect(&uri).execute().await?;
-                db.open_table(TABLE).execute().await
+                let table = db.open_table(TABLE).execute().await?;
+                let waiting = match db.open_table(PENDING).execute().await {
+                    Ok(waiting) => Some(waiting),
+                    Err(lancedb::Error::TableNotFound { .. }) => None,
+                    Err(err) => return Err(err),
+                };
+                Ok((table, waiting))
             })
             .map_err(Error::store)?;
-        Ok(VectorReader { rt, table, ann })
+        Ok(VectorReader {
+            rt,
+            table,
+            waiting,
+            ann,
+        })
     }
 
+    /// Rows with vectors that `filter` admits.
     pub(super) fn count(&self, filter: &ChunkFilter) -> Result<usize> {
         self.rt
             .block_on(self.table.count_rows(filter.to_sql()))
             .map_err(Error::store)
     }
 
-    /// Chunks per language among the rows `filter` admits.
-    pub(super) fn language_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, usize>> {
-        let query = admitted(
-            self.table.query().select(Select::columns(&["language"])),
-            filter,
-        );
-        let mut counts: HashMap<String, usize> = HashMap::new();
+    /// Rows waiting for vectors that `filter` admits.
+    pub(super) fn pending_count(&self, filter: &ChunkFilter) -> Result<usize> {
+        match &self.waiting {
+            None => Ok(0),
+            Some(waiting) => self
+                .rt
+                .block_on(waiting.count_rows(filter.to_sql()))
+                .map_err(Error::store),
+        }
+    }
+
+    /// Up to `limit` chunks waiting for vectors, most useful first (by priority, then id),
+    /// with their embedding-input hashes.
+    pub(super) fn pending_batch(&self, limit: usize) -> Result<Vec<(Chunk, String)>> {
+        let Some(waiting) = &self.waiting else {
+            return Ok(Vec::new());
+        };
+        let query = waiting
+            .query()
+            .select(Select::columns(&["chunk_id", "priority"]));
+        let mut order: Vec<(u32, String)> = Vec::new();
         for batch in &collect(&self.rt, &query)? {
-            let languages = string_column(batch, "language")?;
+            let ids = string_column(batch, "chunk_id")?;
+            let priorities = u32_column(batch, "priority")?;
             for i in 0..batch.num_rows() {
-                *counts.entry(languages.value(i).to_string()).or_default() += 1;
+                order.push((priorities.value(i), ids.value(i).to_string()));
+            }
+        }
+        order.sort_unstable();
+        order.truncate(limit);
+        let ids: Vec<String> = order.into_iter().map(|(_, id)| id).collect();
+        let mut columns = chunk_columns();
+        columns.push("embed_hash".to_string());
+        let mut rows: HashMap<String, (Chunk, String)> = HashMap::new();
+        for batch in ids.chunks(1024) {
+            let query = waiting
+                .query()
+                .only_if(format!("chunk_id IN ({})", sql_string_list(batch)))
+                .select(Select::columns(&columns));
+            for found in &collect(&self.rt, &query)? {
+                let hashes = string_column(found, "embed_hash")?;
+                for (i, chunk) in chunks_from_batch(found)?.into_iter().enumerate() {
+                    rows.insert(chunk.chunk_id.clone(), (chunk, hashes.value(i).to_string()));
+                }
+            }
+        }
+        Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
+    }
+
+    /// The chunk table and, when there is one, the pending table.
+    fn tables(&self) -> impl Iterator<Item = &lancedb::Table> {
+        std::iter::once(&self.table).chain(self.waiting.as_ref())
+    }
+
+    /// Chunks per language among the rows `filter` admits (with or without vectors).
+    pub(super) fn language_counts(&self, filter: &ChunkFilter) -> Result<HashMap<String, usize>> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for table in self.tables() {
+            let query = admitted(table.query().select(Select::columns(&["language"])), filter);
+            for batch in &collect(&self.rt, &query)? {
+                let languages = string_column(batch, "language")?;
+                for i in 0..batch.num_rows() {
+                    *counts.entry(languages.value(i).to_string()).or_default() += 1;
+                }
             }
         }
         Ok(counts)
     }
 
-    /// (distinct files, chunks) per repository among the rows `filter` admits.
+    /// (distinct files, chunks) per repository among the rows `filter` admits (with or
+    /// without vectors).
     pub(super) fn file_and_chunk_counts(
         &self,
         filter: &ChunkFilter,
     ) -> Result<HashMap<String, (usize, usize)>> {
-        let query = admitted(
-            self.table
-                .query()
-                .select(Select::columns(&["repo", "path"])),
-            filter,
-        );
         let mut per_repo: HashMap<String, (HashSet<String>, usize)> = HashMap::new();
-        for batch in &collect(&self.rt, &query)? {
-            let repos = string_column(batch, "repo")?;
-            let paths = string_column(batch, "path")?;
-            for i in 0..batch.num_rows() {
-                let (files, chunks) = per_repo.entry(repos.value(i).to_string()).or_default();
-                files.insert(paths.value(i).to_string());
-                *chunks += 1;
+        for table in self.tables() {
+            let query = admitted(
+                table.query().select(Select::columns(&["repo", "path"])),
+                filter,
+            );
+            for batch in &collect(&self.rt, &query)? {
+                let repos = string_column(batch, "repo")?;
+                let paths = string_column(batch, "path")?;
+                for i in 0..batch.num_rows() {
+                    let (files, chunks) = per_repo.entry(repos.value(i).to_string()).or_default();
+                    files.insert(paths.value(i).to_string());
+                    *chunks += 1;
+                }
             }
         }
         Ok(per_repo
@@ -595,12 +747,22 @@ impl VectorReader {
         Ok(out)
     }
 
-    /// Chunks by id, unfiltered: the caller checks them against its filter.
+    /// Chunks by id, with or without vectors, unfiltered: the caller checks them against
+    /// its filter.
     pub(super) fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
-        self.chunks_where(
-            format!("chunk_id IN ({})", sql_string_list(ids)),
-            &ChunkFilter::everything(),
-        )
+        let everything = ChunkFilter::everything();
+        let mut found = Vec::new();
+        let mut missing = ids.to_vec();
+        for table in self.tables() {
+            if missing.is_empty() {
+                break;
+            }
+            let predicate = format!("chunk_id IN ({})", sql_string_list(&missing));
+            found.extend(self.chunks_where(table, predicate, &everything)?);
+            let seen: HashSet<&str> = found.iter().map(|c| c.chunk_id.as_str()).collect();
+            missing.retain(|id| !seen.contains(id.as_str()));
+        }
+        Ok(found)
     }
 
     pub(super) fn chunks_in_file(
@@ -614,16 +776,24 @@ impl VectorReader {
             sql_string_list(&[repo]),
             sql_string_list(&[path])
         );
-        self.chunks_where(predicate, filter)
+        let mut chunks = Vec::new();
+        for table in self.tables() {
+            chunks.extend(self.chunks_where(table, predicate.clone(), filter)?);
+        }
+        Ok(chunks)
     }
 
-    fn chunks_where(&self, predicate: String, filter: &ChunkFilter) -> Result<Vec<Chunk>> {
+    fn chunks_where(
+        &self,
+        table: &lancedb::Table,
+        predicate: String,
+        filter: &ChunkFilter,
+    ) -> Result<Vec<Chunk>> {
         let predicate = match filter.to_sql() {
             Some(sql) => format!("({predicate}) AND ({sql})"),
             None => predicate,
         };
-        let query = self
-            .table
+        let query = table
             .query()
             .only_if(predicate)
             .select(Select::columns(&chunk_columns()));

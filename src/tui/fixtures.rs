@@ -129,6 +129,7 @@ pub fn answer() -> Answer {
         ],
         citations,
         dropped: Vec::new(),
+        vector_coverage: None,
         timings: SearchTimings {
             analyze: Duration::ZERO,
             embed: Duration::from_millis(3),
@@ -152,6 +153,7 @@ pub fn empty_answer() -> Answer {
         citations: Vec::new(),
         files: Vec::new(),
         dropped: Vec::new(),
+        vector_coverage: None,
         timings: SearchTimings::default(),
         answer_time: Duration::ZERO,
         verify_time: Duration::ZERO,
