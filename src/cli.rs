@@ -208,6 +208,18 @@ enum BenchCommand {
         #[arg(long)]
         work: PathBuf,
     },
+    /// Indexes ROOT from empty and measures the time to the first answer (BM25 comes
+    /// first), the time to full vector coverage, the embedding rate and peak memory.
+    Coverage {
+        /// The tree to index.
+        root: PathBuf,
+        /// An identifier in the tree that `codeq search` is polled with.
+        #[arg(long)]
+        query: String,
+        /// Where to build the index (deleted first).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Embedding throughput on chunk texts of the current index (or --source indexes) per
     /// ONNX batch size and token limit; each call's texts are sorted by length.
     Embed {
@@ -375,6 +387,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                 },
         } => cmd_bench_vectors(&cli, *chunks, ann, (*queries, *k), source, out.as_deref()),
+        Command::Bench {
+            what: BenchCommand::Coverage { root, query, out },
+        } => {
+            let bench = crate::bench::coverage_bench(root, out, query)?;
+            let mut stdout = std::io::stdout().lock();
+            if cli.json {
+                return print_bench_json(&mut stdout, &bench);
+            }
+            writeln!(
+                stdout,
+                "{} files, {} chunks: first answer after {:.1}s (BM25 published at {:.1}s), \
+                 full vector coverage after {:.1}s; {} vectors at {:.1} chunks/s (model time) \
+                 / {:.1} chunks/s (wall); peak RSS {}",
+                bench.files,
+                bench.chunks,
+                bench.first_answer_s,
+                bench.queryable_after_s,
+                bench.full_coverage_s,
+                bench.vectors_embedded,
+                bench.model_chunks_per_second,
+                bench.embedding_chunks_per_second,
+                human_bytes(bench.peak_rss_bytes)
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             what:
                 BenchCommand::Embed {

@@ -30,6 +30,8 @@ use crate::store::{
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
+/// Chunks whose reusable vectors are looked up at once when none is embedded inline.
+const LOOKUP_ROUND: usize = 1024;
 /// Files read ahead of the embedder.
 const READ_AHEAD: usize = 256;
 
@@ -663,7 +665,12 @@ impl<'a> Run<'a> {
                     lossy,
                 });
                 self.pending.extend(chunks);
-                if self.pending.len() >= self.batch_size {
+                // Without the model in the loop, bigger rounds make fewer vector lookups.
+                let round = match self.defer_embedding {
+                    true => LOOKUP_ROUND,
+                    false => self.batch_size,
+                };
+                if self.pending.len() >= round {
                     self.flush(writer, embedder)?;
                 }
             }

@@ -242,7 +242,7 @@ fn timed_index(root: &Path) -> Result<TimedRun> {
         out.read_to_end(&mut stdout)
             .map_err(|e| Error::io("cannot read codeq index output", e))?;
     }
-    let (success, peak_rss_bytes) = wait_with_rusage(child.id());
+    let (success, peak_rss_bytes) = super::wait_with_rusage(child.id());
     let wall = started.elapsed();
     let errors = errors.join().unwrap_or_default();
     if !success {
@@ -254,19 +254,6 @@ fn timed_index(root: &Path) -> Result<TimedRun> {
         peak_rss_bytes,
         changes: report["index"]["changes"].clone(),
     })
-}
-
-/// Reaps child `pid`: (exited successfully, its peak resident memory in bytes).
-fn wait_with_rusage(pid: u32) -> (bool, u64) {
-    let mut status = 0;
-    // SAFETY: wait4 on our own child; it writes only into the zeroed struct and status.
-    let (rc, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let rc = libc::wait4(pid as i32, &mut status, 0, &mut usage);
-        (rc, usage)
-    };
-    let success = rc > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (success, (usage.ru_maxrss as u64) * 1024)
 }
 
 /// Rust and Python files of a repository, in path order.

@@ -2,14 +2,17 @@
 //! corpus; and warm query latency of `search` and `ask` on a large index, with and without
 //! access-control filtering.
 //!
-//! `incremental` measures re-indexing (issue 5), `embed` the model's throughput (issue 9).
+//! `incremental` measures re-indexing (issue 5); `embed` the model's throughput and
+//! `coverage` the time to the first answer and to full vector coverage (issue 9).
 //!
 //! Budgets (issue 3): warm p50 ≤ 20 ms without a reranker at ≥ 100k chunks, and the ACL
 //! filter costs under 10%. Numbers belong in the closing notes, never in tests.
 
+mod coverage;
 mod embed;
 mod incremental;
 
+pub use coverage::{CoverageBench, coverage_bench};
 pub use embed::{EmbedFigures, embed_bench};
 pub use incremental::{IncrementalBench, IncrementalBenchOptions, incremental_bench};
 
@@ -108,6 +111,19 @@ pub fn peak_rss_bytes() -> u64 {
         usage
     };
     (usage.ru_maxrss as u64) * 1024
+}
+
+/// Reaps child `pid`: (exited successfully, its peak resident memory in bytes).
+pub(crate) fn wait_with_rusage(pid: u32) -> (bool, u64) {
+    let mut status = 0;
+    // SAFETY: wait4 on our own child; it writes only into the zeroed struct and status.
+    let (rc, usage) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let rc = libc::wait4(pid as i32, &mut status, 0, &mut usage);
+        (rc, usage)
+    };
+    let success = rc > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (success, (usage.ru_maxrss as u64) * 1024)
 }
 
 /// Latency of one access scenario, milliseconds.

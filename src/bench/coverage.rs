@@ -1,0 +1,132 @@
+//! `codeq bench coverage`: on a large tree indexed from empty, how soon the first query
+//! answers (BM25 is published before the vectors), how fast the vectors follow, and the
+//! indexer's peak memory (issue 9: first answer within 60 s, embedding at least twice
+//! 16 chunks/s, peak RSS under 1 GiB).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// How often the benchmark tries its query while the index is being built.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The figures of one build.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageBench {
+    /// Seconds from the start of `codeq index` until `codeq search` first answered.
+    pub first_answer_s: f64,
+    /// Seconds until the indexer published the lexical index (its own report).
+    pub queryable_after_s: f64,
+    /// Seconds until every chunk had its vector (the whole run).
+    pub full_coverage_s: f64,
+    /// Files and chunks indexed.
+    pub files: u64,
+    /// Chunks indexed.
+    pub chunks: u64,
+    /// Vectors the model computed.
+    pub vectors_embedded: u64,
+    /// Vectors per second of model time.
+    pub model_chunks_per_second: f64,
+    /// Vectors per second from the lexical publish to full coverage (rounds, publishes and
+    /// all).
+    pub embedding_chunks_per_second: f64,
+    /// Peak resident memory of the indexer, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Indexes `root` from empty into `index_dir` with this binary, querying `query` until it
+/// answers.
+pub fn coverage_bench(root: &Path, index_dir: &Path, query: &str) -> Result<CoverageBench> {
+    if index_dir.exists() {
+        std::fs::remove_dir_all(index_dir)
+            .map_err(|e| Error::io(format!("cannot clear {}", index_dir.display()), e))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find the codeq binary", e))?;
+    let dir_arg: PathBuf = index_dir.to_path_buf();
+    let started = Instant::now();
+    let mut child = Command::new(&exe)
+        .arg("index")
+        .arg(root)
+        .arg("--index-dir")
+        .arg(&dir_arg)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("cannot run codeq index", e))?;
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        if let Some(stderr) = stderr {
+            for line in BufReader::new(stderr)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                tail.push(line);
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+            }
+        }
+        tail.join("\n")
+    });
+    let mut stdout = child.stdout.take();
+    let output = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.read_to_end(&mut text);
+        }
+        text
+    });
+    let mut first_answer = None;
+    while first_answer.is_none() {
+        std::thread::sleep(POLL);
+        let answered = Command::new(&exe)
+            .args(["search", query, "-k", "1", "--index-dir"])
+            .arg(&dir_arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if answered {
+            first_answer = Some(started.elapsed());
+        }
+        if output.is_finished() {
+            break;
+        }
+    }
+    let (success, peak_rss_bytes) = super::wait_with_rusage(child.id());
+    let full_coverage = started.elapsed();
+    let stdout = output.join().unwrap_or_default();
+    let errors = errors.join().unwrap_or_default();
+    if !success {
+        return Err(Error::Store(format!("codeq index failed: {errors}")));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&stdout).map_err(Error::store)?;
+    let index = &report["index"];
+    let changes = &index["changes"];
+    let embedded = changes["vectors_embedded"].as_u64().unwrap_or(0);
+    let queryable_after = changes["queryable_after_s"].as_f64().unwrap_or(0.0);
+    let model_secs = index["times"]["embed"]["secs"].as_f64().unwrap_or(0.0)
+        + index["times"]["embed"]["nanos"].as_f64().unwrap_or(0.0) / 1e9;
+    let per_second = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    Ok(CoverageBench {
+        first_answer_s: first_answer.unwrap_or(full_coverage).as_secs_f64(),
+        queryable_after_s: queryable_after,
+        full_coverage_s: full_coverage.as_secs_f64(),
+        files: index["totals"]["files"].as_u64().unwrap_or(0),
+        chunks: index["totals"]["chunks"].as_u64().unwrap_or(0),
+        vectors_embedded: embedded,
+        model_chunks_per_second: per_second(embedded, model_secs),
+        embedding_chunks_per_second: per_second(
+            embedded,
+            full_coverage.as_secs_f64() - queryable_after,
+        ),
+        peak_rss_bytes,
+    })
+}
