@@ -25,8 +25,8 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
-    AnnIndex, AnnPolicy, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase,
-    GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
+    AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase, GenerationWriter,
+    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
@@ -287,7 +287,6 @@ pub fn run(
     changes.vectors_embedded = run.changes.vectors_embedded;
     changes.vectors_reused = run.changes.vectors_reused;
     changes.lexical_first = run.defer_embedding;
-    let pending = run.deferred;
     let (embed_time, store_time) = (run.embed_time, run.store_time);
     let mut skipped = plan.skipped(&scan);
     skipped.merge(run.skipped);
@@ -296,8 +295,6 @@ pub fn run(
     files.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
     let mut manifest = new_manifest(&scan, &generation, &model, &files, skipped, &changes);
     manifest.acl_required = acl_required;
-    manifest.totals.pending =
-        pending + previous.as_ref().map_or(0, |p| p.manifest().totals.pending);
     manifest.embed_rate = match run.embed_time.is_zero() {
         true => previous.as_ref().map_or(0.0, |p| p.manifest().embed_rate),
         false => run.changes.vectors_embedded as f64 / run.embed_time.as_secs_f64(),
@@ -307,13 +304,7 @@ pub fn run(
         started_ns,
         files,
     };
-    // While chunks wait for vectors the ANN index is not trained yet: the last round of
-    // embedding builds it on the whole table.
-    let ann = match manifest.totals.pending {
-        0 => options.config.index.ann_policy(),
-        _ => AnnPolicy::EXACT,
-    };
-    let finished = writer.finish(manifest, table, ann)?;
+    let finished = writer.finish(manifest, table, options.config.index.ann_policy())?;
     cache.finish(options.config.index.embed_cache_vectors)?;
     dir.publish(&lock, finished)?;
     drop(previous);
@@ -610,8 +601,6 @@ struct Run<'a> {
     batch_size: usize,
     /// Chunks without a reusable vector go to the pending table instead of the model.
     defer_embedding: bool,
-    /// Chunks sent to the pending table.
-    deferred: usize,
     pending: Vec<Chunk>,
     /// Records of the files chunked in this run.
     written: Vec<FileRecord>,
@@ -629,7 +618,6 @@ impl<'a> Run<'a> {
             cache,
             batch_size,
             defer_embedding: false,
-            deferred: 0,
             pending: Vec::with_capacity(batch_size * 2),
             written: Vec::new(),
             skipped: SkipCounts::default(),
@@ -718,7 +706,6 @@ impl<'a> Run<'a> {
                     Some(vector) => writer.add(chunk, hash, vector)?,
                     None => {
                         let priority = crate::search::embedding_priority(&chunk);
-                        self.deferred += 1;
                         writer.add_pending(chunk, hash, priority)?;
                     }
                 }
@@ -839,14 +826,9 @@ fn embed_pending(
         let mut manifest = reader.manifest().clone();
         manifest.generation = writer.name().to_string();
         manifest.created_unix = unix_nanos() as u64 / 1_000_000_000;
-        manifest.totals.pending = waiting - ids.len();
         manifest.embed_rate = out.vectors as f64 / out.time.as_secs_f64().max(1e-9);
-        let ann = match manifest.totals.pending {
-            0 => options.config.index.ann_policy(),
-            _ => AnnPolicy::EXACT,
-        };
         let files = dir.file_table(reader.generation()).unwrap_or_default();
-        let finished = writer.finish(manifest, files, ann)?;
+        let finished = writer.finish(manifest, files, options.config.index.ann_policy())?;
         dir.publish(lock, finished)?;
     }
 }

@@ -372,4 +372,37 @@ fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
     assert!(found["vector_coverage"].is_null(), "{found}");
     assert!(found["results"][0]["vector_rank"].is_u64(), "{found}");
     assert!(ws.index(false).changes.up_to_date);
+
+    // Stopped again; this time files whose chunks still wait change before the next run.
+    for n in 0..20 {
+        ws.write(
+            &format!("search-service/service/hook_{n}.py"),
+            &format!("def lynx_hook_{n}(event):\n    return event\n"),
+        );
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["index", "."])
+        .current_dir(&ws.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("queryable now")));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    ws.write(
+        "search-service/service/hook_19.py",
+        "def lynx_hook_renamed(event):\n    return None\n",
+    );
+    std::fs::remove_file(ws.root.join("search-service/service/hook_18.py")).unwrap();
+    let finished = ws.index(false);
+    assert_eq!(finished.changes.vectors_pending, 0, "{:?}", finished.changes);
+    ws.assert_consistent();
+    assert_eq!(
+        ws.search("lynx_hook_renamed")[0],
+        "search-service:service/hook_19.py:1-2"
+    );
+    assert!(ws.search("lynx_hook_18").iter().all(|c| !c.contains("hook_18.py")));
 }

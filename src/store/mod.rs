@@ -582,8 +582,9 @@ impl GenerationWriter {
     }
 
     /// Flushes both lanes and brings the vector table's indexes up to date (an ANN index
-    /// when `ann` asks for one at this size, recorded in the manifest); the generation is
-    /// then complete but not yet published.
+    /// when `ann` asks for one at this size and no chunk waits for its vector), recording
+    /// the index and the waiting chunks in the manifest; the generation is then complete
+    /// but not yet published.
     pub fn finish(
         self,
         mut manifest: Manifest,
@@ -591,7 +592,7 @@ impl GenerationWriter {
         ann: AnnPolicy,
     ) -> Result<FinishedGeneration> {
         self.lexical.finish()?;
-        manifest.ann_index = self.vectors.finish(ann)?;
+        (manifest.ann_index, manifest.totals.pending) = self.vectors.finish(ann)?;
         Ok(FinishedGeneration {
             name: self.name,
             manifest,

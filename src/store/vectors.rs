@@ -371,17 +371,22 @@ impl VectorWriter {
     }
 
     /// Writes what is buffered and brings the tables' indexes up to date; returns the ANN
-    /// index: the copied one (updated with the new rows), else the policy's when the table
-    /// reached its size, else `Off`.
-    pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<AnnIndex> {
+    /// index — the copied one (updated with the new rows), else the policy's when the
+    /// table reached its size and no chunk waits for its vector (the index is trained on
+    /// the whole table), else `Off` — and the number of chunks waiting.
+    pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<(AnnIndex, usize)> {
         self.flush()?;
         let rows = self
             .rt
             .block_on(self.table.count_rows(None))
             .map_err(Error::store)?;
+        let waiting = self
+            .rt
+            .block_on(self.waiting.count_rows(None))
+            .map_err(Error::store)?;
         let kept = if self.ann != AnnIndex::Off {
             self.ann
-        } else if rows >= ann.min_rows {
+        } else if rows >= ann.min_rows && waiting == 0 {
             ann.index
         } else {
             AnnIndex::Off
@@ -393,7 +398,7 @@ impl VectorWriter {
         };
         maintain(&self.rt, &self.table, &SCALAR_INDEXED, vector_index)?;
         maintain(&self.rt, &self.waiting, &["chunk_id", "repo", "path"], None)?;
-        Ok(kept)
+        Ok((kept, waiting))
     }
 }
 
