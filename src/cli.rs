@@ -2117,6 +2117,21 @@ impl TerminalProgress {
             bar.finish_and_clear();
         }
     }
+
+    /// Without a bar (not a terminal): true when a progress line is due — ten seconds
+    /// after the last one, or at once with `force` — and never in quiet mode.
+    fn line_due(&self, force: bool) -> bool {
+        let due = !self.quiet
+            && (force
+                || self
+                    .last_line
+                    .get()
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10)));
+        if due {
+            self.last_line.set(Some(Instant::now()));
+        }
+        due
+    }
 }
 
 impl IndexProgress for TerminalProgress {
@@ -2144,15 +2159,7 @@ impl IndexProgress for TerminalProgress {
             bar.set_message(format!("{chunks_stored} chunks, {rate:.1} embeddings/s"));
             return;
         }
-        if self.quiet {
-            return;
-        }
-        let due = self
-            .last_line
-            .get()
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-        if due {
-            self.last_line.set(Some(Instant::now()));
+        if self.line_due(false) {
             eprintln!(
                 "codeq: {files_done}/{} files, {chunks_stored} chunks, {rate:.1} embeddings/s",
                 self.total_files.get()
@@ -2177,15 +2184,7 @@ impl IndexProgress for TerminalProgress {
             bar.set_message(format!("{rate:.1} chunks/s, ETA {}", human_duration(eta)));
             return;
         }
-        if self.quiet {
-            return;
-        }
-        let due = self
-            .last_line
-            .get()
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-        if due || done == total {
-            self.last_line.set(Some(Instant::now()));
+        if self.line_due(done == total) {
             eprintln!(
                 "codeq: vectors {done}/{total} ({rate:.1} chunks/s, ETA {}); queries already see the rest through BM25",
                 human_duration(eta)

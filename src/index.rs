@@ -714,16 +714,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let missing_texts: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
-        let embed_started = Instant::now();
-        let fresh = embedder.embed(&missing_texts)?;
-        self.embed_time += embed_started.elapsed();
-        if fresh.len() != missing.len() {
-            return Err(Error::Embed(format!(
-                "asked for {} vectors, got {}",
-                missing.len(),
-                fresh.len()
-            )));
-        }
+        let fresh = embed_timed(embedder, &missing_texts, &mut self.embed_time)?;
         self.changes.vectors_embedded += fresh.len();
         self.changes.vectors_reused += chunks.len() - fresh.len();
         let write_started = Instant::now();
@@ -742,6 +733,26 @@ impl<'a> Run<'a> {
         self.store_time += store_time;
         Ok(())
     }
+}
+
+/// Embeds `texts`, adding the model's time to `time`; a model that returns another
+/// number of vectors than it was given texts is an error.
+fn embed_timed(
+    embedder: &mut dyn Embedder,
+    texts: &[String],
+    time: &mut Duration,
+) -> Result<Vec<Vec<f32>>> {
+    let started = Instant::now();
+    let vectors = embedder.embed(texts)?;
+    *time += started.elapsed();
+    if vectors.len() != texts.len() {
+        return Err(Error::Embed(format!(
+            "asked for {} vectors, got {}",
+            texts.len(),
+            vectors.len()
+        )));
+    }
+    Ok(vectors)
 }
 
 /// What computing the pending vectors did.
@@ -788,16 +799,7 @@ fn embed_pending(
                 .filter(|(_, hash)| !computed.contains_key(hash))
                 .collect();
             let texts: Vec<String> = missing.iter().map(|(c, _)| c.embedding_text()).collect();
-            let started = Instant::now();
-            let fresh = embedder.embed(&texts)?;
-            out.time += started.elapsed();
-            if fresh.len() != texts.len() {
-                return Err(Error::Embed(format!(
-                    "asked for {} vectors, got {}",
-                    texts.len(),
-                    fresh.len()
-                )));
-            }
+            let fresh = embed_timed(embedder, &texts, &mut out.time)?;
             out.vectors += fresh.len();
             for ((_, hash), vector) in missing.into_iter().zip(fresh) {
                 computed.insert(hash.clone(), vector);

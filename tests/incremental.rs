@@ -311,7 +311,6 @@ fn gc_frees_older_generations_and_status_shows_them() {
 
 #[test]
 fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
-    use std::io::{BufRead, BufReader};
     let mut ws = Workspace::new();
     // Publish BM25 first for any change, and a generation every 4 vectors.
     let config = ws.root.join("codeq.toml");
@@ -326,21 +325,7 @@ fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
             ),
         );
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
-        .args(["index", "."])
-        .current_dir(&ws.root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let notice = lines
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("queryable now"))
-        .expect("a notice that BM25 is published first");
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    let notice = kill_once_queryable(&ws);
     assert!(notice.contains("computing the vectors of"), "{notice}");
 
     let (_, status) = common::codeq_json(&ws.root, &["status"]);
@@ -380,6 +365,33 @@ fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
             &format!("def lynx_hook_{n}(event):\n    return event\n"),
         );
     }
+    kill_once_queryable(&ws);
+    ws.write(
+        "search-service/service/hook_19.py",
+        "def lynx_hook_renamed(event):\n    return None\n",
+    );
+    std::fs::remove_file(ws.root.join("search-service/service/hook_18.py")).unwrap();
+    let finished = ws.index(false);
+    assert_eq!(
+        finished.changes.vectors_pending, 0,
+        "{:?}",
+        finished.changes
+    );
+    ws.assert_consistent();
+    assert_eq!(
+        ws.search("lynx_hook_renamed")[0],
+        "search-service:service/hook_19.py:1-2"
+    );
+    assert!(
+        ws.search("lynx_hook_18")
+            .iter()
+            .all(|c| !c.contains("hook_18.py"))
+    );
+}
+
+/// Runs `codeq index` and kills it as soon as it says BM25 is published; returns that line.
+fn kill_once_queryable(ws: &Workspace) -> String {
+    use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
         .args(["index", "."])
         .current_dir(&ws.root)
@@ -387,22 +399,13 @@ fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    assert!(lines.any(|l| l.unwrap().contains("queryable now")));
+    let notice = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("queryable now"))
+        .expect("a notice that BM25 is published first");
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
-    ws.write(
-        "search-service/service/hook_19.py",
-        "def lynx_hook_renamed(event):\n    return None\n",
-    );
-    std::fs::remove_file(ws.root.join("search-service/service/hook_18.py")).unwrap();
-    let finished = ws.index(false);
-    assert_eq!(finished.changes.vectors_pending, 0, "{:?}", finished.changes);
-    ws.assert_consistent();
-    assert_eq!(
-        ws.search("lynx_hook_renamed")[0],
-        "search-service:service/hook_19.py:1-2"
-    );
-    assert!(ws.search("lynx_hook_18").iter().all(|c| !c.contains("hook_18.py")));
+    notice
 }
