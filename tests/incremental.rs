@@ -202,25 +202,41 @@ fn two_runs_at_once_are_serialized_by_the_lock() {
             .spawn()
             .unwrap()
     };
-    // The first holds the lock while it embeds; the second starts meanwhile.
+    // The test holds the lock; both runs start meanwhile and must say they wait.
     let lock = IndexDir::open(&ws.index_dir()).unwrap().lock().unwrap();
-    let first = spawn();
-    let second = spawn();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    drop(lock);
-    let outs = [
-        first.wait_with_output().unwrap(),
-        second.wait_with_output().unwrap(),
-    ];
-    for out in &outs {
-        assert!(out.status.success(), "{}", common::stderr(out));
-        assert!(
-            common::stderr(out).contains("waiting for it to finish"),
-            "{}",
-            common::stderr(out)
-        );
+    let (notices, waiting) = std::sync::mpsc::channel();
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut child = spawn();
+            let stderr = child.stderr.take().unwrap();
+            let notices = notices.clone();
+            let lines = std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader};
+                let mut text = String::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("waiting for it to finish") {
+                        let _ = notices.send(());
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                text
+            });
+            (child, lines)
+        })
+        .collect();
+    for _ in 0..2 {
+        waiting
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("both runs say they wait for the lock");
     }
-    let summaries: Vec<String> = outs.iter().map(common::stdout).collect();
+    drop(lock);
+    let mut summaries = Vec::new();
+    for (child, lines) in runs {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", lines.join().unwrap());
+        summaries.push(common::stdout(&out));
+    }
     assert_eq!(
         summaries
             .iter()

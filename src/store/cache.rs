@@ -64,7 +64,10 @@ impl EmbedCache {
         let uri = path.to_string_lossy().into_owned();
         let table = rt
             .block_on(async {
-                let db = lancedb::connect(&uri).execute().await?;
+                let db = lancedb::connect(&uri)
+                    .session(super::session())
+                    .execute()
+                    .await?;
                 match db.open_table(TABLE).execute().await {
                     Ok(table) => Ok(table),
                     Err(lancedb::Error::TableNotFound { .. }) => {

@@ -473,6 +473,25 @@ fn tree_size(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes of LanceDB index pages (B-tree, ANN) kept in memory, shared by every table the
+/// process opens. LanceDB's default is 6 GiB per connection, and the indexer opens new
+/// connections for every generation it writes.
+const LANCE_INDEX_CACHE: usize = 512 * 1024 * 1024;
+/// Bytes of LanceDB metadata (manifests, fragment and file metadata) kept in memory.
+const LANCE_METADATA_CACHE: usize = 128 * 1024 * 1024;
+
+/// The process's one LanceDB session: bounded caches shared by all connections.
+fn session() -> Arc<lancedb::Session> {
+    static SESSION: std::sync::OnceLock<Arc<lancedb::Session>> = std::sync::OnceLock::new();
+    Arc::clone(SESSION.get_or_init(|| {
+        Arc::new(lancedb::Session::new(
+            LANCE_INDEX_CACHE,
+            LANCE_METADATA_CACHE,
+            Arc::new(lancedb::ObjectStoreRegistry::default()),
+        ))
+    }))
+}
+
 /// The process's async runtime: LanceDB's writer and readers, and the LLM client.
 pub(crate) fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();

@@ -255,7 +255,10 @@ impl VectorWriter {
         let uri = path.to_string_lossy().into_owned();
         let (table, waiting) = rt
             .block_on(async {
-                let db = lancedb::connect(&uri).execute().await?;
+                let db = lancedb::connect(&uri)
+                    .session(super::session())
+                    .execute()
+                    .await?;
                 let table = match copied {
                     Some(_) => db.open_table(TABLE).execute().await?,
                     None => {
@@ -536,7 +539,10 @@ impl VectorReader {
         let uri = path.to_string_lossy().into_owned();
         let (table, waiting) = rt
             .block_on(async {
-                let db = lancedb::connect(&uri).execute().await?;
+                let db = lancedb::connect(&uri)
+                    .session(super::session())
+                    .execute()
+                    .await?;
                 let table = db.open_table(TABLE).execute().await?;
                 let waiting = match db.open_table(PENDING).execute().await {
                     Ok(waiting) => Some(waiting),
