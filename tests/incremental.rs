@@ -425,3 +425,40 @@ fn kill_once_queryable(ws: &Workspace) -> String {
     child.wait().unwrap();
     notice
 }
+
+#[test]
+fn a_reader_keeps_its_generation_through_later_publishes() {
+    use codeq::store::ChunkFilter;
+    let mut ws = Workspace::new();
+    let held = IndexDir::open(&ws.index_dir()).unwrap().reader().unwrap();
+    let generation = held.generation().to_string();
+    let lib = ws.root.join("payments/src/lib.rs");
+    let publish = |ws: &mut Workspace, step: usize| {
+        let text = format!("{}\npub fn held_step_{step}() {{}}\n", common::PAYMENTS_LIB);
+        std::fs::write(&lib, text).unwrap();
+        assert!(!ws.index(false).changes.up_to_date);
+    };
+    for step in 0..3 {
+        publish(&mut ws, step);
+    }
+    // A long-lived reader (a TUI, an MCP server) still searches both lanes of its
+    // generation, three publishes later.
+    let path = ws.index_dir().join("generations").join(&generation);
+    assert!(path.is_dir());
+    let everything = ChunkFilter::everything();
+    let terms = codeq::search::query_terms("refund_payment");
+    let hits = held.bm25(&terms, &everything, 3).unwrap();
+    let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+    assert_eq!(
+        held.chunks_by_id(&ids, &everything).unwrap().len(),
+        ids.len()
+    );
+    let (_, _, vector) = held.all_rows().unwrap().remove(0);
+    assert!(!held.nearest(&vector, &everything, 3).unwrap().is_empty());
+    drop(held);
+    publish(&mut ws, 3);
+    assert!(
+        !path.exists(),
+        "an unread old generation is deleted at the next publish"
+    );
+}

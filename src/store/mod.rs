@@ -54,6 +54,9 @@ const LOCK_FILE: &str = "lock";
 const GENERATIONS: &str = "generations";
 const MANIFEST_FILE: &str = "manifest.json";
 const FILES_FILE: &str = "files.json";
+/// Held shared by every open reader of a generation; a generation whose file is locked
+/// is not deleted.
+const READERS_FILE: &str = "readers.lock";
 const EMBED_CACHE: &str = "embed-cache";
 
 /// The index folder: generations, the published pointer and the writer lock.
@@ -274,10 +277,20 @@ impl IndexDir {
         )?;
         for name in self.generation_names()? {
             if name != finished.name && Some(&name) != previous.as_ref() {
-                let _ = std::fs::remove_dir_all(self.generation_path(&name));
+                self.remove_unless_read(&name);
             }
         }
         Ok(())
+    }
+
+    /// Deletes a generation unless a reader (a TUI, an MCP server, a query in flight)
+    /// still has it open; a later publish or `codeq gc` deletes it then. Returns whether
+    /// it was deleted.
+    fn remove_unless_read(&self, generation: &str) -> bool {
+        let path = self.generation_path(generation);
+        let in_use = File::open(path.join(READERS_FILE))
+            .is_ok_and(|file| !flock(&file, libc::LOCK_EX | libc::LOCK_NB));
+        !in_use && std::fs::remove_dir_all(&path).is_ok()
     }
 
     /// Opens the published generation for queries.
@@ -315,18 +328,15 @@ impl IndexDir {
         Ok(usage)
     }
 
-    /// Removes every generation but the current one (the previous generation is kept by
-    /// `codeq index` for readers that opened it just before a publish; a reader still on
-    /// it has to reopen the index) and, with `cache`, empties the embedding cache.
+    /// Removes every generation but the current one and those a reader still has open,
+    /// and, with `cache`, empties the embedding cache.
     /// Returns the bytes freed. Needs the writer lock.
     pub fn collect_garbage(&self, _lock: &IndexLock, cache: bool) -> Result<u64> {
         let before = self.size_on_disk();
         let current = self.current()?;
         for name in self.generation_names()? {
             if Some(&name) != current.as_ref() {
-                let path = self.generation_path(&name);
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+                self.remove_unless_read(&name);
             }
         }
         let cache_dir = self.path.join(EMBED_CACHE);
@@ -650,10 +660,25 @@ pub struct IndexReader {
     manifest: Manifest,
     vectors: vectors::VectorReader,
     lexical: lexical::LexicalReader,
+    /// A shared lock on the generation's reader file while this reader lives, so that
+    /// publishes and `codeq gc` leave the generation alone (`None` where the index folder
+    /// is read-only to us: then nothing protects it).
+    _in_use: Option<File>,
 }
 
 impl IndexReader {
     fn open(dir: &IndexDir, generation: &str) -> Result<IndexReader> {
+        let path = dir.generation_path(generation);
+        let in_use = File::open(path.join(READERS_FILE))
+            .or_else(|_| {
+                File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path.join(READERS_FILE))
+            })
+            .ok()
+            .filter(|file| flock(file, libc::LOCK_SH));
         let manifest = dir.manifest(generation)?;
         if manifest.schema_version != SCHEMA_VERSION {
             return Err(dir.corrupt(format!(
@@ -661,7 +686,6 @@ impl IndexReader {
                 manifest.schema_version
             )));
         }
-        let path = dir.generation_path(generation);
         let vectors =
             vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
                 .map_err(|e| dir.corrupt(format!("vector table: {e}")))?;
@@ -672,6 +696,7 @@ impl IndexReader {
             manifest,
             vectors,
             lexical,
+            _in_use: in_use,
         })
     }
 
