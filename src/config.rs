@@ -394,9 +394,10 @@ pub fn codeq_home() -> PathBuf {
     home.join(".cache").join("codeq")
 }
 
-/// The model folder installed by `scripts/setup.sh`.
+/// The model folder installed by `scripts/setup.sh`: all-MiniLM-L6-v2 quantized for integer
+/// arithmetic (`scripts/quantize-model.py`; docs/BENCH.md has its A/B against the source).
 pub fn default_model_dir() -> PathBuf {
-    codeq_home().join("models").join("all-minilm-l6-v2-int8")
+    codeq_home().join("models").join("all-minilm-l6-v2-qint8")
 }
 
 /// The ONNX Runtime library installed by `scripts/setup.sh`.
