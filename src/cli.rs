@@ -740,6 +740,7 @@ fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
         embedder: Box::new(embedder),
         access,
         settings: config.answer_settings(),
+        index_config: config.index.clone(),
     };
     mcp::serve(context, std::io::stdin().lock(), std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
@@ -1057,7 +1058,7 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
 fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
-    let status = report::Status::build(&dir, &reader, &access)?;
+    let status = report::Status::build(&dir, &reader, &access, &config.index)?;
     let manifest = reader.manifest();
     let everything = access.sees_everything();
     let mut out = std::io::stdout().lock();

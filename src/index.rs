@@ -202,8 +202,7 @@ pub fn run(
         .filter(|t| t.chunker_version == CHUNKER_VERSION);
 
     progress.message(&format!("walking {}", root.display()));
-    let mut exclude = vec![index_path.clone(), root.join(crate::config::CONFIG_FILE)];
-    exclude.extend(options.acl_file.clone());
+    let exclude = walk_exclusions(&root, &index_path, options.acl_file.as_deref());
     let scan = walk::scan(&root, &options.config.index, &exclude)?;
     let walk_time = started.elapsed();
     let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
@@ -486,6 +485,77 @@ impl Plan {
             ..Changes::default()
         }
     }
+}
+
+/// What the walk leaves out besides the configured ignores: the index itself, the
+/// configuration file and the ACL file (never indexed, so never reported as changes).
+fn walk_exclusions(root: &Path, index_path: &Path, acl_file: Option<&Path>) -> Vec<PathBuf> {
+    let mut exclude = vec![
+        index_path.to_path_buf(),
+        root.join(crate::config::CONFIG_FILE),
+    ];
+    exclude.extend(acl_file.map(Path::to_path_buf));
+    exclude
+}
+
+/// Files of one repository whose bytes differ from what the published generation indexed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkingTreeChanges {
+    /// Indexed files whose bytes changed.
+    pub modified: usize,
+    /// Files the generation does not hold (new, untracked, renamed to).
+    pub added: usize,
+    /// Indexed files that are gone or can no longer be read as text.
+    pub removed: usize,
+}
+
+impl WorkingTreeChanges {
+    /// Files changed in any way.
+    pub fn total(&self) -> usize {
+        self.modified + self.added + self.removed
+    }
+}
+
+/// Walks the root of `reader`'s generation as `codeq index` would and compares it with
+/// the generation's file table, without chunking or writing: the files changed since
+/// indexing, by repository id. Files whose stat is unchanged are not read. `None` when the
+/// generation has no usable file table (built by another chunker version: the next run
+/// re-chunks everything anyway).
+pub fn changes_since_indexed(
+    dir: &IndexDir,
+    reader: &IndexReader,
+    config: &crate::config::IndexConfig,
+    acl_file: Option<&Path>,
+) -> Result<Option<HashMap<String, WorkingTreeChanges>>> {
+    let Some(recorded) = dir
+        .file_table(reader.generation())
+        .filter(|t| t.chunker_version == CHUNKER_VERSION)
+    else {
+        return Ok(None);
+    };
+    let root = &reader.manifest().root;
+    let scan = walk::scan(root, config, &walk_exclusions(root, dir.path(), acl_file))?;
+    let plan = Plan::new(&scan, Some(&recorded));
+    let mut by_repo: HashMap<String, WorkingTreeChanges> = HashMap::new();
+    let mut removed: std::collections::HashSet<(&str, &str)> = plan
+        .to_remove
+        .iter()
+        .map(|(repo, path)| (repo.as_str(), path.as_str()))
+        .collect();
+    for &i in &plan.to_chunk {
+        let entry = &scan.files[i];
+        let repo = scan.repos[entry.repo].id.as_str();
+        let changes = by_repo.entry(repo.to_string()).or_default();
+        if removed.remove(&(repo, entry.rel_path.as_str())) {
+            changes.modified += 1;
+        } else {
+            changes.added += 1;
+        }
+    }
+    for (repo, _) in removed {
+        by_repo.entry(repo.to_string()).or_default().removed += 1;
+    }
+    Ok(Some(by_repo))
 }
 
 /// The state of each repository that a generation records (id, path, branch, commit,

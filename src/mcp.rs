@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::acl::Access;
 use crate::answer;
+use crate::config::IndexConfig;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
@@ -46,6 +47,8 @@ pub struct McpContext {
     pub access: Access,
     /// The optional LLM answerer and the latency budget.
     pub settings: AnswerSettings,
+    /// How the index walks its root (for `status`'s files changed since indexing).
+    pub index_config: IndexConfig,
 }
 
 /// Longest message accepted; a longer line is answered with an error and skipped, so a
@@ -370,9 +373,14 @@ fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<
 
 fn tool_status(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
     checked(arguments, "status")?;
-    report::Status::build(&context.dir, &context.reader, &context.access)
-        .map(|status| status.to_json())
-        .map_err(|e| e.to_string())
+    report::Status::build(
+        &context.dir,
+        &context.reader,
+        &context.access,
+        &context.index_config,
+    )
+    .map(|status| status.to_json())
+    .map_err(|e| e.to_string())
 }
 
 fn tool_read_citation(

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::acl::Access;
+use crate::acl::{Access, AccessMode};
 use crate::answer::{self, Answer};
+use crate::config::IndexConfig;
 use crate::error::Result;
+use crate::index::{self, WorkingTreeChanges};
 use crate::search::SearchResults;
 use crate::store::{DiskUsage, IndexDir, IndexReader, Manifest, RepoRecord, Upkeep};
 use crate::walk;
@@ -30,6 +32,10 @@ pub struct RepoStatus {
     pub stale: bool,
     pub dirty_when_indexed: bool,
     pub dirty_now: bool,
+    /// Files whose bytes differ from what was indexed (`codeq index` would re-chunk them);
+    /// `None` when not measured or not shown to this principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_since_indexed: Option<WorkingTreeChanges>,
     pub files: usize,
     pub chunks: usize,
     /// The path globs the principal may read, when the grant covers only part of the repo.
@@ -53,6 +59,7 @@ impl RepoStatus {
             head,
             dirty_when_indexed: repo.dirty,
             dirty_now: now.as_ref().is_some_and(|g| g.dirty),
+            changed_since_indexed: None,
             files: repo.files,
             chunks: repo.chunks,
             paths: None,
@@ -69,6 +76,7 @@ impl RepoStatus {
         self.stale = false;
         self.dirty_when_indexed = false;
         self.dirty_now = false;
+        self.changed_since_indexed = None;
     }
 
     /// "current at abc1234567", "STALE: indexed …, HEAD is now …", with dirty state.
@@ -99,7 +107,14 @@ impl RepoStatus {
         } else {
             ""
         };
-        format!("{state}{dirty}")
+        let changed = match self.changed_since_indexed {
+            Some(c) if c.total() > 0 => format!(
+                "; changed since indexing: {} modified, {} added, {} removed",
+                c.modified, c.added, c.removed
+            ),
+            _ => String::new(),
+        };
+        format!("{state}{dirty}{changed}")
     }
 }
 
@@ -137,11 +152,22 @@ pub struct Status {
 }
 
 impl Status {
-    /// Compares what is indexed with the working trees, as `access` may see it. Index-wide
-    /// totals (skipped files, size) appear only for a principal who sees everything.
-    pub fn build(dir: &IndexDir, reader: &IndexReader, access: &Access) -> Result<Status> {
+    /// Compares what is indexed with the working trees (walked with `index_config`, as
+    /// `codeq index` would), as `access` may see it. Index-wide totals (skipped files,
+    /// size) appear only for a principal who sees everything.
+    pub fn build(
+        dir: &IndexDir,
+        reader: &IndexReader,
+        access: &Access,
+        index_config: &IndexConfig,
+    ) -> Result<Status> {
         let manifest = reader.manifest();
         let filter = &access.filter;
+        let acl_file = match &access.mode {
+            AccessMode::Acl { source, .. } => Some(source.as_path()),
+            AccessMode::SingleUser => None,
+        };
+        let working_tree = index::changes_since_indexed(dir, reader, index_config, acl_file)?;
         let counts = reader.lane_counts(filter)?;
         // Repositories the principal may read only partly are counted from the table, so
         // that no count includes what they may not see.
@@ -152,6 +178,9 @@ impl Status {
             .filter(|repo| filter.admits_repo(&repo.id))
             .map(|repo| {
                 let mut status = RepoStatus::of(repo, &manifest.root);
+                status.changed_since_indexed = working_tree
+                    .as_ref()
+                    .map(|w| w.get(&repo.id).copied().unwrap_or_default());
                 if let Some(scope) = filter
                     .scopes()
                     .and_then(|s| s.iter().find(|s| s.repo == repo.id))

@@ -32,6 +32,37 @@ fn a_run_chunks_only_what_changed_and_removes_what_went() {
     )
     .unwrap();
 
+    // Status sees the same changes before the run, per repository, and nothing after it.
+    let changed = |status: &serde_json::Value, repo: &str| {
+        let repo = status["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == repo)
+            .unwrap_or_else(|| panic!("no {repo} in {status}"));
+        let c = &repo["changed_since_indexed"];
+        (
+            c["modified"].clone(),
+            c["added"].clone(),
+            c["removed"].clone(),
+        )
+    };
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    assert_eq!(changed(&status, "payments"), (1.into(), 0.into(), 0.into()));
+    assert_eq!(
+        changed(&status, "search-service"),
+        (0.into(), 1.into(), 0.into())
+    );
+    assert_eq!(
+        changed(&status, "payments/plugins/fraud"),
+        (0.into(), 1.into(), 1.into())
+    );
+    let human = common::stdout(&common::codeq(&ws.root, &["status"]));
+    assert!(
+        human.contains("changed since indexing: 1 modified, 0 added, 0 removed"),
+        "{human}"
+    );
+
     let report = ws.index(false);
     let c = &report.changes;
     assert!(c.incremental && !c.up_to_date, "{c:?}");
@@ -62,6 +93,15 @@ fn a_run_chunks_only_what_changed_and_removes_what_went() {
         !all.contains("todo.md") && !all.contains("scoring.py"),
         "{all}"
     );
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    for repo in status["repos"].as_array().unwrap() {
+        let c = &repo["changed_since_indexed"];
+        assert_eq!(
+            (&c["modified"], &c["added"], &c["removed"]),
+            (&0.into(), &0.into(), &0.into()),
+            "{repo}"
+        );
+    }
 }
 
 #[test]
