@@ -136,8 +136,9 @@ impl KillClock {
     }
 }
 
-/// Checks the published generation: both lanes hold exactly the manifest's chunks, and the
-/// run's marker is in both lanes when `expect_marker`, in neither otherwise.
+/// Checks the published generation: both lanes hold exactly the manifest's chunks and
+/// answer queries, and the run's marker is in both lanes when `expect_marker`, in neither
+/// otherwise.
 fn assert_whole_generation(index: &Path, marker: &str, expect_marker: bool) {
     let reader = IndexDir::open(index).unwrap().reader().unwrap();
     let everything = ChunkFilter::everything();
@@ -150,6 +151,19 @@ fn assert_whole_generation(index: &Path, marker: &str, expect_marker: bool) {
     let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
     let chunks = reader.chunks_by_id(&ids, &everything).unwrap();
     assert_eq!(chunks.len(), ids.len(), "every BM25 hit has its vector row");
+    // The vector lane answers too: a stored vector finds a chunk at distance zero.
+    let vectors = reader
+        .vectors_of_files(&[("payments".into(), "src/lib.rs".into())])
+        .unwrap();
+    let vector = vectors.values().next().expect("src/lib.rs has vectors");
+    let nearest = reader.nearest(vector, &everything, 1).unwrap();
+    assert!(
+        nearest
+            .first()
+            .is_some_and(|(_, distance)| *distance < 1e-3),
+        "the vector lane of {} did not find a stored vector",
+        reader.generation()
+    );
     let found = chunks.iter().any(|c| c.content.contains(marker));
     assert_eq!(
         found,
@@ -215,6 +229,7 @@ fn fifty_kills_at_random_points_leave_the_old_or_the_new_generation() {
         "{KILLS} kills over a {run_ms} ms run: {kept} kept the old generation, {published} published the new one"
     );
     assert!(kept > 0, "no kill landed before a publish");
+    assert!(published > 0, "no run got as far as publishing");
 
     // A run after all that repairs nothing by hand and matches a build from empty.
     assert!(run(&[]).wait().unwrap().success());

@@ -1,9 +1,12 @@
 //! Property-based fuzzing of the parsers that take untrusted input: the chunker (any bytes
 //! under a Rust, Python, Markdown or unknown file name), the configuration parser and the
-//! ACL parser. None may panic; the chunker's output stays inside its input and within a
-//! bounded multiple of its size.
+//! ACL parser. None may panic; each case finishes within a generous time limit (a hang,
+//! not a speed target); the chunker's output stays inside its input and within a bounded
+//! multiple of its size.
 
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use codeq::acl::Acl;
 use codeq::chunk::{ChunkLimits, Chunker, FileInput};
@@ -32,6 +35,24 @@ fn any_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Longest a single case may take before it counts as a hang: far above the milliseconds
+/// a case takes, even in a debug build on a loaded machine.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Runs `work` on its own thread and returns its result, or `None` if it is still running
+/// after [`HANG`] (the thread is then left behind and the case fails).
+fn within_hang_limit<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    match result.recv_timeout(HANG) {
+        Ok(value) => Some(value),
+        Err(mpsc::RecvTimeoutError::Timeout) => None,
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the case panicked"),
+    }
+}
+
 fn chunker() -> &'static Chunker {
     static CHUNKER: std::sync::OnceLock<Chunker> = std::sync::OnceLock::new();
     CHUNKER.get_or_init(|| Chunker::new(ChunkLimits::default()).unwrap())
@@ -45,13 +66,18 @@ proptest! {
         text in any_text(),
         name in prop::sample::select(&["lib.rs", "tool.py", "README.md", "data.txt", "Makefile"][..]),
     ) {
-        let chunks = chunker().chunk(FileInput {
-            repo: "r",
-            path: name,
-            commit: "c",
-            file_hash: "h",
-            text: &text,
+        let input = text.clone();
+        let chunks = within_hang_limit(move || {
+            chunker().chunk(FileInput {
+                repo: "r",
+                path: name,
+                commit: "c",
+                file_hash: "h",
+                text: &input,
+            })
         });
+        prop_assert!(chunks.is_some(), "chunking {} bytes as {name} hung", text.len());
+        let chunks = chunks.unwrap();
         let lines = text.split('\n').count() as u32;
         let mut total = 0;
         for chunk in &chunks {
@@ -65,7 +91,9 @@ proptest! {
 
     #[test]
     fn the_config_parser_never_panics(text in prop_oneof![any::<String>(), toml_like()]) {
-        if let Err(message) = Config::parse(&text) {
+        let parsed = within_hang_limit(move || Config::parse(&text).err());
+        prop_assert!(parsed.is_some(), "parsing the configuration hung");
+        if let Some(Some(message)) = parsed {
             prop_assert!(!message.is_empty());
         }
     }
@@ -75,15 +103,22 @@ proptest! {
         text in prop_oneof![any::<String>(), acl_like()],
         principal in "[a-z*]{0,6}",
     ) {
-        match Acl::parse_section(&text, Path::new("acl.toml")) {
-            Ok(acl) => {
-                let repos = vec!["payments".to_string(), "search/service".to_string()];
-                let access = acl.access_for(&principal, &repos);
-                for path in ["src/lib.rs", "", "a/../b", "[x]/*"] {
-                    let _ = access.filter.admits("payments", path);
+        let outcome = within_hang_limit(move || {
+            match Acl::parse_section(&text, Path::new("acl.toml")) {
+                Ok(acl) => {
+                    let repos = vec!["payments".to_string(), "search/service".to_string()];
+                    let access = acl.access_for(&principal, &repos);
+                    for path in ["src/lib.rs", "", "a/../b", "[x]/*"] {
+                        let _ = access.filter.admits("payments", path);
+                    }
+                    None
                 }
+                Err(message) => Some(message),
             }
-            Err(message) => prop_assert!(!message.is_empty()),
+        });
+        prop_assert!(outcome.is_some(), "parsing or applying the ACL hung");
+        if let Some(Some(message)) = outcome {
+            prop_assert!(!message.is_empty());
         }
     }
 }

@@ -204,6 +204,12 @@ fn a_hundred_incremental_runs_stay_within_a_fifth_of_a_fresh_build() {
         .unwrap()
         .disk_usage()
         .unwrap();
+    let (out, _) = common::codeq_json(&ws.root, &["gc"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let after_gc = IndexDir::open(&ws.index_dir())
+        .unwrap()
+        .disk_usage()
+        .unwrap();
 
     std::fs::remove_dir_all(ws.index_dir()).unwrap();
     let fresh_report = ws.index(false);
@@ -212,7 +218,7 @@ fn a_hundred_incremental_runs_stay_within_a_fifth_of_a_fresh_build() {
         .unwrap()
         .disk_usage()
         .unwrap();
-    println!("after 100 runs: {after_runs:?}\nfresh build: {fresh:?}");
+    println!("after 100 runs: {after_runs:?}\nand gc: {after_gc:?}\nfresh build: {fresh:?}");
     // The published generation against a fresh build's. Beside it stay the files of the
     // previous generation that it does not share (kept for readers, one generation's worth
     // at most, freed by `codeq gc`) and the bounded cache of evicted vectors.
@@ -223,6 +229,16 @@ fn a_hundred_incremental_runs_stay_within_a_fifth_of_a_fresh_build() {
     assert!(
         after_runs.older_generations <= fresh.current_generation,
         "after 100 runs {after_runs:?}, a fresh build {fresh:?}"
+    );
+    // The whole folder once `codeq gc` freed the previous generation, leaving out the
+    // embedding cache: it holds the 99 evicted revisions on purpose (an undone edit or a
+    // branch switch reuses them), is bounded by `embed_cache_vectors`, and on this tiny
+    // fixture outweighs the index itself (at 100k chunks it is 5% of it: docs/BENCH.md).
+    assert_eq!(after_gc.older_generations, 0, "{after_gc:?}");
+    assert!(
+        (after_gc.total - after_gc.embed_cache) as f64
+            <= 1.2 * (fresh.total - fresh.embed_cache) as f64,
+        "after 100 runs and gc {after_gc:?}, a fresh build {fresh:?}"
     );
 }
 
@@ -352,10 +368,7 @@ fn gc_frees_older_generations_and_status_shows_them() {
         "{status}"
     );
     assert_eq!(status["disk"]["total"], status["size_on_disk_bytes"]);
-    assert!(
-        status["upkeep"]["table_versions"].as_u64().unwrap() >= 1,
-        "{status}"
-    );
+    assert_eq!(status["upkeep"]["table_versions"], 1, "{status}");
 
     let (out, gc) = common::codeq_json(&ws.root, &["gc"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
