@@ -5,6 +5,8 @@
 //! (impl blocks, traits, classes, inline modules) become their own chunks with qualified
 //! symbols, and the code between definitions becomes module-level chunks.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator};
 
@@ -12,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::hash::{sha256_hex, sha256_parts};
 
 /// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
-pub const CHUNKER_VERSION: u32 = 1;
+pub const CHUNKER_VERSION: u32 = 2;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,11 +276,13 @@ impl Chunker {
             None => self.plain_pieces(input.path, language, &lines),
         };
         let pieces = merge_tiny(pieces, &lines, &self.limits);
-        pieces
+        let mut chunks: Vec<Chunk> = pieces
             .into_iter()
             .filter(|p| !lines.range_is_blank(p.start, p.end))
             .map(|p| build_chunk(input, language, &lines, p))
-            .collect()
+            .collect();
+        number_repeated_ids(&mut chunks);
+        chunks
     }
 
     fn definition_pieces(
@@ -342,8 +346,7 @@ fn collect_defs<'t>(
     let mut cursor = QueryCursor::new();
     let mut matches = cursor.matches(&grammar.query, tree.root_node(), source);
     // Keyed by the name node, so that a decorated definition and its inner match collapse.
-    let mut by_name: std::collections::HashMap<usize, (Node<'t>, String, String)> =
-        std::collections::HashMap::new();
+    let mut by_name: HashMap<usize, (Node<'t>, String, String)> = HashMap::new();
     while let Some(m) = matches.next() {
         let mut def: Option<(Node<'t>, String)> = None;
         let mut name: Option<Node<'t>> = None;
@@ -668,6 +671,24 @@ fn merge_tiny(pieces: Vec<Piece>, lines: &LineIndex, limits: &ChunkLimits) -> Ve
         out.push(piece);
     }
     out
+}
+
+/// Chunks of one file with the same symbol and the same text (repeated boilerplate,
+/// generated code, a redefined function) would share their content-addressed id. Then the
+/// lanes could not tell them apart, and a round of pending vectors would store one vector
+/// for two BM25 documents. The second and later copies get their occurrence number mixed
+/// into the id, so an id names one place, and the id of a chunk without a twin is unchanged.
+fn number_repeated_ids(chunks: &mut [Chunk]) {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for chunk in chunks {
+        let occurrence = seen.entry(chunk.chunk_id.clone()).or_insert(0);
+        if *occurrence > 0 {
+            chunk.chunk_id =
+                sha256_parts(&[chunk.chunk_id.as_bytes(), occurrence.to_string().as_bytes()])[..32]
+                    .to_string();
+        }
+        *occurrence += 1;
+    }
 }
 
 fn build_chunk(input: FileInput<'_>, language: &str, lines: &LineIndex, piece: Piece) -> Chunk {
@@ -1129,5 +1150,20 @@ fn big() {
         assert_eq!(a[0].chunk_id, b[0].chunk_id);
         assert_ne!(a[0].chunk_id, c[0].chunk_id);
         assert_eq!(a[0].content_hash, sha256_hex(b"fn f() { 1 }"));
+    }
+
+    #[test]
+    fn identical_chunks_of_one_file_get_distinct_ids() {
+        let def = "def export_rows(rows):\n    \"\"\"Writes every row to the export file, one line each.\"\"\"\n    for row in rows:\n        print(row)\n";
+        let once = chunks_of("dup.py", def);
+        let twice = chunks_of("dup.py", &format!("{def}\n\n{def}"));
+        assert_eq!(twice.len(), 2, "{twice:?}");
+        assert_eq!(twice[0].content, twice[1].content);
+        assert_eq!(twice[0].symbol, twice[1].symbol);
+        assert_ne!(twice[0].chunk_id, twice[1].chunk_id);
+        assert_eq!(
+            once[0].chunk_id, twice[0].chunk_id,
+            "the first copy keeps its id"
+        );
     }
 }

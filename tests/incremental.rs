@@ -394,6 +394,13 @@ fn a_large_change_is_searchable_before_its_vectors_and_a_stopped_run_resumes() {
             ),
         );
     }
+    // A function defined twice, word for word: two chunks with the same symbol and text,
+    // which must stay two rows in both lanes when their vectors come in a later round.
+    let twin = "def ocelot_twin(event):\n    \"\"\"Forwards the event to every subscriber of the ocelot feed.\"\"\"\n    return event\n";
+    ws.write(
+        "search-service/service/twins.py",
+        &format!("{twin}\n\n{twin}"),
+    );
     let notice = kill_once_queryable(&ws);
     assert!(notice.contains("computing the vectors of"), "{notice}");
 
