@@ -99,26 +99,36 @@ fn killing_the_indexer_mid_run_keeps_the_previous_generation() {
         copy_tree(&fx.index_dir, &index);
         // Without its embedding cache the rebuild has to embed every chunk again.
         std::fs::remove_dir_all(index.join("embed-cache")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_codeq"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_codeq"));
+        command
             .args(["index", ".", "--rebuild", "--index-dir"])
             .arg(&index)
             .current_dir(&fx.root)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait until the walk is done and embedding (seconds of work) has begun.
+            .stderr(Stdio::piped());
+        let mut child = common::with_default_sigint(&mut command).spawn().unwrap();
+        // Wait until the walk is done, then stop the run at once: reading, chunking and
+        // embedding every chunk are still ahead of it (the random kill points of the test
+        // below cover the later stages).
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
         for line in lines.by_ref() {
-            if line.unwrap().contains("files in") {
+            let line = line.unwrap();
+            let walked = line.contains("files in");
+            seen.push(line);
+            if walked {
                 break;
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(300));
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
-        assert!(!status.success(), "the run finished before it was killed");
+        seen.extend(lines.map_while(std::result::Result::ok));
+        assert!(
+            !status.success(),
+            "the run finished before it was killed:\n{}",
+            seen.join("\n")
+        );
         assert_queryable(&fx.root, &index, "g000001");
     }
 }

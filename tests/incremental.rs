@@ -308,13 +308,13 @@ fn two_runs_at_once_are_serialized_by_the_lock() {
 fn watch_reindexes_when_a_file_changes() {
     use std::io::{BufRead, BufReader};
     let mut ws = Workspace::new();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"));
+    command
         .args(["index", ".", "--watch"])
         .current_dir(&ws.root)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    let mut child = common::with_default_sigint(&mut command).spawn().unwrap();
     let (sender, lines) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {

@@ -88,6 +88,20 @@ pub fn codeq(cwd: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs `codeq ARGS --json` and parses stdout.
+/// Gives a child the default action for SIGINT, as a terminal's Ctrl-C meets it: a test
+/// run started in the background by a non-interactive shell inherits SIGINT ignored, and
+/// a test that stops codeq with SIGINT would then wait forever.
+pub fn with_default_sigint(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
+
 pub fn codeq_json(cwd: &Path, args: &[&str]) -> (Output, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();
     all.push("--json");
