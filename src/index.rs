@@ -12,7 +12,7 @@
 //! Reading and chunking run on a producer thread while this thread embeds and stores, so
 //! the embedder (the slow stage) never waits for the file system.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::chunk::{CHUNKER_VERSION, Chunk, ChunkLimits, Chunker, FileInput};
-use crate::config::{Config, INDEX_DIR_NAME};
+use crate::config::{Config, INDEX_DIR_NAME, IndexConfig};
 use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
@@ -524,7 +524,7 @@ impl WorkingTreeChanges {
 pub fn changes_since_indexed(
     dir: &IndexDir,
     reader: &IndexReader,
-    config: &crate::config::IndexConfig,
+    config: &IndexConfig,
     acl_file: Option<&Path>,
 ) -> Result<Option<HashMap<String, WorkingTreeChanges>>> {
     let Some(recorded) = dir
@@ -537,7 +537,7 @@ pub fn changes_since_indexed(
     let scan = walk::scan(root, config, &walk_exclusions(root, dir.path(), acl_file))?;
     let plan = Plan::new(&scan, Some(&recorded));
     let mut by_repo: HashMap<String, WorkingTreeChanges> = HashMap::new();
-    let mut removed: std::collections::HashSet<(&str, &str)> = plan
+    let mut removed: HashSet<(&str, &str)> = plan
         .to_remove
         .iter()
         .map(|(repo, path)| (repo.as_str(), path.as_str()))
