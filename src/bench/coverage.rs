@@ -11,9 +11,28 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::store::IndexDir;
 
 /// How often the benchmark tries its query while the index is being built.
 const POLL: Duration = Duration::from_millis(250);
+/// How often, once the query answers, it reads the vector coverage and the indexer's
+/// memory.
+const SAMPLE: Duration = Duration::from_secs(10);
+/// How often a sample is also printed (to stderr), so that a stopped run leaves figures.
+const PRINT: Duration = Duration::from_secs(60);
+
+/// The index and the indexer at one moment of the build.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageSample {
+    /// Seconds since `codeq index` started.
+    pub at_s: f64,
+    /// Chunks with vectors in the published generation.
+    pub vectors: u64,
+    /// Chunks in the published generation.
+    pub chunks: u64,
+    /// Resident memory of the indexer then, bytes.
+    pub rss_bytes: u64,
+}
 
 /// The figures of one build.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +56,8 @@ pub struct CoverageBench {
     pub embedding_chunks_per_second: f64,
     /// Peak resident memory of the indexer, bytes.
     pub peak_rss_bytes: u64,
+    /// Coverage and memory every [`SAMPLE`] from the first answer on.
+    pub samples: Vec<CoverageSample>,
 }
 
 /// Indexes `root` from empty into `index_dir` with this binary, querying `query` until it
@@ -84,21 +105,40 @@ pub fn coverage_bench(root: &Path, index_dir: &Path, query: &str) -> Result<Cove
         text
     });
     let mut first_answer = None;
-    while first_answer.is_none() {
-        std::thread::sleep(POLL);
-        let answered = Command::new(&exe)
-            .args(["search", query, "-k", "1", "--index-dir"])
-            .arg(&dir_arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if answered {
-            first_answer = Some(started.elapsed());
+    let mut samples: Vec<CoverageSample> = Vec::new();
+    let mut printed: Option<Instant> = None;
+    while !output.is_finished() {
+        if first_answer.is_none() {
+            std::thread::sleep(POLL);
+            let answered = Command::new(&exe)
+                .args(["search", query, "-k", "1", "--index-dir"])
+                .arg(&dir_arg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                first_answer = Some(started.elapsed());
+                eprintln!("first answer after {:.1}s", started.elapsed().as_secs_f64());
+            }
+            continue;
         }
-        if output.is_finished() {
-            break;
+        std::thread::sleep(SAMPLE);
+        let Some(sample) = sample(index_dir, child.id(), started) else {
+            continue;
+        };
+        if printed.is_none_or(|at| at.elapsed() >= PRINT) {
+            printed = Some(Instant::now());
+            eprintln!(
+                "{:.0}s: {} of {} vectors ({:.1}%), indexer RSS {:.0} MiB",
+                sample.at_s,
+                sample.vectors,
+                sample.chunks,
+                100.0 * sample.vectors as f64 / sample.chunks.max(1) as f64,
+                sample.rss_bytes as f64 / (1024.0 * 1024.0)
+            );
         }
+        samples.push(sample);
     }
     let (success, peak_rss_bytes) = super::wait_with_rusage(child.id());
     let full_coverage = started.elapsed();
@@ -128,5 +168,29 @@ pub fn coverage_bench(root: &Path, index_dir: &Path, query: &str) -> Result<Cove
             full_coverage.as_secs_f64() - queryable_after,
         ),
         peak_rss_bytes,
+        samples,
+    })
+}
+
+/// The published generation's coverage and the indexer's resident memory now; `None`
+/// while nothing is published or the indexer has exited.
+fn sample(index_dir: &Path, pid: u32, started: Instant) -> Option<CoverageSample> {
+    let dir = IndexDir::open(index_dir).ok()?;
+    let generation = dir.current().ok()??;
+    let totals = dir.manifest(&generation).ok()?.totals;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(CoverageSample {
+        at_s: started.elapsed().as_secs_f64(),
+        vectors: totals.chunks.saturating_sub(totals.pending) as u64,
+        chunks: totals.chunks as u64,
+        rss_bytes: rss_kib * 1024,
     })
 }
