@@ -105,6 +105,9 @@ pub struct ChunkFilter {
     /// Per group of path globs (its combined regex): the index's paths that match, when a
     /// reader listed them (see [`ChunkFilter::with_listed_paths`]).
     listed_paths: BTreeMap<String, Vec<String>>,
+    /// Chunks each path-restricted repository admits in the index the filter was
+    /// prepared for (see [`ChunkFilter::with_restricted_chunks`]).
+    restricted_chunks: BTreeMap<String, usize>,
 }
 
 impl ChunkFilter {
@@ -117,7 +120,7 @@ impl ChunkFilter {
     pub fn scoped(scopes: Vec<RepoScope>) -> ChunkFilter {
         ChunkFilter {
             scopes: Some(scopes),
-            listed_paths: BTreeMap::new(),
+            ..ChunkFilter::default()
         }
     }
 
@@ -141,9 +144,30 @@ impl ChunkFilter {
             }
         }
         ChunkFilter {
-            scopes: self.scopes.clone(),
             listed_paths: listed,
+            ..self.clone()
         }
+    }
+
+    /// The same filter knowing how many chunks each path-restricted repository admits
+    /// (counted by a reader of the index it is for).
+    pub fn with_restricted_chunks(&self, counts: BTreeMap<String, usize>) -> ChunkFilter {
+        ChunkFilter {
+            restricted_chunks: counts,
+            ..self.clone()
+        }
+    }
+
+    /// Chunks the filter admits, given the chunks of each whole repository; `None` when
+    /// unrestricted or when a path-restricted repository's count is not known.
+    pub(crate) fn admitted_chunks(&self, repo_chunks: impl Fn(&str) -> usize) -> Option<usize> {
+        self.scopes.as_ref()?.iter().try_fold(0usize, |sum, scope| {
+            let chunks = match scope.paths {
+                None => repo_chunks(&scope.repo),
+                Some(_) => *self.restricted_chunks.get(&scope.repo)?,
+            };
+            Some(sum + chunks)
+        })
     }
 
     /// Admits these whole repositories.
@@ -206,11 +230,13 @@ impl ChunkFilter {
         )
     }
 
-    /// Other scopes, the same listed paths (a group's paths depend only on its globs).
+    /// Other scopes, the same listed paths and counts (a group's paths depend only on its
+    /// globs, a repository's count only on its own scope).
     fn with_scopes(&self, scopes: Vec<RepoScope>) -> ChunkFilter {
         ChunkFilter {
             scopes: Some(scopes),
             listed_paths: self.listed_paths.clone(),
+            restricted_chunks: self.restricted_chunks.clone(),
         }
     }
 
@@ -418,5 +444,30 @@ mod tests {
             f.with_listed_paths(&none, 10).to_sql().unwrap(),
             "repo IN ('a')"
         );
+    }
+
+    #[test]
+    fn admitted_chunks_need_the_counts_of_path_restricted_repositories() {
+        let f = ChunkFilter::scoped(vec![
+            RepoScope {
+                repo: "a".into(),
+                paths: None,
+            },
+            RepoScope {
+                repo: "b".into(),
+                paths: Some(vec![glob("docs/**")]),
+            },
+        ]);
+        let whole = |repo: &str| if repo == "a" { 70 } else { 30 };
+        assert_eq!(f.admitted_chunks(whole), None, "b's share is not known");
+        let counted = f.with_restricted_chunks([("b".to_string(), 4)].into());
+        assert_eq!(counted.admitted_chunks(whole), Some(74));
+        let narrowed = counted.narrowed_to(&["b".into()]);
+        assert_eq!(
+            narrowed.admitted_chunks(whole),
+            Some(4),
+            "counts survive narrowing"
+        );
+        assert_eq!(ChunkFilter::everything().admitted_chunks(whole), None);
     }
 }

@@ -734,7 +734,24 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        self.vectors.nearest(vector, filter, limit)
+        self.vectors
+            .nearest(vector, filter, limit, self.admitted_share(filter))
+    }
+
+    /// The share of the generation's chunks `filter` admits (1 when unrestricted or not
+    /// known: a path-restricted filter that was not prepared for this index).
+    fn admitted_share(&self, filter: &ChunkFilter) -> f64 {
+        let repo_chunks: HashMap<&str, usize> = self
+            .manifest
+            .repos
+            .iter()
+            .map(|r| (r.id.as_str(), r.chunks))
+            .collect();
+        let total: usize = repo_chunks.values().sum();
+        match filter.admitted_chunks(|repo| repo_chunks.get(repo).copied().unwrap_or(0)) {
+            Some(admitted) if total > 0 => (admitted as f64 / total as f64).min(1.0),
+            _ => 1.0,
+        }
     }
 
     /// Loads chunks by id (order not guaranteed). The ids come from a lane that already
@@ -829,7 +846,13 @@ impl IndexReader {
         }
         let listed = filter.with_listed_paths(&self.lexical.distinct_paths()?, MAX_LISTED_PATHS);
         let counts = self.visible_counts(&listed.path_restricted())?;
-        Ok(listed.retain_path_restricted(|repo| counts.contains_key(repo)))
+        let chunks = counts
+            .iter()
+            .map(|(repo, (_, chunks))| (repo.clone(), *chunks))
+            .collect();
+        Ok(listed
+            .retain_path_restricted(|repo| counts.contains_key(repo))
+            .with_restricted_chunks(chunks))
     }
 
     /// Languages of the chunks `filter` admits, most chunks first, with their counts.
