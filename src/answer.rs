@@ -16,6 +16,7 @@ use crate::chunk::Chunk;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::hash::sha256_hex;
+use crate::rerank::Reranker;
 use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
 use crate::store::{ChunkFilter, IndexReader, Manifest, code_tokens};
 
@@ -65,6 +66,8 @@ pub struct Citation {
     pub bm25_rank: Option<usize>,
     /// Rank in the vector lane.
     pub vector_rank: Option<usize>,
+    /// The cross-encoder's score, when the reranker re-scored the chunk.
+    pub rerank_score: Option<f32>,
     /// The cited code.
     pub content: String,
 }
@@ -168,6 +171,7 @@ pub struct Answer {
 pub fn ask(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    reranker: Option<&mut dyn Reranker>,
     question: &str,
     options: &SearchOptions,
 ) -> Result<Answer> {
@@ -175,7 +179,7 @@ pub fn ask(
         k: options.k.saturating_mul(FILE_POOL_FACTOR),
         ..options.clone()
     };
-    let mut results = search::search(reader, embedder, question, &pool)?;
+    let mut results = search::search(reader, embedder, reranker, question, &pool)?;
     let candidates = std::mem::take(&mut results.candidates);
     let started = Instant::now();
     let manifest = reader.manifest();
@@ -470,6 +474,7 @@ fn cite(hit: SearchHit, freshness: Freshness, terms: &[String]) -> Citation {
         boosts: hit.boosts,
         bm25_rank: hit.bm25_rank,
         vector_rank: hit.vector_rank,
+        rerank_score: hit.rerank_score,
         content: chunk.content,
     }
 }

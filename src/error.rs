@@ -74,6 +74,16 @@ pub enum Error {
         /// What was missing or failed.
         detail: String,
     },
+    /// The reranker's files are missing or unreadable while `[rerank]` is enabled.
+    #[error(
+        "reranker not usable in {dir}: {detail}. Run `scripts/setup.sh` to install the default reranker, point [rerank] dir (CODEQ_RERANK_DIR) at a folder with model.onnx, tokenizer.json, special_tokens_map.json and tokenizer_config.json, or set [rerank] enabled = false"
+    )]
+    RerankerMissing {
+        /// The reranker directory that was tried.
+        dir: PathBuf,
+        /// What was missing or failed.
+        detail: String,
+    },
     /// ONNX Runtime could not be loaded.
     #[error(
         "ONNX Runtime not usable at {path}: {detail}. Run `scripts/setup.sh`, or set CODEQ_ORT_LIB to a libonnxruntime.so (version 1.24 or newer)"

@@ -14,6 +14,7 @@ use crate::acl::{Access, Acl};
 use crate::answer::{self, Answer};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::rerank::Reranker;
 use crate::search::{self, Lanes, SearchOptions};
 use crate::store::{ChunkFilter, IndexReader};
 
@@ -418,9 +419,11 @@ pub type AnswerObserver<'a> =
     dyn FnMut(&Question, Option<&str>, &Answer, Duration) -> Option<String> + 'a;
 
 /// Runs every question of `sets` through the ask path, each as its principal.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    mut reranker: Option<&mut dyn Reranker>,
     sets: &[QuestionSet],
     scope: &dyn ScopeResolver,
     k: usize,
@@ -442,7 +445,14 @@ pub fn run(
                 }
             };
             questions.push(run_question(
-                reader, embedder, q, set.tier, &filter, k, observe,
+                reader,
+                embedder,
+                reranker.as_mut().map(|r| &mut **r as &mut dyn Reranker),
+                q,
+                set.tier,
+                &filter,
+                k,
+                observe,
             )?);
         }
         let scored: Vec<&QuestionResult> = questions
@@ -476,9 +486,13 @@ pub fn run(
     })
 }
 
+/// Asks one question (with the reranker, when there is one) and runs each lane alone (the
+/// lanes' own figures are not reranked).
+#[allow(clippy::too_many_arguments)]
 fn run_question(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    reranker: Option<&mut dyn Reranker>,
     q: &Question,
     set_tier: Tier,
     filter: &ChunkFilter,
@@ -491,7 +505,7 @@ fn run_question(
         ..SearchOptions::default()
     };
     let started = Instant::now();
-    let answer = answer::ask(reader, embedder, &q.question, &options)?;
+    let answer = answer::ask(reader, embedder, reranker, &q.question, &options)?;
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1e3;
     let trace_id = observe(q, q.principal.as_deref(), &answer, elapsed);
@@ -501,7 +515,7 @@ fn run_question(
             lanes,
             ..options.clone()
         };
-        let results = search::search(reader, embedder, &q.question, &lane_options)?;
+        let results = search::search(reader, embedder, None, &q.question, &lane_options)?;
         let files = dedup_files(results.hits.iter().map(|h| (&h.chunk.repo, &h.chunk.path)));
         lane_first_hit[slot] = first_hit(&files, &expected_grades(q));
     }

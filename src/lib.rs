@@ -21,6 +21,7 @@ pub mod index;
 pub mod llm;
 pub mod mcp;
 pub mod report;
+pub mod rerank;
 pub mod search;
 pub mod store;
 pub mod trace;

@@ -461,6 +461,7 @@ mod tests {
             boosts: Vec::<Boost>::new(),
             bm25_rank: None,
             vector_rank: None,
+            rerank_score: None,
             content: content.into(),
         }
     }

@@ -18,6 +18,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
 use crate::report::{self, JSON_SCHEMA_VERSION};
+use crate::rerank::{self, Reranker};
 use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
 use crate::trace;
@@ -43,6 +44,8 @@ pub struct McpContext {
     pub reader: IndexReader,
     /// The model the index was built with.
     pub embedder: Box<dyn Embedder>,
+    /// The cross-encoder, when `[rerank]` is on.
+    pub reranker: Option<Box<dyn Reranker>>,
     /// What the principal may read; fixed for the session.
     pub access: Access,
     /// The optional LLM answerer and the latency budget.
@@ -331,6 +334,7 @@ fn tool_search(context: &mut McpContext, arguments: &Value) -> std::result::Resu
         &context.dir,
         &context.reader,
         context.embedder.as_mut(),
+        rerank::borrowed(&mut context.reranker),
         &context.access,
         "mcp",
         query,
@@ -355,6 +359,7 @@ fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<
         &context.dir,
         &context.reader,
         context.embedder.as_mut(),
+        rerank::borrowed(&mut context.reranker),
         &context.access,
         &context.settings,
         "mcp",

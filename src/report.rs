@@ -299,6 +299,7 @@ pub fn search_json(
                 "score": h.score, "fused_score": h.fused_score, "boosts": h.boosts,
                 "bm25_rank": h.bm25_rank, "bm25_score": h.bm25_score,
                 "vector_rank": h.vector_rank, "vector_distance": h.vector_distance,
+                "rerank_score": h.rerank_score,
                 "freshness": answer::freshness_of(manifest, c),
                 "snippet": snippet(&c.content, 6),
             })
@@ -319,6 +320,7 @@ pub fn search_json(
             "analyze": ms(results.timings.analyze),
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
             "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
+            "rerank": ms(results.timings.rerank),
         },
     })
 }

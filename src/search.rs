@@ -1,6 +1,7 @@
 //! Hybrid retrieval: BM25 over code tokens and exact vector search, both restricted by the
 //! same [`ChunkFilter`] before ranking, fused with weighted reciprocal rank fusion, then
-//! adjusted by what the query asks for (definitions, file names, tests) and deduplicated.
+//! adjusted by what the query asks for (definitions, file names, tests) and deduplicated;
+//! with `[rerank]` on, the best hits are then re-scored by a cross-encoder.
 //!
 //! Every adjustment is recorded on the hit ([`SearchHit::boosts`]) so `--json` output and
 //! traces show why a chunk ranks where it does.
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::chunk::Chunk;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::rerank::Reranker;
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
 
 /// The RRF constant: scores are Σ 1 / (RRF_K + rank).
@@ -145,6 +147,9 @@ pub struct SearchHit {
     pub vector_rank: Option<usize>,
     /// Cosine distance in the vector lane.
     pub vector_distance: Option<f32>,
+    /// The cross-encoder's score, when the reranker re-scored this hit (higher is better;
+    /// re-scored hits are ordered by it).
+    pub rerank_score: Option<f32>,
 }
 
 /// Time per retrieval stage.
@@ -160,6 +165,8 @@ pub struct SearchTimings {
     pub vector: Duration,
     /// Fusion and loading BM25-only chunks.
     pub fuse: Duration,
+    /// The cross-encoder reranker (zero when off).
+    pub rerank: Duration,
 }
 
 /// Results of one query.
@@ -455,10 +462,12 @@ pub fn embedding_priority(chunk: &Chunk) -> u32 {
     }
 }
 
-/// Runs a hybrid query. Refuses when the loaded model is not the index's model.
+/// Runs a hybrid query, re-scoring the best fused hits with `reranker` when one is given.
+/// Refuses when the loaded model is not the index's model.
 pub fn search(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    reranker: Option<&mut dyn Reranker>,
     query: &str,
     options: &SearchOptions,
 ) -> Result<SearchResults> {
@@ -517,6 +526,7 @@ pub fn search(
                 bm25_score: None,
                 vector_rank: Some(rank),
                 vector_distance: Some(distance),
+                rerank_score: None,
             },
         );
     }
@@ -549,6 +559,7 @@ pub fn search(
                     bm25_score: Some(hit.score),
                     vector_rank: None,
                     vector_distance: None,
+                    rerank_score: None,
                 },
             );
         }
@@ -573,8 +584,27 @@ pub fn search(
     });
     let kept = without_overlaps(&candidates);
     let overlaps_removed = candidates.len() - kept.len();
-    let hits: Vec<SearchHit> = kept.into_iter().take(options.k).cloned().collect();
+    let reranked = reranker.as_ref().map_or(0, |r| r.candidates());
+    let mut hits: Vec<SearchHit> = kept
+        .into_iter()
+        .take(options.k.max(reranked))
+        .cloned()
+        .collect();
     timings.fuse = started.elapsed();
+    if let Some(reranker) = reranker {
+        let started = Instant::now();
+        let best = reranked.min(hits.len());
+        rerank(reranker, query, &mut hits[..best])?;
+        let scores: HashMap<&str, f32> = hits
+            .iter()
+            .filter_map(|h| Some((h.chunk.chunk_id.as_str(), h.rerank_score?)))
+            .collect();
+        for candidate in &mut candidates {
+            candidate.rerank_score = scores.get(candidate.chunk.chunk_id.as_str()).copied();
+        }
+        timings.rerank = started.elapsed();
+    }
+    hits.truncate(options.k);
     tracing::debug!(
         query,
         kind = ?analysis.kind,
@@ -596,6 +626,22 @@ pub fn search(
         timings,
         candidates,
     })
+}
+
+/// Re-scores `hits` with the cross-encoder and orders them by its score (ties keep the
+/// fused order). The reranker sees only what the lanes returned, all of it admitted by the
+/// query's access filter.
+fn rerank(reranker: &mut dyn Reranker, query: &str, hits: &mut [SearchHit]) -> Result<()> {
+    let texts: Vec<String> = hits.iter().map(|h| h.chunk.embedding_text()).collect();
+    let scores = reranker.score(query, &texts)?;
+    for (hit, score) in hits.iter_mut().zip(scores) {
+        hit.rerank_score = Some(score);
+    }
+    hits.sort_by(|a, b| {
+        let score = |h: &SearchHit| h.rerank_score.unwrap_or(f32::NEG_INFINITY);
+        score(b).total_cmp(&score(a))
+    });
+    Ok(())
 }
 
 /// Keeps each hit unless a better-ranked hit of the same file covers any of its lines.
@@ -737,6 +783,7 @@ mod tests {
             bm25_score: None,
             vector_rank: None,
             vector_distance: None,
+            rerank_score: None,
         };
         let ranked = [
             hit(chunk("a.rs", "impl", "A", (1, 20))),
@@ -767,5 +814,61 @@ mod tests {
         ] {
             assert_eq!(QueryAnalysis::of(q).kind, QueryKind::NaturalLanguage, "{q}");
         }
+    }
+
+    /// Scores a text by how often it names "refund": a stand-in for the cross-encoder
+    /// that makes the expected order obvious.
+    struct CountsRefunds;
+
+    impl Reranker for CountsRefunds {
+        fn id(&self) -> &str {
+            "counts-refunds"
+        }
+        fn candidates(&self) -> usize {
+            2
+        }
+        fn score(&mut self, _query: &str, texts: &[String]) -> Result<Vec<f32>> {
+            Ok(texts
+                .iter()
+                .map(|t| t.matches("refund").count() as f32)
+                .collect())
+        }
+    }
+
+    #[test]
+    fn reranking_orders_the_rescored_hits_by_the_model_and_keeps_ties_in_fused_order() {
+        let hit = |symbol: &str, content: &str| SearchHit {
+            chunk: Chunk {
+                content: content.into(),
+                ..chunk("a.rs", "function", symbol, (1, 2))
+            },
+            score: 1.0,
+            fused_score: 1.0,
+            boosts: Vec::new(),
+            bm25_rank: None,
+            bm25_score: None,
+            vector_rank: None,
+            vector_distance: None,
+            rerank_score: None,
+        };
+        let mut hits = [
+            hit("first", "charge"),
+            hit("second", "refund refund"),
+            hit("third", "refund"),
+        ];
+        let best = CountsRefunds.candidates();
+        rerank(&mut CountsRefunds, "refund", &mut hits[..best]).unwrap();
+        let order: Vec<&str> = hits.iter().map(|h| h.chunk.symbol.as_str()).collect();
+        assert_eq!(
+            order,
+            ["second", "first", "third"],
+            "only the best two are re-scored"
+        );
+        assert_eq!(hits[0].rerank_score, Some(2.0));
+        assert_eq!(hits[2].rerank_score, None);
+
+        let mut tied = [hit("a", "refund"), hit("b", "refund")];
+        rerank(&mut CountsRefunds, "refund", &mut tied).unwrap();
+        assert_eq!(tied[0].chunk.symbol, "a");
     }
 }

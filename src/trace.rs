@@ -18,6 +18,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
 use crate::report::ms;
+use crate::rerank::Reranker;
 use crate::search::{self, Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
 use crate::store::{IndexDir, IndexReader};
 
@@ -51,6 +52,9 @@ pub struct TracedHit {
     pub boosts: Vec<TracedBoost>,
     /// Final score.
     pub score: f64,
+    /// The cross-encoder's score, when the reranker re-scored it.
+    #[serde(default)]
+    pub rerank_score: Option<f32>,
     /// Whether it made the results (search) or was cited (ask); the others were cut by
     /// overlap with a better chunk, by `k`, or by the answer's file ranking.
     #[serde(default)]
@@ -166,6 +170,9 @@ pub struct StageMillis {
     pub vector: f64,
     /// Fusion and ranking.
     pub fuse: f64,
+    /// The cross-encoder reranker, when on.
+    #[serde(default)]
+    pub rerank: f64,
     /// Checking citations against the files on disk (part of `answer`).
     #[serde(default)]
     pub verify: f64,
@@ -230,6 +237,7 @@ impl Trace {
                 bm25: ms(timings.bm25),
                 vector: ms(timings.vector),
                 fuse: ms(timings.fuse),
+                rerank: ms(timings.rerank),
                 verify: ms(verify),
                 answer: ms(answer),
                 llm: 0.0,
@@ -371,6 +379,7 @@ fn traced_hit(hit: &SearchHit, kept: bool) -> TracedHit {
         fused_score: hit.fused_score,
         boosts: traced_boosts(&hit.boosts),
         score: hit.score,
+        rerank_score: hit.rerank_score,
         kept,
     }
 }
@@ -410,10 +419,12 @@ pub type TraceId = std::result::Result<String, Error>;
 
 /// Searches as `access` within `scope` and records the trace: what every surface (command
 /// line, TUI, MCP) calls.
+#[allow(clippy::too_many_arguments)]
 pub fn traced_search(
     dir: &IndexDir,
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    reranker: Option<&mut dyn Reranker>,
     access: &Access,
     surface: &str,
     query: &str,
@@ -421,7 +432,7 @@ pub fn traced_search(
 ) -> Result<(SearchResults, TraceId)> {
     let started = Instant::now();
     let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
-    let results = search::search(reader, embedder, query, &options)?;
+    let results = search::search(reader, embedder, reranker, query, &options)?;
     let input = TraceInput {
         surface,
         principal: access.principal(),
@@ -441,6 +452,7 @@ pub fn traced_ask(
     dir: &IndexDir,
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
+    reranker: Option<&mut dyn Reranker>,
     access: &Access,
     settings: &AnswerSettings,
     surface: &str,
@@ -449,7 +461,7 @@ pub fn traced_ask(
 ) -> Result<(Answer, TraceId)> {
     let started = Instant::now();
     let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
-    let mut answer = answer::ask(reader, embedder, question, &options)?;
+    let mut answer = answer::ask(reader, embedder, reranker, question, &options)?;
     if let Some(llm) = &settings.llm {
         let left = settings
             .budget

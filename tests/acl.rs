@@ -224,7 +224,7 @@ fn no_query_shows_a_principal_anything_of_a_forbidden_repository() {
         };
         for query in &queries {
             let context = format!("{principal} asking {:?}", truncate(query));
-            let found = answer::ask(&reader, &mut embedder, query, &options)
+            let found = answer::ask(&reader, &mut embedder, None, query, &options)
                 .unwrap_or_else(|e| panic!("{context}: {e}"));
             for c in &found.citations {
                 assert!(
@@ -357,7 +357,7 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
         };
         let vectors = |reader: &IndexReader, filter: &ChunkFilter, e: &mut FastEmbedder| {
             scores(
-                search::search(reader, e, query, &options(filter))
+                search::search(reader, e, None, query, &options(filter))
                     .unwrap()
                     .hits
                     .into_iter()

@@ -283,6 +283,7 @@ fn readers_searching_during_indexing_never_fail_nor_see_a_partial_generation() {
                 let results = search::search(
                     &reader,
                     &mut embedder,
+                    None,
                     "refund a payment",
                     &SearchOptions::default(),
                 )

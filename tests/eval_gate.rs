@@ -86,6 +86,7 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
     let a = eval::run(
         &a_reader,
         &mut good,
+        None,
         &sets,
         &eval::Unrestricted,
         10,
@@ -115,6 +116,7 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
     let b = eval::run(
         &b_reader,
         &mut broken,
+        None,
         &sets,
         &eval::Unrestricted,
         10,

@@ -604,7 +604,7 @@ fn time_scenario(
     };
     // Warm-up: caches, lazily opened files, per-filter statistics.
     for q in queries {
-        search::search(reader, embedder, q, &options)?;
+        search::search(reader, embedder, None, q, &options)?;
     }
     let mut search_ms = Vec::new();
     let mut ask_ms = Vec::new();
@@ -612,7 +612,7 @@ fn time_scenario(
     for _ in 0..rounds.max(1) {
         for q in queries {
             let started = Instant::now();
-            let results = search::search(reader, embedder, q, &options)?;
+            let results = search::search(reader, embedder, None, q, &options)?;
             search_ms.push(ms(started.elapsed()));
             let SearchTimings {
                 embed,
@@ -625,7 +625,7 @@ fn time_scenario(
                 slot.push(ms(d));
             }
             let started = Instant::now();
-            answer::ask(reader, embedder, q, &options)?;
+            answer::ask(reader, embedder, None, q, &options)?;
             ask_ms.push(ms(started.elapsed()));
         }
     }

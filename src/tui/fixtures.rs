@@ -65,6 +65,7 @@ fn citation(
         }],
         bm25_rank: Some(1),
         vector_rank: Some(2),
+        rerank_score: None,
         content: content.into(),
     }
 }
@@ -136,6 +137,7 @@ pub fn answer() -> Answer {
             bm25: Duration::from_millis(1),
             vector: Duration::from_millis(4),
             fuse: Duration::from_millis(2),
+            rerank: Duration::ZERO,
         },
         answer_time: Duration::from_millis(1),
         verify_time: Duration::ZERO,

@@ -27,6 +27,7 @@ use crate::backlog;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::llm::AnswerSettings;
+use crate::rerank::{self, Reranker};
 use crate::search::QueryScope;
 use crate::store::{IndexDir, IndexReader};
 use crate::trace;
@@ -42,6 +43,8 @@ pub struct TuiContext {
     pub reader: IndexReader,
     /// The model the index was built with.
     pub embedder: Box<dyn Embedder>,
+    /// The cross-encoder, when `[rerank]` is on.
+    pub reranker: Option<Box<dyn Reranker>>,
     /// What the principal may read; fixed for the session.
     pub access: Access,
     /// The optional LLM answerer and the latency budget.
@@ -72,6 +75,7 @@ pub fn run(context: TuiContext) -> Result<()> {
         dir,
         reader,
         embedder,
+        reranker,
         access,
         settings,
         k,
@@ -100,6 +104,7 @@ pub fn run(context: TuiContext) -> Result<()> {
             dir: worker_dir,
             reader,
             embedder,
+            reranker,
             access,
             settings,
         };
@@ -128,6 +133,7 @@ struct Engine {
     dir: IndexDir,
     reader: IndexReader,
     embedder: Box<dyn Embedder>,
+    reranker: Option<Box<dyn Reranker>>,
     access: Access,
     settings: AnswerSettings,
 }
@@ -139,6 +145,7 @@ fn answer_questions(mut engine: Engine, requests: Receiver<Request>, responses: 
             &engine.dir,
             &engine.reader,
             engine.embedder.as_mut(),
+            rerank::borrowed(&mut engine.reranker),
             &engine.access,
             &engine.settings,
             "tui",

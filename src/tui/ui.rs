@@ -416,8 +416,12 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 .trace_id
                 .as_ref()
                 .map_or(String::new(), |id| format!(" | trace {id}"));
+            let rerank = match t.rerank.is_zero() {
+                true => String::new(),
+                false => format!(", rerank {}", millis(t.rerank)),
+            };
             Line::raw(format!(
-                " last query {} ms: embed {}, bm25 {}, vector {}, fuse {}, answer {}{trace}",
+                " last query {} ms: embed {}, bm25 {}, vector {}, fuse {}{rerank}, answer {}{trace}",
                 millis(*latency),
                 millis(t.embed),
                 millis(t.bm25),

@@ -390,6 +390,7 @@ impl Workspace {
         let results = search::search(
             &reader,
             &mut self.embedder,
+            None,
             query,
             &SearchOptions::default(),
         )
