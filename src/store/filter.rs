@@ -294,6 +294,12 @@ impl ChunkFilter {
         Some(groups)
     }
 
+    /// The index's paths a group of path globs (its combined regex) admits, when the
+    /// filter was prepared with them (see [`ChunkFilter::with_listed_paths`]).
+    pub(crate) fn listed_paths(&self, regex: &str) -> Option<&[String]> {
+        self.listed_paths.get(regex).map(Vec::as_slice)
+    }
+
     /// SQL predicate for LanceDB, or `None` when unrestricted.
     pub(crate) fn to_sql(&self) -> Option<String> {
         let groups = self.groups()?;
@@ -303,7 +309,7 @@ impl ChunkFilter {
             clauses.push(in_list(&groups.whole));
         }
         for (regex, repos) in &groups.by_paths {
-            match self.listed_paths.get(regex) {
+            match self.listed_paths(regex) {
                 // No path of the index matches: the group admits nothing.
                 Some(paths) if paths.is_empty() => {}
                 Some(paths) => clauses.push(format!(

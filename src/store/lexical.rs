@@ -258,11 +258,20 @@ impl LexicalReader {
             allowed.push((Occur::Should, repo_set(&groups.whole)));
         }
         for (regex, repos) in &groups.by_paths {
-            let paths = RegexQuery::from_pattern(regex, f.path_raw).map_err(Error::store)?;
-            let clause = BooleanQuery::new(vec![
-                (Occur::Must, repo_set(repos)),
-                (Occur::Must, Box::new(paths)),
-            ]);
+            // Paths listed when the filter was prepared are looked up as terms; otherwise
+            // the regex runs over the term dictionary (every query).
+            let paths: Box<dyn Query> = match filter.listed_paths(regex) {
+                // No path of the index matches: the group admits nothing.
+                Some([]) => continue,
+                Some(listed) => Box::new(TermSetQuery::new(
+                    listed.iter().map(|p| Term::from_field_text(f.path_raw, p)),
+                )),
+                None => {
+                    Box::new(RegexQuery::from_pattern(regex, f.path_raw).map_err(Error::store)?)
+                }
+            };
+            let clause =
+                BooleanQuery::new(vec![(Occur::Must, repo_set(repos)), (Occur::Must, paths)]);
             allowed.push((Occur::Should, Box::new(clause)));
         }
         Ok(Some(BooleanQuery::new(allowed)))
