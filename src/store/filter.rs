@@ -311,7 +311,7 @@ impl ChunkFilter {
         for (regex, repos) in &groups.by_paths {
             match self.listed_paths(regex) {
                 // No path of the index matches: the group admits nothing.
-                Some(paths) if paths.is_empty() => {}
+                Some([]) => {}
                 Some(paths) => clauses.push(format!(
                     "({} AND path IN ({}))",
                     in_list(repos),
