@@ -772,10 +772,10 @@ mod tests {
         assert!(reasons("vendored helper", &v).is_empty());
     }
 
-    #[test]
-    fn a_chunk_overlapping_a_better_one_of_the_same_file_is_dropped() {
-        let hit = |c: Chunk| SearchHit {
-            chunk: c,
+    /// A hit on `chunk` with a fused score of 1 and no lane details.
+    fn hit(chunk: Chunk) -> SearchHit {
+        SearchHit {
+            chunk,
             score: 1.0,
             fused_score: 1.0,
             boosts: Vec::new(),
@@ -784,7 +784,11 @@ mod tests {
             vector_rank: None,
             vector_distance: None,
             rerank_score: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_chunk_overlapping_a_better_one_of_the_same_file_is_dropped() {
         let ranked = [
             hit(chunk("a.rs", "impl", "A", (1, 20))),
             hit(chunk("a.rs", "method", "A::f", (5, 9))),
@@ -837,19 +841,11 @@ mod tests {
 
     #[test]
     fn reranking_orders_the_rescored_hits_by_the_model_and_keeps_ties_in_fused_order() {
-        let hit = |symbol: &str, content: &str| SearchHit {
-            chunk: Chunk {
+        let hit = |symbol: &str, content: &str| {
+            hit(Chunk {
                 content: content.into(),
                 ..chunk("a.rs", "function", symbol, (1, 2))
-            },
-            score: 1.0,
-            fused_score: 1.0,
-            boosts: Vec::new(),
-            bm25_rank: None,
-            bm25_score: None,
-            vector_rank: None,
-            vector_distance: None,
-            rerank_score: None,
+            })
         };
         let mut hits = [
             hit("first", "charge"),

@@ -410,9 +410,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn filters_narrow_and_admit() {
-        let f = ChunkFilter::scoped(vec![
+    /// Repository `a` whole, and `docs/**` of repository `b`.
+    fn a_whole_and_docs_of_b() -> ChunkFilter {
+        ChunkFilter::scoped(vec![
             RepoScope {
                 repo: "a".into(),
                 paths: None,
@@ -421,7 +421,12 @@ mod tests {
                 repo: "b".into(),
                 paths: Some(vec![glob("docs/**")]),
             },
-        ]);
+        ])
+    }
+
+    #[test]
+    fn filters_narrow_and_admit() {
+        let f = a_whole_and_docs_of_b();
         assert!(f.admits("a", "src/x.rs") && f.admits("b", "docs/x.md"));
         assert!(!f.admits("b", "src/x.rs") && !f.admits("c", "docs/x.md"));
         let narrowed = f.narrowed_to(&["b".into(), "c".into()]);
@@ -454,16 +459,7 @@ mod tests {
 
     #[test]
     fn admitted_chunks_need_the_counts_of_path_restricted_repositories() {
-        let f = ChunkFilter::scoped(vec![
-            RepoScope {
-                repo: "a".into(),
-                paths: None,
-            },
-            RepoScope {
-                repo: "b".into(),
-                paths: Some(vec![glob("docs/**")]),
-            },
-        ]);
+        let f = a_whole_and_docs_of_b();
         let whole = |repo: &str| if repo == "a" { 70 } else { 30 };
         assert_eq!(f.admitted_chunks(whole), None, "b's share is not known");
         let counted = f.with_restricted_chunks([("b".to_string(), 4)].into());
