@@ -739,8 +739,12 @@ impl IndexReader {
     }
 
     /// The share of the generation's chunks `filter` admits (1 when unrestricted or not
-    /// known: a path-restricted filter that was not prepared for this index).
+    /// known: a path-restricted filter that was not prepared for this index). Only the
+    /// HNSW search uses it, so without that index it is not computed.
     fn admitted_share(&self, filter: &ChunkFilter) -> f64 {
+        if filter.is_unrestricted() || self.manifest.ann_index != AnnIndex::IvfHnswSq {
+            return 1.0;
+        }
         let repo_chunks: HashMap<&str, usize> = self
             .manifest
             .repos
