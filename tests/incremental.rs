@@ -522,3 +522,62 @@ fn a_reader_keeps_its_generation_through_later_publishes() {
         "an unread old generation is deleted at the next publish"
     );
 }
+
+#[test]
+fn bm25_scores_after_incremental_runs_match_a_fresh_build() {
+    use codeq::store::ChunkFilter;
+    let mut ws = Workspace::new();
+    // Thirty small files land in one segment; re-indexing one of them leaves its old
+    // chunks there as deleted documents (a thirtieth: too few to trigger a merge).
+    let module = |i: usize, note: &str| {
+        format!(
+            "/// Ledger helper {i}{note}.\npub fn ledger_refund_step_{i}(cents: i64) -> i64 {{ cents - {i} }}\n"
+        )
+    };
+    for i in 0..30 {
+        ws.write(&format!("payments/src/step_{i}.rs"), &module(i, ""));
+    }
+    ws.index(false);
+    ws.write(
+        "payments/src/step_0.rs",
+        &module(0, " for the refund ledger of every payment"),
+    );
+    assert_eq!(ws.index(false).changes.files_modified, 1);
+    let queries = [
+        "refund payment ledger",
+        "ledger helper cents",
+        "total_with_tax invoice items",
+        "descriptions receipt",
+        "tax rate percent",
+    ];
+    let scores = |ws: &Workspace| {
+        let reader = IndexDir::open(&ws.index_dir()).unwrap().reader().unwrap();
+        let everything = ChunkFilter::everything();
+        let hits: Vec<Vec<(String, f32)>> = queries
+            .iter()
+            .map(|q| {
+                let terms = codeq::search::query_terms(q);
+                let hits = reader.bm25(&terms, &everything, 10).unwrap();
+                hits.into_iter().map(|h| (h.chunk_id, h.score)).collect()
+            })
+            .collect();
+        (hits, reader.upkeep().unwrap().deleted_docs)
+    };
+    let (updated, deleted) = scores(&ws);
+    assert!(
+        deleted > 0,
+        "the runs left no deleted documents to test with"
+    );
+
+    std::fs::remove_dir_all(ws.index_dir()).unwrap();
+    ws.index(false);
+    let (fresh, deleted) = scores(&ws);
+    assert_eq!(deleted, 0);
+    for ((query, updated), fresh) in queries.iter().zip(&updated).zip(&fresh) {
+        let ids = |hits: &[(String, f32)]| hits.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(updated), ids(fresh), "{query}");
+        for ((id, a), (_, b)) in updated.iter().zip(fresh) {
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "{query}: {id} {a} vs {b}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
@@ -183,6 +183,9 @@ pub(super) struct LexicalReader {
     /// Document and token totals per access filter (they depend only on the index and the
     /// filter, so they are computed once per filter and reader).
     totals: Mutex<HashMap<String, ScopedTotals>>,
+    /// Totals over the live documents, for unfiltered queries on segments that still hold
+    /// deleted ones.
+    live: OnceLock<ScopedTotals>,
 }
 
 impl LexicalReader {
@@ -201,6 +204,7 @@ impl LexicalReader {
             reader,
             fields,
             totals: Mutex::default(),
+            live: OnceLock::new(),
         })
     }
 
@@ -301,6 +305,26 @@ impl LexicalReader {
         let collector = TopDocs::with_limit(limit).order_by_score();
         let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
         let top = match self.filter_query(filter)? {
+            None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
+                // tantivy's own statistics still count the documents of files deleted or
+                // changed since the index was built, until a merge drops them: an index
+                // updated in place would rank differently from one built afresh.
+                let totals = match self.live.get() {
+                    Some(totals) => totals,
+                    None => {
+                        let computed = live_totals(&searcher, f)?;
+                        self.live.get_or_init(|| computed)
+                    }
+                };
+                let stats = ScopedStatistics {
+                    searcher: &searcher,
+                    totals,
+                    fields: f,
+                };
+                searcher
+                    .search_with_statistics_provider(&terms_query, &collector, &stats)
+                    .map_err(Error::store)?
+            }
             None => searcher
                 .search(&terms_query, &collector)
                 .map_err(Error::store)?,
@@ -377,8 +401,50 @@ impl LexicalReader {
 struct ScopedTotals {
     docs: u64,
     tokens: [u64; 3],
-    /// Per segment ordinal: is document N admitted.
-    admitted: Arc<Vec<Vec<bool>>>,
+    /// Per segment ordinal: is document N admitted; `None` when all of them are.
+    admitted: Arc<Vec<Option<Vec<bool>>>>,
+}
+
+/// The totals of every live document. A segment without deletes keeps tantivy's exact
+/// counts; one with deletes sums the field lengths of its live documents, as a tantivy merge
+/// would, so the result depends on the documents and not on the index's history.
+fn live_totals(searcher: &Searcher, fields: Fields) -> Result<ScopedTotals> {
+    let mut tokens = [0u64; 3];
+    let mut admitted = Vec::new();
+    for segment in searcher.segment_readers() {
+        let alive = segment.alive_bitset().map(|bits| {
+            (0..segment.max_doc())
+                .map(|doc| bits.is_alive(doc))
+                .collect::<Vec<_>>()
+        });
+        for (sum, field) in tokens.iter_mut().zip(fields.searched()) {
+            *sum += segment_live_tokens(segment, field, alive.as_deref()).map_err(Error::store)?;
+        }
+        admitted.push(alive);
+    }
+    Ok(ScopedTotals {
+        docs: searcher.num_docs(),
+        tokens,
+        admitted: Arc::new(admitted),
+    })
+}
+
+/// Tokens of `field` in a segment's live documents (`alive`: `None` when none is deleted).
+fn segment_live_tokens(
+    segment: &SegmentReader,
+    field: Field,
+    alive: Option<&[bool]>,
+) -> tantivy::Result<u64> {
+    let Some(alive) = alive else {
+        return Ok(segment.inverted_index(field)?.total_num_tokens());
+    };
+    let norms = segment.get_fieldnorms_reader(field)?;
+    Ok(alive
+        .iter()
+        .zip(0..)
+        .filter(|(live, _)| **live)
+        .map(|(_, doc)| u64::from(norms.fieldnorm(doc)))
+        .sum())
 }
 
 /// BM25 statistics over the admitted documents only.
@@ -410,6 +476,10 @@ impl Bm25StatisticsProvider for ScopedStatistics<'_> {
                 continue;
             };
             let inverted = segment.inverted_index(term.field())?;
+            let Some(admitted) = admitted else {
+                count += u64::from(inverted.doc_freq(term)?);
+                continue;
+            };
             let Some(mut postings) = inverted.read_postings(term, IndexRecordOption::Basic)? else {
                 continue;
             };
@@ -477,7 +547,7 @@ impl Collector for AdmittedDocs {
             for (sum, n) in tokens.iter_mut().zip(t) {
                 *sum += n;
             }
-            admitted.push(members);
+            admitted.push(Some(members));
         }
         Ok(ScopedTotals {
             docs,
