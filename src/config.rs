@@ -54,6 +54,10 @@ pub struct IndexConfig {
     pub ann: AnnIndex,
     /// Tables with fewer chunks than this keep exact vector search.
     pub ann_min_chunks: usize,
+    /// Chunks per IVF partition of an `ivf_hnsw_sq` index: each partition's graph is built
+    /// in memory on its own (this bounds the indexer's peak memory), and a query searches
+    /// one graph per partition it probes.
+    pub ann_partition_chunks: usize,
     /// Vectors of chunks that left the index (changed, deleted, another branch) kept for
     /// reuse; the oldest go first beyond this many (0 keeps none).
     pub embed_cache_vectors: usize,
@@ -71,6 +75,7 @@ impl IndexConfig {
         AnnPolicy {
             index: self.ann,
             min_rows: self.ann_min_chunks,
+            partition_rows: self.ann_partition_chunks,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Default for IndexConfig {
             write_batch: 32,
             ann: AnnIndex::IvfHnswSq,
             ann_min_chunks: 20_000,
+            ann_partition_chunks: 65_536,
             embed_cache_vectors: 50_000,
             lexical_first_files: 64,
             embed_round: 2048,

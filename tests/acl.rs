@@ -686,9 +686,11 @@ fn an_ann_index_keeps_the_access_filter_a_pre_filter() {
     let corpus = Corpus::of(std::slice::from_ref(&reader)).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let rows = corpus.len() * 40;
+    // Four IVF partitions: the filter holds across the graphs a query probes.
     let hnsw = AnnPolicy {
         index: AnnIndex::IvfHnswSq,
         min_rows: 0,
+        partition_rows: rows / 4,
     };
     let ann = corpus
         .replicate(&scratch.path().join("ann"), rows, hnsw)

@@ -178,19 +178,10 @@ fn sample(index_dir: &Path, pid: u32, started: Instant) -> Option<CoverageSample
     let dir = IndexDir::open(index_dir).ok()?;
     let generation = dir.current().ok()??;
     let totals = dir.manifest(&generation).ok()?.totals;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
     Some(CoverageSample {
         at_s: started.elapsed().as_secs_f64(),
         vectors: totals.chunks.saturating_sub(totals.pending) as u64,
         chunks: totals.chunks as u64,
-        rss_bytes: rss_kib * 1024,
+        rss_bytes: super::rss_bytes(pid)?,
     })
 }

@@ -113,6 +113,59 @@ pub fn peak_rss_bytes() -> u64 {
     (usage.ru_maxrss as u64) * 1024
 }
 
+/// Resident memory of process `pid` now (`VmRSS`), bytes; `None` once it has exited.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// One ANN index build over an index's vectors (`codeq bench ann-build`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnBuildBench {
+    /// The index built.
+    pub index: AnnIndex,
+    /// Rows per IVF partition it was asked for.
+    pub partition_rows: usize,
+    /// Rows it indexes.
+    pub rows: usize,
+    /// Seconds the build took.
+    pub build_s: f64,
+    /// Resident memory before the build (runtime, caches, the source opened), bytes.
+    pub rss_before_bytes: u64,
+    /// Peak resident memory of the process, bytes: the build's own cost is the rise
+    /// above `rss_before_bytes`.
+    pub peak_rss_bytes: u64,
+}
+
+/// Builds `index` from scratch over the vectors of `source`'s current generation, linked
+/// into `out` (deleted first), as the indexer's final publish does, and measures the
+/// build's time and memory alone in this process.
+pub fn ann_build_bench(source: &IndexDir, out: &Path, ann: AnnPolicy) -> Result<AnnBuildBench> {
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .map_err(|e| Error::io(format!("cannot clear {}", out.display()), e))?;
+    }
+    let rss_before_bytes = rss_bytes(std::process::id()).unwrap_or(0);
+    let started = Instant::now();
+    let rows = source.rebuild_ann_in(out, ann)?;
+    Ok(AnnBuildBench {
+        index: ann.index,
+        partition_rows: ann.partition_rows,
+        rows,
+        build_s: started.elapsed().as_secs_f64(),
+        rss_before_bytes,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
 /// Reaps child `pid`: (exited successfully, its peak resident memory in bytes).
 pub(crate) fn wait_with_rusage(pid: u32) -> (bool, u64) {
     let mut status = 0;
@@ -461,8 +514,8 @@ pub fn vector_bench(
     out_dir: &Path,
     target_chunks: usize,
     indexes: &[AnnIndex],
-    queries: usize,
-    k: usize,
+    partition_rows: usize,
+    (queries, k): (usize, usize),
 ) -> Result<VectorBench> {
     let mut noise = Noise::new(2);
     let step = (corpus.rows.len() / queries.max(1)).max(1);
@@ -481,7 +534,15 @@ pub fn vector_bench(
     let mut repos = 0;
     for index in kinds {
         let started = Instant::now();
-        let reader = corpus.replicate(out_dir, target_chunks, AnnPolicy { index, min_rows: 0 })?;
+        let reader = corpus.replicate(
+            out_dir,
+            target_chunks,
+            AnnPolicy {
+                index,
+                min_rows: 0,
+                partition_rows,
+            },
+        )?;
         let build = started.elapsed();
         let repo_ids = reader.manifest().repo_ids();
         chunks = reader.manifest().totals.chunks;

@@ -301,6 +301,19 @@ impl IndexDir {
         IndexReader::open(self, &generation)
     }
 
+    /// Links the current generation's vector tables into `out` and builds `ann` there from
+    /// scratch in place of their vector index: the final publish's index build, alone in a
+    /// process (`codeq bench ann-build`). Returns the rows indexed.
+    pub fn rebuild_ann_in(&self, out: &Path, ann: AnnPolicy) -> Result<usize> {
+        let generation = self
+            .current()?
+            .ok_or_else(|| Error::NoIndex(self.path.clone()))?;
+        let lance = out.join("lance");
+        link_tree(&self.generation_path(&generation).join("lance"), &lance)?;
+        let rt = runtime()?;
+        vectors::rebuild_ann(&rt, &lance, ann)
+    }
+
     /// Bytes on disk of the whole index folder (a file linked into two generations
     /// counts once).
     pub fn size_on_disk(&self) -> u64 {

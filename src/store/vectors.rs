@@ -88,8 +88,10 @@ impl AnnIndex {
         }
     }
 
-    /// The LanceDB index to build, trained for cosine distance.
-    fn builder(self) -> Option<Index> {
+    /// The LanceDB index to build, trained for cosine distance; an HNSW index gets one
+    /// IVF partition per `partition_rows` rows.
+    fn builder(self, partition_rows: usize) -> Option<Index> {
+        let partition_rows = u32::try_from(partition_rows.max(1)).unwrap_or(u32::MAX);
         let cosine = DistanceType::Cosine;
         match self {
             AnnIndex::Off => None,
@@ -97,7 +99,9 @@ impl AnnIndex {
                 IvfPqIndexBuilder::default().distance_type(cosine),
             )),
             AnnIndex::IvfHnswSq => Some(Index::IvfHnswSq(
-                IvfHnswSqIndexBuilder::default().distance_type(cosine),
+                IvfHnswSqIndexBuilder::default()
+                    .distance_type(cosine)
+                    .target_partition_size(partition_rows),
             )),
             AnnIndex::IvfRq => Some(Index::IvfRq(
                 IvfRqIndexBuilder::default().distance_type(cosine),
@@ -133,6 +137,10 @@ pub struct AnnPolicy {
     pub index: AnnIndex,
     /// Tables with fewer rows keep exact search (fast enough, and exact).
     pub min_rows: usize,
+    /// Rows per IVF partition of an HNSW index. Each partition's graph is built in memory
+    /// on its own, so this bounds the memory of the build; a query searches the graphs of
+    /// the partitions it probes.
+    pub partition_rows: usize,
 }
 
 impl AnnPolicy {
@@ -140,6 +148,7 @@ impl AnnPolicy {
     pub const EXACT: AnnPolicy = AnnPolicy {
         index: AnnIndex::Off,
         min_rows: usize::MAX,
+        partition_rows: usize::MAX,
     };
 }
 
@@ -401,7 +410,7 @@ impl VectorWriter {
             AnnIndex::Off
         };
         let vector_index = if self.ann == AnnIndex::Off {
-            kept.builder()
+            kept.builder(ann.partition_rows)
         } else {
             None
         };
@@ -525,6 +534,29 @@ pub(super) fn maintain(
     }))
     .map_err(Error::store)?;
     Ok(())
+}
+
+/// Replaces the vector index of the chunks table in `lance_dir` (a linked copy of a
+/// generation's tables) with a fresh `ann` index; returns the table's rows.
+pub(super) fn rebuild_ann(rt: &Runtime, lance_dir: &Path, ann: AnnPolicy) -> Result<usize> {
+    let uri = lance_dir.to_string_lossy().into_owned();
+    rt.block_on(async {
+        let db = lancedb::connect(&uri)
+            .session(super::session())
+            .execute()
+            .await?;
+        let table = db.open_table(TABLE).execute().await?;
+        for index in table.list_indices().await? {
+            if index.columns == ["vector"] {
+                table.drop_index(&index.name).await?;
+            }
+        }
+        if let Some(builder) = ann.index.builder(ann.partition_rows) {
+            table.create_index(&["vector"], builder).execute().await?;
+        }
+        table.count_rows(None).await
+    })
+    .map_err(Error::store)
 }
 
 /// Reads one generation's tables.
