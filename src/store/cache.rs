@@ -64,10 +64,7 @@ impl EmbedCache {
         let uri = path.to_string_lossy().into_owned();
         let table = rt
             .block_on(async {
-                let db = lancedb::connect(&uri)
-                    .session(super::session())
-                    .execute()
-                    .await?;
+                let db = super::connect(&uri).await?;
                 match db.open_table(TABLE).execute().await {
                     Ok(table) => Ok(table),
                     Err(lancedb::Error::TableNotFound { .. }) => {

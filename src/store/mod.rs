@@ -515,6 +515,11 @@ fn session() -> Arc<lancedb::Session> {
     }))
 }
 
+/// Opens the LanceDB database in folder `uri` with the process's one session.
+async fn connect(uri: &str) -> lancedb::Result<lancedb::Connection> {
+    lancedb::connect(uri).session(session()).execute().await
+}
+
 /// The process's async runtime: LanceDB's writer and readers, and the LLM client.
 pub(crate) fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();

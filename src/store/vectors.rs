@@ -270,10 +270,7 @@ impl VectorWriter {
         let uri = path.to_string_lossy().into_owned();
         let (table, waiting) = rt
             .block_on(async {
-                let db = lancedb::connect(&uri)
-                    .session(super::session())
-                    .execute()
-                    .await?;
+                let db = super::connect(&uri).await?;
                 let table = match copied {
                     Some(_) => db.open_table(TABLE).execute().await?,
                     None => {
@@ -541,10 +538,7 @@ pub(super) fn maintain(
 pub(super) fn rebuild_ann(rt: &Runtime, lance_dir: &Path, ann: AnnPolicy) -> Result<usize> {
     let uri = lance_dir.to_string_lossy().into_owned();
     rt.block_on(async {
-        let db = lancedb::connect(&uri)
-            .session(super::session())
-            .execute()
-            .await?;
+        let db = super::connect(&uri).await?;
         let table = db.open_table(TABLE).execute().await?;
         for index in table.list_indices().await? {
             if index.columns == ["vector"] {
@@ -577,10 +571,7 @@ impl VectorReader {
         let uri = path.to_string_lossy().into_owned();
         let (table, waiting) = rt
             .block_on(async {
-                let db = lancedb::connect(&uri)
-                    .session(super::session())
-                    .execute()
-                    .await?;
+                let db = super::connect(&uri).await?;
                 let table = db.open_table(TABLE).execute().await?;
                 let waiting = match db.open_table(PENDING).execute().await {
                     Ok(waiting) => Some(waiting),
