@@ -480,6 +480,10 @@ impl Emitter<'_, '_> {
         let mut cursor = start;
         for &child in children {
             let def = &self.defs[child];
+            if def.end < cursor {
+                // It shares its rows with an earlier definition, whose piece holds them.
+                continue;
+            }
             if def.start > cursor {
                 self.emit_gap(cursor, def.start - 1, &gap_template);
             }
@@ -573,7 +577,7 @@ fn split_at_statements(
         if let Some(prev) = last_end {
             let too_long = stmt_end + 1 - part_start > limits.max_lines
                 || lines.range_bytes(part_start, stmt_end) > limits.max_bytes;
-            if too_long && prev >= part_start {
+            if too_long && prev >= part_start && prev < end {
                 parts.push((part_start, prev));
                 part_start = prev + 1;
             }
@@ -1140,6 +1144,36 @@ fn big() {
         let long_line = "x".repeat(100_000);
         let chunks = chunks_of("big.txt", &long_line);
         assert_eq!(chunks.len(), 1);
+    }
+
+    /// Definitions that share a line (minified code, or a parse recovered from garbage):
+    /// the first one's chunk covers the line, and no later one may yield a chunk that ends
+    /// before it starts. The first input is the case the fuzz test found.
+    #[test]
+    fn definitions_sharing_a_line_yield_one_well_formed_chunk() {
+        for (path, text) in [
+            (
+                "lib.rs",
+                "def fn )pub r#\"\"{impl struct fn fn ;impl pub lambda [struct fn ",
+            ),
+            (
+                "one.rs",
+                "fn a() {} fn b() {} struct S; impl S { fn c() {} }",
+            ),
+            ("one.py", "def a(): pass; x = 1\nclass B: pass; y = 2\n"),
+        ] {
+            let chunks = chunks_of(path, text);
+            let lines = text.lines().count() as u32;
+            assert!(!chunks.is_empty(), "{path}: no chunk");
+            for c in &chunks {
+                assert!(
+                    1 <= c.start_line && c.start_line <= c.end_line && c.end_line <= lines,
+                    "{path}: chunk {}..{} of {lines} lines",
+                    c.start_line,
+                    c.end_line
+                );
+            }
+        }
     }
 
     #[test]
