@@ -4,13 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
+use lance::Dataset;
+use lance::dataset::scanner::{RowAddrMask, RowAddrTreeMap};
 use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt32Array, cast::AsArray,
-    types::Float32Type, types::UInt32Type,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array,
+    cast::AsArray, types::Float32Type, types::UInt32Type, types::UInt64Type,
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::Index;
@@ -33,6 +35,9 @@ const FLUSH_ROWS: usize = 16384;
 /// Fragments beyond the table's row count / [`FLUSH_ROWS`] tolerated before compaction:
 /// each incremental run adds a small one.
 const SPARE_FRAGMENTS: usize = 8;
+/// Admitted-row masks a reader keeps (one per filter and table version): a process serves
+/// one principal, or a handful in `codeq eval` and the access tests.
+const CACHED_MASKS: usize = 8;
 /// Columns with a scalar (B-tree) index: id lookups, embedding reuse, and the access
 /// pre-filter on repo and path, which then reads an index instead of every row.
 const SCALAR_INDEXED: [&str; 4] = ["chunk_id", "embed_hash", "repo", "path"];
@@ -560,6 +565,18 @@ pub(super) struct VectorReader {
     /// Chunks waiting for vectors; absent in generations written before codeq had it.
     waiting: Option<lancedb::Table>,
     ann: AnnIndex,
+    /// The rows each filter admits, by (table version, filter SQL): computed once, so a
+    /// vector query under an access filter does not evaluate it again (see
+    /// [`VectorReader::nearest`]).
+    masks: Mutex<HashMap<(u64, String), Arc<AdmittedRows>>>,
+}
+
+/// The rows of one table version that a filter admits.
+struct AdmittedRows {
+    /// Their row ids, as Lance takes a pre-filter.
+    mask: RowAddrMask,
+    /// How many there are.
+    rows: usize,
 }
 
 impl VectorReader {
@@ -586,6 +603,7 @@ impl VectorReader {
             table,
             waiting,
             ann,
+            masks: Mutex::default(),
         })
     }
 
@@ -696,6 +714,13 @@ impl VectorReader {
     /// The `limit` admitted chunks nearest to `vector` (cosine distance, ascending),
     /// through the ANN index when the table has one; `admitted_share` is the part of the
     /// table `filter` admits (see [`HNSW_MIN_EF`]).
+    ///
+    /// The filter stays a pre-filter with an ANN index too: forbidden rows are never
+    /// candidates, and probing goes on into further partitions until enough admitted rows
+    /// are found. With an ANN index it is given to Lance as the set of admitted row ids,
+    /// computed once per filter and table version ([`VectorReader::admitted_rows`]),
+    /// instead of a `where` clause that every query would evaluate again over the scalar
+    /// indexes; exact search keeps the `where` clause.
     pub(super) fn nearest(
         &self,
         vector: &[f32],
@@ -707,29 +732,59 @@ impl VectorReader {
             .into_iter()
             .chain(["_distance".to_string()])
             .collect();
-        let mut query = self
-            .table
-            .query()
-            .nearest_to(vector)
-            .map_err(Error::store)?
-            .distance_type(DistanceType::Cosine)
-            .select(Select::columns(&columns))
-            .limit(limit);
         let refine_factor = REFINE_ROWS.div_ceil(limit.max(1)) as u32;
-        match self.ann {
-            AnnIndex::Off => {}
-            AnnIndex::IvfHnswSq => {
-                query = query
-                    .ef(hnsw_ef(limit, refine_factor as usize, admitted_share))
-                    .refine_factor(refine_factor)
-            }
-            AnnIndex::IvfPq | AnnIndex::IvfRq => query = query.refine_factor(refine_factor),
-        }
-        // The filter stays a pre-filter with an ANN index too (LanceDB's default for
-        // `only_if`): forbidden rows are never candidates, and probing goes on into further
-        // partitions until enough admitted rows are found.
-        let query = admitted(query, filter);
-        let batches = collect(&self.rt, &query)?;
+        let batches: Vec<RecordBatch> = self
+            .rt
+            .block_on(async {
+                let dataset = self.dataset().await?;
+                // Exact search takes the filter as SQL: the scalar indexes on repo and path
+                // then narrow the scan itself, where a mask would only drop rows after
+                // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
+                let (mask, sql) = match (self.ann, filter.to_sql()) {
+                    (_, None) => (None, None),
+                    (AnnIndex::Off, Some(sql)) => (None, Some(sql)),
+                    (_, Some(sql)) => (Some(self.admitted_rows(&dataset, sql).await?), None),
+                };
+                if mask.as_ref().is_some_and(|m| m.rows == 0) {
+                    return Ok(Vec::new());
+                }
+                let rows = dataset.count_rows(None).await?;
+                let mut scan = dataset.scan();
+                scan.nearest(
+                    "vector",
+                    &Float32Array::from(vector.to_vec()),
+                    limit.min(rows).max(1),
+                )?
+                .limit(Some(limit as i64), None)?
+                .distance_metric(DistanceType::Cosine.into())
+                .prefilter(true)
+                .project(&columns)?;
+                match self.ann {
+                    AnnIndex::Off => {}
+                    AnnIndex::IvfHnswSq => {
+                        scan.ef(hnsw_ef(limit, refine_factor as usize, admitted_share))
+                            .refine(refine_factor);
+                    }
+                    AnnIndex::IvfPq | AnnIndex::IvfRq => {
+                        scan.refine(refine_factor);
+                    }
+                }
+                if let Some(sql) = sql {
+                    scan.filter(&sql)?;
+                }
+                if let Some(admitted) = mask {
+                    scan.with_row_id_prefilter(admitted.mask.clone());
+                    if self.ann == AnnIndex::IvfHnswSq {
+                        // HNSW then walks the graph through admitted rows only (ACORN)
+                        // instead of visiting every neighbour; Lance falls back to the plain
+                        // filtered walk when that finds fewer than `limit`, and to an exact
+                        // scan when under a tenth of a partition is admitted.
+                        scan.approx_mode(lancedb::ApproxMode::Fast.into());
+                    }
+                }
+                scan.try_into_stream().await?.try_collect().await
+            })
+            .map_err(Error::store)?;
         let mut out = Vec::new();
         for batch in &batches {
             let chunks = chunks_from_batch(batch)?;
@@ -742,6 +797,55 @@ impl VectorReader {
         }
         out.sort_by(|a, b| a.1.total_cmp(&b.1));
         Ok(out)
+    }
+
+    /// The chunk table's current Lance dataset.
+    async fn dataset(&self) -> lance::Result<Arc<Dataset>> {
+        let wrapper = self.table.dataset().ok_or_else(|| {
+            lance::Error::invalid_input("the chunk table is not a local Lance table")
+        })?;
+        wrapper
+            .get()
+            .await
+            .map_err(|e| lance::Error::invalid_input(e.to_string()))
+    }
+
+    /// The rows of `dataset` that `filter_sql` admits, as a row-id mask: read from the
+    /// cache, or computed by one filtered scan of the row ids and cached for this table
+    /// version (a new version, from a writer, gets its own).
+    async fn admitted_rows(
+        &self,
+        dataset: &Dataset,
+        filter_sql: String,
+    ) -> lance::Result<Arc<AdmittedRows>> {
+        let key = (dataset.version().version, filter_sql);
+        if let Some(found) = self.masks.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let mut scan = dataset.scan();
+        scan.filter(&key.1)?.with_row_id().empty_project()?;
+        let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
+        let mut ids = RowAddrTreeMap::new();
+        let mut rows = 0;
+        for batch in &batches {
+            let column = batch
+                .column_by_name("_rowid")
+                .ok_or_else(|| lance::Error::invalid_input("_rowid column missing"))?
+                .as_primitive::<UInt64Type>();
+            ids.extend(column.values().iter().copied());
+            rows += column.len();
+        }
+        let mask = Arc::new(AdmittedRows {
+            mask: RowAddrMask::from_allowed(ids),
+            rows,
+        });
+        if let Ok(mut masks) = self.masks.lock() {
+            if masks.len() >= CACHED_MASKS {
+                masks.clear();
+            }
+            masks.insert(key, Arc::clone(&mask));
+        }
+        Ok(mask)
     }
 
     /// (table versions, fragments, rows deleted but still on disk).
