@@ -1990,21 +1990,18 @@ fn cmd_bench_query(
     )?;
     writeln!(
         out,
-        "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9} | p50 embed   bm25 vector   fuse",
+        "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9} | p50 embed   bm25 vector  bm25→chunks   fuse",
         "scenario", "visible", "search50", "search95", "ask50", "ask95"
     )?;
-    let base = bench.scenarios.first().map(|s| s.search_p50_ms);
-    for s in &bench.scenarios {
-        let overhead = base.map_or(String::new(), |b| {
-            format!(
-                "  ({:+.0}% search p50)",
-                100.0 * (s.search_p50_ms - b) / b.max(1e-9)
-            )
-        });
-        let [embed, bm25, vector, fuse] = s.stage_p50_ms;
+    for (i, s) in bench.scenarios.iter().enumerate() {
+        let overhead = match i {
+            0 => String::new(),
+            _ => format!("  ({:+.0}% search, paired)", 100.0 * s.search_overhead_p50),
+        };
+        let [embed, bm25, vector, bm25_chunks, fuse] = s.stage_p50_ms;
         writeln!(
             out,
-            "{:<40} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {embed:>9.1} {bm25:>6.1} {vector:>6.1} {fuse:>6.1}{overhead}",
+            "{:<40} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {embed:>9.1} {bm25:>6.1} {vector:>6.1} {bm25_chunks:>12.1} {fuse:>6.1}{overhead}",
             s.scenario,
             s.visible_chunks,
             s.search_p50_ms,

@@ -139,3 +139,42 @@ fn configuration_layers_user_file_root_file_and_environment_with_provenance() {
         stderr(&out)
     );
 }
+
+/// `codeq bench query` on the fixture: each access scenario is timed under its own filter
+/// (the ACL ones see fewer chunks), and its overhead is paired with the unfiltered one.
+#[test]
+fn the_query_benchmark_times_each_access_scenario_against_the_unfiltered_one() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let out_dir = scratch.path().join("bench");
+    let (out, report) = codeq_json(
+        &fx.root,
+        &[
+            "bench",
+            "query",
+            "--chunks",
+            "60",
+            "--rounds",
+            "1",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bench = &report["bench"];
+    let chunks = bench["chunks"].as_u64().unwrap();
+    assert!(chunks >= 60, "{bench}");
+    let scenarios = bench["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3, "{bench}");
+    assert_eq!(scenarios[0]["visible_chunks"].as_u64(), Some(chunks));
+    assert_eq!(scenarios[0]["search_overhead_p50"].as_f64(), Some(0.0));
+    for s in scenarios {
+        assert!(s["search_p50_ms"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["search_overhead_p50"].as_f64().unwrap() > -1.0, "{s}");
+        assert_eq!(s["stage_p50_ms"].as_array().unwrap().len(), 5, "{s}");
+    }
+    for s in &scenarios[1..] {
+        let visible = s["visible_chunks"].as_u64().unwrap();
+        assert!(0 < visible && visible < chunks, "{s}");
+    }
+}

@@ -194,8 +194,12 @@ pub struct ScenarioLatency {
     pub ask_p50_ms: f64,
     /// `ask` p95.
     pub ask_p95_ms: f64,
-    /// Median per stage of `search`: embed, bm25, vector, fuse.
-    pub stage_p50_ms: [f64; 4],
+    /// Median over queries and rounds of this scenario's `search` time against the first
+    /// scenario's for the same query, minus one (0.08: 8% slower).
+    pub search_overhead_p50: f64,
+    /// Median per stage of `search`: embed, bm25, vector, loading the chunks of BM25-only
+    /// hits, fuse.
+    pub stage_p50_ms: [f64; 5],
 }
 
 /// Figures of one query-latency benchmark.
@@ -246,16 +250,15 @@ pub fn query_bench(
             ),
         ),
     ];
-    let mut scenarios = Vec::new();
+    let mut filters = Vec::new();
     for (name, acl_text) in grants {
         let filter = match acl_text {
             None => ChunkFilter::everything(),
             Some(text) => bench_filter(&reader, &text)?,
         };
-        scenarios.push(time_scenario(
-            &reader, embedder, &queries, name, filter, rounds,
-        )?);
+        filters.push((name, filter));
     }
+    let scenarios = time_scenarios(&reader, embedder, &queries, filters, rounds)?;
     Ok(QueryBench {
         chunks: reader.manifest().totals.chunks,
         repos: repos.len(),
@@ -649,62 +652,95 @@ fn sample_queries(rows: &[Row]) -> Vec<String> {
     symbols.into_iter().chain(docs).collect()
 }
 
-fn time_scenario(
+/// The samples of one scenario, in the order taken.
+#[derive(Default)]
+struct ScenarioSamples {
+    search_ms: Vec<f64>,
+    ask_ms: Vec<f64>,
+    stages: [Vec<f64>; 5],
+}
+
+/// Times `search` and `ask` under each `(name, filter)` scenario. The scenarios take turns
+/// query by query, so a drift in the machine's speed (this one shares its cores) falls on
+/// all of them alike; each scenario's overhead is the median, over the same query and
+/// round, of its time against the first scenario's.
+fn time_scenarios(
     reader: &IndexReader,
     embedder: &mut dyn Embedder,
     queries: &[String],
-    name: &str,
-    filter: ChunkFilter,
+    scenarios: Vec<(&str, ChunkFilter)>,
     rounds: usize,
-) -> Result<ScenarioLatency> {
-    let visible_chunks = reader.lane_counts(&filter)?.vectors;
-    let options = SearchOptions {
-        k: 10,
-        filter,
-        ..SearchOptions::default()
-    };
+) -> Result<Vec<ScenarioLatency>> {
+    let options: Vec<SearchOptions> = scenarios
+        .iter()
+        .map(|(_, filter)| SearchOptions {
+            k: 10,
+            filter: filter.clone(),
+            ..SearchOptions::default()
+        })
+        .collect();
     // Warm-up: caches, lazily opened files, per-filter statistics.
-    for q in queries {
-        search::search(reader, embedder, None, q, &options)?;
-    }
-    let mut search_ms = Vec::new();
-    let mut ask_ms = Vec::new();
-    let mut stages: [Vec<f64>; 4] = Default::default();
-    for _ in 0..rounds.max(1) {
+    for options in &options {
         for q in queries {
-            let started = Instant::now();
-            let results = search::search(reader, embedder, None, q, &options)?;
-            search_ms.push(ms(started.elapsed()));
-            let SearchTimings {
-                embed,
-                bm25,
-                vector,
-                fuse,
-                ..
-            } = results.timings;
-            for (slot, d) in stages.iter_mut().zip([embed, bm25, vector, fuse]) {
-                slot.push(ms(d));
-            }
-            let started = Instant::now();
-            answer::ask(reader, embedder, None, q, &options)?;
-            ask_ms.push(ms(started.elapsed()));
+            search::search(reader, embedder, None, q, options)?;
         }
     }
-    for list in [&mut search_ms, &mut ask_ms]
-        .into_iter()
-        .chain(stages.iter_mut())
-    {
-        list.sort_by(f64::total_cmp);
+    let mut samples: Vec<ScenarioSamples> = options.iter().map(|_| Default::default()).collect();
+    for _ in 0..rounds.max(1) {
+        for q in queries {
+            for (options, taken) in options.iter().zip(&mut samples) {
+                let started = Instant::now();
+                let results = search::search(reader, embedder, None, q, options)?;
+                taken.search_ms.push(ms(started.elapsed()));
+                let SearchTimings {
+                    embed,
+                    bm25,
+                    vector,
+                    bm25_chunks,
+                    fuse,
+                    ..
+                } = results.timings;
+                for (slot, d) in
+                    taken
+                        .stages
+                        .iter_mut()
+                        .zip([embed, bm25, vector, bm25_chunks, fuse])
+                {
+                    slot.push(ms(d));
+                }
+                let started = Instant::now();
+                answer::ask(reader, embedder, None, q, options)?;
+                taken.ask_ms.push(ms(started.elapsed()));
+            }
+        }
     }
-    Ok(ScenarioLatency {
-        scenario: name.to_string(),
-        visible_chunks,
-        search_p50_ms: percentile(&search_ms, 0.5),
-        search_p95_ms: percentile(&search_ms, 0.95),
-        ask_p50_ms: percentile(&ask_ms, 0.5),
-        ask_p95_ms: percentile(&ask_ms, 0.95),
-        stage_p50_ms: stages.map(|s| percentile(&s, 0.5)),
-    })
+    let baseline = samples[0].search_ms.clone();
+    let mut out = Vec::new();
+    for ((name, filter), mut taken) in scenarios.into_iter().zip(samples) {
+        let mut ratios: Vec<f64> = taken
+            .search_ms
+            .iter()
+            .zip(&baseline)
+            .map(|(t, b)| t / b.max(1e-9))
+            .collect();
+        for list in [&mut taken.search_ms, &mut taken.ask_ms, &mut ratios]
+            .into_iter()
+            .chain(taken.stages.iter_mut())
+        {
+            list.sort_by(f64::total_cmp);
+        }
+        out.push(ScenarioLatency {
+            scenario: name.to_string(),
+            visible_chunks: reader.lane_counts(&filter)?.vectors,
+            search_p50_ms: percentile(&taken.search_ms, 0.5),
+            search_p95_ms: percentile(&taken.search_ms, 0.95),
+            ask_p50_ms: percentile(&taken.ask_ms, 0.5),
+            ask_p95_ms: percentile(&taken.ask_ms, 0.95),
+            search_overhead_p50: percentile(&ratios, 0.5) - 1.0,
+            stage_p50_ms: taken.stages.map(|s| percentile(&s, 0.5)),
+        });
+    }
+    Ok(out)
 }
 
 fn ms(d: Duration) -> f64 {
