@@ -2,7 +2,9 @@
 //! globs. Both retrievers apply it before ranking (a LanceDB `WHERE` pre-filter and a
 //! tantivy `MUST` clause), so a chunk outside it never enters scoring.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+use std::sync::Mutex;
 
 use regex::Regex;
 
@@ -367,6 +369,42 @@ pub(crate) fn sql_string_list(values: &[impl AsRef<str>]) -> String {
         .map(|v| format!("'{}'", v.as_ref().replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Values a reader computes once per access filter (BM25 statistics, the admitted rows of
+/// the vector table) and keeps for the next query. A process serves one principal, or a
+/// handful in `codeq eval` and the access tests, so a few entries suffice; past that the
+/// cache starts over.
+pub(super) struct PerFilterCache<K, V> {
+    entries: Mutex<HashMap<K, V>>,
+}
+
+impl<K: Eq + Hash, V: Clone> PerFilterCache<K, V> {
+    /// Entries kept before the cache starts over.
+    const CAPACITY: usize = 8;
+
+    /// The value kept for `key`, if any.
+    pub(super) fn get(&self, key: &K) -> Option<V> {
+        self.entries.lock().ok()?.get(key).cloned()
+    }
+
+    /// Keeps `value` for `key`.
+    pub(super) fn insert(&self, key: K, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, value);
+        }
+    }
+}
+
+impl<K, V> Default for PerFilterCache<K, V> {
+    fn default() -> Self {
+        PerFilterCache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 #[cfg(test)]

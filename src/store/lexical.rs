@@ -1,8 +1,8 @@
 //! The BM25 lane: a tantivy index over chunk symbols, paths and code, with the code tokenizer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
@@ -20,12 +20,11 @@ use tantivy::{
 };
 
 use super::ChunkFilter;
+use super::filter::PerFilterCache;
 use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
-/// Access filters whose BM25 statistics a reader keeps.
-const MAX_CACHED_FILTERS: usize = 8;
 /// A segment with this share of deleted documents is merged even when its size alone
 /// would not call for it.
 const DELETED_RATIO_BEFORE_MERGE: f32 = 0.2;
@@ -182,7 +181,7 @@ pub(super) struct LexicalReader {
     fields: Fields,
     /// Document and token totals per access filter (they depend only on the index and the
     /// filter, so they are computed once per filter and reader).
-    totals: Mutex<HashMap<String, ScopedTotals>>,
+    totals: PerFilterCache<String, ScopedTotals>,
     /// Totals over the live documents, for unfiltered queries on segments that still hold
     /// deleted ones.
     live: OnceLock<ScopedTotals>,
@@ -203,7 +202,7 @@ impl LexicalReader {
         Ok(LexicalReader {
             reader,
             fields,
-            totals: Mutex::default(),
+            totals: PerFilterCache::default(),
             live: OnceLock::new(),
         })
     }
@@ -375,7 +374,7 @@ impl LexicalReader {
         admitted: &BooleanQuery,
     ) -> Result<ScopedTotals> {
         let key = filter.cache_key();
-        if let Some(found) = self.totals.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(found) = self.totals.get(&key) {
             return Ok(found);
         }
         let collector = AdmittedDocs {
@@ -384,13 +383,7 @@ impl LexicalReader {
         let totals = searcher
             .search(admitted, &collector)
             .map_err(Error::store)?;
-        if let Ok(mut cache) = self.totals.lock() {
-            // Each entry holds a map the size of the index: keep a few filters only.
-            if cache.len() >= MAX_CACHED_FILTERS {
-                cache.clear();
-            }
-            cache.insert(key, totals.clone());
-        }
+        self.totals.insert(key, totals.clone());
         Ok(totals)
     }
 }

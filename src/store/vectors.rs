@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use lance::Dataset;
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 use super::ChunkFilter;
-use super::filter::sql_string_list;
+use super::filter::{PerFilterCache, sql_string_list};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
@@ -35,9 +35,6 @@ const FLUSH_ROWS: usize = 16384;
 /// Fragments beyond the table's row count / [`FLUSH_ROWS`] tolerated before compaction:
 /// each incremental run adds a small one.
 const SPARE_FRAGMENTS: usize = 8;
-/// Admitted-row masks a reader keeps (one per filter and table version): a process serves
-/// one principal, or a handful in `codeq eval` and the access tests.
-const CACHED_MASKS: usize = 8;
 /// Columns with a scalar (B-tree) index: id lookups, embedding reuse, and the access
 /// pre-filter on repo and path, which then reads an index instead of every row.
 const SCALAR_INDEXED: [&str; 4] = ["chunk_id", "embed_hash", "repo", "path"];
@@ -568,7 +565,7 @@ pub(super) struct VectorReader {
     /// The rows each filter admits, by (table version, filter SQL): computed once, so a
     /// vector query under an access filter does not evaluate it again (see
     /// [`VectorReader::nearest`]).
-    masks: Mutex<HashMap<(u64, String), Arc<AdmittedRows>>>,
+    masks: PerFilterCache<(u64, String), Arc<AdmittedRows>>,
 }
 
 /// The rows of one table version that a filter admits.
@@ -603,7 +600,7 @@ impl VectorReader {
             table,
             waiting,
             ann,
-            masks: Mutex::default(),
+            masks: PerFilterCache::default(),
         })
     }
 
@@ -819,7 +816,7 @@ impl VectorReader {
         filter_sql: String,
     ) -> lance::Result<Arc<AdmittedRows>> {
         let key = (dataset.version().version, filter_sql);
-        if let Some(found) = self.masks.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(found) = self.masks.get(&key) {
             return Ok(found);
         }
         let mut scan = dataset.scan();
@@ -839,12 +836,7 @@ impl VectorReader {
             mask: RowAddrMask::from_allowed(ids),
             rows,
         });
-        if let Ok(mut masks) = self.masks.lock() {
-            if masks.len() >= CACHED_MASKS {
-                masks.clear();
-            }
-            masks.insert(key, Arc::clone(&mask));
-        }
+        self.masks.insert(key, Arc::clone(&mask));
         Ok(mask)
     }
 
