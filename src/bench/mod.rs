@@ -671,14 +671,17 @@ fn time_scenarios(
     scenarios: Vec<(&str, ChunkFilter)>,
     rounds: usize,
 ) -> Result<Vec<ScenarioLatency>> {
-    let options: Vec<SearchOptions> = scenarios
-        .iter()
-        .map(|(_, filter)| SearchOptions {
-            k: 10,
-            filter: filter.clone(),
-            ..SearchOptions::default()
+    let (names, options): (Vec<&str>, Vec<SearchOptions>) = scenarios
+        .into_iter()
+        .map(|(name, filter)| {
+            let options = SearchOptions {
+                k: 10,
+                filter,
+                ..SearchOptions::default()
+            };
+            (name, options)
         })
-        .collect();
+        .unzip();
     // Warm-up: caches, lazily opened files, per-filter statistics.
     for options in &options {
         for q in queries {
@@ -716,7 +719,7 @@ fn time_scenarios(
     }
     let baseline = samples[0].search_ms.clone();
     let mut out = Vec::new();
-    for ((name, filter), mut taken) in scenarios.into_iter().zip(samples) {
+    for ((name, options), mut taken) in names.into_iter().zip(&options).zip(samples) {
         let mut ratios: Vec<f64> = taken
             .search_ms
             .iter()
@@ -731,7 +734,7 @@ fn time_scenarios(
         }
         out.push(ScenarioLatency {
             scenario: name.to_string(),
-            visible_chunks: reader.lane_counts(&filter)?.vectors,
+            visible_chunks: reader.lane_counts(&options.filter)?.vectors,
             search_p50_ms: percentile(&taken.search_ms, 0.5),
             search_p95_ms: percentile(&taken.search_ms, 0.95),
             ask_p50_ms: percentile(&taken.ask_ms, 0.5),
