@@ -730,10 +730,10 @@ impl VectorReader {
             .chain(["_distance".to_string()])
             .collect();
         let refine_factor = REFINE_ROWS.div_ceil(limit.max(1)) as u32;
+        let dataset = self.dataset()?;
         let batches: Vec<RecordBatch> = self
             .rt
             .block_on(async {
-                let dataset = self.dataset().await?;
                 // Exact search takes the filter as SQL: the scalar indexes on repo and path
                 // then narrow the scan itself, where a mask would only drop rows after
                 // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
@@ -797,14 +797,12 @@ impl VectorReader {
     }
 
     /// The chunk table's current Lance dataset.
-    async fn dataset(&self) -> lance::Result<Arc<Dataset>> {
-        let wrapper = self.table.dataset().ok_or_else(|| {
-            lance::Error::invalid_input("the chunk table is not a local Lance table")
-        })?;
-        wrapper
-            .get()
-            .await
-            .map_err(|e| lance::Error::invalid_input(e.to_string()))
+    fn dataset(&self) -> Result<Arc<Dataset>> {
+        let wrapper = self
+            .table
+            .dataset()
+            .ok_or_else(|| Error::Store("the chunk table is not a local Lance table".into()))?;
+        self.rt.block_on(wrapper.get()).map_err(Error::store)
     }
 
     /// The rows of `dataset` that `filter_sql` admits, as a row-id mask: read from the
