@@ -1990,7 +1990,7 @@ fn cmd_bench_query(
     )?;
     writeln!(
         out,
-        "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9} | p50 embed   bm25 vector  bm25→chunks   fuse",
+        "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9} | p50 embed   bm25 vector   fuse",
         "scenario", "visible", "search50", "search95", "ask50", "ask95"
     )?;
     for (i, s) in bench.scenarios.iter().enumerate() {
@@ -1998,10 +1998,10 @@ fn cmd_bench_query(
             0 => String::new(),
             _ => format!("  ({:+.0}% search, paired)", 100.0 * s.search_overhead_p50),
         };
-        let [embed, bm25, vector, bm25_chunks, fuse] = s.stage_p50_ms;
+        let [embed, bm25, vector, fuse] = s.stage_p50_ms;
         writeln!(
             out,
-            "{:<40} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {embed:>9.1} {bm25:>6.1} {vector:>6.1} {bm25_chunks:>12.1} {fuse:>6.1}{overhead}",
+            "{:<40} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {embed:>9.1} {bm25:>6.1} {vector:>6.1} {fuse:>6.1}{overhead}",
             s.scenario,
             s.visible_chunks,
             s.search_p50_ms,

@@ -319,8 +319,7 @@ pub fn search_json(
         "timings_ms": {
             "analyze": ms(results.timings.analyze),
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
-            "vector": ms(results.timings.vector), "bm25_chunks": ms(results.timings.bm25_chunks),
-            "fuse": ms(results.timings.fuse),
+            "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
             "rerank": ms(results.timings.rerank),
         },
     })

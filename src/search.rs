@@ -163,8 +163,6 @@ pub struct SearchTimings {
     pub bm25: Duration,
     /// Vector lane.
     pub vector: Duration,
-    /// Loading the chunks of the BM25 hits the vector lane did not return.
-    pub bm25_chunks: Duration,
     /// Fusion, boosts and overlap removal.
     pub fuse: Duration,
     /// The cross-encoder reranker (zero when off).
@@ -532,33 +530,19 @@ pub fn search(
             },
         );
     }
-    // The chunks of the BM25 hits the vector lane did not return: a by-id lookup in the
-    // chunk table, timed as its own stage. (Run beside the vector lane on another thread,
-    // it made both slower on two cores: 40 ms against 35 ms search p50 at 100k chunks.)
-    let lookup_started = Instant::now();
-    let lexical_only: Vec<String> = bm25
-        .iter()
-        .filter(|h| !fused.contains_key(&h.chunk_id))
-        .map(|h| h.chunk_id.clone())
-        .collect();
-    let mut loaded: HashMap<String, Chunk> = reader
-        .chunks_by_id(&lexical_only, &options.filter)?
-        .into_iter()
-        .map(|c| (c.chunk_id.clone(), c))
-        .collect();
-    timings.bm25_chunks = lookup_started.elapsed();
-    for (rank0, hit) in bm25.iter().enumerate() {
+    let bm25_candidates = bm25.len();
+    for (rank0, hit) in bm25.into_iter().enumerate() {
         let rank = rank0 + 1;
         let contribution = bm25_weight / (RRF_K + rank as f64);
-        if let Some(existing) = fused.get_mut(&hit.chunk_id) {
+        if let Some(existing) = fused.get_mut(&hit.chunk.chunk_id) {
             existing.fused_score += contribution;
             existing.bm25_rank = Some(rank);
             existing.bm25_score = Some(hit.score);
-        } else if let Some(chunk) = loaded.remove(&hit.chunk_id) {
+        } else {
             fused.insert(
-                hit.chunk_id.clone(),
+                hit.chunk.chunk_id.clone(),
                 SearchHit {
-                    chunk,
+                    chunk: hit.chunk,
                     score: 0.0,
                     fused_score: contribution,
                     boosts: Vec::new(),
@@ -597,7 +581,7 @@ pub fn search(
         .take(options.k.max(reranked))
         .cloned()
         .collect();
-    timings.fuse = started.elapsed().saturating_sub(timings.bm25_chunks);
+    timings.fuse = started.elapsed();
     if let Some(reranker) = reranker {
         let started = Instant::now();
         let best = reranked.min(hits.len());
@@ -615,7 +599,7 @@ pub fn search(
     tracing::debug!(
         query,
         kind = ?analysis.kind,
-        bm25_candidates = bm25.len(),
+        bm25_candidates,
         hits = hits.len(),
         ?timings,
         "search"

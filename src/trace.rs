@@ -168,9 +168,6 @@ pub struct StageMillis {
     pub bm25: f64,
     /// Vector lane.
     pub vector: f64,
-    /// Loading the chunks of the BM25 hits the vector lane did not return.
-    #[serde(default)]
-    pub bm25_chunks: f64,
     /// Fusion and ranking.
     pub fuse: f64,
     /// The cross-encoder reranker, when on.
@@ -239,7 +236,6 @@ impl Trace {
                 embed: ms(timings.embed),
                 bm25: ms(timings.bm25),
                 vector: ms(timings.vector),
-                bm25_chunks: ms(timings.bm25_chunks),
                 fuse: ms(timings.fuse),
                 rerank: ms(timings.rerank),
                 verify: ms(verify),

@@ -325,7 +325,7 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
                     .bm25(&terms, filter, 100)
                     .unwrap()
                     .into_iter()
-                    .map(|h| (h.chunk_id, f64::from(h.score))),
+                    .map(|h| (h.chunk.chunk_id, f64::from(h.score))),
             )
         };
         let scoped = bm25(&full, &alice.filter);
@@ -786,7 +786,7 @@ fn loading_a_forbidden_chunk_by_id_fails_closed() {
         .bm25(&terms, &everything, 5)
         .unwrap()
         .into_iter()
-        .map(|h| h.chunk_id)
+        .map(|h| h.chunk.chunk_id)
         .collect();
     assert!(!forbidden.is_empty());
     let loaded = reader.chunks_by_id(&forbidden, &everything).unwrap();

@@ -508,7 +508,7 @@ fn a_reader_keeps_its_generation_through_later_publishes() {
     let everything = ChunkFilter::everything();
     let terms = codeq::search::query_terms("refund_payment");
     let hits = held.bm25(&terms, &everything, 3).unwrap();
-    let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+    let ids: Vec<String> = hits.iter().map(|h| h.chunk.chunk_id.clone()).collect();
     assert_eq!(
         held.chunks_by_id(&ids, &everything).unwrap().len(),
         ids.len()
@@ -558,7 +558,9 @@ fn bm25_scores_after_incremental_runs_match_a_fresh_build() {
             .map(|q| {
                 let terms = codeq::search::query_terms(q);
                 let hits = reader.bm25(&terms, &everything, 10).unwrap();
-                hits.into_iter().map(|h| (h.chunk_id, h.score)).collect()
+                hits.into_iter()
+                    .map(|h| (h.chunk.chunk_id, h.score))
+                    .collect()
             })
             .collect();
         (hits, reader.upkeep().unwrap().deleted_docs)

@@ -197,9 +197,8 @@ pub struct ScenarioLatency {
     /// Median over queries and rounds of this scenario's `search` time against the first
     /// scenario's for the same query, minus one (0.08: 8% slower).
     pub search_overhead_p50: f64,
-    /// Median per stage of `search`: embed, bm25, vector, loading the chunks of BM25-only
-    /// hits, fuse.
-    pub stage_p50_ms: [f64; 5],
+    /// Median per stage of `search`: embed, bm25, vector, fuse.
+    pub stage_p50_ms: [f64; 4],
 }
 
 /// Figures of one query-latency benchmark.
@@ -657,7 +656,7 @@ fn sample_queries(rows: &[Row]) -> Vec<String> {
 struct ScenarioSamples {
     search_ms: Vec<f64>,
     ask_ms: Vec<f64>,
-    stages: [Vec<f64>; 5],
+    stages: [Vec<f64>; 4],
 }
 
 /// Times `search` and `ask` under each `(name, filter)` scenario. The scenarios take turns
@@ -699,16 +698,10 @@ fn time_scenarios(
                     embed,
                     bm25,
                     vector,
-                    bm25_chunks,
                     fuse,
                     ..
                 } = results.timings;
-                for (slot, d) in
-                    taken
-                        .stages
-                        .iter_mut()
-                        .zip([embed, bm25, vector, bm25_chunks, fuse])
-                {
+                for (slot, d) in taken.stages.iter_mut().zip([embed, bm25, vector, fuse]) {
                     slot.push(ms(d));
                 }
                 let started = Instant::now();

@@ -46,7 +46,7 @@ const MAX_LISTED_PATHS: usize = 2000;
 /// Layout version of the index folder; a different one is refused with a rebuild hint.
 pub const FORMAT_VERSION: u32 = 1;
 /// Version of the chunk table and tantivy schema.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const FORMAT_FILE: &str = "FORMAT";
 const CURRENT_FILE: &str = "CURRENT";
@@ -752,8 +752,26 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        self.vectors
-            .nearest(vector, filter, limit, self.admitted_share(filter))
+        let nearest = self
+            .vectors
+            .nearest(vector, filter, limit, self.admitted_share(filter))?;
+        let ids: Vec<String> = nearest.iter().map(|(id, _)| id.clone()).collect();
+        let chunks: HashMap<String, Chunk> = self
+            .chunks_by_id(&ids, filter)?
+            .into_iter()
+            .map(|c| (c.chunk_id.clone(), c))
+            .collect();
+        nearest
+            .into_iter()
+            .map(|(id, distance)| match chunks.get(&id) {
+                Some(chunk) => Ok((chunk.clone(), distance)),
+                None => Err(Error::Store(
+                    "the vector table holds a chunk the lexical index does not; \
+                     rebuild the index with `codeq index --rebuild`"
+                        .into(),
+                )),
+            })
+            .collect()
     }
 
     /// The share of the generation's chunks `filter` admits (1 when unrestricted or not
@@ -776,15 +794,16 @@ impl IndexReader {
         }
     }
 
-    /// Loads chunks by id (order not guaranteed). The ids come from a lane that already
-    /// applied `filter`, so the lookup itself does not filter (a pre-filter on the table
-    /// cost 2–4 ms per query at 100k chunks); a chunk outside `filter` fails the call
-    /// instead, without saying which: it would mean a lane leaked.
+    /// Loads chunks by id, in the order of `ids` (ids the index does not hold are left
+    /// out), from the chunks the lexical lane stores for every chunk of the generation,
+    /// with or without a vector. The ids come from a lane that already applied `filter`, so
+    /// the lookup itself does not filter; a chunk outside `filter` fails the call instead,
+    /// without saying which: it would mean a lane leaked.
     pub fn chunks_by_id(&self, ids: &[String], filter: &ChunkFilter) -> Result<Vec<Chunk>> {
         if ids.is_empty() || filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let chunks = self.vectors.chunks_by_id(ids)?;
+        let chunks = self.lexical.chunks_by_id(ids)?;
         if chunks.iter().any(|c| !filter.admits(&c.repo, &c.path)) {
             return Err(Error::Store(
                 "a retrieved chunk fell outside the access filter; nothing was returned".into(),

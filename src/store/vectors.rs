@@ -708,7 +708,7 @@ impl VectorReader {
             .collect())
     }
 
-    /// The `limit` admitted chunks nearest to `vector` (cosine distance, ascending),
+    /// The ids of the `limit` admitted chunks nearest to `vector` (cosine distance, ascending),
     /// through the ANN index when the table has one; `admitted_share` is the part of the
     /// table `filter` admits (see [`HNSW_MIN_EF`]).
     ///
@@ -724,11 +724,10 @@ impl VectorReader {
         filter: &ChunkFilter,
         limit: usize,
         admitted_share: f64,
-    ) -> Result<Vec<(Chunk, f32)>> {
-        let columns: Vec<String> = chunk_columns()
-            .into_iter()
-            .chain(["_distance".to_string()])
-            .collect();
+    ) -> Result<Vec<(String, f32)>> {
+        // Only the ids: the caller reads the chunks from the lexical lane's doc store, since
+        // taking every column of the hits here cost 7 of 15 ms p50 at 100k chunks.
+        let columns = ["chunk_id", "_distance"];
         let refine_factor = REFINE_ROWS.div_ceil(limit.max(1)) as u32;
         let dataset = self.dataset()?;
         let batches: Vec<RecordBatch> = self
@@ -784,13 +783,16 @@ impl VectorReader {
             .map_err(Error::store)?;
         let mut out = Vec::new();
         for batch in &batches {
-            let chunks = chunks_from_batch(batch)?;
+            let ids = string_column(batch, "chunk_id")?;
             let distances = batch
                 .column_by_name("_distance")
                 .ok_or_else(|| Error::Store("_distance column missing".into()))?
-                .as_primitive::<Float32Type>()
-                .clone();
-            out.extend(chunks.into_iter().zip(distances.values().iter().copied()));
+                .as_primitive::<Float32Type>();
+            out.extend(
+                ids.iter()
+                    .map(|id| id.unwrap_or_default().to_string())
+                    .zip(distances.values().iter().copied()),
+            );
         }
         out.sort_by(|a, b| a.1.total_cmp(&b.1));
         Ok(out)
@@ -881,24 +883,6 @@ impl VectorReader {
             }
         }
         Ok(out)
-    }
-
-    /// Chunks by id, with or without vectors, unfiltered: the caller checks them against
-    /// its filter.
-    pub(super) fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
-        let everything = ChunkFilter::everything();
-        let mut found = Vec::new();
-        let mut missing = ids.to_vec();
-        for table in self.tables() {
-            if missing.is_empty() {
-                break;
-            }
-            let predicate = format!("chunk_id IN ({})", sql_string_list(&missing));
-            found.extend(self.chunks_where(table, predicate, &everything)?);
-            let seen: HashSet<&str> = found.iter().map(|c| c.chunk_id.as_str()).collect();
-            missing.retain(|id| !seen.contains(id.as_str()));
-        }
-        Ok(found)
     }
 
     pub(super) fn chunks_in_file(

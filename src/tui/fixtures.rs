@@ -136,7 +136,6 @@ pub fn answer() -> Answer {
             embed: Duration::from_millis(3),
             bm25: Duration::from_millis(1),
             vector: Duration::from_millis(4),
-            bm25_chunks: Duration::ZERO,
             fuse: Duration::from_millis(2),
             rerank: Duration::ZERO,
         },

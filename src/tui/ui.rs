@@ -424,7 +424,7 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 " last query {} ms: embed {}, bm25 {}, vector {}, fuse {}{rerank}, answer {}{trace}",
                 millis(*latency),
                 millis(t.embed),
-                millis(t.bm25 + t.bm25_chunks),
+                millis(t.bm25),
                 millis(t.vector),
                 millis(t.fuse),
                 millis(answer.answer_time)
