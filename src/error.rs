@@ -56,6 +56,18 @@ pub enum Error {
         /// Format this build understands.
         expected: u32,
     },
+    /// The index was written with another schema (an older or newer codeq).
+    #[error(
+        "the index in {dir} was written with schema {found}, this codeq reads schema {expected}: run `codeq index ROOT` to rebuild it"
+    )]
+    IndexSchema {
+        /// The index directory.
+        dir: PathBuf,
+        /// Schema version found in the generation's manifest.
+        found: u32,
+        /// Schema version this build understands.
+        expected: u32,
+    },
     /// Another `codeq index` holds the index lock.
     #[error(
         "another `codeq index` is writing {0} right now: wait for it to finish (queries keep working meanwhile)"

@@ -252,15 +252,19 @@ pub fn run(
         }
     }
 
-    let base = GenerationBase {
-        copy_of: previous.as_ref().filter(|_| recorded.is_some()),
-        reuse: previous.as_ref(),
+    let copy_of = previous.as_ref().filter(|_| recorded.is_some());
+    let reuse = match &previous {
+        Some(previous) => Some(previous.vector_source()),
+        // An index written by an older codeq cannot be queried, but its vectors still
+        // spare the fresh build most of its embedding (when unreadable too: none).
+        None if !options.rebuild => dir.older_schema_vectors().ok().flatten(),
+        None => None,
     };
     let mut cache = dir.embed_cache(&lock, &model)?;
-    if let Some(copied) = base.copy_of {
+    if let Some(copied) = copy_of {
         cache.keep(copied.vectors_of_files(&plan.to_remove)?)?;
     }
-    let mut writer = dir.begin_generation(&lock, &model, base)?;
+    let mut writer = dir.begin_generation(&lock, &model, GenerationBase { copy_of, reuse })?;
     writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default())?;
     let mut run = Run::new(&model, options.config.index.write_batch, &cache);
@@ -281,7 +285,7 @@ pub fn run(
     let publish_started = Instant::now();
     let generation = writer.name().to_string();
     let mut changes = plan.changes();
-    changes.incremental = base.copy_of.is_some();
+    changes.incremental = copy_of.is_some();
     changes.chunks_written = run.changes.chunks_written;
     changes.vectors_embedded = run.changes.vectors_embedded;
     changes.vectors_reused = run.changes.vectors_reused;

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use codeq::store::IndexDir;
-use common::{codeq, copy_tree, fixture, stderr};
+use common::{codeq, codeq_json, copy_tree, fixture, stderr};
 
 /// A private copy of the fixture index, so a test may damage it.
 fn index_copy(dir: &Path) -> std::path::PathBuf {
@@ -84,6 +84,39 @@ fn a_damaged_index_says_how_to_rebuild_and_a_rebuild_repairs_it() {
     let out = codeq(&fx.root, &["index", ".", "--index-dir", arg]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = codeq(&fx.root, &["status", "--index-dir", arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// An index written by an older codeq (schema 2: the same chunk table, a tantivy index
+/// without stored chunks) is refused by queries, which name the command that rebuilds it;
+/// that rebuild embeds nothing again.
+#[test]
+fn an_index_of_an_older_schema_is_rebuilt_from_its_own_vectors() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let arg = index.to_str().unwrap();
+    let generation = current_generation(&index);
+    let manifest_path = index
+        .join("generations")
+        .join(generation.trim())
+        .join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["schema_version"], 3, "the test's premise");
+    manifest["schema_version"] = 2.into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    let out = codeq(&fx.root, &["search", "invoice", "--index-dir", arg]);
+    assert_fails_with(&out, &["written with schema 2", "`codeq index ROOT`"]);
+    let (out, report) = codeq_json(&fx.root, &["index", ".", "--index-dir", arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let totals = &report["index"]["totals"];
+    assert!(totals["chunks"].as_u64().unwrap() > 0, "{totals}");
+    assert_eq!(totals["embedded"], 0, "{totals}");
+    assert_eq!(totals["reused"], totals["chunks"], "{totals}");
+    assert_ne!(current_generation(&index), generation);
+    let out = codeq(&fx.root, &["search", "invoice", "--index-dir", arg]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -47,6 +47,9 @@ const MAX_LISTED_PATHS: usize = 2000;
 pub const FORMAT_VERSION: u32 = 1;
 /// Version of the chunk table and tantivy schema.
 pub const SCHEMA_VERSION: u32 = 3;
+/// The oldest schema whose chunk table (and so its vectors) this codeq still reads; from
+/// 2 to 3 only the tantivy index changed.
+const OLDEST_REUSABLE_SCHEMA: u32 = 2;
 
 const FORMAT_FILE: &str = "FORMAT";
 const CURRENT_FILE: &str = "CURRENT";
@@ -234,6 +237,22 @@ impl IndexDir {
         Ok(names)
     }
 
+    /// The current generation's vectors when it was written with an older schema that this
+    /// codeq no longer queries but whose chunk table it reads, so that rebuilding it embeds
+    /// nothing again; `None` otherwise.
+    pub fn older_schema_vectors(&self) -> Result<Option<VectorSource>> {
+        let Some(generation) = self.current()? else {
+            return Ok(None);
+        };
+        let manifest = self.manifest(&generation)?;
+        if !(OLDEST_REUSABLE_SCHEMA..SCHEMA_VERSION).contains(&manifest.schema_version) {
+            return Ok(None);
+        }
+        let lance = self.generation_path(&generation).join("lance");
+        let reader = vectors::VectorReader::open(runtime()?, &lance, manifest.ann_index)?;
+        Ok(Some(VectorSource(reader.chunk_table())))
+    }
+
     /// Starts a new, unpublished generation: empty, or a copy of `base.copy_of`. Vectors
     /// of `base.reuse` may be reused. Needs the writer lock.
     pub fn begin_generation(
@@ -392,13 +411,18 @@ pub struct DiskUsage {
 }
 
 /// What a new generation starts from.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct GenerationBase<'a> {
     /// A published generation to copy and change; `None` starts empty.
     pub copy_of: Option<&'a IndexReader>,
-    /// A generation whose stored vectors may be reused by embedding-input hash.
-    pub reuse: Option<&'a IndexReader>,
+    /// Stored vectors that may be reused by embedding-input hash.
+    pub reuse: Option<VectorSource>,
 }
+
+/// A generation's stored vectors, for a new generation to reuse by embedding-input hash
+/// (the hash covers the model, so another model's vectors never match).
+#[derive(Clone)]
+pub struct VectorSource(lancedb::Table);
 
 /// Files of a generation that are not copied into the next one: written anew at publish,
 /// or tantivy's lock files (a lock is per writer, not per index state).
@@ -562,7 +586,7 @@ impl GenerationWriter {
             rt,
             &path.join("lance"),
             model.dimension,
-            base.reuse.map(|p| &p.vectors),
+            base.reuse.map(|source| source.0),
             base.copy_of.map(|p| p.manifest.ann_index),
         )?;
         let lexical =
@@ -699,10 +723,11 @@ impl IndexReader {
             .filter(|file| flock(file, libc::LOCK_SH));
         let manifest = dir.manifest(generation)?;
         if manifest.schema_version != SCHEMA_VERSION {
-            return Err(dir.corrupt(format!(
-                "it was written with schema version {}, this codeq reads {SCHEMA_VERSION}",
-                manifest.schema_version
-            )));
+            return Err(Error::IndexSchema {
+                dir: dir.path.clone(),
+                found: manifest.schema_version,
+                expected: SCHEMA_VERSION,
+            });
         }
         let vectors =
             vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
@@ -721,6 +746,11 @@ impl IndexReader {
     /// The generation's name.
     pub fn generation(&self) -> &str {
         &self.generation
+    }
+
+    /// The generation's stored vectors, for the next one to reuse.
+    pub fn vector_source(&self) -> VectorSource {
+        VectorSource(self.vectors.chunk_table())
     }
 
     /// The generation's manifest.

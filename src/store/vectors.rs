@@ -266,7 +266,7 @@ impl VectorWriter {
         rt: Arc<Runtime>,
         path: &Path,
         dimension: usize,
-        previous: Option<&VectorReader>,
+        previous: Option<lancedb::Table>,
         copied: Option<AnnIndex>,
     ) -> Result<VectorWriter> {
         let uri = path.to_string_lossy().into_owned();
@@ -297,7 +297,7 @@ impl VectorWriter {
             rt,
             table,
             waiting,
-            previous: previous.map(|p| p.table.clone()),
+            previous,
             ann: copied.unwrap_or_default(),
             dimension,
             rows: Vec::with_capacity(FLUSH_ROWS),
@@ -602,6 +602,11 @@ impl VectorReader {
             ann,
             masks: PerFilterCache::default(),
         })
+    }
+
+    /// The chunk table (rows with vectors).
+    pub(super) fn chunk_table(&self) -> lancedb::Table {
+        self.table.clone()
     }
 
     /// Rows with vectors that `filter` admits.
