@@ -11,17 +11,19 @@ use std::sync::{Arc, OnceLock};
 
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::SegmentId;
 use tantivy::merge_policy::LogMergePolicy;
 use tantivy::query::{
-    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RegexQuery,
-    TermQuery, TermSetQuery,
+    AllScorer, BitSetDocSet, Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScorer,
+    EmptyScorer, EnableScoring, Explanation, Occur, Query, RegexQuery, Scorer, TermQuery,
+    TermSetQuery, Weight,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{
-    DocAddress, DocId, DocSet, Index, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
-    SegmentReader, TERMINATED, TantivyDocument, Term, doc,
+    BitSet, DocAddress, DocId, DocSet, Index, IndexWriter, ReloadPolicy, Score, Searcher,
+    SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument, Term, doc,
 };
 
 use super::ChunkFilter;
@@ -353,13 +355,15 @@ impl LexicalReader {
                     fields: f,
                 };
                 // The filter restricts, it does not score: a scoring clause would add its
-                // own idf (larger for small repositories) to every hit.
+                // own idf (larger for small repositories) to every hit. It is the admitted
+                // documents the totals already hold, not the filter query run again (its
+                // term sets cost 0.7–1.3 ms per query at 100k chunks).
+                let admitted = AdmittedQuery {
+                    admitted: Arc::clone(&totals.admitted),
+                };
                 let query = BooleanQuery::new(vec![
                     (Occur::Must, terms_query),
-                    (
-                        Occur::Must,
-                        Box::new(ConstScoreQuery::new(Box::new(admitted.clone()), 0.0)),
-                    ),
+                    (Occur::Must, Box::new(admitted)),
                 ]);
                 searcher
                     .search_with_statistics_provider(&query, &collector, &stats)
@@ -445,12 +449,20 @@ fn stored_chunk(searcher: &Searcher, field: Field, address: DocAddress) -> Resul
 
 /// The admitted documents of one filter: a membership map per segment, and the document
 /// and token counts per searched field (symbol, path, content) BM25 needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct ScopedTotals {
     docs: u64,
     tokens: [u64; 3],
-    /// Per segment ordinal: is document N admitted; `None` when all of them are.
-    admitted: Arc<Vec<Option<Vec<bool>>>>,
+    /// The admitted documents of each segment, in segment-ordinal order.
+    admitted: Arc<Vec<SegmentAdmitted>>,
+}
+
+/// One segment's admitted documents.
+#[derive(Clone)]
+struct SegmentAdmitted {
+    segment: SegmentId,
+    /// `None` when all of them are admitted.
+    docs: Option<BitSet>,
 }
 
 /// The totals of every live document. A segment without deletes keeps tantivy's exact
@@ -461,14 +473,19 @@ fn live_totals(searcher: &Searcher, fields: Fields) -> Result<ScopedTotals> {
     let mut admitted = Vec::new();
     for segment in searcher.segment_readers() {
         let alive = segment.alive_bitset().map(|bits| {
-            (0..segment.max_doc())
-                .map(|doc| bits.is_alive(doc))
-                .collect::<Vec<_>>()
+            let mut live = BitSet::with_max_value(segment.max_doc());
+            for doc in (0..segment.max_doc()).filter(|&doc| bits.is_alive(doc)) {
+                live.insert(doc);
+            }
+            live
         });
         for (sum, field) in tokens.iter_mut().zip(fields.searched()) {
-            *sum += segment_live_tokens(segment, field, alive.as_deref()).map_err(Error::store)?;
+            *sum += segment_live_tokens(segment, field, alive.as_ref()).map_err(Error::store)?;
         }
-        admitted.push(alive);
+        admitted.push(SegmentAdmitted {
+            segment: segment.segment_id(),
+            docs: alive,
+        });
     }
     Ok(ScopedTotals {
         docs: searcher.num_docs(),
@@ -481,17 +498,15 @@ fn live_totals(searcher: &Searcher, fields: Fields) -> Result<ScopedTotals> {
 fn segment_live_tokens(
     segment: &SegmentReader,
     field: Field,
-    alive: Option<&[bool]>,
+    alive: Option<&BitSet>,
 ) -> tantivy::Result<u64> {
     let Some(alive) = alive else {
         return Ok(segment.inverted_index(field)?.total_num_tokens());
     };
     let norms = segment.get_fieldnorms_reader(field)?;
-    Ok(alive
-        .iter()
-        .zip(0..)
-        .filter(|(live, _)| **live)
-        .map(|(_, doc)| u64::from(norms.fieldnorm(doc)))
+    Ok((0..segment.max_doc())
+        .filter(|&doc| alive.contains(doc))
+        .map(|doc| u64::from(norms.fieldnorm(doc)))
         .sum())
 }
 
@@ -524,7 +539,7 @@ impl Bm25StatisticsProvider for ScopedStatistics<'_> {
                 continue;
             };
             let inverted = segment.inverted_index(term.field())?;
-            let Some(admitted) = admitted else {
+            let Some(admitted) = &admitted.docs else {
                 count += u64::from(inverted.doc_freq(term)?);
                 continue;
             };
@@ -533,7 +548,7 @@ impl Bm25StatisticsProvider for ScopedStatistics<'_> {
             };
             let mut doc = postings.doc();
             while doc != TERMINATED {
-                count += u64::from(admitted.get(doc as usize).copied().unwrap_or(false));
+                count += u64::from(admitted.contains(doc));
                 doc = postings.advance();
             }
         }
@@ -549,14 +564,15 @@ struct AdmittedDocs {
 
 struct SegmentAdmittedDocs {
     ordinal: SegmentOrdinal,
+    segment: SegmentId,
     readers: Vec<FieldNormReader>,
-    admitted: Vec<bool>,
+    admitted: BitSet,
     docs: u64,
     tokens: [u64; 3],
 }
 
 /// One segment's harvest: ordinal, membership, documents, tokens per field.
-type SegmentHarvest = (SegmentOrdinal, Vec<bool>, u64, [u64; 3]);
+type SegmentHarvest = (SegmentOrdinal, SegmentAdmitted, u64, [u64; 3]);
 
 impl Collector for AdmittedDocs {
     type Fruit = ScopedTotals;
@@ -574,8 +590,9 @@ impl Collector for AdmittedDocs {
             .collect::<tantivy::Result<Vec<_>>>()?;
         Ok(SegmentAdmittedDocs {
             ordinal,
+            segment: segment.segment_id(),
             readers,
-            admitted: vec![false; segment.max_doc() as usize],
+            admitted: BitSet::with_max_value(segment.max_doc()),
             docs: 0,
             tokens: [0; 3],
         })
@@ -595,7 +612,7 @@ impl Collector for AdmittedDocs {
             for (sum, n) in tokens.iter_mut().zip(t) {
                 *sum += n;
             }
-            admitted.push(Some(members));
+            admitted.push(members);
         }
         Ok(ScopedTotals {
             docs,
@@ -610,15 +627,63 @@ impl SegmentCollector for SegmentAdmittedDocs {
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         self.docs += 1;
-        if let Some(slot) = self.admitted.get_mut(doc as usize) {
-            *slot = true;
-        }
+        self.admitted.insert(doc);
         for (sum, reader) in self.tokens.iter_mut().zip(&self.readers) {
             *sum += u64::from(reader.fieldnorm(doc));
         }
     }
 
     fn harvest(self) -> SegmentHarvest {
-        (self.ordinal, self.admitted, self.docs, self.tokens)
+        let members = SegmentAdmitted {
+            segment: self.segment,
+            docs: Some(self.admitted),
+        };
+        (self.ordinal, members, self.docs, self.tokens)
+    }
+}
+
+/// Matches the documents of a filter's [`ScopedTotals`], scoring none of them: the access
+/// filter as a required clause, without evaluating its term sets again.
+#[derive(Clone)]
+struct AdmittedQuery {
+    admitted: Arc<Vec<SegmentAdmitted>>,
+}
+
+impl std::fmt::Debug for AdmittedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdmittedQuery({} segments)", self.admitted.len())
+    }
+}
+
+impl Query for AdmittedQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Weight for AdmittedQuery {
+    fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let segment = reader.segment_id();
+        Ok(match self.admitted.iter().find(|a| a.segment == segment) {
+            Some(SegmentAdmitted {
+                docs: Some(docs), ..
+            }) => Box::new(ConstScorer::new(BitSetDocSet::from(docs.clone()), 0.0)),
+            Some(SegmentAdmitted { docs: None, .. }) => {
+                Box::new(ConstScorer::new(AllScorer::new(reader.max_doc()), 0.0))
+            }
+            // A segment the filter was not evaluated on admits nothing.
+            None => Box::new(EmptyScorer),
+        })
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 0.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("admitted by the access filter", 0.0))
+        } else {
+            Err(tantivy::TantivyError::InvalidArgument(format!(
+                "document {doc} is not admitted"
+            )))
+        }
     }
 }
