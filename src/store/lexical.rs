@@ -668,6 +668,8 @@ impl Weight for AdmittedQuery {
             Some(SegmentAdmitted {
                 docs: Some(docs), ..
             }) => Box::new(ConstScorer::new(BitSetDocSet::from(docs.clone()), 0.0)),
+            // Only the unrestricted totals have such segments, and an unrestricted query
+            // has no filter clause; the arm keeps the meaning of `None` all the same.
             Some(SegmentAdmitted { docs: None, .. }) => {
                 Box::new(ConstScorer::new(AllScorer::new(reader.max_doc()), 0.0))
             }

@@ -696,6 +696,12 @@ impl LaneCounts {
     }
 }
 
+/// The error when a lane returned a chunk outside the access filter: it fails the query
+/// without saying which chunk.
+fn lane_leaked() -> Error {
+    Error::Store("a retrieved chunk fell outside the access filter; nothing was returned".into())
+}
+
 /// A published generation opened for queries.
 pub struct IndexReader {
     generation: String,
@@ -768,7 +774,14 @@ impl IndexReader {
         if filter.is_empty_set() || terms.is_empty() {
             return Ok(Vec::new());
         }
-        self.lexical.search(terms, filter, limit)
+        let hits = self.lexical.search(terms, filter, limit)?;
+        if hits
+            .iter()
+            .any(|h| !filter.admits(&h.chunk.repo, &h.chunk.path))
+        {
+            return Err(lane_leaked());
+        }
+        Ok(hits)
     }
 
     /// Nearest neighbours by cosine distance, with the filter applied before ranking:
@@ -835,9 +848,7 @@ impl IndexReader {
         }
         let chunks = self.lexical.chunks_by_id(ids)?;
         if chunks.iter().any(|c| !filter.admits(&c.repo, &c.path)) {
-            return Err(Error::Store(
-                "a retrieved chunk fell outside the access filter; nothing was returned".into(),
-            ));
+            return Err(lane_leaked());
         }
         Ok(chunks)
     }

@@ -713,9 +713,9 @@ impl VectorReader {
             .collect())
     }
 
-    /// The ids of the `limit` admitted chunks nearest to `vector` (cosine distance, ascending),
-    /// through the ANN index when the table has one; `admitted_share` is the part of the
-    /// table `filter` admits (see [`HNSW_MIN_EF`]).
+    /// The ids of the `limit` admitted chunks nearest to `vector` (cosine distance,
+    /// ascending), through the ANN index when the table has one; `admitted_share` is the
+    /// part of the table `filter` admits (see [`HNSW_MIN_EF`]).
     ///
     /// The filter stays a pre-filter with an ANN index too: forbidden rows are never
     /// candidates, and probing goes on into further partitions until enough admitted rows
@@ -793,11 +793,10 @@ impl VectorReader {
                 .column_by_name("_distance")
                 .ok_or_else(|| Error::Store("_distance column missing".into()))?
                 .as_primitive::<Float32Type>();
-            out.extend(
-                ids.iter()
-                    .map(|id| id.unwrap_or_default().to_string())
-                    .zip(distances.values().iter().copied()),
-            );
+            for (id, distance) in ids.iter().zip(distances.values().iter().copied()) {
+                let id = id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
+                out.push((id.to_string(), distance));
+            }
         }
         out.sort_by(|a, b| a.1.total_cmp(&b.1));
         Ok(out)
