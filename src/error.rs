@@ -58,7 +58,8 @@ pub enum Error {
     },
     /// The index was written with another schema (an older or newer codeq).
     #[error(
-        "the index in {dir} was written with schema {found}, this codeq reads schema {expected}: run `codeq index ROOT` to rebuild it"
+        "the index in {dir} was written with schema {found}, this codeq reads schema {expected}: {}",
+        if .found > .expected { "use the newer codeq that wrote it" } else { "run `codeq index ROOT` to rebuild it" }
     )]
     IndexSchema {
         /// The index directory.

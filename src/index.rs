@@ -257,7 +257,13 @@ pub fn run(
         Some(previous) => Some(previous.vector_source()),
         // An index written by an older codeq cannot be queried, but its vectors still
         // spare the fresh build most of its embedding (when unreadable too: none).
-        None if !options.rebuild => dir.older_schema_vectors().ok().flatten(),
+        None if !options.rebuild => match dir.older_schema_vectors() {
+            Ok(Some((manifest, source))) => {
+                ensure_same_model(&manifest.model, &model)?;
+                Some(source)
+            }
+            Ok(None) | Err(_) => None,
+        },
         None => None,
     };
     let mut cache = dir.embed_cache(&lock, &model)?;
@@ -363,6 +369,23 @@ fn previous_generation(
         .and_then(|g| g.map(|_| dir.reader()).transpose())
     {
         Ok(reader) => reader,
+        // Building over an index of a newer codeq would silently downgrade it.
+        Err(
+            err @ Error::IndexSchema {
+                found, expected, ..
+            },
+        ) if found > expected => {
+            return Err(err);
+        }
+        Err(Error::IndexSchema {
+            found, expected, ..
+        }) => {
+            progress.message(&format!(
+                "the index was written with schema {found}; building a fresh one with schema \
+                 {expected}, reusing the vectors it holds"
+            ));
+            return Ok(None);
+        }
         Err(err) => {
             progress.message(&format!(
                 "the current index cannot be read ({err}); building a fresh one"
@@ -371,17 +394,22 @@ fn previous_generation(
         }
     };
     if let Some(previous) = &reader {
-        let built_with = &previous.manifest().model;
-        if !built_with.compatible_with(model) {
-            return Err(Error::ModelMismatch {
-                index_model: built_with.id.clone(),
-                index_dim: built_with.dimension,
-                loaded_model: model.id.clone(),
-                loaded_dim: model.dimension,
-            });
-        }
+        ensure_same_model(&previous.manifest().model, model)?;
     }
     Ok(reader)
+}
+
+/// Refuses to build over an index of another model (vectors are never mixed).
+fn ensure_same_model(built_with: &ModelInfo, model: &ModelInfo) -> Result<()> {
+    if built_with.compatible_with(model) {
+        return Ok(());
+    }
+    Err(Error::ModelMismatch {
+        index_model: built_with.id.clone(),
+        index_dim: built_with.dimension,
+        loaded_model: model.id.clone(),
+        loaded_dim: model.dimension,
+    })
 }
 
 /// What the walk found compared with the previous generation's file table.

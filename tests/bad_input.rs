@@ -87,6 +87,22 @@ fn a_damaged_index_says_how_to_rebuild_and_a_rebuild_repairs_it() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Rewrites the schema version in the current generation's manifest, as another codeq
+/// would have written it; returns the version it replaced.
+fn set_schema_version(index: &Path, version: u64) -> u64 {
+    let generation = current_generation(index);
+    let path = index
+        .join("generations")
+        .join(generation.trim())
+        .join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let replaced = manifest["schema_version"].as_u64().unwrap();
+    manifest["schema_version"] = version.into();
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    replaced
+}
+
 /// An index written by an older codeq (schema 2: the same chunk table, a tantivy index
 /// without stored chunks) is refused by queries, which name the command that rebuilds it;
 /// that rebuild embeds nothing again.
@@ -97,15 +113,7 @@ fn an_index_of_an_older_schema_is_rebuilt_from_its_own_vectors() {
     let index = index_copy(scratch.path());
     let arg = index.to_str().unwrap();
     let generation = current_generation(&index);
-    let manifest_path = index
-        .join("generations")
-        .join(generation.trim())
-        .join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    assert_eq!(manifest["schema_version"], 3, "the test's premise");
-    manifest["schema_version"] = 2.into();
-    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert_eq!(set_schema_version(&index, 2), 3, "the test's premise");
 
     let out = codeq(&fx.root, &["search", "invoice", "--index-dir", arg]);
     assert_fails_with(&out, &["written with schema 2", "`codeq index ROOT`"]);
@@ -118,6 +126,23 @@ fn an_index_of_an_older_schema_is_rebuilt_from_its_own_vectors() {
     assert_ne!(current_generation(&index), generation);
     let out = codeq(&fx.root, &["search", "invoice", "--index-dir", arg]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// An index of a newer schema than this codeq writes is refused by queries and by
+/// `codeq index` alike: building over it would downgrade it.
+#[test]
+fn an_index_of_a_newer_schema_is_left_alone() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let arg = index.to_str().unwrap();
+    let generation = current_generation(&index);
+    set_schema_version(&index, 99);
+    for command in [["search", "invoice"], ["index", "."]] {
+        let out = codeq(&fx.root, &[command[0], command[1], "--index-dir", arg]);
+        assert_fails_with(&out, &["written with schema 99", "newer codeq"]);
+    }
+    assert_eq!(current_generation(&index), generation);
 }
 
 #[test]

@@ -237,10 +237,10 @@ impl IndexDir {
         Ok(names)
     }
 
-    /// The current generation's vectors when it was written with an older schema that this
-    /// codeq no longer queries but whose chunk table it reads, so that rebuilding it embeds
-    /// nothing again; `None` otherwise.
-    pub fn older_schema_vectors(&self) -> Result<Option<VectorSource>> {
+    /// The current generation's manifest and vectors when it was written with an older
+    /// schema that this codeq no longer queries but whose chunk table it reads, so that
+    /// rebuilding it embeds nothing again; `None` otherwise.
+    pub fn older_schema_vectors(&self) -> Result<Option<(Manifest, VectorSource)>> {
         let Some(generation) = self.current()? else {
             return Ok(None);
         };
@@ -250,7 +250,9 @@ impl IndexDir {
         }
         let lance = self.generation_path(&generation).join("lance");
         let reader = vectors::VectorReader::open(runtime()?, &lance, manifest.ann_index)?;
-        Ok(Some(VectorSource(reader.chunk_table())))
+        // A table that cannot even count its rows has nothing to give.
+        reader.count(&ChunkFilter::everything())?;
+        Ok(Some((manifest, VectorSource(reader.chunk_table()))))
     }
 
     /// Starts a new, unpublished generation: empty, or a copy of `base.copy_of`. Vectors
