@@ -17,7 +17,7 @@ use crate::store::{DiskUsage, IndexDir, IndexReader, Manifest, RepoRecord, Upkee
 use crate::walk;
 
 /// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+pub const JSON_SCHEMA_VERSION: u32 = 2;
 
 /// One repository in `codeq status`: what was indexed against the working tree now.
 #[derive(Debug, Clone, Serialize)]
