@@ -698,10 +698,18 @@ impl LaneCounts {
     }
 }
 
-/// The error when a lane returned a chunk outside the access filter: it fails the query
-/// without saying which chunk.
-fn lane_leaked() -> Error {
-    Error::Store("a retrieved chunk fell outside the access filter; nothing was returned".into())
+/// Fails when a lane returned a chunk outside the access filter, without saying which: it
+/// would mean the lane leaked.
+fn ensure_admitted<'a>(
+    filter: &ChunkFilter,
+    mut chunks: impl Iterator<Item = &'a Chunk>,
+) -> Result<()> {
+    if chunks.any(|c| !filter.admits(&c.repo, &c.path)) {
+        return Err(Error::Store(
+            "a retrieved chunk fell outside the access filter; nothing was returned".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A published generation opened for queries.
@@ -777,12 +785,7 @@ impl IndexReader {
             return Ok(Vec::new());
         }
         let hits = self.lexical.search(terms, filter, limit)?;
-        if hits
-            .iter()
-            .any(|h| !filter.admits(&h.chunk.repo, &h.chunk.path))
-        {
-            return Err(lane_leaked());
-        }
+        ensure_admitted(filter, hits.iter().map(|h| &h.chunk))?;
         Ok(hits)
     }
 
@@ -800,23 +803,17 @@ impl IndexReader {
         let nearest = self
             .vectors
             .nearest(vector, filter, limit, self.admitted_share(filter))?;
-        let ids: Vec<String> = nearest.iter().map(|(id, _)| id.clone()).collect();
-        let chunks: HashMap<String, Chunk> = self
-            .chunks_by_id(&ids, filter)?
-            .into_iter()
-            .map(|c| (c.chunk_id.clone(), c))
-            .collect();
-        nearest
-            .into_iter()
-            .map(|(id, distance)| match chunks.get(&id) {
-                Some(chunk) => Ok((chunk.clone(), distance)),
-                None => Err(Error::Store(
-                    "the vector table holds a chunk the lexical index does not; \
-                     rebuild the index with `codeq index --rebuild`"
-                        .into(),
-                )),
-            })
-            .collect()
+        let (ids, distances): (Vec<String>, Vec<f32>) = nearest.into_iter().unzip();
+        // One chunk per id, in their order, unless the lexical index lacks one.
+        let chunks = self.chunks_by_id(&ids, filter)?;
+        if chunks.len() != ids.len() {
+            return Err(Error::Store(
+                "the vector table holds a chunk the lexical index does not; \
+                 rebuild the index with `codeq index --rebuild`"
+                    .into(),
+            ));
+        }
+        Ok(chunks.into_iter().zip(distances).collect())
     }
 
     /// The share of the generation's chunks `filter` admits (1 when unrestricted or not
@@ -849,9 +846,7 @@ impl IndexReader {
             return Ok(Vec::new());
         }
         let chunks = self.lexical.chunks_by_id(ids)?;
-        if chunks.iter().any(|c| !filter.admits(&c.repo, &c.path)) {
-            return Err(lane_leaked());
-        }
+        ensure_admitted(filter, chunks.iter())?;
         Ok(chunks)
     }
 
