@@ -317,7 +317,7 @@ impl LexicalReader {
         let searcher = self.reader.searcher();
         let collector = TopDocs::with_limit(limit).order_by_score();
         let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
-        let top = match self.filter_query(filter)? {
+        let top = match self.scoped_totals(&searcher, filter)? {
             None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
                 // tantivy's own statistics still count the documents of files deleted or
                 // changed since the index was built, until a merge drops them: an index
@@ -341,11 +341,10 @@ impl LexicalReader {
             None => searcher
                 .search(&terms_query, &collector)
                 .map_err(Error::store)?,
-            Some(admitted) => {
+            Some(totals) => {
                 // BM25 statistics (document count, field lengths, document frequencies)
                 // come from the admitted documents only: chunks a principal may not read
                 // must not shift the scores of the ones they may.
-                let totals = self.scoped_totals(&searcher, filter, &admitted)?;
                 if totals.docs == 0 {
                     return Ok(Vec::new());
                 }
@@ -412,24 +411,31 @@ impl LexicalReader {
         Ok(out)
     }
 
+    /// The admitted documents and BM25 totals of a restricting `filter` (`None` when
+    /// unrestricted): cached, or computed by running its filter query once.
     fn scoped_totals(
         &self,
         searcher: &Searcher,
         filter: &ChunkFilter,
-        admitted: &BooleanQuery,
-    ) -> Result<ScopedTotals> {
+    ) -> Result<Option<ScopedTotals>> {
+        if filter.is_unrestricted() {
+            return Ok(None);
+        }
         let key = filter.cache_key();
         if let Some(found) = self.totals.get(&key) {
-            return Ok(found);
+            return Ok(Some(found));
         }
+        let Some(admitted) = self.filter_query(filter)? else {
+            return Ok(None);
+        };
         let collector = AdmittedDocs {
             fields: self.fields.searched(),
         };
         let totals = searcher
-            .search(admitted, &collector)
+            .search(&admitted, &collector)
             .map_err(Error::store)?;
         self.totals.insert(key, totals.clone());
-        Ok(totals)
+        Ok(Some(totals))
     }
 }
 
