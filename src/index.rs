@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
     AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase, GenerationWriter,
-    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
+    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals, VectorSource,
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
@@ -195,7 +195,10 @@ pub fn run(
         ))
     })?;
     let model = embedder.info().clone();
-    let previous = previous_generation(&dir, &model, options.rebuild, progress)?;
+    let Previous {
+        reader: previous,
+        vectors: reuse,
+    } = previous_generation(&dir, &model, options.rebuild, progress)?;
     let recorded = previous
         .as_ref()
         .and_then(|p| dir.file_table(p.generation()))
@@ -253,19 +256,6 @@ pub fn run(
     }
 
     let copy_of = previous.as_ref().filter(|_| recorded.is_some());
-    let reuse = match &previous {
-        Some(previous) => Some(previous.vector_source()),
-        // An index written by an older codeq cannot be queried, but its vectors still
-        // spare the fresh build most of its embedding (when unreadable too: none).
-        None if !options.rebuild => match dir.older_schema_vectors() {
-            Ok(Some((manifest, source))) => {
-                ensure_same_model(&manifest.model, &model)?;
-                Some(source)
-            }
-            Ok(None) | Err(_) => None,
-        },
-        None => None,
-    };
     let mut cache = dir.embed_cache(&lock, &model)?;
     if let Some(copied) = copy_of {
         cache.keep(copied.vectors_of_files(&plan.to_remove)?)?;
@@ -354,15 +344,25 @@ fn unix_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// The published generation whose vectors may be reused, after checking its model.
+/// What a build starts from.
+#[derive(Default)]
+struct Previous {
+    /// The published generation, when this codeq reads it.
+    reader: Option<IndexReader>,
+    /// Stored vectors the build may reuse: the published generation's, or those of an
+    /// index written with an older schema.
+    vectors: Option<VectorSource>,
+}
+
+/// The published generation and the vectors a build may reuse, after checking their model.
 fn previous_generation(
     dir: &IndexDir,
     model: &ModelInfo,
     rebuild: bool,
     progress: &dyn IndexProgress,
-) -> Result<Option<IndexReader>> {
+) -> Result<Previous> {
     if rebuild {
-        return Ok(None);
+        return Ok(Previous::default());
     }
     let reader = match dir
         .current()
@@ -377,26 +377,46 @@ fn previous_generation(
         ) if found > expected => {
             return Err(err);
         }
+        // An index of an older codeq cannot be queried, but its vectors may still spare
+        // the fresh build its embedding (none when they cannot be read either).
         Err(Error::IndexSchema {
             found, expected, ..
         }) => {
+            let vectors = match dir.older_schema_vectors() {
+                Ok(Some((manifest, source))) => {
+                    ensure_same_model(&manifest.model, model)?;
+                    Some(source)
+                }
+                Ok(None) | Err(_) => None,
+            };
+            let reusing = if vectors.is_some() {
+                ", reusing the vectors it holds"
+            } else {
+                ""
+            };
             progress.message(&format!(
                 "the index was written with schema {found}; building a fresh one with schema \
-                 {expected}, reusing the vectors it holds"
+                 {expected}{reusing}"
             ));
-            return Ok(None);
+            return Ok(Previous {
+                reader: None,
+                vectors,
+            });
         }
         Err(err) => {
             progress.message(&format!(
                 "the current index cannot be read ({err}); building a fresh one"
             ));
-            return Ok(None);
+            return Ok(Previous::default());
         }
     };
     if let Some(previous) = &reader {
         ensure_same_model(&previous.manifest().model, model)?;
     }
-    Ok(reader)
+    Ok(Previous {
+        vectors: reader.as_ref().map(IndexReader::vector_source),
+        reader,
+    })
 }
 
 /// Refuses to build over an index of another model (vectors are never mixed).
