@@ -562,8 +562,8 @@ pub(super) struct VectorReader {
     /// Chunks waiting for vectors; absent in generations written before codeq had it.
     waiting: Option<lancedb::Table>,
     ann: AnnIndex,
-    /// The rows each filter admits, by (table version, filter SQL): computed once, so a
-    /// vector query under an access filter does not evaluate it again (see
+    /// The rows each filter admits, by (table version, filter cache key): computed once,
+    /// so a vector query under an access filter does not evaluate it again (see
     /// [`VectorReader::nearest`]).
     masks: PerFilterCache<(u64, String), Arc<AdmittedRows>>,
 }
@@ -741,10 +741,10 @@ impl VectorReader {
                 // Exact search takes the filter as SQL: the scalar indexes on repo and path
                 // then narrow the scan itself, where a mask would only drop rows after
                 // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
-                let (mask, sql) = match (self.ann, filter.to_sql()) {
-                    (_, None) => (None, None),
-                    (AnnIndex::Off, Some(sql)) => (None, Some(sql)),
-                    (_, Some(sql)) => (Some(self.admitted_rows(&dataset, sql).await?), None),
+                let (mask, sql) = match self.ann {
+                    _ if filter.is_unrestricted() => (None, None),
+                    AnnIndex::Off => (None, filter.to_sql()),
+                    _ => (Some(self.admitted_rows(&dataset, filter).await?), None),
                 };
                 if mask.as_ref().is_some_and(|m| m.rows == 0) {
                     return Ok(Vec::new());
@@ -811,20 +811,24 @@ impl VectorReader {
         self.rt.block_on(wrapper.get()).map_err(Error::store)
     }
 
-    /// The rows of `dataset` that `filter_sql` admits, as a row-id mask: read from the
-    /// cache, or computed by one filtered scan of the row ids and cached for this table
+    /// The rows of `dataset` that a restricting `filter` admits, as a row-id mask: read
+    /// from the cache, or computed by one scan of the row ids under the filter's SQL (built
+    /// only then: with listed paths it runs to thousands of them) and cached for this table
     /// version (a new version, from a writer, gets its own).
     async fn admitted_rows(
         &self,
         dataset: &Dataset,
-        filter_sql: String,
+        filter: &ChunkFilter,
     ) -> lance::Result<Arc<AdmittedRows>> {
-        let key = (dataset.version().version, filter_sql);
+        let key = (dataset.version().version, filter.cache_key());
         if let Some(found) = self.masks.get(&key) {
             return Ok(found);
         }
+        let sql = filter
+            .to_sql()
+            .ok_or_else(|| lance::Error::invalid_input("an unrestricted filter has no mask"))?;
         let mut scan = dataset.scan();
-        scan.filter(&key.1)?.with_row_id().empty_project()?;
+        scan.filter(&sql)?.with_row_id().empty_project()?;
         let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
         let mut ids = RowAddrTreeMap::new();
         let mut rows = 0;
