@@ -185,15 +185,20 @@ fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
 
     // o: $EDITOR +LINE FILE runs with the terminal handed over, then the UI comes back.
     tmux.keys(&["o"]);
+    // The shell creates the file before `echo` writes to it: wait for the whole line.
     let started = Instant::now();
-    while !editor_log.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "$EDITOR never ran"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let args = std::fs::read_to_string(&editor_log).unwrap();
+    let args = loop {
+        match std::fs::read_to_string(&editor_log) {
+            Ok(args) if args.ends_with('\n') => break args,
+            _ => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "$EDITOR never ran"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
     let expected_file = fx.root.join("payments/src/lib.rs");
     assert!(
         args.starts_with('+') && args.trim_end().ends_with(expected_file.to_str().unwrap()),
