@@ -4,7 +4,8 @@
 
 mod common;
 
-use codeq::store::IndexDir;
+use codeq::embed::Embedder;
+use codeq::store::{AnnIndex, ChunkFilter, IndexDir, RepoScope};
 use common::{Workspace, age_file};
 
 #[test]
@@ -580,6 +581,61 @@ fn bm25_scores_after_incremental_runs_match_a_fresh_build() {
         assert_eq!(ids(updated), ids(fresh), "{query}");
         for ((id, a), (_, b)) in updated.iter().zip(fresh) {
             assert!((a - b).abs() <= 1e-5 * b.abs(), "{query}: {id} {a} vs {b}");
+        }
+    }
+}
+
+/// With an ANN index, an incremental run adds rows to the table the index was built over
+/// and deletes others: the vector lane must still find what was added, with and without an
+/// access filter, and never return a chunk of a file that went.
+#[test]
+fn the_vector_lane_sees_an_incremental_run_through_an_ann_index() {
+    let mut ws = Workspace::new();
+    ws.write(
+        "codeq.toml",
+        "[index]\nmax_file_bytes = 20000\nwrite_batch = 4\nann = \"ivf_hnsw_sq\"\nann_min_chunks = 0\n",
+    );
+    ws.index(true);
+    let built = IndexDir::open(&ws.index_dir()).unwrap().reader().unwrap();
+    assert_eq!(built.manifest().ann_index, AnnIndex::IvfHnswSq);
+
+    ws.write(
+        "search-service/service/spelling.py",
+        "def suggest_quokka_spelling(term):\n    \
+         \"\"\"Suggests the correct spelling of a misspelt search term.\"\"\"\n    \
+         return term.strip().lower()\n",
+    );
+    std::fs::remove_file(ws.root.join("payments/plugins/fraud/fraud/scoring.py")).unwrap();
+    let report = ws.index(false);
+    assert!(report.changes.vectors_embedded > 0, "{:?}", report.changes);
+
+    let reader = IndexDir::open(&ws.index_dir()).unwrap().reader().unwrap();
+    assert_eq!(reader.manifest().ann_index, AnnIndex::IvfHnswSq);
+    let vector = ws
+        .embedder
+        .embed(&["suggest the correct spelling of a misspelt search term".to_string()])
+        .unwrap()
+        .remove(0);
+    let search_service = reader
+        .prepare_filter(&ChunkFilter::scoped(vec![RepoScope {
+            repo: "search-service".into(),
+            paths: None,
+        }]))
+        .unwrap();
+    for filter in [ChunkFilter::everything(), search_service] {
+        let hits = reader.nearest(&vector, &filter, 10).unwrap();
+        assert_eq!(
+            hits.first().map(|(chunk, _)| chunk.path.as_str()),
+            Some("service/spelling.py"),
+            "{hits:?}"
+        );
+        for (chunk, _) in &hits {
+            assert!(
+                filter.admits(&chunk.repo, &chunk.path),
+                "{}",
+                chunk.citation()
+            );
+            assert_ne!(chunk.path, "fraud/scoring.py", "a deleted file came back");
         }
     }
 }

@@ -15,6 +15,7 @@
 //! tantivy never modify a file they wrote; they add files and rename new ones into place),
 //! then deletes and adds the rows of the files that changed.
 
+mod ann;
 mod cache;
 mod files;
 mod filter;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use lance::Dataset;
-use lance::dataset::scanner::{RowAddrMask, RowAddrTreeMap};
+use lance::dataset::scanner::RowAddrTreeMap;
 use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array,
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 use super::ChunkFilter;
+use super::ann::{self, AdmittedRows, AnnParams};
 use super::filter::{PerFilterCache, sql_string_list};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
@@ -568,12 +569,18 @@ pub(super) struct VectorReader {
     masks: PerFilterCache<(u64, String), Arc<AdmittedRows>>,
 }
 
-/// The rows of one table version that a filter admits.
-struct AdmittedRows {
-    /// Their row ids, as Lance takes a pre-filter.
-    mask: RowAddrMask,
-    /// How many there are.
-    rows: usize,
+/// How [`VectorReader::scan_nearest`] searches.
+struct ScanParams {
+    /// Results wanted.
+    limit: usize,
+    /// HNSW search list.
+    ef: usize,
+    /// Candidates per result re-ranked on the exact vectors (ANN indexes).
+    refine_factor: u32,
+    /// The admitted rows, with an ANN index under a restricting filter.
+    mask: Option<Arc<AdmittedRows>>,
+    /// The filter as SQL, for exact search.
+    sql: Option<String>,
 }
 
 impl VectorReader {
@@ -722,7 +729,9 @@ impl VectorReader {
     /// are found. With an ANN index it is given to Lance as the set of admitted row ids,
     /// computed once per filter and table version ([`VectorReader::admitted_rows`]),
     /// instead of a `where` clause that every query would evaluate again over the scalar
-    /// indexes; exact search keeps the `where` clause.
+    /// indexes; exact search keeps the `where` clause. An IVF-HNSW-SQ index covering the
+    /// whole table is searched partition by partition ([`ann::nearest`]), which also
+    /// remembers the admitted nodes of each partition.
     pub(super) fn nearest(
         &self,
         vector: &[f32],
@@ -730,76 +739,112 @@ impl VectorReader {
         limit: usize,
         admitted_share: f64,
     ) -> Result<Vec<(String, f32)>> {
+        let refine_factor = REFINE_ROWS.div_ceil(limit.max(1));
+        let ef = hnsw_ef(limit, refine_factor, admitted_share);
+        let dataset = self.dataset()?;
+        self.rt.block_on(async {
+            // Exact search takes the filter as SQL: the scalar indexes on repo and path
+            // then narrow the scan itself, where a mask would only drop rows after
+            // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
+            let (mask, sql) = match self.ann {
+                _ if filter.is_unrestricted() => (None, None),
+                AnnIndex::Off => (None, filter.to_sql()),
+                _ => (
+                    Some(
+                        self.admitted_rows(&dataset, filter)
+                            .await
+                            .map_err(Error::store)?,
+                    ),
+                    None,
+                ),
+            };
+            if mask.as_ref().is_some_and(|m| m.rows() == 0) {
+                return Ok(Vec::new());
+            }
+            if self.ann == AnnIndex::IvfHnswSq
+                && (mask.is_some() || !ann::has_deleted_rows(&dataset))
+                && let Some(index) = ann::covering_index(&dataset).await.map_err(Error::store)?
+            {
+                let params = AnnParams {
+                    limit,
+                    ef,
+                    refine_factor,
+                };
+                return ann::nearest(&dataset, index.as_ref(), vector, &params, mask.as_ref())
+                    .await;
+            }
+            let scan = ScanParams {
+                limit,
+                ef,
+                refine_factor: refine_factor as u32,
+                mask,
+                sql,
+            };
+            let batches = self
+                .scan_nearest(&dataset, vector, scan)
+                .await
+                .map_err(Error::store)?;
+            let mut out = Vec::new();
+            for batch in &batches {
+                let ids = string_column(batch, "chunk_id")?;
+                let distances = batch
+                    .column_by_name("_distance")
+                    .ok_or_else(|| Error::Store("_distance column missing".into()))?
+                    .as_primitive::<Float32Type>();
+                for (id, distance) in ids.iter().zip(distances.values().iter().copied()) {
+                    let id =
+                        id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
+                    out.push((id.to_string(), distance));
+                }
+            }
+            out.sort_by(|a, b| a.1.total_cmp(&b.1));
+            Ok(out)
+        })
+    }
+
+    /// [`VectorReader::nearest`] through Lance's scanner: exact search, the ANN indexes
+    /// other than IVF-HNSW-SQ, tables whose index does not cover every row (after an
+    /// incremental run), and unfiltered queries on a table with deleted rows.
+    async fn scan_nearest(
+        &self,
+        dataset: &Dataset,
+        vector: &[f32],
+        params: ScanParams,
+    ) -> lance::Result<Vec<RecordBatch>> {
         // Only the ids: the caller reads the chunks from the lexical lane's doc store, since
         // taking every column of the hits here cost 7 of 15 ms p50 at 100k chunks.
         let columns = ["chunk_id", "_distance"];
-        let refine_factor = REFINE_ROWS.div_ceil(limit.max(1)) as u32;
-        let dataset = self.dataset()?;
-        let batches: Vec<RecordBatch> = self
-            .rt
-            .block_on(async {
-                // Exact search takes the filter as SQL: the scalar indexes on repo and path
-                // then narrow the scan itself, where a mask would only drop rows after
-                // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
-                let (mask, sql) = match self.ann {
-                    _ if filter.is_unrestricted() => (None, None),
-                    AnnIndex::Off => (None, filter.to_sql()),
-                    _ => (Some(self.admitted_rows(&dataset, filter).await?), None),
-                };
-                if mask.as_ref().is_some_and(|m| m.rows == 0) {
-                    return Ok(Vec::new());
-                }
-                let rows = dataset.count_rows(None).await?;
-                let mut scan = dataset.scan();
-                scan.nearest(
-                    "vector",
-                    &Float32Array::from(vector.to_vec()),
-                    limit.min(rows).max(1),
-                )?
-                .limit(Some(limit as i64), None)?
-                .distance_metric(DistanceType::Cosine.into())
-                .prefilter(true)
-                .project(&columns)?;
-                match self.ann {
-                    AnnIndex::Off => {}
-                    AnnIndex::IvfHnswSq => {
-                        scan.ef(hnsw_ef(limit, refine_factor as usize, admitted_share))
-                            .refine(refine_factor);
-                    }
-                    AnnIndex::IvfPq | AnnIndex::IvfRq => {
-                        scan.refine(refine_factor);
-                    }
-                }
-                if let Some(sql) = sql {
-                    scan.filter(&sql)?;
-                }
-                if let Some(admitted) = mask {
-                    scan.with_row_id_prefilter(admitted.mask.clone());
-                    if self.ann == AnnIndex::IvfHnswSq {
-                        // HNSW then walks the graph through admitted rows only (ACORN)
-                        // instead of visiting every neighbour; Lance falls back to the plain
-                        // filtered walk when that finds fewer than `limit`, and to an exact
-                        // scan when under a tenth of a partition is admitted.
-                        scan.approx_mode(lancedb::ApproxMode::Fast.into());
-                    }
-                }
-                scan.try_into_stream().await?.try_collect().await
-            })
-            .map_err(Error::store)?;
-        let mut out = Vec::new();
-        for batch in &batches {
-            let ids = string_column(batch, "chunk_id")?;
-            let distances = batch
-                .column_by_name("_distance")
-                .ok_or_else(|| Error::Store("_distance column missing".into()))?
-                .as_primitive::<Float32Type>();
-            for (id, distance) in ids.iter().zip(distances.values().iter().copied()) {
-                let id = id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
-                out.push((id.to_string(), distance));
+        let rows = dataset.count_rows(None).await?;
+        let mut scan = dataset.scan();
+        scan.nearest(
+            "vector",
+            &Float32Array::from(vector.to_vec()),
+            params.limit.min(rows).max(1),
+        )?
+        .limit(Some(params.limit as i64), None)?
+        .distance_metric(DistanceType::Cosine.into())
+        .prefilter(true)
+        .project(&columns)?;
+        match self.ann {
+            AnnIndex::Off => {}
+            AnnIndex::IvfHnswSq => {
+                scan.ef(params.ef).refine(params.refine_factor);
+            }
+            AnnIndex::IvfPq | AnnIndex::IvfRq => {
+                scan.refine(params.refine_factor);
             }
         }
-        out.sort_by(|a, b| a.1.total_cmp(&b.1));
-        Ok(out)
+        if let Some(sql) = params.sql {
+            scan.filter(&sql)?;
+        }
+        if let Some(admitted) = params.mask {
+            scan.with_row_id_prefilter(admitted.mask());
+            if self.ann == AnnIndex::IvfHnswSq {
+                // As in `ann::nearest`: ACORN under a filter.
+                scan.approx_mode(lancedb::ApproxMode::Fast.into());
+            }
+        }
+        scan.try_into_stream().await?.try_collect().await
     }
 
     /// The chunk table's current Lance dataset.
@@ -840,10 +885,7 @@ impl VectorReader {
             ids.extend(column.values().iter().copied());
             rows += column.len();
         }
-        let mask = Arc::new(AdmittedRows {
-            mask: RowAddrMask::from_allowed(ids),
-            rows,
-        });
+        let mask = Arc::new(AdmittedRows::new(ids, rows));
         self.masks.insert(key, Arc::clone(&mask));
         Ok(mask)
     }
