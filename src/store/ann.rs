@@ -146,8 +146,11 @@ pub(super) fn has_deleted_rows(dataset: &Dataset) -> bool {
 /// How one ANN query searches: results wanted, HNSW search list, candidates per result
 /// re-ranked on the exact vectors.
 pub(super) struct AnnParams {
+    /// Results wanted.
     pub limit: usize,
+    /// HNSW search list per partition.
     pub ef: usize,
+    /// Candidates per result re-ranked on the exact vectors.
     pub refine_factor: usize,
 }
 
