@@ -591,9 +591,11 @@ fn bm25_scores_after_incremental_runs_match_a_fresh_build() {
 #[test]
 fn the_vector_lane_sees_an_incremental_run_through_an_ann_index() {
     let mut ws = Workspace::new();
+    // The fixture's codeq.toml ends in its [index] section: the ANN keys go there.
+    let config = std::fs::read_to_string(ws.root.join("codeq.toml")).unwrap();
     ws.write(
         "codeq.toml",
-        "[index]\nmax_file_bytes = 20000\nwrite_batch = 4\nann = \"ivf_hnsw_sq\"\nann_min_chunks = 0\n",
+        &format!("{config}ann = \"ivf_hnsw_sq\"\nann_min_chunks = 0\n"),
     );
     ws.index(true);
     let built = IndexDir::open(&ws.index_dir()).unwrap().reader().unwrap();

@@ -25,9 +25,9 @@ use lance_index::prefilter::{NoFilter, PreFilter};
 use lance_index::vector::{ApproxMode, Query, VectorIndex};
 use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::types::UInt64Type;
-use lancedb::arrow::arrow_array::{ArrayRef, Float32Array, cast::AsArray, types::Float32Type};
+use lancedb::arrow::arrow_array::{ArrayRef, Float32Array, types::Float32Type};
 
-use super::vectors::{string_column, vectors_of};
+use super::vectors::{primitive_column, string_column, vectors_of};
 use crate::error::{Error, Result};
 
 /// The vector column of the chunk table.
@@ -104,12 +104,18 @@ impl PreFilter for CachedPreFilter {
     }
 }
 
+/// A table version's IVF-HNSW-SQ index that covers every fragment.
+pub(super) struct CoveringIndex {
+    /// The index.
+    pub index: Arc<dyn VectorIndex>,
+    /// Whether rows are deleted but still in the table's files, and so in the index.
+    pub has_deleted_rows: bool,
+}
+
 /// The table's IVF-HNSW-SQ index on the vector column, when a single segment of it covers
 /// every fragment (rows appended since the index was built are only reachable through the
 /// scanner, which searches them exactly).
-pub(super) async fn covering_index(
-    dataset: &Dataset,
-) -> lance::Result<Option<Arc<dyn VectorIndex>>> {
+pub(super) async fn covering_index(dataset: &Dataset) -> lance::Result<Option<CoveringIndex>> {
     let Some(field) = dataset.schema().field(VECTOR_COLUMN) else {
         return Ok(None);
     };
@@ -132,15 +138,14 @@ pub(super) async fn covering_index(
     let index = dataset
         .open_vector_index(VECTOR_COLUMN, &segment.uuid, &NoOpMetricsCollector)
         .await?;
-    Ok(Some(index))
-}
-
-/// Whether any row of `dataset` is deleted but still in its files (and in its ANN index).
-pub(super) fn has_deleted_rows(dataset: &Dataset) -> bool {
-    dataset
+    let has_deleted_rows = dataset
         .fragments()
         .iter()
-        .any(|fragment| fragment.deletion_file.is_some())
+        .any(|fragment| fragment.deletion_file.is_some());
+    Ok(Some(CoveringIndex {
+        index,
+        has_deleted_rows,
+    }))
 }
 
 /// How one ANN query searches: results wanted, HNSW search list, candidates per result
@@ -215,14 +220,8 @@ pub(super) async fn nearest(
             )
             .await
             .map_err(Error::store)?;
-        let row_ids = batch
-            .column_by_name("_rowid")
-            .ok_or_else(|| Error::Store("_rowid column missing".into()))?
-            .as_primitive::<UInt64Type>();
-        let distances = batch
-            .column_by_name("_distance")
-            .ok_or_else(|| Error::Store("_distance column missing".into()))?
-            .as_primitive::<Float32Type>();
+        let row_ids = primitive_column::<UInt64Type>(&batch, "_rowid")?;
+        let distances = primitive_column::<Float32Type>(&batch, "_distance")?;
         candidates.extend(
             row_ids
                 .values()

@@ -11,8 +11,9 @@ use lance::Dataset;
 use lance::dataset::scanner::RowAddrTreeMap;
 use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array,
-    cast::AsArray, types::Float32Type, types::UInt32Type, types::UInt64Type,
+    Array, ArrayRef, ArrowPrimitiveType, FixedSizeListArray, Float32Array, PrimitiveArray,
+    RecordBatch, StringArray, UInt32Array, cast::AsArray, types::Float32Type, types::UInt32Type,
+    types::UInt64Type,
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::Index;
@@ -567,6 +568,9 @@ pub(super) struct VectorReader {
     /// so a vector query under an access filter does not evaluate it again (see
     /// [`VectorReader::nearest`]).
     masks: PerFilterCache<(u64, String), Arc<AdmittedRows>>,
+    /// By table version: its IVF-HNSW-SQ index when that covers every row
+    /// ([`ann::covering_index`]).
+    covering: PerFilterCache<u64, Option<Arc<ann::CoveringIndex>>>,
 }
 
 /// How [`VectorReader::scan_nearest`] searches.
@@ -608,6 +612,7 @@ impl VectorReader {
             waiting,
             ann,
             masks: PerFilterCache::default(),
+            covering: PerFilterCache::default(),
         })
     }
 
@@ -646,7 +651,7 @@ impl VectorReader {
         let mut order: Vec<(u32, String)> = Vec::new();
         for batch in &collect(&self.rt, &query)? {
             let ids = string_column(batch, "chunk_id")?;
-            let priorities = u32_column(batch, "priority")?;
+            let priorities = primitive_column::<UInt32Type>(batch, "priority")?;
             for i in 0..batch.num_rows() {
                 order.push((priorities.value(i), ids.value(i).to_string()));
             }
@@ -762,16 +767,22 @@ impl VectorReader {
                 return Ok(Vec::new());
             }
             if self.ann == AnnIndex::IvfHnswSq
-                && (mask.is_some() || !ann::has_deleted_rows(&dataset))
-                && let Some(index) = ann::covering_index(&dataset).await.map_err(Error::store)?
+                && let Some(covering) = self.covering_index(&dataset).await?
+                && (mask.is_some() || !covering.has_deleted_rows)
             {
                 let params = AnnParams {
                     limit,
                     ef,
                     refine_factor,
                 };
-                return ann::nearest(&dataset, index.as_ref(), vector, &params, mask.as_ref())
-                    .await;
+                return ann::nearest(
+                    &dataset,
+                    covering.index.as_ref(),
+                    vector,
+                    &params,
+                    mask.as_ref(),
+                )
+                .await;
             }
             let scan = ScanParams {
                 limit,
@@ -787,10 +798,7 @@ impl VectorReader {
             let mut out = Vec::new();
             for batch in &batches {
                 let ids = string_column(batch, "chunk_id")?;
-                let distances = batch
-                    .column_by_name("_distance")
-                    .ok_or_else(|| Error::Store("_distance column missing".into()))?
-                    .as_primitive::<Float32Type>();
+                let distances = primitive_column::<Float32Type>(batch, "_distance")?;
                 for (id, distance) in ids.iter().zip(distances.values().iter().copied()) {
                     let id =
                         id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
@@ -845,6 +853,20 @@ impl VectorReader {
             }
         }
         scan.try_into_stream().await?.try_collect().await
+    }
+
+    /// [`ann::covering_index`] of `dataset`, found once per table version.
+    async fn covering_index(&self, dataset: &Dataset) -> Result<Option<Arc<ann::CoveringIndex>>> {
+        let version = dataset.version().version;
+        if let Some(found) = self.covering.get(&version) {
+            return Ok(found);
+        }
+        let found = ann::covering_index(dataset)
+            .await
+            .map_err(Error::store)?
+            .map(Arc::new);
+        self.covering.insert(version, found.clone());
+        Ok(found)
     }
 
     /// The chunk table's current Lance dataset.
@@ -1040,10 +1062,14 @@ pub(super) fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'
         .ok_or_else(|| Error::Store(format!("column {name} missing or not text")))
 }
 
-fn u32_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b UInt32Array> {
+/// The primitive column `name` of `batch` (`T` its Arrow type).
+pub(super) fn primitive_column<'b, T: ArrowPrimitiveType>(
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b PrimitiveArray<T>> {
     batch
         .column_by_name(name)
-        .map(|c| c.as_primitive::<UInt32Type>())
+        .map(|c| c.as_primitive::<T>())
         .ok_or_else(|| Error::Store(format!("column {name} missing")))
 }
 
@@ -1052,8 +1078,8 @@ fn chunks_from_batch(batch: &RecordBatch) -> Result<Vec<Chunk>> {
         .iter()
         .map(|name| string_column(batch, name))
         .collect::<Result<_>>()?;
-    let start = u32_column(batch, "start_line")?;
-    let end = u32_column(batch, "end_line")?;
+    let start = primitive_column::<UInt32Type>(batch, "start_line")?;
+    let end = primitive_column::<UInt32Type>(batch, "end_line")?;
     Ok((0..batch.num_rows())
         .map(|i| {
             let t = |k: usize| text[k].value(i).to_string();
