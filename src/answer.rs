@@ -288,6 +288,11 @@ pub fn read_citation(
             "{range:?} is not a line range; write START-END"
         )));
     };
+    if start == 0 || end < start {
+        return Err(lines_error(format!(
+            "{range:?} is not a line range: lines count from 1 and START may not be after END"
+        )));
+    }
     let manifest = reader.manifest();
     let repo = manifest
         .repos
@@ -313,7 +318,7 @@ pub fn read_citation(
     };
     let text = String::from_utf8_lossy(&bytes);
     let total = text.lines().count() as u32;
-    if start == 0 || end < start || end > total {
+    if end > total {
         return Err(lines_error(format!(
             "lines {start}-{end} are not inside the file, which has {total} lines now"
         )));
@@ -347,7 +352,8 @@ pub const MAX_WORKING_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// the way the walker saw it: a regular file reached without following any symlink, at most
 /// [`MAX_WORKING_FILE_BYTES`]. A file swapped for a symlink (to another repository, to
 /// `/etc/shadow`, to a FIFO) is refused rather than followed, so nothing outside what was
-/// indexed can be read back through a citation.
+/// indexed can be read back through a citation. A `rel` with `..` or `.` segments, and a
+/// `repo_root` that is not canonical, are refused the same way.
 pub fn read_working_file(repo_root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
     use std::io::{Error as IoError, ErrorKind, Read};
     let path = repo_root.join(rel);
@@ -355,8 +361,10 @@ pub fn read_working_file(repo_root: &Path, rel: &str) -> std::io::Result<Vec<u8>
     if !meta.file_type().is_file() {
         return Err(IoError::new(ErrorKind::InvalidInput, "not a regular file"));
     }
-    // No component may be a symlink either: the resolved path must be the literal one.
-    if path.canonicalize()? != repo_root.canonicalize()?.join(rel) {
+    // No component may be a symlink or `..` either: the resolved path must be the literal
+    // one, which also keeps it below the repository's folder (itself canonical: the root
+    // is recorded canonical and repository paths are plain relative ones).
+    if path.canonicalize()? != path {
         return Err(IoError::new(
             ErrorKind::InvalidInput,
             "the path goes through a symlink",

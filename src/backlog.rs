@@ -1,7 +1,6 @@
 //! The eval backlog: users' verdicts on citations (`codeq ask --verdict`, `g`/`b` in the
 //! TUI), appended to `backlog.jsonl` in the index folder for `codeq eval` triage.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -10,6 +9,7 @@ use serde_json::json;
 use crate::acl::Access;
 use crate::answer::Answer;
 use crate::error::{Error, Result};
+use crate::jsonl;
 use crate::store::IndexDir;
 
 /// File name of the backlog inside the index folder.
@@ -37,19 +37,20 @@ impl std::str::FromStr for Verdict {
     }
 }
 
-/// Appends verdicts on citations of `answer` (numbered from 1) given in `generation`;
-/// returns the backlog's path. A number past the last citation is an error and records
-/// nothing.
+/// Appends verdicts on citations of `answer` (numbered from 1) given in `generation` by
+/// `principal` (`None`: single-user mode); returns the backlog's path. A number past the
+/// last citation is an error and records nothing.
 pub fn record(
     dir: &IndexDir,
     generation: &str,
+    principal: Option<&str>,
     answer: &Answer,
     verdicts: &[(usize, Verdict)],
 ) -> Result<PathBuf> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut lines = String::new();
+    let mut lines = Vec::new();
     for (n, verdict) in verdicts {
         let citation = n
             .checked_sub(1)
@@ -58,43 +59,42 @@ pub fn record(
                 number: *n,
                 count: answer.citations.len(),
             })?;
-        let line = json!({
-            "recorded_unix": now,
-            "question": answer.question,
-            "generation": generation,
-            "citation": citation.citation,
-            "repo": citation.repo,
-            "path": citation.path,
-            "symbol": citation.symbol,
-            "verdict": verdict,
-        });
-        lines.push_str(&format!("{line}\n"));
+        lines.push(
+            json!({
+                "recorded_unix": now,
+                "principal": principal,
+                "question": answer.question,
+                "generation": generation,
+                "citation": citation.citation,
+                "repo": citation.repo,
+                "path": citation.path,
+                "symbol": citation.symbol,
+                "verdict": verdict,
+            })
+            .to_string(),
+        );
     }
     let path = dir.path().join(BACKLOG_FILE);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| file.write_all(lines.as_bytes()))
-        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    jsonl::append(&path, &lines)?;
     Ok(path)
 }
 
-/// Backlog verdicts the principal may see: others may have judged citations of
-/// repositories this principal cannot read.
+/// The backlog verdicts `access` may see: only the principal's own (a question quotes what
+/// its author could read, so nobody reads another's), and of those only citations the
+/// principal may still read. In single-user mode there is one user and every entry is
+/// theirs. Entries recorded before verdicts carried their principal belong to nobody.
 pub fn read(dir: &IndexDir, access: &Access) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.path().join(BACKLOG_FILE))
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|item| {
-                    access.sees_everything()
-                        || match (item["repo"].as_str(), item["path"].as_str()) {
-                            (Some(repo), Some(path)) => access.filter.admits(repo, path),
-                            _ => false,
-                        }
-                })
-                .collect()
+    jsonl::read::<serde_json::Value>(&dir.path().join(BACKLOG_FILE))
+        .into_iter()
+        .filter(|item| match access.principal() {
+            None => true,
+            Some(me) => item["principal"].as_str() == Some(me),
         })
-        .unwrap_or_default()
+        .filter(
+            |item| match (item["repo"].as_str(), item["path"].as_str()) {
+                (Some(repo), Some(path)) => access.filter.admits(repo, path),
+                _ => false,
+            },
+        )
+        .collect()
 }

@@ -167,6 +167,15 @@ const PLAIN_LANGUAGES: &[(&str, &[&str])] = &[
     ("css", &["css", "scss"]),
 ];
 
+/// Containers nested deeper than this do not get chunks of their own: they stay in their
+/// ancestor's chunk. It bounds the chunker's recursion and the length of symbols on
+/// pathological input (thousands of nested blocks) without touching real code.
+pub const MAX_DEFINITION_DEPTH: usize = 24;
+/// Longest qualified symbol kept, in characters; a longer one keeps its end (the name).
+pub const MAX_SYMBOL_CHARS: usize = 256;
+/// Longest name taken from a definition (an `impl` of a huge generic type, say).
+const MAX_NAME_CHARS: usize = 128;
+
 /// Kinds whose nested definitions get their own chunks.
 const CONTAINER_KINDS: &[&str] = &["impl", "trait", "class", "module"];
 
@@ -396,19 +405,20 @@ fn collect_defs<'t>(
         defs[i].parent = stack.last().copied();
         stack.push(i);
     }
-    // Definitions inside functions stay part of the function's chunk.
-    let keep: Vec<bool> = (0..defs.len())
-        .map(|i| {
-            let mut p = defs[i].parent;
-            while let Some(j) = p {
-                if !CONTAINER_KINDS.contains(&defs[j].kind.as_str()) {
-                    return false;
-                }
-                p = defs[j].parent;
-            }
-            true
-        })
-        .collect();
+    // Definitions inside functions stay part of the function's chunk, and so do those
+    // nested deeper than MAX_DEFINITION_DEPTH containers (their ancestor at that depth
+    // holds them): 5,000 nested `mod` blocks make 25 chunks, not 5,000 ever longer
+    // symbols. A parent always comes before its children, so one pass decides.
+    let mut keep = vec![true; defs.len()];
+    let mut depth = vec![0usize; defs.len()];
+    for i in 0..defs.len() {
+        if let Some(p) = defs[i].parent {
+            depth[i] = depth[p] + 1;
+            keep[i] = keep[p]
+                && CONTAINER_KINDS.contains(&defs[p].kind.as_str())
+                && depth[i] <= MAX_DEFINITION_DEPTH;
+        }
+    }
     let mut remap = vec![None; defs.len()];
     let mut kept: Vec<Def<'t>> = Vec::new();
     for (i, def) in defs.into_iter().enumerate() {
@@ -435,12 +445,12 @@ fn collect_defs<'t>(
                 .module_from_path
                 .then(|| module_path(input.path)),
         };
-        kept[i].symbol = match prefix {
+        kept[i].symbol = cap_symbol(match prefix {
             Some(prefix) if !prefix.is_empty() => {
                 format!("{prefix}{}{}", grammar.spec.separator, kept[i].name)
             }
             _ => kept[i].name.clone(),
-        };
+        });
     }
     kept
 }
@@ -810,7 +820,8 @@ fn end_row(node: Node<'_>) -> usize {
     }
 }
 
-/// `Foo<T>` → `Foo`; `&'a mut Bar` → `Bar`: the name a qualified symbol should use.
+/// `Foo<T>` → `Foo`; `&'a mut Bar` → `Bar`: the name a qualified symbol should use (at
+/// most [`MAX_NAME_CHARS`] characters).
 fn clean_name(raw: &str) -> String {
     let base = raw.split('<').next().unwrap_or(raw);
     let base = base
@@ -818,7 +829,22 @@ fn clean_name(raw: &str) -> String {
         .trim_start_matches("mut ")
         .trim_start_matches("dyn ")
         .trim();
-    base.split_whitespace().last().unwrap_or(base).to_string()
+    let name = base.split_whitespace().last().unwrap_or(base);
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// A qualified symbol of at most [`MAX_SYMBOL_CHARS`] characters: a longer one loses its
+/// beginning (the outer containers), marked with `…`, and keeps the name it ends with.
+fn cap_symbol(symbol: String) -> String {
+    let count = symbol.chars().count();
+    if count <= MAX_SYMBOL_CHARS {
+        return symbol;
+    }
+    let tail: String = symbol
+        .chars()
+        .skip(count - (MAX_SYMBOL_CHARS - 1))
+        .collect();
+    format!("…{tail}")
 }
 
 /// `pkg/sub/mod.py` → `pkg.sub.mod`; `pkg/__init__.py` → `pkg`; a leading `src/` is dropped.
@@ -1199,5 +1225,28 @@ fn big() {
             once[0].chunk_id, twice[0].chunk_id,
             "the first copy keeps its id"
         );
+    }
+
+    #[test]
+    fn thousands_of_nested_containers_stay_bounded() {
+        let depth = 5000;
+        let mut src = String::new();
+        for i in 0..depth {
+            src.push_str(&format!("mod m{i} {{\n"));
+        }
+        src.push_str("fn innermost() {}\n");
+        for _ in 0..depth {
+            src.push_str("}\n");
+        }
+        let chunks = chunks_of("src/deep.rs", &src);
+        assert!(!chunks.is_empty());
+        // The container at the depth limit holds the rest, cut into windows.
+        assert!(chunks.len() < 400, "{} chunks", chunks.len());
+        for c in &chunks {
+            assert!(c.symbol.chars().count() <= MAX_SYMBOL_CHARS, "{}", c.symbol);
+            assert!(c.start_line <= c.end_line);
+        }
+        assert_eq!(chunks.first().unwrap().start_line, 1);
+        assert!(chunks.iter().any(|c| c.content.contains("fn innermost")));
     }
 }

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 
 use crate::acl::{self, Access, AccessMode, Acl};
 use crate::answer::{Answer, Freshness};
 use crate::backlog::{self, Verdict};
 use crate::config::{self, Config};
+use crate::display::{TerminalSafe, escape_controls};
 use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
@@ -67,6 +68,10 @@ enum Command {
         /// Keep running: re-index (incrementally) whenever files under ROOT change.
         #[arg(long)]
         watch: bool,
+        /// Publish without the access-control list the index was built under (every
+        /// principal then sees every repository); without it such a run is refused.
+        #[arg(long)]
+        drop_acl: bool,
     },
     /// Show what is indexed, how fresh it is, and whether both lanes agree.
     Status,
@@ -82,7 +87,7 @@ enum Command {
         /// What to look for: an identifier or a plain-English description.
         query: String,
         /// Number of results.
-        #[arg(short = 'k', long, default_value_t = 10)]
+        #[arg(short = 'k', long, value_parser = parse_k, default_value_t = 10)]
         k: usize,
         /// Only these repositories (repeatable).
         #[arg(long = "repo")]
@@ -96,7 +101,7 @@ enum Command {
         /// The question.
         question: String,
         /// Citations to consider.
-        #[arg(short = 'k', long, default_value_t = 8)]
+        #[arg(short = 'k', long, value_parser = parse_k, default_value_t = 8)]
         k: usize,
         /// Only these repositories (repeatable).
         #[arg(long = "repo")]
@@ -111,7 +116,7 @@ enum Command {
     /// Ask questions in a terminal UI (also `codeq` alone inside an indexed tree).
     Tui {
         /// Citations per answer.
-        #[arg(short = 'k', long, default_value_t = 8)]
+        #[arg(short = 'k', long, value_parser = parse_k, default_value_t = 8)]
         k: usize,
     },
     /// Serve coding agents: a Model Context Protocol server on stdin/stdout (tools search,
@@ -146,7 +151,7 @@ enum Command {
         #[arg(required = true)]
         sets: Vec<PathBuf>,
         /// Files considered per question.
-        #[arg(short = 'k', long, default_value_t = 10)]
+        #[arg(short = 'k', long, value_parser = parse_k, default_value_t = 10)]
         k: usize,
         /// Fail when a blocking question that was a hit@5 in this baseline no longer is.
         #[arg(long)]
@@ -288,8 +293,16 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            if matches!(cli.command, Some(Command::Mcp)) {
+                ignore_environment_of_served_process(&mut cli, &matches);
+            }
+            cli
+        }
         Err(err) => {
             let _ = err.print();
             return if err.use_stderr() {
@@ -306,10 +319,64 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("codeq: {err:#}");
+            warn(&describe_error(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// A served process (`codeq mcp`) answers whoever talks to it, and its environment is
+/// often set by that client's configuration: its index and principal come from flags only.
+/// `CODEQ_INDEX_DIR` and `CODEQ_USER` are ignored, with a note on standard error.
+fn ignore_environment_of_served_process(cli: &mut Cli, matches: &clap::ArgMatches) {
+    use clap::parser::ValueSource;
+    let from_env = |id: &str| {
+        let given_to_subcommand = matches
+            .subcommand()
+            .is_some_and(|(_, sub)| sub.value_source(id) == Some(ValueSource::CommandLine));
+        matches.value_source(id) == Some(ValueSource::EnvVariable) && !given_to_subcommand
+    };
+    if from_env("index_dir") {
+        cli.index_dir = None;
+        warn("CODEQ_INDEX_DIR is ignored by a served process: pass --index-dir");
+    }
+    if from_env("as_user") {
+        cli.as_user = None;
+        warn("CODEQ_USER is ignored by a served process: pass --as");
+    }
+}
+
+/// Standard output: exact for `--json`, with terminal control characters escaped for
+/// people (indexed text is anyone's, and must not drive the reader's terminal).
+fn output(json: bool) -> Box<dyn Write> {
+    let out = std::io::stdout().lock();
+    if json {
+        Box::new(out)
+    } else {
+        Box::new(TerminalSafe::new(out))
+    }
+}
+
+/// Prints `codeq: TEXT` on standard error, terminal controls escaped.
+fn warn(text: &str) {
+    eprintln!("codeq: {}", escape_controls(text));
+}
+
+/// An error and its causes on one line, each cause once: an error whose message already
+/// ends with its cause (`cannot read x: No such file …`) does not repeat it.
+fn describe_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_logging() {
@@ -356,7 +423,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             root,
             rebuild,
             watch,
-        } => cmd_index(&cli, root, *rebuild, *watch),
+            drop_acl,
+        } => cmd_index(&cli, root, (*rebuild, *drop_acl), *watch),
         Command::Status => cmd_status(&cli),
         Command::Gc { cache } => cmd_gc(&cli, *cache),
         Command::Search {
@@ -413,7 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: BenchCommand::Coverage { root, query, out },
         } => {
             let bench = crate::bench::coverage_bench(root, out, query)?;
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = output(cli.json);
             if cli.json {
                 return print_bench_json(&mut stdout, &bench);
             }
@@ -497,11 +565,15 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|r| access.filter.admits_repo(&r.id))
         .collect();
+    let partial = access.filter.path_restricted();
     let session = tui::SessionInfo {
         principal: principal_label(access.principal()),
         model: manifest.model.id.clone(),
+        // Whole-repository state is shown only for repositories the principal reads whole,
+        // as `codeq status` does.
         stale_repos: visible
             .iter()
+            .filter(|r| !partial.admits_repo(&r.id))
             .filter(|r| RepoStatus::of(r, &manifest.root).stale)
             .count(),
         repo_dirs: visible
@@ -554,7 +626,7 @@ fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let values = config.layered();
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         let acl_json = acl.as_ref().map(|(acl, source)| {
             json!({"source": source, "groups": acl.group_count(), "grants": acl.grant_count()})
@@ -598,7 +670,7 @@ fn cmd_trace(cli: &Cli, id: Option<&str>) -> anyhow::Result<ExitCode> {
     let (dir, reader, config) = open_index(cli)?;
     let access = resolve_access(cli, &config, &reader)?;
     let found = trace::find(&dir, id, &access)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         writeln!(
             out,
@@ -816,10 +888,10 @@ fn effective_acl(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Re
         None => config.acl().cloned(),
     };
     if acl.is_none() && reader.manifest().acl_required {
-        anyhow::bail!(
-            "this index was built under an access-control list, but none is configured now (no [acl] in {} and no --acl): restore the ACL, or rebuild without one with `codeq index ROOT --rebuild`",
-            reader.manifest().root.join(config::CONFIG_FILE).display()
-        );
+        return Err(crate::Error::AclMissing {
+            config: reader.manifest().root.join(config::CONFIG_FILE),
+        }
+        .into());
     }
     Ok(acl)
 }
@@ -913,7 +985,12 @@ fn open_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexReader, Config)> {
     Ok((dir, reader, config))
 }
 
-fn cmd_index(cli: &Cli, root: &Path, rebuild: bool, watch: bool) -> anyhow::Result<ExitCode> {
+fn cmd_index(
+    cli: &Cli,
+    root: &Path,
+    (rebuild, drop_acl): (bool, bool),
+    watch: bool,
+) -> anyhow::Result<ExitCode> {
     let checked_root = walk::check_root(root)?;
     let config = Config::load_for_root(&checked_root)?;
     let mut embedder = load_embedder(cli, &config)?;
@@ -923,13 +1000,14 @@ fn cmd_index(cli: &Cli, root: &Path, rebuild: bool, watch: bool) -> anyhow::Resu
         rebuild,
         config,
         acl_file: cli.acl.clone(),
+        drop_acl,
     };
     let mut index_once = |options: &IndexOptions| -> anyhow::Result<()> {
         let progress = TerminalProgress::new(cli.json);
         let report = index::run(options, &mut embedder, &progress);
         progress.done();
         let report = report?;
-        let mut out = std::io::stdout().lock();
+        let mut out = output(cli.json);
         if cli.json {
             writeln!(
                 out,
@@ -952,7 +1030,7 @@ fn cmd_index(cli: &Cli, root: &Path, rebuild: bool, watch: bool) -> anyhow::Resu
             // A failed run (a file mid-write, a lock held by another run) is reported and
             // the watch goes on: the next change retries.
             if let Err(err) = index_once(&options) {
-                eprintln!("codeq: {err:#}");
+                warn(&describe_error(&err));
             }
         })?;
     }
@@ -970,7 +1048,7 @@ fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
     drop(reader);
     let lock = dir.lock()?;
     let freed = dir.collect_garbage(&lock, cache)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         writeln!(
             out,
@@ -1096,7 +1174,7 @@ fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let status = report::Status::build(&dir, &reader, &access, &config.index)?;
     let manifest = reader.manifest();
     let everything = access.sees_everything();
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         let value = status.to_json();
         writeln!(out, "{value}")?;
@@ -1222,7 +1300,7 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
         scope,
     )?;
     let trace_id = trace_id_or_warn(trace_id);
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         let value = report::search_json(
             query,
@@ -1247,6 +1325,22 @@ fn cmd_search(cli: &Cli, query: &str, scope: &QueryScope) -> anyhow::Result<Exit
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Most results a command-line query returns.
+const MAX_K: usize = 1000;
+
+/// `-k`: from 1 to [`MAX_K`] (0 would ask for nothing and always answer "no results").
+fn parse_k(raw: &str) -> Result<usize, String> {
+    let k: usize = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number of results"))?;
+    if (1..=MAX_K).contains(&k) {
+        Ok(k)
+    } else {
+        Err(format!("k must be from 1 to {MAX_K}"))
+    }
 }
 
 fn parse_verdict(raw: &str) -> Result<(usize, Verdict), String> {
@@ -1291,14 +1385,20 @@ fn cmd_ask(
     )?;
     let trace_id = trace_id_or_warn(trace_id);
     if !verdicts.is_empty() {
-        let path = backlog::record(&dir, reader.generation(), &answer, verdicts)?;
-        eprintln!(
-            "codeq: recorded {} verdict(s) in {} for `codeq eval` triage",
+        let path = backlog::record(
+            &dir,
+            reader.generation(),
+            access.principal(),
+            &answer,
+            verdicts,
+        )?;
+        warn(&format!(
+            "recorded {} verdict(s) in {} for `codeq eval` triage",
             verdicts.len(),
             path.display()
-        );
+        ));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         let value = report::ask_json(&access, reader.manifest(), &answer, trace_id.as_deref());
         writeln!(out, "{value}")?;
@@ -1374,7 +1474,7 @@ fn eval_tracer<'a>(
             Ok(id) => Some(id),
             Err(e) => {
                 if !warned {
-                    eprintln!("codeq: eval answers are not traced: {e}");
+                    warn(&format!("eval answers are not traced: {e}"));
                     warned = true;
                 }
                 None
@@ -1385,7 +1485,7 @@ fn eval_tracer<'a>(
 
 /// The trace id, or `None` after saying on stderr why the trace was not written.
 fn trace_id_or_warn(id: trace::TraceId) -> Option<String> {
-    id.map_err(|e| eprintln!("codeq: the query's trace was not recorded: {e}"))
+    id.map_err(|e| warn(&format!("the query's trace was not recorded: {e}")))
         .ok()
 }
 
@@ -1523,7 +1623,7 @@ fn cmd_eval(
             .collect();
         (limit, over)
     });
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         let value = json!({
             "schema_version": JSON_SCHEMA_VERSION,
@@ -1787,7 +1887,7 @@ fn cmd_bench(cli: &Cli, root: &Path, out_dir: Option<&Path>) -> anyhow::Result<E
     let bench = in_bench_dir(out_dir, |index_dir| {
         crate::bench::index_bench(&checked_root, index_dir, &config, &mut embedder)
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         writeln!(
             out,
@@ -1934,7 +2034,7 @@ fn cmd_bench_ann_build(cli: &Cli, index: AnnIndex, out: &Path) -> anyhow::Result
         ..config.index.ann_policy()
     };
     let bench = crate::bench::ann_build_bench(&dir, out, policy)?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = output(cli.json);
     if cli.json {
         return print_bench_json(&mut stdout, &bench);
     }
@@ -1975,7 +2075,7 @@ fn cmd_bench_query(
             &mut embedder,
         )
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         return print_bench_json(&mut out, &bench);
     }
@@ -2023,7 +2123,7 @@ fn cmd_bench_embed(
     let (corpus, _, config) = bench_corpus(cli, sources)?;
     let texts = corpus.embedding_texts(chunks);
     let figures = crate::bench::embed_bench(&texts, &config.model, batch, max_length, call_size)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         return print_bench_json(&mut out, &figures);
     }
@@ -2053,7 +2153,7 @@ fn cmd_bench_incremental(
     let config = Config::load_for_root(&options.work)?;
     let model = crate::embed::Embedder::info(&load_embedder(cli, &config)?).clone();
     let bench = crate::bench::incremental_bench(&options, &model)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         return print_bench_json(&mut out, &bench);
     }
@@ -2126,7 +2226,7 @@ fn cmd_bench_vectors(
             (queries, k),
         )
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output(cli.json);
     if cli.json {
         return print_bench_json(&mut out, &bench);
     }
@@ -2217,8 +2317,8 @@ impl TerminalProgress {
 impl IndexProgress for TerminalProgress {
     fn message(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None if !self.quiet => eprintln!("codeq: {text}"),
+            Some(bar) => bar.println(escape_controls(text)),
+            None if !self.quiet => warn(text),
             None => {}
         }
     }

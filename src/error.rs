@@ -16,6 +16,19 @@ pub enum Error {
     /// The folder to index is a file.
     #[error("{0} is a file, not a folder: pass the folder that holds your code")]
     RootNotDir(PathBuf),
+    /// Two repositories under the root would get the same id.
+    #[error(
+        "the repositories at {} and {} would both have the id {id:?}: rename one of the folders (a repository's id is its path under the root, the root's own repository is named after the root folder)",
+        .first.display(), .second.display()
+    )]
+    DuplicateRepoId {
+        /// The shared id.
+        id: String,
+        /// The first repository's folder.
+        first: PathBuf,
+        /// The second repository's folder.
+        second: PathBuf,
+    },
     /// The folder to index cannot be listed.
     #[error("cannot read {path}: {source}; check its permissions")]
     RootUnreadable {
@@ -44,6 +57,15 @@ pub enum Error {
         /// What was found to be wrong.
         detail: String,
     },
+    /// A file of the index exists but this user may not read it.
+    #[error(
+        "cannot read {}: permission denied. The index was written by another user or with other permissions: run codeq as the user who built it, or give this user read access to the index folder (nothing is damaged; rebuilding is not needed)",
+        .path.display()
+    )]
+    IndexPermission {
+        /// The first file found unreadable.
+        path: PathBuf,
+    },
     /// The index was written by another index format.
     #[error(
         "the index in {dir} has format {found}, this codeq reads format {expected}: rebuild it with `codeq index ROOT --rebuild`"
@@ -68,6 +90,15 @@ pub enum Error {
         found: u32,
         /// Schema version this build understands.
         expected: u32,
+    },
+    /// The index was built under an access-control list and none is configured now.
+    #[error(
+        "this index was built under an access-control list, but none is configured now (no [acl] in {} and no --acl): restore the ACL, or drop it on purpose with `codeq index ROOT --drop-acl` (every principal then sees every repository)",
+        .config.display()
+    )]
+    AclMissing {
+        /// The configuration file that would hold the `[acl]` section.
+        config: PathBuf,
     },
     /// Another `codeq index` holds the index lock.
     #[error(
@@ -138,6 +169,17 @@ pub enum Error {
         "no repository named {0} is visible to you in this index; `codeq status` lists the ones you can search"
     )]
     RepoNotVisible(String),
+    /// A query is restricted to a language none of the visible chunks has.
+    #[error(
+        "no chunk in language {language:?} is visible to you here; the languages you can search are: {}",
+        if .visible.is_empty() { "none".to_string() } else { .visible.join(", ") }
+    )]
+    LanguageNotVisible {
+        /// The language asked for.
+        language: String,
+        /// Languages of the chunks the query may see.
+        visible: Vec<String>,
+    },
     /// A citation names no indexed file the principal may read (or none at all: the two
     /// are not told apart).
     #[error(
@@ -158,6 +200,11 @@ pub enum Error {
         "no trace {0} is visible to you in this index; search and ask print the ids of their traces (--json: trace_id)"
     )]
     TraceNotFound(String),
+    /// `codeq trace --last` found no trace of the principal's.
+    #[error(
+        "no trace of yours is recorded in this index yet: search and ask record one each (`codeq trace ID` reads it)"
+    )]
+    NoTraceYet,
     /// A verdict names a citation the answer does not have.
     #[error("there is no citation {number}: the answer has {count}, numbered from 1")]
     NoSuchCitation {

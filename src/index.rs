@@ -34,6 +34,10 @@ use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 const LOOKUP_ROUND: usize = 1024;
 /// Files read ahead of the embedder.
 const READ_AHEAD: usize = 256;
+/// Stack of the thread that parses files: tree-sitter and the grammars' external scanners
+/// are C code that recurses with the input's nesting, so it gets room beyond the default
+/// 2 MiB (the chunker's own walk is bounded by [`crate::chunk::MAX_DEFINITION_DEPTH`]).
+const CHUNKER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// What to index and where.
 #[derive(Debug, Clone)]
@@ -49,6 +53,10 @@ pub struct IndexOptions {
     /// An access-control file given on the command line (never indexed; recorded as
     /// required, like an `[acl]` section in the configuration).
     pub acl_file: Option<PathBuf>,
+    /// Publish without an access-control list although the current index was built under
+    /// one: every principal then sees every repository. Without it (or `rebuild`) such a
+    /// run is refused, so a forgotten ACL never opens the index up.
+    pub drop_acl: bool,
 }
 
 /// Receives progress while indexing; the CLI draws bars, tests ignore it.
@@ -194,6 +202,17 @@ pub fn run(
             index_path.display()
         ))
     })?;
+    let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
+    if !acl_required && dir.acl_was_required()? {
+        if !options.rebuild && !options.drop_acl {
+            return Err(Error::AclMissing {
+                config: root.join(crate::config::CONFIG_FILE),
+            });
+        }
+        progress.message(
+            "building without the access-control list the index had: every principal will see every repository",
+        );
+    }
     let model = embedder.info().clone();
     let Previous {
         reader: previous,
@@ -208,7 +227,6 @@ pub fn run(
     let exclude = walk_exclusions(&root, &index_path, options.acl_file.as_deref());
     let scan = walk::scan(&root, &options.config.index, &exclude)?;
     let walk_time = started.elapsed();
-    let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
     let plan = Plan::new(&scan, recorded.as_ref());
     progress.scanned(plan.to_chunk.len(), scan.repos.len());
 
@@ -267,7 +285,11 @@ pub fn run(
     run.defer_embedding = plan.to_chunk.len() > options.config.index.lexical_first_files;
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
-        let producer = scope.spawn(|| produce(&scan, &plan.to_chunk, &chunker, sender));
+        let producer = std::thread::Builder::new()
+            .name("codeq-chunker".into())
+            .stack_size(CHUNKER_STACK_BYTES)
+            .spawn_scoped(scope, || produce(&scan, &plan.to_chunk, &chunker, sender))
+            .map_err(|e| Error::io("cannot start the file reader thread", e))?;
         for outcome in receiver {
             run.accept(outcome, &scan, &mut writer, embedder)?;
             progress.advanced(run.files_done, writer.rows(), run.changes.vectors_embedded);
@@ -403,6 +425,8 @@ fn previous_generation(
                 vectors,
             });
         }
+        // Another user's index is not damaged, and rebuilding it would be the wrong cure.
+        Err(err @ Error::IndexPermission { .. }) => return Err(err),
         Err(err) => {
             progress.message(&format!(
                 "the current index cannot be read ({err}); building a fresh one"
@@ -412,6 +436,18 @@ fn previous_generation(
     };
     if let Some(previous) = &reader {
         ensure_same_model(&previous.manifest().model, model)?;
+        // A generation is built on only after every file it holds proved intact: one
+        // garbled file would otherwise be copied forward into every later generation.
+        match dir.verify(previous.generation(), true) {
+            Ok(()) => {}
+            Err(Error::CorruptIndex { detail, .. }) => {
+                progress.message(&format!(
+                    "the current generation is damaged ({detail}); building a fresh one"
+                ));
+                return Ok(Previous::default());
+            }
+            Err(err) => return Err(err),
+        }
     }
     Ok(Previous {
         vectors: reader.as_ref().map(IndexReader::vector_source),
@@ -679,18 +715,29 @@ fn produce(
                     .as_ref()
                     .and_then(|g| g.head.as_deref())
                     .unwrap_or_default();
-                let chunks = chunker.chunk(FileInput {
+                let input = FileInput {
                     repo: &repo.id,
                     path: &entry.rel_path,
                     commit,
                     file_hash: &file.hash,
                     text: &file.text,
-                });
-                FileOutcome::Chunked {
-                    entry: i,
-                    chunks,
-                    hash: file.hash,
-                    lossy: file.lossy,
+                };
+                // One file that trips the chunker is skipped and counted; it never stops
+                // the run for the whole tree.
+                match crate::panic_guard::catch(|| chunker.chunk(input)) {
+                    Ok(chunks) => FileOutcome::Chunked {
+                        entry: i,
+                        chunks,
+                        hash: file.hash,
+                        lossy: file.lossy,
+                    },
+                    Err(message) => {
+                        tracing::warn!(path = %entry.rel_path, %message, "chunker failed");
+                        FileOutcome::Skipped {
+                            reason: SkipReason::Unchunkable,
+                            path: join_path(&repo.rel_path, &entry.rel_path),
+                        }
+                    }
                 }
             }
             Err(reason) => FileOutcome::Skipped {

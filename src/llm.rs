@@ -253,8 +253,91 @@ fn verify_reference(
         .collect()
 }
 
-/// Removes links and every bracketed reference that fails verification from `reply`;
-/// returns the cleaned text, the valid source numbers and what was removed.
+/// A word that may be a file reference: `[repo:]path[:line[-line]]`, where repo and path
+/// are runs of name characters and slashes ([`names_a_file`] decides whether it is one).
+static FILE_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    // A segment is a name with inner dots; a path does not start with a digit, so that in
+    // `src/a.rs:12` the line number is never read as the path after a repository.
+    let segment = r"[\w\-]+(?:\.[\w\-]+)*";
+    let path = format!(r"[A-Za-z_.\-][\w\-]*(?:\.[\w\-]+)*(?:/{segment})*");
+    Regex::new(&format!(
+        r"(?:(?P<repo>\.|{segment}(?:/{segment})*):)?(?P<path>{path})(?::(?P<start>\d+)(?:-(?P<end>\d+))?)?"
+    ))
+    .expect("valid file reference pattern")
+});
+
+/// Whether a match of [`FILE_REFERENCE`] names a file rather than being prose ("and/or",
+/// "3:4", `std::io`): a path with a slash and a line range, a repository prefix, a file
+/// extension or three or more segments; or `file.ext:line`.
+fn names_a_file(caps: &regex::Captures) -> bool {
+    let path = &caps["path"];
+    let last = path.rsplit('/').next().unwrap_or(path);
+    let has_extension = last
+        .rsplit_once('.')
+        .is_some_and(|(stem, ext)| !stem.is_empty() && ext.chars().any(char::is_alphabetic));
+    let has_lines = caps.name("start").is_some();
+    if path.contains('/') {
+        has_lines || caps.name("repo").is_some() || has_extension || path.split('/').count() >= 3
+    } else {
+        has_lines && has_extension
+    }
+}
+
+/// Whether a prose file reference points into a source the model was sent (and that is
+/// still as indexed): the same file (or the source's repository itself), and any lines
+/// inside that source.
+fn reference_resolves(caps: &regex::Captures, citations: &[Citation], sent: &[usize]) -> bool {
+    let repo = caps.name("repo").map(|m| m.as_str());
+    let path = &caps["path"];
+    let lines = caps.name("start").map(|start| {
+        let start: u32 = start.as_str().parse().unwrap_or(0);
+        let end = caps
+            .name("end")
+            .and_then(|e| e.as_str().parse().ok())
+            .unwrap_or(start);
+        (start, end)
+    });
+    sent.iter().filter_map(|&n| citations.get(n - 1)).any(|c| {
+        if matches!(c.freshness, Freshness::Changed | Freshness::Missing) {
+            return false;
+        }
+        let same_repo = repo.is_none_or(|r| r == c.repo);
+        let same_file = c.path == path
+            || c.path.ends_with(&format!("/{path}"))
+            || format!("{}/{}", c.repo, c.path) == path
+            || (repo.is_none() && lines.is_none() && c.repo == path);
+        let inside = lines.is_none_or(|(a, b)| a <= b && a >= c.start_line && b <= c.end_line);
+        same_repo && same_file && inside
+    })
+}
+
+/// Removes every file reference in prose that does not point into a source sent for this
+/// question (`payments/src/ledger.rs:12-15` of a repository the model never saw, a path
+/// made up), recording each in `removed`.
+fn without_unverified_references(
+    reply: &str,
+    citations: &[Citation],
+    sent: &[usize],
+    removed: &mut Vec<RemovedCitation>,
+) -> String {
+    FILE_REFERENCE
+        .replace_all(reply, |caps: &regex::Captures| {
+            if !names_a_file(caps) || reference_resolves(caps, citations, sent) {
+                return caps[0].to_string();
+            }
+            removed.push(RemovedCitation {
+                cited: caps[0].chars().take(120).collect(),
+                reason: "a file reference that is not one of the sources given for this question"
+                    .into(),
+            });
+            String::new()
+        })
+        .into_owned()
+}
+
+/// Removes links, every bracketed reference that fails verification and every file
+/// reference in prose that is not one of the sources from `reply`; returns the cleaned
+/// text, the valid source numbers and what was removed.
 pub fn verify_reply(
     reply: &str,
     citations: &[Citation],
@@ -287,7 +370,8 @@ pub fn verify_reply(
             format!("{}[{}]", &caps[1], kept.join(", "))
         }
     });
-    (cleaned.into_owned(), valid, removed)
+    let cleaned = without_unverified_references(&cleaned, citations, sent, &mut removed);
+    (cleaned, valid, removed)
 }
 
 /// The context tokens a request may use: `max_context_tokens`, lowered so that context
@@ -500,6 +584,45 @@ mod tests {
         );
         assert!(text.contains("docs"), "{text}");
         assert_eq!(removed.len(), 3, "{removed:?}");
+    }
+
+    #[test]
+    fn file_references_in_prose_must_be_sources() {
+        // Source 1 is app:src/a.py lines 10-20 (see `source`), source 2 changed on disk.
+        let sources = vec![
+            source((10, 20), "def f(): pass", Freshness::Current),
+            source((1, 5), "def g(): pass", Freshness::Changed),
+        ];
+        let reply = "Fees come from payments/src/ledger.rs:12-15 [1]; f is in src/a.py:12, \
+                     app:src/a.py and a.py:11-12, not in src/a.py:30 or app:src/x.py. \
+                     Also payments/plugins/fraud, ledger.rs:3, and/or 3:4 and std::io::Error.";
+        let (text, valid, removed) = verify_reply(reply, &sources, &[1]);
+        assert_eq!(valid, vec![1]);
+        let gone: Vec<&str> = removed.iter().map(|r| r.cited.as_str()).collect();
+        assert_eq!(
+            gone,
+            [
+                "payments/src/ledger.rs:12-15",
+                "src/a.py:30",
+                "app:src/x.py",
+                "payments/plugins/fraud",
+                "ledger.rs:3"
+            ]
+        );
+        for kept in [
+            "src/a.py:12",
+            "app:src/a.py",
+            "a.py:11-12",
+            "and/or",
+            "3:4",
+            "std::io::Error",
+        ] {
+            assert!(text.contains(kept), "{kept} should stay: {text}");
+        }
+        assert!(!text.contains("payments"), "{text}");
+        // A source that changed on disk does not vouch for a reference either.
+        let (text, _, removed) = verify_reply("see src/a.py:3", &sources, &[2]);
+        assert_eq!(removed.len(), 1, "{text}");
     }
 
     #[test]

@@ -162,6 +162,8 @@ impl Status {
         index_config: &IndexConfig,
     ) -> Result<Status> {
         let manifest = reader.manifest();
+        // Status is where damage should show first: every file is checked, not just sized.
+        dir.verify(reader.generation(), true)?;
         let filter = &access.filter;
         let acl_file = match &access.mode {
             AccessMode::Acl { source, .. } => Some(source.as_path()),
@@ -341,9 +343,21 @@ pub fn ask_json(
            "generation": manifest.generation, "index_state": state, "answer": answer})
 }
 
-/// The first `lines` lines of a chunk, for display.
+/// Characters of one snippet line shown; a longer line (minified code, data) is cut.
+pub const SNIPPET_LINE_CHARS: usize = 240;
+
+/// The first `lines` lines of a chunk, each cut at [`SNIPPET_LINE_CHARS`] characters, for
+/// display: a snippet stays a few hundred bytes whatever the chunk holds.
 pub fn snippet(content: &str, lines: usize) -> String {
-    content.lines().take(lines).collect::<Vec<_>>().join("\n")
+    content
+        .lines()
+        .take(lines)
+        .map(|line| match line.char_indices().nth(SNIPPET_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Milliseconds with microsecond precision.

@@ -104,7 +104,7 @@ impl QueryScope {
         Ok(SearchOptions {
             k: self.k,
             filter,
-            language: self.language.clone(),
+            language: self.language.as_ref().map(|l| l.to_lowercase()),
             ..SearchOptions::default()
         })
     }
@@ -604,9 +604,23 @@ pub fn search(
         ?timings,
         "search"
     );
+    if hits.is_empty()
+        && let Some(language) = &options.language
+    {
+        let visible = reader.languages(&options.filter)?;
+        if !visible.iter().any(|(l, _)| l == language) {
+            return Err(Error::LanguageNotVisible {
+                language: language.clone(),
+                visible: visible.into_iter().map(|(l, _)| l).collect(),
+            });
+        }
+    }
+    // Pending work is reported only where the principal can see it.
     let vector_coverage = match reader.manifest().totals.pending {
         0 => None,
-        _ => Some(reader.lane_counts(&options.filter)?.vector_coverage()),
+        _ => Some(reader.lane_counts(&options.filter)?)
+            .filter(|counts| counts.pending > 0)
+            .map(|counts| counts.vector_coverage()),
     };
     Ok(SearchResults {
         hits,

@@ -5,7 +5,6 @@
 //! [`ROTATE_BYTES`] (one older file is kept). A trace holds only what its principal was
 //! shown; a principal reads only their own traces, unless they may read everything.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,6 +15,7 @@ use crate::acl::Access;
 use crate::answer::{self, Answer, DroppedCitation};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::jsonl;
 use crate::llm::AnswerSettings;
 use crate::report::ms;
 use crate::rerank::Reranker;
@@ -507,27 +507,17 @@ fn record(dir: &IndexDir, trace: &Trace) -> TraceId {
     }
     let line = serde_json::to_string(trace)
         .map_err(|e| Error::Store(format!("cannot encode a trace: {e}")))?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| writeln!(f, "{line}"))
-        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    jsonl::append(&path, &[line])?;
     Ok(trace.id.clone())
 }
 
 /// The trace with `id` (or the latest when `id` is `None`) that `access` may read; a trace
-/// of another principal is reported exactly like a missing one.
+/// of another principal is reported exactly like a missing one. A damaged line of the log
+/// hides only itself.
 pub fn find(dir: &IndexDir, id: Option<&str>, access: &Access) -> Result<Trace> {
     let mut latest = None;
     for path in [rotated_path(dir), trace_path(dir)] {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        for line in text.lines() {
-            let Ok(trace) = serde_json::from_str::<Trace>(line) else {
-                continue;
-            };
+        for trace in jsonl::read::<Trace>(&path) {
             if !trace.visible_to(access) {
                 continue;
             }
@@ -538,14 +528,17 @@ pub fn find(dir: &IndexDir, id: Option<&str>, access: &Access) -> Result<Trace> 
             }
         }
     }
-    latest
-        .map(|t| t.redact(access))
-        .ok_or_else(|| Error::TraceNotFound(id.map_or_else(|| "the last one".into(), String::from)))
+    match (latest, id) {
+        (Some(trace), None) => Ok(trace.redact(access)),
+        (_, Some(id)) => Err(Error::TraceNotFound(id.to_string())),
+        (None, None) => Err(Error::NoTraceYet),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn trace(id: &str, principal: Option<&str>) -> Trace {
         Trace {
@@ -592,5 +585,30 @@ mod tests {
             find(&dir, Some("gone"), &everyone),
             Err(Error::TraceNotFound(_))
         ));
+    }
+
+    #[test]
+    fn one_invalid_byte_hides_only_its_own_line() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = IndexDir::create_or_open(&scratch.path().join("index")).unwrap();
+        let everyone = Access::single_user();
+        record(&dir, &trace("before", None)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(trace_path(&dir))
+            .and_then(|mut f| f.write_all(b"{\"id\": \"\xff\"}\n"))
+            .unwrap();
+        record(&dir, &trace("after", None)).unwrap();
+        assert_eq!(find(&dir, Some("before"), &everyone).unwrap().id, "before");
+        assert_eq!(find(&dir, None, &everyone).unwrap().id, "after");
+    }
+
+    #[test]
+    fn no_trace_at_all_says_so_in_words() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = IndexDir::create_or_open(&scratch.path().join("index")).unwrap();
+        let err = find(&dir, None, &Access::single_user()).unwrap_err();
+        assert!(matches!(err, Error::NoTraceYet), "{err}");
+        assert!(!err.to_string().contains("the last one"), "{err}");
     }
 }

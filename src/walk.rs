@@ -1,8 +1,10 @@
 //! Finds the git repositories under a root and lists their indexable files, with skip reasons.
 //!
-//! Every git repository found (at any depth) is its own repo; files that belong to no
-//! repository belong to a pseudo-repo named after the root folder. Nested repositories
-//! and submodules are listed once, as their own repos, never inside their parent.
+//! Every git repository found (at any depth) is its own repo, identified by its path
+//! relative to the root (the root's own repository by the root folder's name); files that
+//! belong to no repository belong to the pseudo-repo [`LOOSE_FILES_REPO`], an id no
+//! relative path can take. Nested repositories and submodules are listed once, as their
+//! own repos, never inside their parent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -14,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::IndexConfig;
 use crate::error::{Error, Result};
+
+/// The repository id of files outside any git repository: `.`, the root itself. No
+/// repository's relative path can be `.`, so the id never collides with a real one.
+pub const LOOSE_FILES_REPO: &str = ".";
 
 /// Why a file was not indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,6 +35,8 @@ pub enum SkipReason {
     Symlink,
     /// Could not be read.
     Unreadable,
+    /// The chunker failed on it (a bug or a grammar's limit); the rest of the run goes on.
+    Unchunkable,
 }
 
 impl SkipReason {
@@ -40,6 +48,7 @@ impl SkipReason {
             SkipReason::Generated => "generated/vendored",
             SkipReason::Symlink => "symlink",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::Unchunkable => "could not be chunked",
         }
     }
 }
@@ -62,7 +71,8 @@ pub struct GitState {
 /// One repository found under the root.
 #[derive(Debug, Clone)]
 pub struct Repo {
-    /// Stable id: the path relative to the root, or the root folder's name for the root itself.
+    /// Stable id: the path relative to the root, the root folder's name for the root itself,
+    /// or [`LOOSE_FILES_REPO`].
     pub id: String,
     /// Path relative to the root (empty for the root itself).
     pub rel_path: String,
@@ -256,7 +266,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
     let mut repo_by_dir: HashMap<PathBuf, usize> = HashMap::new();
     if root.join(".git").exists() {
         repo_by_dir.insert(root.clone(), 0);
-        repos.push(new_repo(&root, &root, root_name.clone()));
+        repos.push(new_repo(&root, &root, root_name));
     }
     let mut outside_repo: Option<usize> = None;
     let mut files = Vec::new();
@@ -288,7 +298,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
             Some(i) => i,
             None => *outside_repo.get_or_insert_with(|| {
                 repos.push(Repo {
-                    id: root_name.clone(),
+                    id: LOOSE_FILES_REPO.to_string(),
                     rel_path: String::new(),
                     abs_path: root.clone(),
                     git: None,
@@ -333,6 +343,7 @@ pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Sc
             format!("{}/", rel_display(&root, &dir)),
         );
     }
+    refuse_duplicate_ids(&repos)?;
     for repo in &mut repos {
         if repo.git.is_some() {
             repo.git = Some(git_state(&repo.abs_path));
@@ -424,6 +435,21 @@ pub fn git_state(path: &Path) -> GitState {
         dirty,
         ignored_entries,
     }
+}
+
+/// Two repositories with one id would share grants and file rows: refused, naming both.
+fn refuse_duplicate_ids(repos: &[Repo]) -> Result<()> {
+    let mut seen: HashMap<&str, &Repo> = HashMap::new();
+    for repo in repos {
+        if let Some(first) = seen.insert(repo.id.as_str(), repo) {
+            return Err(Error::DuplicateRepoId {
+                id: repo.id.clone(),
+                first: first.abs_path.clone(),
+                second: repo.abs_path.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn new_repo(root: &Path, dir: &Path, id: String) -> Repo {

@@ -96,8 +96,8 @@ const MARKERS: &[(&str, Option<&str>, &str)] = &[
         Some("README.md"),
         "Query parsing and ranking",
     ),
-    ("corpus", Some("notes/todo.md"), "todo.md"),
-    ("corpus", Some("notes/todo.md"), "gateway keys"),
+    (".", Some("notes/todo.md"), "todo.md"),
+    (".", Some("notes/todo.md"), "gateway keys"),
 ];
 
 /// The fixture corpus with the ACL in its codeq.toml (written after indexing, as an

@@ -109,7 +109,7 @@ fn weak_evidence_is_not_presented_as_an_answer_and_verdicts_reach_the_backlog() 
     assert!(out.status.success(), "{}", stderr(&out));
     let backlog = std::fs::read_to_string(root.join(".codeq/backlog.jsonl")).unwrap();
     assert!(backlog.contains("\"verdict\":\"good\""), "{backlog}");
-    assert!(backlog.contains("bank:src/ledger.rs:1-5"), "{backlog}");
+    assert!(backlog.contains("\".:src/ledger.rs:1-5\""), "{backlog}");
 
     let out = codeq(&root, &["ask", "transfer_funds", "--verdict", "9=bad"]);
     assert_eq!(out.status.code(), Some(2));

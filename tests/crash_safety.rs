@@ -67,6 +67,7 @@ fn a_run_failing_mid_write_keeps_the_previous_generation() {
         rebuild: true,
         config: config.clone(),
         acl_file: None,
+        drop_acl: false,
     };
     let mut failing = FailingEmbedder {
         inner: FastEmbedder::load(&config.model).unwrap(),

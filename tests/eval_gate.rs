@@ -107,6 +107,7 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
         rebuild: true,
         config,
         acl_file: None,
+        drop_acl: false,
     };
     index::run(&options, &mut broken, &NoProgress).unwrap();
     let b_reader = IndexDir::open(&scratch.path().join("b"))

@@ -33,15 +33,10 @@ fn every_repo_is_found_once_including_nested_ones() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         repo_ids(&status),
-        [
-            "corpus",
-            "payments",
-            "payments/plugins/fraud",
-            "search-service"
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        [".", "payments", "payments/plugins/fraud", "search-service"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
     let repos = status["repos"].as_array().unwrap();
     let payments = repos.iter().find(|r| r["id"] == "payments").unwrap();
@@ -54,7 +49,7 @@ fn every_repo_is_found_once_including_nested_ones() {
     assert_eq!(payments["is_git"], true);
     assert_eq!(payments["stale"], false);
     assert_eq!(payments["indexed_commit"].as_str().unwrap().len(), 40);
-    let notes = repos.iter().find(|r| r["id"] == "corpus").unwrap();
+    let notes = repos.iter().find(|r| r["id"] == ".").unwrap();
     assert_eq!(notes["is_git"], false);
     assert_eq!(
         notes["files"], 1,

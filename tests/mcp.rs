@@ -278,7 +278,7 @@ fn a_restricted_principal_gets_nothing_of_other_repositories_whatever_the_argume
         "payments/plugins/fraud:fraud/scoring.py:1-3",
         "search-service:../payments/src/lib.rs:1-5",
         "search-service:/etc/passwd:1-1",
-        "corpus:notes/todo.md:1-1",
+        ".:notes/todo.md:1-1",
     ] {
         let (error, text) = client.call("read_citation", json!({"citation": citation}));
         assert!(error, "{citation}: {text}");

@@ -39,12 +39,19 @@ fn json_documents_match_their_schemas_and_exit_codes_follow_ripgrep() {
     assert_schema("config", &config);
 
     // 1: no results; 2: usage, configuration or index errors.
-    let (out, empty) = codeq_json(
-        &fx.root,
-        &["search", "zzqqxxyy_nothing_like_this", "--lang", "cobol"],
-    );
+    let (out, empty) = codeq_json(&fx.root, &["search", " "]);
     assert_eq!(out.status.code(), Some(1), "{empty}");
     assert_schema("search", &empty);
+    // A language nobody can see is a usage error that lists the ones there are.
+    let out = codeq(&fx.root, &["search", "refund", "--lang", "cobol"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cobol")
+            && stderr(&out).contains("python")
+            && stderr(&out).contains("rust"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(codeq(&fx.root, &["search"]).status.code(), Some(2));
     assert_eq!(
         codeq(&fx.root, &["search", "x", "--repo", "nope"])

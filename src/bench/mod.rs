@@ -75,6 +75,7 @@ pub fn index_bench(
         rebuild: true,
         config: config.clone(),
         acl_file: None,
+        drop_acl: false,
     };
     let report = index::run(&options, embedder, &NoProgress)?;
     let per_second = |n: usize, d: std::time::Duration| {

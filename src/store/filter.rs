@@ -33,6 +33,17 @@ impl PathPattern {
         if trimmed.is_empty() {
             return Err(format!("path glob {glob:?} is empty"));
         }
+        // Indexed paths are plain relative ones: a glob with a `..`, `.` or empty segment
+        // could never match, and would grant nothing while looking as if it did.
+        if trimmed
+            .trim_end_matches('/')
+            .split('/')
+            .any(|segment| matches!(segment, "" | "." | ".."))
+        {
+            return Err(format!(
+                "path glob {glob:?} can never match: paths are relative to their repository, without `..`, `.` or empty segments"
+            ));
+        }
         let mut body = String::new();
         let chars: Vec<char> = trimmed.chars().collect();
         let mut i = 0;

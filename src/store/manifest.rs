@@ -47,6 +47,39 @@ impl Manifest {
     pub fn repo_ids(&self) -> Vec<String> {
         self.repos.iter().map(|r| r.id.clone()).collect()
     }
+
+    /// Checks that the root is absolute and every repository path is a plain relative path
+    /// below it (no `..`, `.`, absolute or empty segments), and that no two repositories
+    /// share an id; says what is wrong.
+    pub fn check_paths(&self) -> Result<(), String> {
+        if !self.root.is_absolute() {
+            return Err(format!("the root {:?} is not absolute", self.root));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for repo in &self.repos {
+            if !repo.path.is_empty() && !is_plain_relative(&repo.path) {
+                return Err(format!(
+                    "repository {:?} has the path {:?}, which leaves the indexed root",
+                    repo.id, repo.path
+                ));
+            }
+            if !ids.insert(repo.id.as_str()) {
+                return Err(format!("two repositories have the id {:?}", repo.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A relative `/`-separated path of ordinary names: not absolute, no empty, `.` or `..`
+/// segment, no NUL. What the walker records, and all a manifest or a
+/// citation may name.
+pub fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|segment| !matches!(segment, "" | "." | ".."))
 }
 
 /// What was indexed of one repository.

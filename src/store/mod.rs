@@ -21,6 +21,7 @@ mod files;
 mod filter;
 mod lexical;
 mod manifest;
+mod seal;
 mod tokenizer;
 mod vectors;
 
@@ -190,12 +191,43 @@ impl IndexDir {
         }
     }
 
-    /// Loads the manifest of a generation.
+    /// Loads the manifest of a generation, checking that every place it points at stays
+    /// inside the indexed root: a manifest naming a repository at `../elsewhere` or
+    /// `/etc` is damaged (or crafted) and is refused before anything reads through it.
     pub fn manifest(&self, generation: &str) -> Result<Manifest> {
         let path = self.generation_path(generation).join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
+        let text = std::fs::read_to_string(&path).map_err(|e| self.read_error(&path, e))?;
+        let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| self.corrupt(format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| self.corrupt(format!("{}: {e}", path.display())))
+        manifest
+            .check_paths()
+            .map_err(|detail| self.corrupt(format!("{}: {detail}", path.display())))?;
+        Ok(manifest)
+    }
+
+    /// Whether the published index was built under an access-control list, read from the
+    /// current generation's manifest whatever its schema. When that manifest (or CURRENT)
+    /// cannot be read, the newest generation whose manifest can decides; when a
+    /// generation exists but none can be read, the answer is yes: a damaged index never
+    /// loses its ACL by being unreadable.
+    pub fn acl_was_required(&self) -> Result<bool> {
+        let current = self.current().ok().flatten();
+        let mut names = self.generation_names()?;
+        names.reverse();
+        let candidates: Vec<&String> = current.iter().chain(names.iter()).collect();
+        let mut unreadable = current.is_none() && self.path.join(CURRENT_FILE).exists();
+        for name in candidates {
+            let path = self.generation_path(name).join(MANIFEST_FILE);
+            let Ok(bytes) = std::fs::read(&path) else {
+                unreadable |= path.exists() || Some(name) == current.as_ref();
+                continue;
+            };
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(manifest) => return Ok(manifest["acl_required"].as_bool().unwrap_or(false)),
+                Err(_) => unreadable = true,
+            }
+        }
+        Ok(unreadable)
     }
 
     /// The file table of a generation; `None` for generations written before codeq kept
@@ -213,6 +245,34 @@ impl IndexDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         EmbedCache::open(runtime()?, &self.path.join(EMBED_CACHE), model, run)
+    }
+
+    /// A file of the index that cannot be read: a permission problem is named as one
+    /// (rebuilding would be the wrong advice), anything else means the index is damaged.
+    fn read_error(&self, path: &Path, err: std::io::Error) -> Error {
+        if err.kind() == std::io::ErrorKind::PermissionDenied {
+            return Error::IndexPermission {
+                path: path.to_path_buf(),
+            };
+        }
+        self.corrupt(format!("{}: {err}", path.display()))
+    }
+
+    /// Checks the published generation `generation` against its seal: every file
+    /// present, of its size and, with `checksums`, of its content. Damage is
+    /// [`Error::CorruptIndex`], a file this user may not read [`Error::IndexPermission`].
+    pub fn verify(&self, generation: &str, checksums: bool) -> Result<()> {
+        seal::check(&self.generation_path(generation), checksums)
+            .map_err(|damage| self.damaged(generation, damage.detail()))
+    }
+
+    /// The error for a generation that failed to open or answer: a permission problem
+    /// when one of its files cannot be opened by this user, damage otherwise.
+    fn damaged(&self, generation: &str, detail: String) -> Error {
+        match seal::first_unreadable(&self.generation_path(generation)) {
+            Some(path) => Error::IndexPermission { path },
+            None => self.corrupt(detail),
+        }
     }
 
     fn corrupt(&self, detail: String) -> Error {
@@ -290,9 +350,11 @@ impl IndexDir {
         let manifest = serde_json::to_vec_pretty(&finished.manifest).map_err(Error::store)?;
         let files = serde_json::to_vec(&finished.files).map_err(Error::store)?;
         write_atomically(&path.join(FILES_FILE), &files)?;
+        let previous = self.current().ok().flatten();
+        let base = previous.as_ref().map(|name| self.generation_path(name));
+        seal::write(&path, base.as_deref())?;
         write_atomically(&path.join(MANIFEST_FILE), &manifest)?;
         sync_tree(&path)?;
-        let previous = self.current().ok().flatten();
         write_atomically(
             &self.path.join(CURRENT_FILE),
             format!("{}\n", finished.name).as_bytes(),
@@ -430,7 +492,7 @@ pub struct VectorSource(lancedb::Table);
 /// Files of a generation that are not copied into the next one: written anew at publish,
 /// or tantivy's lock files (a lock is per writer, not per index state).
 fn is_per_generation(name: &str) -> bool {
-    name == MANIFEST_FILE || name == FILES_FILE || name.ends_with(".lock") || name.ends_with(".tmp")
+    name == FILES_FILE || seal::is_unsealed(name)
 }
 
 /// Recreates the folders of `from` in `to` and hard-links every file (copies when the
@@ -715,6 +777,8 @@ fn ensure_admitted<'a>(
 
 /// A published generation opened for queries.
 pub struct IndexReader {
+    /// The index folder (to name damage found while answering).
+    dir: IndexDir,
     generation: String,
     manifest: Manifest,
     vectors: vectors::VectorReader,
@@ -746,18 +810,39 @@ impl IndexReader {
                 expected: SCHEMA_VERSION,
             });
         }
-        let vectors =
-            vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
-                .map_err(|e| dir.corrupt(format!("vector table: {e}")))?;
-        let lexical = lexical::LexicalReader::open(&path.join("tantivy"))
-            .map_err(|e| dir.corrupt(format!("lexical index: {e}")))?;
+        dir.verify(generation, false)?;
+        let opened = crate::panic_guard::catch(|| -> Result<_> {
+            let vectors =
+                vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
+                    .map_err(|e| dir.damaged(generation, format!("vector table: {e}")))?;
+            let lexical = lexical::LexicalReader::open(&path.join("tantivy"))
+                .map_err(|e| dir.damaged(generation, format!("lexical index: {e}")))?;
+            Ok((vectors, lexical))
+        });
+        let (vectors, lexical) = opened
+            .map_err(|panic| dir.damaged(generation, format!("opening it failed: {panic}")))??;
         Ok(IndexReader {
+            dir: dir.clone(),
             generation: generation.to_string(),
             manifest,
             vectors,
             lexical,
             _in_use: in_use,
         })
+    }
+
+    /// Runs one call into a lane's storage library: a storage error or a panic there (what
+    /// a damaged file causes) becomes [`Error::CorruptIndex`], or
+    /// [`Error::IndexPermission`] when a file cannot be opened by this user. Other errors
+    /// pass as they are.
+    fn lane<T>(&self, call: impl FnOnce() -> Result<T>) -> Result<T> {
+        match crate::panic_guard::catch(call) {
+            Ok(Err(Error::Store(detail))) => Err(self.dir.damaged(&self.generation, detail)),
+            Ok(outcome) => outcome,
+            Err(panic) => Err(self
+                .dir
+                .damaged(&self.generation, format!("reading it failed: {panic}"))),
+        }
     }
 
     /// The generation's name.
@@ -785,7 +870,7 @@ impl IndexReader {
         if filter.is_empty_set() || terms.is_empty() {
             return Ok(Vec::new());
         }
-        let hits = self.lexical.search(terms, filter, limit)?;
+        let hits = self.lane(|| self.lexical.search(terms, filter, limit))?;
         ensure_admitted(filter, hits.iter().map(|h| &h.chunk))?;
         Ok(hits)
     }
@@ -801,9 +886,8 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let nearest = self
-            .vectors
-            .nearest(vector, filter, limit, self.admitted_share(filter))?;
+        let share = self.admitted_share(filter);
+        let nearest = self.lane(|| self.vectors.nearest(vector, filter, limit, share))?;
         let (ids, distances): (Vec<String>, Vec<f32>) = nearest.into_iter().unzip();
         // One chunk per id, in their order, unless the lexical index lacks one.
         let chunks = self.chunks_by_id(&ids, filter)?;
@@ -846,7 +930,7 @@ impl IndexReader {
         if ids.is_empty() || filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let chunks = self.lexical.chunks_by_id(ids)?;
+        let chunks = self.lane(|| self.lexical.chunks_by_id(ids))?;
         ensure_admitted(filter, chunks.iter())?;
         Ok(chunks)
     }
@@ -861,7 +945,7 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let mut chunks = self.vectors.chunks_in_file(repo, path, filter)?;
+        let mut chunks = self.lane(|| self.vectors.chunks_in_file(repo, path, filter))?;
         chunks.sort_by_key(|c| c.start_line);
         Ok(chunks)
     }
@@ -876,16 +960,16 @@ impl IndexReader {
             });
         }
         Ok(LaneCounts {
-            bm25_docs: self.lexical.count(filter)?,
-            vectors: self.vectors.count(filter)?,
-            pending: self.vectors.pending_count(filter)?,
+            bm25_docs: self.lane(|| self.lexical.count(filter))?,
+            vectors: self.lane(|| self.vectors.count(filter))?,
+            pending: self.lane(|| self.vectors.pending_count(filter))?,
         })
     }
 
     /// Up to `limit` chunks waiting for vectors, most useful first, with their
     /// embedding-input hashes.
     pub fn pending_batch(&self, limit: usize) -> Result<Vec<(Chunk, String)>> {
-        self.vectors.pending_batch(limit)
+        self.lane(|| self.vectors.pending_batch(limit))
     }
 
     /// What incremental runs leave behind in this generation, for `codeq status`.
@@ -906,13 +990,13 @@ impl IndexReader {
         &self,
         files: &[(String, String)],
     ) -> Result<HashMap<String, Vec<f32>>> {
-        self.vectors.vectors_of_files(files)
+        self.lane(|| self.vectors.vectors_of_files(files))
     }
 
     /// Every stored row (chunk, embedding-input hash, vector), for tools that copy an index
     /// such as the query benchmark.
     pub fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
-        self.vectors.all_rows()
+        self.lane(|| self.vectors.all_rows())
     }
 
     /// `filter` made ready for this index: path-restricted repositories of which it admits
@@ -924,7 +1008,10 @@ impl IndexReader {
         if partial.is_empty_set() {
             return Ok(filter.clone());
         }
-        let listed = filter.with_listed_paths(&self.lexical.distinct_paths()?, MAX_LISTED_PATHS);
+        let listed = filter.with_listed_paths(
+            &self.lane(|| self.lexical.distinct_paths())?,
+            MAX_LISTED_PATHS,
+        );
         let counts = self.visible_counts(&listed.path_restricted())?;
         let chunks = counts
             .iter()
@@ -940,8 +1027,10 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(Vec::new());
         }
-        let mut counts: Vec<(String, usize)> =
-            self.vectors.language_counts(filter)?.into_iter().collect();
+        let mut counts: Vec<(String, usize)> = self
+            .lane(|| self.vectors.language_counts(filter))?
+            .into_iter()
+            .collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(counts)
     }
@@ -952,6 +1041,6 @@ impl IndexReader {
         if filter.is_empty_set() {
             return Ok(HashMap::new());
         }
-        self.vectors.file_and_chunk_counts(filter)
+        self.lane(|| self.vectors.file_and_chunk_counts(filter))
     }
 }

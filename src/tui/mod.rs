@@ -93,6 +93,7 @@ pub fn run(context: TuiContext) -> Result<()> {
         .map(|(language, _)| language)
         .collect();
     let generation = reader.generation().to_string();
+    let principal = access.principal().map(str::to_string);
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(session, &repos, &languages, k, color);
 
@@ -119,7 +120,7 @@ pub fn run(context: TuiContext) -> Result<()> {
         &requests,
         &responses,
         &dir,
-        &generation,
+        (&generation, principal.as_deref()),
     );
     ratatui::restore();
     drop(requests);
@@ -173,7 +174,7 @@ fn event_loop(
     requests: &Sender<Request>,
     responses: &Receiver<Response>,
     dir: &IndexDir,
-    generation: &str,
+    (generation, principal): (&str, Option<&str>),
 ) -> Result<()> {
     let io = |e| Error::io("terminal input/output failed", e);
     let mut preview = None;
@@ -207,7 +208,13 @@ fn event_loop(
                 Some(Action::Judge { number, verdict }) => {
                     app.notice = Some(match app.answer() {
                         Some(answer) => {
-                            match backlog::record(dir, generation, answer, &[(number, verdict)]) {
+                            match backlog::record(
+                                dir,
+                                generation,
+                                principal,
+                                answer,
+                                &[(number, verdict)],
+                            ) {
                                 Ok(_) => format!(
                                     "recorded citation {number} as {verdict:?} for `codeq eval` triage"
                                 ),

@@ -373,6 +373,7 @@ impl Workspace {
             rebuild,
             config: Config::load_for_root(&self.root).unwrap(),
             acl_file: None,
+            drop_acl: false,
         };
         index::run(&options, &mut self.embedder, &NoProgress).unwrap()
     }
