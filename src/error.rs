@@ -59,7 +59,7 @@ pub enum Error {
     },
     /// A file of the index exists but this user may not read it.
     #[error(
-        "cannot read {}: permission denied. The index was written by another user or with other permissions: run codeq as the user who built it, or give this user read access to the index folder (nothing is damaged; rebuilding is not needed)",
+        "cannot open {}: permission denied. The index was written by another user or with other permissions: run codeq as the user who built it, or give this user access to the index folder (nothing is damaged; rebuilding is not needed)",
         .path.display()
     )]
     IndexPermission {

@@ -25,8 +25,9 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::store::{
-    AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase, GenerationWriter,
-    IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals, VectorSource,
+    AclRequirement, AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase,
+    GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
+    VectorSource,
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
@@ -203,12 +204,24 @@ pub fn run(
         ))
     })?;
     let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
-    if !acl_required && dir.acl_was_required()? {
-        if !options.rebuild && !options.drop_acl {
-            return Err(Error::AclMissing {
-                config: root.join(crate::config::CONFIG_FILE),
-            });
+    if !acl_required && !options.rebuild && !options.drop_acl {
+        match dir.acl_requirement()? {
+            AclRequirement::None => {}
+            AclRequirement::Required => {
+                return Err(Error::AclMissing {
+                    config: root.join(crate::config::CONFIG_FILE),
+                });
+            }
+            AclRequirement::Unknown(why) => {
+                return Err(Error::CorruptIndex {
+                    dir: index_path.clone(),
+                    detail: format!(
+                        "{why}; so whether it was built under an access-control list cannot be told: configure the ACL it had, or say --drop-acl"
+                    ),
+                });
+            }
         }
+    } else if !acl_required && dir.acl_requirement()? != AclRequirement::None {
         progress.message(
             "building without the access-control list the index had: every principal will see every repository",
         );
@@ -276,12 +289,12 @@ pub fn run(
     let copy_of = previous.as_ref().filter(|_| recorded.is_some());
     let mut cache = dir.embed_cache(&lock, &model)?;
     if let Some(copied) = copy_of {
-        cache.keep(copied.vectors_of_files(&plan.to_remove)?)?;
+        cache.keep(copied.vectors_of_files(&plan.to_remove)?);
     }
     let mut writer = dir.begin_generation(&lock, &model, GenerationBase { copy_of, reuse })?;
     writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default())?;
-    let mut run = Run::new(&model, options.config.index.write_batch, &cache);
+    let mut run = Run::new(&model, options.config.index.write_batch, &mut cache);
     run.defer_embedding = plan.to_chunk.len() > options.config.index.lexical_first_files;
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
@@ -326,7 +339,7 @@ pub fn run(
         files,
     };
     let finished = writer.finish(manifest, table, options.config.index.ann_policy())?;
-    cache.finish(options.config.index.embed_cache_vectors)?;
+    cache.finish(options.config.index.embed_cache_vectors);
     dir.publish(&lock, finished)?;
     drop(previous);
     changes.queryable_after_s = started.elapsed().as_secs_f64();
@@ -765,7 +778,7 @@ fn join_path(repo_path: &str, rel: &str) -> String {
 /// Accumulated state of one run on the consumer side.
 struct Run<'a> {
     model: &'a ModelInfo,
-    cache: &'a EmbedCache,
+    cache: &'a mut EmbedCache,
     /// Chunks embedded and written per round.
     batch_size: usize,
     /// Chunks without a reusable vector go to the pending table instead of the model.
@@ -781,7 +794,7 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(model: &'a ModelInfo, batch_size: usize, cache: &'a EmbedCache) -> Run<'a> {
+    fn new(model: &'a ModelInfo, batch_size: usize, cache: &'a mut EmbedCache) -> Run<'a> {
         Run {
             model,
             cache,
@@ -860,7 +873,7 @@ impl<'a> Run<'a> {
             .filter(|h| !vectors.contains_key(*h))
             .cloned()
             .collect();
-        vectors.extend(self.cache.lookup(&evicted_before)?);
+        vectors.extend(self.cache.lookup(&evicted_before));
         let mut store_time = store_started.elapsed();
 
         let missing: Vec<usize> = (0..chunks.len())

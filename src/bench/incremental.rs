@@ -213,8 +213,9 @@ fn seed_cache(index_dir: &Path, seeds: &[PathBuf], model: &crate::embed::ModelIn
         }
     }
     let seeded = vectors.len();
-    cache.keep(vectors)?;
-    cache.finish(seeded.max(1))
+    cache.keep(vectors);
+    cache.finish(seeded.max(1));
+    Ok(())
 }
 
 /// Runs this binary's `codeq index .` in `root` and measures it.

@@ -6,10 +6,12 @@
 //! it holds more than its configured number of vectors.
 //!
 //! Only the writer (under the index lock) opens it; queries never read it. A run killed
-//! mid-write loses at most the vectors it had not written, never the index.
+//! mid-write loses at most the vectors it had not written, never the index. It is only a
+//! cache: when it cannot be opened or read (damaged files), it is emptied with a warning
+//! and the run goes on without it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lancedb::arrow::arrow_array::cast::AsArray;
@@ -30,8 +32,14 @@ const MODEL_FILE: &str = "model";
 /// Hashes per lookup query.
 const LOOKUP_BATCH: usize = 1024;
 
-/// Evicted vectors by embedding-input hash, on disk.
+/// Evicted vectors by embedding-input hash, on disk; without a table once it failed.
 pub struct EmbedCache {
+    path: PathBuf,
+    table: Option<CacheTable>,
+}
+
+/// The cache's LanceDB table.
+struct CacheTable {
     rt: Arc<Runtime>,
     table: lancedb::Table,
     schema: SchemaRef,
@@ -45,12 +53,74 @@ impl EmbedCache {
     /// Opens (or creates) the cache in `path` for `model`; a cache of another model is
     /// discarded, since none of its vectors could ever be looked up again. `run` orders
     /// this run's evictions after earlier ones (a clock reading).
-    pub(super) fn open(
-        rt: Arc<Runtime>,
-        path: &Path,
-        model: &ModelInfo,
-        run: u64,
-    ) -> Result<EmbedCache> {
+    pub(super) fn open(rt: Arc<Runtime>, path: &Path, model: &ModelInfo, run: u64) -> EmbedCache {
+        let mut cache = EmbedCache {
+            path: path.to_path_buf(),
+            table: None,
+        };
+        let opened = crate::panic_guard::catch(|| CacheTable::open(rt.clone(), path, model, run));
+        match opened {
+            Ok(Ok(table)) => cache.table = Some(table),
+            Ok(Err(e)) => cache.discard(&e.to_string()),
+            Err(panic) => cache.discard(&panic),
+        }
+        if cache.table.is_none() {
+            // An emptied cache starts anew at once, so this run's evictions are kept.
+            if let Ok(Ok(table)) =
+                crate::panic_guard::catch(|| CacheTable::open(rt, path, model, run))
+            {
+                cache.table = Some(table);
+            }
+        }
+        cache
+    }
+
+    /// The cached vectors among `hashes` (none once the cache failed).
+    pub fn lookup(&mut self, hashes: &[String]) -> HashMap<String, Vec<f32>> {
+        self.guarded(|table| table.lookup(hashes))
+            .unwrap_or_default()
+    }
+
+    /// Keeps the vectors of chunks leaving the index (embedding-input hash, vector).
+    pub fn keep(&mut self, evicted: HashMap<String, Vec<f32>>) {
+        self.guarded(|table| table.keep(evicted));
+    }
+
+    /// Drops the oldest evictions beyond `capacity` vectors, keeps the hash index current
+    /// and removes superseded table versions (a run that kept nothing leaves it as it was).
+    pub fn finish(mut self, capacity: usize) {
+        self.guarded(|table| table.finish(capacity));
+    }
+
+    /// Runs `call` on the table; a failure (error or panic in the storage library) empties
+    /// the cache and leaves this run without one.
+    fn guarded<T>(&mut self, call: impl FnOnce(&mut CacheTable) -> Result<T>) -> Option<T> {
+        let table = self.table.as_mut()?;
+        match crate::panic_guard::catch(|| call(table)) {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                self.discard(&e.to_string());
+                None
+            }
+            Err(panic) => {
+                self.discard(&panic);
+                None
+            }
+        }
+    }
+
+    fn discard(&mut self, why: &str) {
+        self.table = None;
+        tracing::warn!(
+            "the embedding cache in {} cannot be used ({why}); it was emptied, and vectors it held will be computed again",
+            self.path.display()
+        );
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl CacheTable {
+    fn open(rt: Arc<Runtime>, path: &Path, model: &ModelInfo, run: u64) -> Result<CacheTable> {
         let marker = format!("{}\n{}\n{}\n", model.id, model.file_sha256, model.dimension);
         let marker_path = path.join(MODEL_FILE);
         let same_model = std::fs::read_to_string(&marker_path).is_ok_and(|m| m == marker);
@@ -77,7 +147,7 @@ impl EmbedCache {
         if !same_model {
             super::write_atomically(&marker_path, marker.as_bytes())?;
         }
-        Ok(EmbedCache {
+        Ok(CacheTable {
             rt,
             table,
             schema,
@@ -87,8 +157,7 @@ impl EmbedCache {
         })
     }
 
-    /// The cached vectors among `hashes`.
-    pub fn lookup(&self, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+    fn lookup(&self, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
         let mut found: HashMap<String, Vec<f32>> = HashMap::new();
         for batch in hashes.chunks(LOOKUP_BATCH) {
             let predicate = format!("embed_hash IN ({})", sql_string_list(batch));
@@ -97,8 +166,7 @@ impl EmbedCache {
         Ok(found)
     }
 
-    /// Keeps the vectors of chunks leaving the index (embedding-input hash, vector).
-    pub fn keep(&mut self, evicted: HashMap<String, Vec<f32>>) -> Result<()> {
+    fn keep(&mut self, evicted: HashMap<String, Vec<f32>>) -> Result<()> {
         if evicted.is_empty() {
             return Ok(());
         }
@@ -123,9 +191,7 @@ impl EmbedCache {
         Ok(())
     }
 
-    /// Drops the oldest evictions beyond `capacity` vectors, keeps the hash index current
-    /// and removes superseded table versions (a run that kept nothing leaves it as it was).
-    pub fn finish(mut self, capacity: usize) -> Result<()> {
+    fn finish(&mut self, capacity: usize) -> Result<()> {
         if !self.changed {
             return Ok(());
         }

@@ -127,7 +127,7 @@ impl IndexDir {
 
     fn check_format(&self) -> Result<()> {
         let text = std::fs::read_to_string(self.path.join(FORMAT_FILE))
-            .map_err(|e| Error::io("cannot read the index FORMAT file", e))?;
+            .map_err(|e| self.read_error(&self.path.join(FORMAT_FILE), e))?;
         let found = text
             .trim()
             .strip_prefix("codeq-index ")
@@ -173,7 +173,10 @@ impl IndexDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => self.read_error(&path, e),
+                _ => Error::io(format!("cannot open {}", path.display()), e),
+            })
     }
 
     /// Name of the published generation, if any.
@@ -187,7 +190,7 @@ impl IndexDir {
                 Ok(Some(name))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("cannot read the index CURRENT file", e)),
+            Err(e) => Err(self.read_error(&self.path.join(CURRENT_FILE), e)),
         }
     }
 
@@ -207,27 +210,42 @@ impl IndexDir {
 
     /// Whether the published index was built under an access-control list, read from the
     /// current generation's manifest whatever its schema. When that manifest (or CURRENT)
-    /// cannot be read, the newest generation whose manifest can decides; when a
-    /// generation exists but none can be read, the answer is yes: a damaged index never
-    /// loses its ACL by being unreadable.
-    pub fn acl_was_required(&self) -> Result<bool> {
+    /// cannot be read, the newest generation whose manifest can decides; when a generation
+    /// exists but none can be read, the index is damaged and a run without an ACL must say
+    /// so explicitly (`--rebuild`, `--drop-acl`): an index never loses its ACL by being
+    /// unreadable.
+    pub fn acl_requirement(&self) -> Result<AclRequirement> {
         let current = self.current().ok().flatten();
         let mut names = self.generation_names()?;
         names.reverse();
         let candidates: Vec<&String> = current.iter().chain(names.iter()).collect();
-        let mut unreadable = current.is_none() && self.path.join(CURRENT_FILE).exists();
+        let mut unreadable = (current.is_none() && self.path.join(CURRENT_FILE).exists())
+            .then(|| "CURRENT cannot be read".to_string());
         for name in candidates {
             let path = self.generation_path(name).join(MANIFEST_FILE);
-            let Ok(bytes) = std::fs::read(&path) else {
-                unreadable |= path.exists() || Some(name) == current.as_ref();
-                continue;
+            let bytes = match std::fs::read(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(self.read_error(&path, e));
+                }
+                read => read,
             };
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(manifest) => return Ok(manifest["acl_required"].as_bool().unwrap_or(false)),
-                Err(_) => unreadable = true,
+            let parsed = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
+                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+            });
+            match parsed {
+                Ok(manifest) => {
+                    return Ok(match manifest["acl_required"].as_bool() {
+                        Some(true) => AclRequirement::Required,
+                        _ => AclRequirement::None,
+                    });
+                }
+                Err(e) if path.exists() || Some(name) == current.as_ref() => {
+                    unreadable.get_or_insert(format!("{}: {e}", path.display()));
+                }
+                Err(_) => {}
             }
         }
-        Ok(unreadable)
+        Ok(unreadable.map_or(AclRequirement::None, AclRequirement::Unknown))
     }
 
     /// The file table of a generation; `None` for generations written before codeq kept
@@ -244,7 +262,12 @@ impl IndexDir {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        EmbedCache::open(runtime()?, &self.path.join(EMBED_CACHE), model, run)
+        Ok(EmbedCache::open(
+            runtime()?,
+            &self.path.join(EMBED_CACHE),
+            model,
+            run,
+        ))
     }
 
     /// A file of the index that cannot be read: a permission problem is named as one
@@ -269,8 +292,14 @@ impl IndexDir {
     /// The error for a generation that failed to open or answer: a permission problem
     /// when one of its files cannot be opened by this user, damage otherwise.
     fn damaged(&self, generation: &str, detail: String) -> Error {
-        match seal::first_unreadable(&self.generation_path(generation)) {
+        let folder = self.generation_path(generation);
+        match seal::first_unreadable(&folder) {
             Some(path) => Error::IndexPermission { path },
+            // The storage libraries report a lock or data file they may not open only in
+            // their error's text.
+            None if detail.contains("Permission denied") || detail.contains("PermissionDenied") => {
+                Error::IndexPermission { path: folder }
+            }
             None => self.corrupt(detail),
         }
     }
@@ -377,11 +406,21 @@ impl IndexDir {
         !in_use && std::fs::remove_dir_all(&path).is_ok()
     }
 
-    /// Opens the published generation for queries.
+    /// Opens the published generation for queries. A folder with published generations
+    /// but no CURRENT is damaged; one without any was never published to.
     pub fn reader(&self) -> Result<IndexReader> {
-        let generation = self
-            .current()?
-            .ok_or_else(|| Error::NoIndex(self.path.clone()))?;
+        let Some(generation) = self.current()? else {
+            let published = self
+                .generation_names()?
+                .iter()
+                .any(|name| self.generation_path(name).join(MANIFEST_FILE).exists());
+            return Err(match published {
+                true => {
+                    self.corrupt("CURRENT, which names the published generation, is missing".into())
+                }
+                false => Error::NoIndex(self.path.clone()),
+            });
+        };
         IndexReader::open(self, &generation)
     }
 
@@ -443,6 +482,17 @@ impl IndexDir {
         }
         Ok(before.saturating_sub(self.size_on_disk()))
     }
+}
+
+/// Whether runs and queries of an index need an access-control list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclRequirement {
+    /// Built without one (or nothing was published yet).
+    None,
+    /// Built under one: nothing may run without it.
+    Required,
+    /// No manifest can be read to tell (why, in words): treated as required.
+    Unknown(String),
 }
 
 /// The state of a generation's storage that compaction and merging keep in check.

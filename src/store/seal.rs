@@ -1,9 +1,11 @@
-//! A generation's seal: the size and CRC-32 of every data file, written when the
-//! generation is published. Opening a generation checks every file's presence and size
-//! (a stat each: a truncated or deleted file is found before a query reads it); `codeq
-//! index` and `codeq status` check the checksums too, so a garbled file is found before
-//! a new generation builds on it. Generations published before seals existed have none
-//! and are not checked.
+//! A generation's seal: the size, modification time and CRC-32 of every data file,
+//! written when the generation is published. Opening a generation stats every file: a
+//! missing or resized file is damage, and a file whose modification time moved (written
+//! to since, or copied) has its checksum compared, so a truncated, garbled or deleted file
+//! is found before a query reads it, at the price of a stat per file on the usual path.
+//! `codeq index` and `codeq status` compare every checksum (damage without a write: the
+//! disk), so a generation is never built on unless all of it is as written. Generations
+//! published before seals existed have none and are not checked.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,6 +22,8 @@ pub(super) const SEAL_FILE: &str = "checksums.json";
 struct SealedFile {
     bytes: u64,
     crc32: u32,
+    /// Modification time when sealed, nanoseconds since the epoch.
+    mtime_ns: i64,
 }
 
 /// Path (relative to the generation, `/`-separated) → size and checksum.
@@ -84,6 +88,7 @@ pub(super) fn write(path: &Path, previous: Option<&Path>) -> crate::Result<()> {
                 bytes: meta.len(),
                 crc32: crc_of(&file)
                     .map_err(|e| crate::Error::io(format!("cannot read {}", file.display()), e))?,
+                mtime_ns: mtime_ns(&meta),
             },
         };
         seal.files.insert(rel, entry);
@@ -92,8 +97,9 @@ pub(super) fn write(path: &Path, previous: Option<&Path>) -> crate::Result<()> {
     super::write_atomically(&path.join(SEAL_FILE), &json)
 }
 
-/// Checks that every sealed file is present with its size; with `checksums`, also that
-/// its content is unchanged. A generation without a seal passes.
+/// Checks that every sealed file is present with its size and, when its modification
+/// time moved or with `checksums` always, with its content. A generation without a seal
+/// passes.
 pub(super) fn check(path: &Path, checksums: bool) -> Result<(), Damage> {
     let Some(seal) = read_seal(path)? else {
         return Ok(());
@@ -113,7 +119,7 @@ pub(super) fn check(path: &Path, checksums: bool) -> Result<(), Damage> {
                 format!("has {} bytes, {} were written", meta.len(), sealed.bytes),
             ));
         }
-        if checksums {
+        if checksums || mtime_ns(&meta) != sealed.mtime_ns {
             let crc = crc_of(&file).map_err(|e| Damage::Unreadable(file.clone(), e))?;
             if crc != sealed.crc32 {
                 return Err(Damage::Changed(
@@ -126,10 +132,10 @@ pub(super) fn check(path: &Path, checksums: bool) -> Result<(), Damage> {
     Ok(())
 }
 
-/// The first file below `path` that this user cannot open, if any (to tell a permission
-/// problem from damage).
+/// The first file below `path` (sealed or not) that this user cannot open, if any (to
+/// tell a permission problem from damage).
 pub(super) fn first_unreadable(path: &Path) -> Option<PathBuf> {
-    let files = sealed_files(path).ok()?;
+    let files = files_below(path, |_| true).ok()?;
     files.into_iter().map(|rel| path.join(rel)).find(|file| {
         std::fs::File::open(file).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     })
@@ -148,6 +154,11 @@ fn read_seal(path: &Path) -> Result<Option<Seal>, Damage> {
 
 /// Every sealed file below `root`, relative and `/`-separated, sorted.
 fn sealed_files(root: &Path) -> std::io::Result<Vec<String>> {
+    files_below(root, |name| !is_unsealed(name))
+}
+
+/// Every file below `root` whose name `keep` accepts, relative and `/`-separated, sorted.
+fn files_below(root: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     let mut folders = vec![PathBuf::new()];
     while let Some(rel) = folders.pop() {
@@ -158,13 +169,17 @@ fn sealed_files(root: &Path) -> std::io::Result<Vec<String>> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 folders.push(child);
-            } else if kind.is_file() && !is_unsealed(&name) {
+            } else if kind.is_file() && keep(&name) {
                 out.push(child.to_string_lossy().into_owned());
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec()
 }
 
 fn same_inode(path: &Path, meta: &std::fs::Metadata) -> bool {
@@ -192,22 +207,38 @@ mod tests {
     fn truncation_garbling_and_deletion_are_found() {
         let dir = tempfile::tempdir().unwrap();
         let generation = dir.path();
-        std::fs::create_dir_all(generation.join("lance/data")).unwrap();
-        std::fs::write(generation.join("lance/data/a.lance"), b"abcdefgh").unwrap();
+        let data = generation.join("lance/data/a.lance");
+        std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+        std::fs::write(&data, b"abcdefgh").unwrap();
         std::fs::write(generation.join("files.json"), b"[]").unwrap();
         std::fs::write(generation.join("readers.lock"), b"").unwrap();
         write(generation, None).unwrap();
+        let sealed_time = std::fs::metadata(&data).unwrap().modified().unwrap();
         check(generation, true).unwrap();
         // Lock files are not sealed: they change with every reader.
         std::fs::write(generation.join("readers.lock"), b"x").unwrap();
         check(generation, true).unwrap();
 
-        std::fs::write(generation.join("lance/data/a.lance"), b"abcdXfgh").unwrap();
+        // A write moves the modification time, so even the stat-only check reads it.
+        std::fs::write(&data, b"abcdXfgh").unwrap();
+        assert!(matches!(check(generation, false), Err(Damage::Changed(..))));
+        // A copy (new time, same bytes) passes on its checksum.
+        std::fs::write(&data, b"abcdefgh").unwrap();
+        check(generation, false).unwrap();
+        // Damage without a write (the disk) keeps the time: only the full check finds it.
+        std::fs::write(&data, b"abcdXfgh").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&data)
+            .unwrap()
+            .set_modified(sealed_time)
+            .unwrap();
         check(generation, false).unwrap();
         assert!(matches!(check(generation, true), Err(Damage::Changed(..))));
-        std::fs::write(generation.join("lance/data/a.lance"), b"abcd").unwrap();
+
+        std::fs::write(&data, b"abcd").unwrap();
         assert!(matches!(check(generation, false), Err(Damage::Changed(..))));
-        std::fs::remove_file(generation.join("lance/data/a.lance")).unwrap();
+        std::fs::remove_file(&data).unwrap();
         assert!(matches!(check(generation, false), Err(Damage::Missing(_))));
         std::fs::write(generation.join(SEAL_FILE), b"{\"files\": ").unwrap();
         assert!(matches!(check(generation, false), Err(Damage::Seal(_))));
