@@ -148,6 +148,14 @@ const LANGUAGES: &[LanguageSpec] = &[
     },
 ];
 
+/// Every language chunked with a grammar, as (name, its first file extension).
+pub fn grammar_languages() -> Vec<(&'static str, &'static str)> {
+    LANGUAGES
+        .iter()
+        .map(|spec| (spec.name, spec.extensions[0]))
+        .collect()
+}
+
 /// Languages recognised by extension for the line-window fallback.
 const PLAIN_LANGUAGES: &[(&str, &[&str])] = &[
     ("markdown", &["md", "markdown", "rst", "txt"]),
@@ -706,12 +714,13 @@ fn number_repeated_ids(chunks: &mut [Chunk]) {
 }
 
 fn build_chunk(input: FileInput<'_>, language: &str, lines: &LineIndex, piece: Piece) -> Chunk {
+    let symbol = cap_symbol(piece.symbol);
     let content = lines.range_text(piece.start, piece.end).to_string();
     let content_hash = sha256_hex(content.as_bytes());
     let chunk_id = sha256_parts(&[
         input.repo.as_bytes(),
         input.path.as_bytes(),
-        piece.symbol.as_bytes(),
+        symbol.as_bytes(),
         content.as_bytes(),
     ])[..32]
         .to_string();
@@ -721,7 +730,7 @@ fn build_chunk(input: FileInput<'_>, language: &str, lines: &LineIndex, piece: P
         path: input.path.to_string(),
         language: language.to_string(),
         kind: piece.kind,
-        symbol: piece.symbol,
+        symbol,
         signature: piece.signature,
         doc: piece.doc,
         start_line: piece.start as u32 + 1,
@@ -833,12 +842,29 @@ fn clean_name(raw: &str) -> String {
     name.chars().take(MAX_NAME_CHARS).collect()
 }
 
-/// A qualified symbol of at most [`MAX_SYMBOL_CHARS`] characters: a longer one loses its
-/// beginning (the outer containers), marked with `…`, and keeps the name it ends with.
+/// A symbol of at most [`MAX_SYMBOL_CHARS`] characters. A merged group (`a, b, c`) keeps
+/// its first whole names and ends with `, …`; a long qualified symbol loses its beginning
+/// (the outer containers), marked with `…`, and keeps the name it ends with.
 fn cap_symbol(symbol: String) -> String {
     let count = symbol.chars().count();
     if count <= MAX_SYMBOL_CHARS {
         return symbol;
+    }
+    if symbol.contains(", ") {
+        let mut kept = String::new();
+        for name in symbol.split(", ") {
+            let sep = if kept.is_empty() { 0 } else { 2 };
+            if kept.chars().count() + sep + name.chars().count() + 3 > MAX_SYMBOL_CHARS {
+                break;
+            }
+            if !kept.is_empty() {
+                kept.push_str(", ");
+            }
+            kept.push_str(name);
+        }
+        if !kept.is_empty() {
+            return format!("{kept}, …");
+        }
     }
     let tail: String = symbol
         .chars()

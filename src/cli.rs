@@ -19,10 +19,10 @@ use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::mcp;
-use crate::report::{self, JSON_SCHEMA_VERSION, RepoStatus, ms};
+use crate::report::{self, JSON_SCHEMA_VERSION, ms};
 use crate::rerank::{self, Reranker};
 use crate::search::{QueryScope, SearchResults};
-use crate::store::{AnnIndex, AnnPolicy, IndexDir, IndexReader, RepoRecord};
+use crate::store::{AnnIndex, AnnPolicy, IndexDir, IndexReader};
 use crate::trace;
 use crate::tui;
 use crate::walk;
@@ -559,28 +559,7 @@ fn cmd_tui(cli: &Cli, k: usize) -> anyhow::Result<ExitCode> {
         embedder,
         reranker,
     } = open_for_queries(cli)?;
-    let manifest = reader.manifest();
-    let visible: Vec<&RepoRecord> = manifest
-        .repos
-        .iter()
-        .filter(|r| access.filter.admits_repo(&r.id))
-        .collect();
-    let partial = access.filter.path_restricted();
-    let session = tui::SessionInfo {
-        principal: principal_label(access.principal()),
-        model: manifest.model.id.clone(),
-        // Whole-repository state is shown only for repositories the principal reads whole,
-        // as `codeq status` does.
-        stale_repos: visible
-            .iter()
-            .filter(|r| !partial.admits_repo(&r.id))
-            .filter(|r| RepoStatus::of(r, &manifest.root).stale)
-            .count(),
-        repo_dirs: visible
-            .iter()
-            .map(|r| (r.id.clone(), manifest.root.join(&r.path)))
-            .collect(),
-    };
+    let session = tui::SessionInfo::of(&reader, &access);
     tui::run(tui::TuiContext {
         dir,
         reader,
@@ -683,13 +662,8 @@ fn cmd_trace(cli: &Cli, id: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "alice (ACL)", or "single-user" without a principal.
-fn principal_label(principal: Option<&str>) -> String {
-    principal.map_or("single-user".to_string(), |p| format!("{p} (ACL)"))
-}
-
 fn write_trace(out: &mut impl Write, t: &trace::Trace) -> std::io::Result<()> {
-    let who = principal_label(t.principal.as_deref());
+    let who = report::principal_label(t.principal.as_deref());
     writeln!(
         out,
         "trace {} — {} by {who} via {}, generation {}, model {}, {}",

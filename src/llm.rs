@@ -268,7 +268,7 @@ static FILE_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether a match of [`FILE_REFERENCE`] names a file rather than being prose ("and/or",
 /// "3:4", `std::io`): a path with a slash and a line range, a repository prefix, a file
-/// extension or three or more segments; or `file.ext:line`.
+/// extension or three or more segments; or `file.ext` with a line or a repository.
 fn names_a_file(caps: &regex::Captures) -> bool {
     let path = &caps["path"];
     let last = path.rsplit('/').next().unwrap_or(path);
@@ -279,7 +279,7 @@ fn names_a_file(caps: &regex::Captures) -> bool {
     if path.contains('/') {
         has_lines || caps.name("repo").is_some() || has_extension || path.split('/').count() >= 3
     } else {
-        has_lines && has_extension
+        has_extension && (has_lines || caps.name("repo").is_some())
     }
 }
 

@@ -360,6 +360,11 @@ pub fn snippet(content: &str, lines: usize) -> String {
         .join("\n")
 }
 
+/// "alice (ACL)", or "single-user" without a principal.
+pub fn principal_label(principal: Option<&str>) -> String {
+    principal.map_or("single-user".to_string(), |p| format!("{p} (ACL)"))
+}
+
 /// Milliseconds with microsecond precision.
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3

@@ -340,4 +340,25 @@ fn the_model_never_sees_and_cannot_cite_a_forbidden_repository() {
     for c in value["answer"]["citations"].as_array().unwrap() {
         assert_eq!(c["repo"], "app", "{c}");
     }
+
+    // File references in prose that are not sources are removed and counted too: the
+    // model may have made them up, or learnt them elsewhere.
+    model.says(
+        "Keys rotate in vault/keys.py:1-3 (see vault:keys.py and keys.py:2) [1]; totals are in billing.py.",
+    );
+    let (g, _) = ask(
+        &root,
+        "how is the vault key rotated",
+        &["--acl", acl, "--as", "carol"],
+    );
+    let text = g["text"].as_str().unwrap_or_default();
+    for leaked in ["vault/keys.py", "vault:keys.py", "keys.py:2"] {
+        assert!(!text.contains(leaked), "{leaked} stayed: {g}");
+    }
+    assert!(
+        text.contains("billing.py"),
+        "a source's own file stays: {g}"
+    );
+    let removed = g["removed"].to_string();
+    assert_eq!(removed.matches("not one of the sources").count(), 3, "{g}");
 }

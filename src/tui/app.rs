@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::acl::Access;
 use crate::answer::{Answer, Citation, Freshness};
 use crate::backlog::Verdict;
+use crate::report::{self, RepoStatus};
 use crate::search::QueryScope;
+use crate::store::IndexReader;
 
 /// The pane that receives keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,34 @@ pub struct SessionInfo {
     pub stale_repos: usize,
     /// Folder of each visible repository, to open and preview cited files.
     pub repo_dirs: HashMap<String, PathBuf>,
+}
+
+impl SessionInfo {
+    /// What the status bar says of `reader`'s index to the principal of `access`: only
+    /// repositories it may read, and their staleness only where it reads them whole (as
+    /// `codeq status` does: whole-repository state moves with files it cannot read).
+    pub fn of(reader: &IndexReader, access: &Access) -> SessionInfo {
+        let manifest = reader.manifest();
+        let visible: Vec<_> = manifest
+            .repos
+            .iter()
+            .filter(|r| access.filter.admits_repo(&r.id))
+            .collect();
+        let partial = access.filter.path_restricted();
+        SessionInfo {
+            principal: report::principal_label(access.principal()),
+            model: manifest.model.id.clone(),
+            stale_repos: visible
+                .iter()
+                .filter(|r| !partial.admits_repo(&r.id))
+                .filter(|r| RepoStatus::of(r, &manifest.root).stale)
+                .count(),
+            repo_dirs: visible
+                .iter()
+                .map(|r| (r.id.clone(), manifest.root.join(&r.path)))
+                .collect(),
+        }
+    }
 }
 
 /// Something the event loop must do outside the state.

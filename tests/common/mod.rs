@@ -2,6 +2,8 @@
 //! indexed once per test binary with the real model, LanceDB and tantivy.
 #![allow(dead_code)]
 
+pub mod mcp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
