@@ -615,6 +615,33 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_an_answer_never_reach_the_terminal() {
+        let mut answer = fixtures::answer();
+        let evil = "\x1b[2J\x1b]52;c;QUFB\x07\u{9b}31m\r";
+        answer.summary = format!("Most likely {evil} here");
+        for c in &mut answer.citations {
+            c.symbol = format!("sym{evil}");
+            c.citation = format!("payments:src/{evil}.rs:1-2");
+            c.content = format!("fn x() {{ \"{evil}\" }}");
+        }
+        let mut app = answered(answer);
+        app.input = format!("question{evil}");
+        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        let preview = load_preview(&app);
+        terminal
+            .draw(|f| render(f, &app, preview.as_ref()))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        for cell in buffer.content() {
+            assert!(
+                !cell.symbol().chars().any(|c| c.is_control()),
+                "a cell holds {:?}",
+                cell.symbol()
+            );
+        }
+    }
+
+    #[test]
     fn narrow_and_tiny_terminals_degrade() {
         let narrow = screen(&answered(fixtures::answer()), 60, 30);
         assert!(narrow.contains("payments:src/lib.rs:3-5"), "{narrow}");
