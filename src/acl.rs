@@ -133,7 +133,7 @@ impl Access {
 impl Acl {
     /// Loads a file given with `--acl` (its `[acl]` section).
     pub fn load(path: &Path) -> Result<Acl> {
-        crate::config::parse_file(path, "the ACL file ", |text| Acl::parse_section(text, path))
+        crate::tomlfile::parse_file(path, "the ACL file ", |text| Acl::parse_section(text, path))
     }
 
     /// Number of groups defined.
@@ -150,7 +150,7 @@ impl Acl {
     /// that came from `source`; errors name the line.
     pub fn parse_section(text: &str, source: &Path) -> Result<Acl, String> {
         let file: AclFile =
-            toml::from_str(text).map_err(|e| crate::config::describe_toml_error(text, &e))?;
+            toml::from_str(text).map_err(|e| crate::tomlfile::describe_toml_error(text, &e))?;
         let section = file.acl.ok_or_else(|| {
             "no [acl] section: an ACL file holds [acl.groups] and [[acl.grant]] tables".to_string()
         })?;
@@ -159,7 +159,7 @@ impl Acl {
 
     /// Validates a parsed `[acl]` section; errors name the line in `text`.
     pub fn compile(section: &AclSection, text: &str, source: &Path) -> Result<Acl, String> {
-        let line = |span: std::ops::Range<usize>| crate::config::line_of(text, span.start);
+        let line = |span: std::ops::Range<usize>| crate::tomlfile::line_of(text, span.start);
         let mut groups = BTreeMap::new();
         for (name, members) in &section.groups {
             if !is_name(name) {

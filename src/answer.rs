@@ -29,6 +29,18 @@ pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
 /// whose chunks sit just below the cut still counts its evidence.
 pub const FILE_POOL_FACTOR: usize = 3;
 
+/// Limits per query (`[budget]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Milliseconds a question may take end to end; an LLM answer that would not fit is
+    /// skipped for the extractive one, and traces flag queries over it.
+    pub query_ms: Option<u64>,
+    /// The most one LLM answer may cost, in US dollars, at `[llm] usd_per_1k_tokens`: fewer
+    /// sources are sent to stay under it, and no request is made when none fits.
+    pub max_llm_cost_usd: Option<f64>,
+}
+
 /// A verified pointer into the code.
 #[derive(Debug, Clone, Serialize)]
 pub struct Citation {
@@ -164,7 +176,46 @@ pub struct Answer {
     pub candidates: Vec<SearchHit>,
     /// The LLM's verified answer, or why the extractive answer stands (only with `[llm]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub generated: Option<crate::llm::Generated>,
+    pub generated: Option<Generated>,
+}
+
+/// A citation taken out of the reply, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedCitation {
+    /// The bracketed text as the model wrote it.
+    pub cited: String,
+    /// Why it failed verification.
+    pub reason: String,
+}
+
+/// What the optional LLM answerer (`llm`) did for one question: its verified text, or why
+/// the extractive answer stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Generated {
+    /// Model name.
+    pub model: String,
+    /// Prompt version.
+    pub prompt_version: String,
+    /// The verified reply, invalid citations removed; `None` when the extractive answer
+    /// stands (see `fallback`).
+    pub text: Option<String>,
+    /// Source numbers the reply validly cites (1-based, into the answer's citations).
+    pub cited_sources: Vec<usize>,
+    /// Citations removed from the reply.
+    pub removed: Vec<RemovedCitation>,
+    /// Why the extractive answer stands instead, when it does.
+    pub fallback: Option<String>,
+    /// Sources whose text looks like instructions to a model (prompt injection).
+    pub flagged_sources: Vec<usize>,
+    /// Sources sent (flagged ones are withheld).
+    pub sources_sent: usize,
+    /// Estimated context tokens sent.
+    pub context_tokens: usize,
+    /// Estimated cost of the request at its most (context plus the longest reply), when
+    /// `usd_per_1k_tokens` is set.
+    pub estimated_cost_usd: Option<f64>,
+    /// Time spent on the endpoint.
+    pub latency_ms: f64,
 }
 
 /// Retrieves, verifies and composes an extractive answer.

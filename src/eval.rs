@@ -116,7 +116,7 @@ impl QuestionSet {
             detail,
         };
         let set: QuestionSet = toml::from_str(&text)
-            .map_err(|e| config_error(crate::config::describe_toml_error(&text, &e)))?;
+            .map_err(|e| config_error(crate::tomlfile::describe_toml_error(&text, &e)))?;
         let mut seen = std::collections::HashSet::new();
         for q in &set.questions {
             if !seen.insert(q.id.as_str()) {

@@ -17,17 +17,17 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chunk::{CHUNKER_VERSION, Chunk, ChunkLimits, Chunker, FileInput};
-use crate::config::{Config, INDEX_DIR_NAME, IndexConfig};
 use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
+use crate::paths::INDEX_DIR_NAME;
 use crate::store::{
-    AclRequirement, AnnIndex, EmbedCache, FORMAT_VERSION, FileRecord, FileTable, GenerationBase,
-    GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION, Totals,
-    VectorSource,
+    AclRequirement, AnnIndex, AnnPolicy, EmbedCache, FORMAT_VERSION, FileRecord, FileTable,
+    GenerationBase, GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION,
+    Totals, VectorSource,
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
@@ -40,6 +40,99 @@ const READ_AHEAD: usize = 256;
 /// 2 MiB (the chunker's own walk is bounded by [`crate::chunk::MAX_DEFINITION_DEPTH`]).
 const CHUNKER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
+/// Walker and chunker settings (`[index]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Files larger than this many bytes are skipped and counted.
+    pub max_file_bytes: u64,
+    /// Folder names never descended into (generated or vendored code).
+    pub skip_dirs: Vec<String>,
+    /// File-name globs that are skipped as generated (lock files, minified bundles).
+    pub skip_files: Vec<String>,
+    /// Chunks embedded and written per round of the pipeline.
+    pub write_batch: usize,
+    /// The approximate-nearest-neighbour index built on large vector tables (`off`,
+    /// `ivf_pq`, `ivf_hnsw_sq`, `ivf_rq`).
+    pub ann: AnnIndex,
+    /// Tables with fewer chunks than this keep exact vector search.
+    pub ann_min_chunks: usize,
+    /// Chunks per IVF partition of an `ivf_hnsw_sq` index: each partition's graph is built
+    /// in memory on its own (this bounds the indexer's peak memory), and a query searches
+    /// one graph per partition it probes.
+    pub ann_partition_chunks: usize,
+    /// Vectors of chunks that left the index (changed, deleted, another branch) kept for
+    /// reuse; the oldest go first beyond this many (0 keeps none).
+    pub embed_cache_vectors: usize,
+    /// A run that chunks more files than this publishes the lexical index first and
+    /// computes the missing vectors afterwards (queries work meanwhile).
+    pub lexical_first_files: usize,
+    /// Vectors computed between two publishes while embedding runs behind the lexical
+    /// index: what a stopped run can lose, and how often queries gain vectors.
+    pub embed_round: usize,
+}
+
+impl IndexConfig {
+    /// What the walker lists and skips.
+    pub fn walk_options(&self) -> walk::WalkOptions {
+        walk::WalkOptions {
+            max_file_bytes: self.max_file_bytes,
+            skip_dirs: self.skip_dirs.clone(),
+            skip_files: self.skip_files.clone(),
+        }
+    }
+
+    /// When the indexer builds an ANN index.
+    pub fn ann_policy(&self) -> AnnPolicy {
+        AnnPolicy {
+            index: self.ann,
+            min_rows: self.ann_min_chunks,
+            partition_rows: self.ann_partition_chunks,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        IndexConfig {
+            max_file_bytes: 1024 * 1024,
+            skip_dirs: owned(&[
+                "node_modules",
+                "target",
+                "vendor",
+                "third_party",
+                "__pycache__",
+                "venv",
+                ".venv",
+                ".tox",
+                ".mypy_cache",
+                "site-packages",
+                INDEX_DIR_NAME,
+            ]),
+            skip_files: owned(&[
+                "Cargo.lock",
+                "package-lock.json",
+                "yarn.lock",
+                "pnpm-lock.yaml",
+                "poetry.lock",
+                "uv.lock",
+                "*.min.js",
+                "*.min.css",
+                "*.map",
+                "*.pyc",
+            ]),
+            write_batch: 32,
+            ann: AnnIndex::IvfHnswSq,
+            ann_min_chunks: 20_000,
+            ann_partition_chunks: 65_536,
+            embed_cache_vectors: 50_000,
+            lexical_first_files: 64,
+            embed_round: 2048,
+        }
+    }
+}
+
 /// What to index and where.
 #[derive(Debug, Clone)]
 pub struct IndexOptions {
@@ -49,8 +142,10 @@ pub struct IndexOptions {
     pub index_dir: Option<PathBuf>,
     /// Start from scratch: required when the embedding model changed.
     pub rebuild: bool,
-    /// Effective configuration.
-    pub config: Config,
+    /// The `[index]` settings.
+    pub settings: IndexConfig,
+    /// The configuration has an `[acl]` section (recorded as required, like `acl_file`).
+    pub acl_configured: bool,
     /// An access-control file given on the command line (never indexed; recorded as
     /// required, like an `[acl]` section in the configuration).
     pub acl_file: Option<PathBuf>,
@@ -203,13 +298,13 @@ pub fn run(
             index_path.display()
         ))
     })?;
-    let acl_required = options.config.acl().is_some() || options.acl_file.is_some();
+    let acl_required = options.acl_configured || options.acl_file.is_some();
     if !acl_required && !options.rebuild && !options.drop_acl {
         match dir.acl_requirement()? {
             AclRequirement::None => {}
             AclRequirement::Required => {
                 return Err(Error::AclMissing {
-                    config: root.join(crate::config::CONFIG_FILE),
+                    config: root.join(crate::paths::CONFIG_FILE),
                 });
             }
             AclRequirement::Unknown(why) => {
@@ -238,7 +333,7 @@ pub fn run(
 
     progress.message(&format!("walking {}", root.display()));
     let exclude = walk_exclusions(&root, &index_path, options.acl_file.as_deref());
-    let scan = walk::scan(&root, &options.config.index, &exclude)?;
+    let scan = walk::scan(&root, &options.settings.walk_options(), &exclude)?;
     let walk_time = started.elapsed();
     let plan = Plan::new(&scan, recorded.as_ref());
     progress.scanned(plan.to_chunk.len(), scan.repos.len());
@@ -294,8 +389,8 @@ pub fn run(
     let mut writer = dir.begin_generation(&lock, &model, GenerationBase { copy_of, reuse })?;
     writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default())?;
-    let mut run = Run::new(&model, options.config.index.write_batch, &mut cache);
-    run.defer_embedding = plan.to_chunk.len() > options.config.index.lexical_first_files;
+    let mut run = Run::new(&model, options.settings.write_batch, &mut cache);
+    run.defer_embedding = plan.to_chunk.len() > options.settings.lexical_first_files;
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
         let producer = std::thread::Builder::new()
@@ -338,8 +433,8 @@ pub fn run(
         started_ns,
         files,
     };
-    let finished = writer.finish(manifest, table, options.config.index.ann_policy())?;
-    cache.finish(options.config.index.embed_cache_vectors);
+    let finished = writer.finish(manifest, table, options.settings.ann_policy())?;
+    cache.finish(options.settings.embed_cache_vectors);
     dir.publish(&lock, finished)?;
     drop(previous);
     changes.queryable_after_s = started.elapsed().as_secs_f64();
@@ -593,7 +688,7 @@ impl Plan {
 fn walk_exclusions(root: &Path, index_path: &Path, acl_file: Option<&Path>) -> Vec<PathBuf> {
     let mut exclude = vec![
         index_path.to_path_buf(),
-        root.join(crate::config::CONFIG_FILE),
+        root.join(crate::paths::CONFIG_FILE),
     ];
     exclude.extend(acl_file.map(Path::to_path_buf));
     exclude
@@ -635,7 +730,11 @@ pub fn changes_since_indexed(
         return Ok(None);
     };
     let root = &reader.manifest().root;
-    let scan = walk::scan(root, config, &walk_exclusions(root, dir.path(), acl_file))?;
+    let scan = walk::scan(
+        root,
+        &config.walk_options(),
+        &walk_exclusions(root, dir.path(), acl_file),
+    )?;
     let plan = Plan::new(&scan, Some(&recorded));
     let mut by_repo: HashMap<String, WorkingTreeChanges> = HashMap::new();
     let mut removed: HashSet<(&str, &str)> = plan
@@ -986,7 +1085,7 @@ fn embed_pending(
     let model = embedder.info().clone();
     let total = dir.reader()?.manifest().totals.pending;
     let mut out = Embedded::default();
-    let min_round = options.config.index.embed_round;
+    let min_round = options.settings.embed_round;
     let mut round_size = min_round;
     loop {
         let reader = dir.reader()?;
@@ -1006,7 +1105,7 @@ fn embed_pending(
         // Identical embedding inputs (copied files) are embedded once per round.
         let mut computed: HashMap<String, Vec<f32>> = HashMap::new();
         let mut rows = Vec::with_capacity(round.len());
-        for call in round.chunks(options.config.index.write_batch) {
+        for call in round.chunks(options.settings.write_batch) {
             let missing: Vec<&(Chunk, String)> = call
                 .iter()
                 .filter(|(_, hash)| !computed.contains_key(hash))
@@ -1043,7 +1142,7 @@ fn embed_pending(
         manifest.created_unix = unix_nanos() as u64 / 1_000_000_000;
         manifest.embed_rate = out.model_rate();
         let files = dir.file_table(reader.generation()).unwrap_or_default();
-        let finished = writer.finish(manifest, files, options.config.index.ann_policy())?;
+        let finished = writer.finish(manifest, files, options.settings.ann_policy())?;
         dir.publish(lock, finished)?;
         let publish_time = publish_started.elapsed();
         round_size = next_round_size(min_round, publish_time, out.model_rate());

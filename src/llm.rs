@@ -14,7 +14,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::answer::{Answer, Citation, Freshness};
+use crate::answer::{Answer, Citation, Freshness, Generated, RemovedCitation};
+use crate::runtime;
 
 /// Version of the prompt below; recorded with every generated answer and trace, so that a
 /// change of prompt is visible and can be rolled back.
@@ -72,44 +73,6 @@ fn default_max_context_tokens() -> usize {
 
 fn default_max_answer_tokens() -> usize {
     512
-}
-
-/// A citation taken out of the reply, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemovedCitation {
-    /// The bracketed text as the model wrote it.
-    pub cited: String,
-    /// Why it failed verification.
-    pub reason: String,
-}
-
-/// What the LLM answerer did for one question.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Generated {
-    /// Model name.
-    pub model: String,
-    /// Prompt version.
-    pub prompt_version: String,
-    /// The verified reply, invalid citations removed; `None` when the extractive answer
-    /// stands (see `fallback`).
-    pub text: Option<String>,
-    /// Source numbers the reply validly cites (1-based, into the answer's citations).
-    pub cited_sources: Vec<usize>,
-    /// Citations removed from the reply.
-    pub removed: Vec<RemovedCitation>,
-    /// Why the extractive answer stands instead, when it does.
-    pub fallback: Option<String>,
-    /// Sources whose text looks like instructions to a model (prompt injection).
-    pub flagged_sources: Vec<usize>,
-    /// Sources sent (flagged ones are withheld).
-    pub sources_sent: usize,
-    /// Estimated context tokens sent.
-    pub context_tokens: usize,
-    /// Estimated cost of the request at its most (context plus the longest reply), when
-    /// `usd_per_1k_tokens` is set.
-    pub estimated_cost_usd: Option<f64>,
-    /// Time spent on the endpoint.
-    pub latency_ms: f64,
 }
 
 /// Text that reads as instructions to a model rather than code or documentation.
@@ -478,9 +441,7 @@ fn call(
     };
     // One client (its connection pool) and the process's runtime serve every question.
     static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
-    let runtime =
-        crate::store::runtime().map_err(|e| format!("cannot start the HTTP client: {e}"))?;
-    let reply = runtime.block_on(async {
+    let reply = runtime::block_on(async {
         let mut request = CLIENT.post(&url).timeout(timeout).json(&body);
         if let Some(key) = key {
             request = request.bearer_auth(key);

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::acl::Access;
 use crate::answer;
-use crate::config::IndexConfig;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::index::IndexConfig;
 use crate::llm::AnswerSettings;
 use crate::report::{self, JSON_SCHEMA_VERSION};
 use crate::rerank::{self, Reranker};

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::acl::{Access, AccessMode};
 use crate::answer::{self, Answer};
-use crate::config::IndexConfig;
 use crate::error::Result;
+use crate::index::IndexConfig;
 use crate::index::{self, WorkingTreeChanges};
 use crate::search::SearchResults;
 use crate::store::{DiskUsage, IndexDir, IndexReader, Manifest, RepoRecord, Upkeep};

@@ -4,9 +4,37 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ModelConfig, RerankConfig};
-use crate::embed::{init_onnx_runtime, read_model_folder, resolve_ort_lib};
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{ModelConfig, init_onnx_runtime, read_model_folder, resolve_ort_lib};
 use crate::error::{Error, Result};
+
+/// The cross-encoder reranker (`[rerank]`): off unless enabled; when on, the best
+/// `candidates` fused results of every query are re-scored by the model and re-ordered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankConfig {
+    /// Re-score the best fused candidates with the cross-encoder.
+    pub enabled: bool,
+    /// Folder with the reranker's ONNX model and tokenizer files; default: the one
+    /// `scripts/setup.sh` installs (ms-marco-MiniLM-L-12-v2, int8).
+    pub dir: Option<PathBuf>,
+    /// Fused candidates re-scored per query (the rest keep their order after them).
+    pub candidates: usize,
+    /// Tokens per (query, chunk) pair; longer chunks are truncated.
+    pub max_length: usize,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        RerankConfig {
+            enabled: false,
+            dir: None,
+            candidates: 20,
+            max_length: 256,
+        }
+    }
+}
 
 /// Scores (query, text) pairs: higher means more relevant.
 pub trait Reranker: Send {
@@ -115,5 +143,5 @@ pub fn resolve_reranker_dir(config: &RerankConfig) -> PathBuf {
     config
         .dir
         .clone()
-        .unwrap_or_else(crate::config::default_reranker_dir)
+        .unwrap_or_else(crate::paths::default_reranker_dir)
 }

@@ -147,7 +147,7 @@ pub struct TracedGeneration {
     /// Source numbers validly cited.
     pub cited_sources: Vec<usize>,
     /// Citations removed from the reply, and why.
-    pub removed: Vec<crate::llm::RemovedCitation>,
+    pub removed: Vec<crate::answer::RemovedCitation>,
     /// Why the extractive answer stood, when it did.
     pub fallback: Option<String>,
     /// Sources that read as instructions to a model.

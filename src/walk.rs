@@ -14,12 +14,22 @@ use std::sync::{Arc, Mutex};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::config::IndexConfig;
 use crate::error::{Error, Result};
 
 /// The repository id of files outside any git repository: `.`, the root itself. No
 /// repository's relative path can be `.`, so the id never collides with a real one.
 pub const LOOSE_FILES_REPO: &str = ".";
+
+/// What the walker lists and what it skips (from `[index]`).
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Files larger than this many bytes are skipped and counted.
+    pub max_file_bytes: u64,
+    /// Folder names never descended into (generated or vendored code).
+    pub skip_dirs: Vec<String>,
+    /// File-name globs that are skipped as generated (lock files, minified bundles).
+    pub skip_files: Vec<String>,
+}
 
 /// Why a file was not indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -214,7 +224,7 @@ pub fn check_root(root: &Path) -> Result<PathBuf> {
 /// `exclude` lists folders never to enter and files never to read: the index directory
 /// when it lives inside the root, and configuration that must not become content (the
 /// root's codeq.toml and an ACL file, which name every repository and principal).
-pub fn scan(root: &Path, config: &IndexConfig, exclude: &[PathBuf]) -> Result<Scan> {
+pub fn scan(root: &Path, config: &WalkOptions, exclude: &[PathBuf]) -> Result<Scan> {
     let root = check_root(root)?;
     let skip_files = build_globset(&config.skip_files)?;
 
@@ -498,13 +508,13 @@ fn build_globset(patterns: &[String]) -> Result<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
         let glob = Glob::new(pattern).map_err(|e| Error::Config {
-            path: PathBuf::from(crate::config::CONFIG_FILE),
+            path: PathBuf::from(crate::paths::CONFIG_FILE),
             detail: format!("index.skip_files: {e}"),
         })?;
         builder.add(glob);
     }
     builder.build().map_err(|e| Error::Config {
-        path: PathBuf::from(crate::config::CONFIG_FILE),
+        path: PathBuf::from(crate::paths::CONFIG_FILE),
         detail: format!("index.skip_files: {e}"),
     })
 }

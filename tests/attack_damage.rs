@@ -105,12 +105,10 @@ fn query(index: &Path) -> Result<Vec<String>, String> {
 /// the error's text.
 fn reindex(root: &Path, index: &Path) -> Result<bool, String> {
     let options = IndexOptions {
-        root: root.to_path_buf(),
         index_dir: Some(index.to_path_buf()),
-        rebuild: false,
-        config: Config::load_for_root(root).map_err(|e| e.to_string())?,
-        acl_file: None,
-        drop_acl: false,
+        ..Config::load_for_root(root)
+            .map_err(|e| e.to_string())?
+            .index_options(root.to_path_buf())
     };
     let mut embedder = embedder().lock().unwrap_or_else(|e| e.into_inner());
     index::run(&options, &mut *embedder, &NoProgress)

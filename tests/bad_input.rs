@@ -187,7 +187,7 @@ fn missing_model_files_or_runtime_fail_before_anything_is_written() {
 
 /// A model folder with the same files as the default model under another id.
 fn other_model(dir: &Path) -> std::path::PathBuf {
-    let default = codeq::embed::resolve_model_dir(&codeq::config::ModelConfig::default());
+    let default = codeq::embed::resolve_model_dir(&codeq::embed::ModelConfig::default());
     let other = dir.join("other-model");
     std::fs::create_dir(&other).unwrap();
     for name in [

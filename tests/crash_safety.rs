@@ -62,12 +62,9 @@ fn a_run_failing_mid_write_keeps_the_previous_generation() {
     copy_tree(&fx.index_dir, &index);
     let config = Config::load_for_root(&fx.root).unwrap();
     let options = IndexOptions {
-        root: fx.root.clone(),
         index_dir: Some(index.clone()),
         rebuild: true,
-        config: config.clone(),
-        acl_file: None,
-        drop_acl: false,
+        ..config.index_options(fx.root.clone())
     };
     let mut failing = FailingEmbedder {
         inner: FastEmbedder::load(&config.model).unwrap(),

@@ -102,12 +102,9 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
         },
     };
     let options = IndexOptions {
-        root: fx.root.clone(),
         index_dir: Some(scratch.path().join("b")),
         rebuild: true,
-        config,
-        acl_file: None,
-        drop_acl: false,
+        ..config.index_options(fx.root.clone())
     };
     index::run(&options, &mut broken, &NoProgress).unwrap();
     let b_reader = IndexDir::open(&scratch.path().join("b"))

@@ -7,7 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use codeq::config::{Config, RerankConfig};
+use codeq::config::Config;
+use codeq::rerank::RerankConfig;
 use codeq::rerank::{CrossEncoder, Reranker};
 use common::{fixture, stderr, stdout};
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::ModelConfig;
+use crate::embed::ModelConfig;
 use crate::embed::{Embedder, FastEmbedder};
 use crate::error::Result;
 

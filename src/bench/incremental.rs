@@ -84,7 +84,7 @@ pub fn incremental_bench(
 ) -> Result<IncrementalBench> {
     let tree = options.work.join("tree");
     let repos = build_corpus(&tree, &options.trees, options.copies)?;
-    let index_dir = tree.join(crate::config::INDEX_DIR_NAME);
+    let index_dir = tree.join(crate::paths::INDEX_DIR_NAME);
     if index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)
             .map_err(|e| Error::io(format!("cannot clear {}", index_dir.display()), e))?;
@@ -177,7 +177,7 @@ fn copy_source(from: &Path, to: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot read {}", from.display()), e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name == ".git" || name == crate::config::INDEX_DIR_NAME {
+        if name == ".git" || name == crate::paths::INDEX_DIR_NAME {
             continue;
         }
         let (source, target) = (entry.path(), to.join(&name));

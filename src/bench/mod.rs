@@ -70,12 +70,9 @@ pub fn index_bench(
             .map_err(|e| Error::io(format!("cannot clear {}", index_dir.display()), e))?;
     }
     let options = IndexOptions {
-        root: root.to_path_buf(),
         index_dir: Some(index_dir.to_path_buf()),
         rebuild: true,
-        config: config.clone(),
-        acl_file: None,
-        drop_acl: false,
+        ..config.index_options(root.to_path_buf())
     };
     let report = index::run(&options, embedder, &NoProgress)?;
     let per_second = |n: usize, d: std::time::Duration| {

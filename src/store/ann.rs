@@ -27,7 +27,7 @@ use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::types::UInt64Type;
 use lancedb::arrow::arrow_array::{ArrayRef, Float32Array, types::Float32Type};
 
-use super::vectors::{primitive_column, string_column, vectors_of};
+use super::arrow::{primitive_column, string_column, vectors_of};
 use crate::error::{Error, Result};
 
 /// The vector column of the chunk table.

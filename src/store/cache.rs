@@ -19,12 +19,13 @@ use lancedb::arrow::arrow_array::types::UInt64Type;
 use lancedb::arrow::arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::query::{QueryBase, Select};
-use tokio::runtime::Runtime;
 
+use super::arrow::{vector_array, vector_field};
 use super::filter::sql_string_list;
-use super::vectors::{collect, maintain, vector_array, vector_field, vectors_where};
+use super::vectors::{collect, maintain, vectors_where};
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
+use crate::runtime;
 
 const TABLE: &str = "evicted";
 /// Names the model the cached vectors came from; another model starts an empty cache.
@@ -40,7 +41,6 @@ pub struct EmbedCache {
 
 /// The cache's LanceDB table.
 struct CacheTable {
-    rt: Arc<Runtime>,
     table: lancedb::Table,
     schema: SchemaRef,
     dimension: usize,
@@ -53,12 +53,12 @@ impl EmbedCache {
     /// Opens (or creates) the cache in `path` for `model`; a cache of another model is
     /// discarded, since none of its vectors could ever be looked up again. `run` orders
     /// this run's evictions after earlier ones (a clock reading).
-    pub(super) fn open(rt: Arc<Runtime>, path: &Path, model: &ModelInfo, run: u64) -> EmbedCache {
+    pub(super) fn open(path: &Path, model: &ModelInfo, run: u64) -> EmbedCache {
         let mut cache = EmbedCache {
             path: path.to_path_buf(),
             table: None,
         };
-        let opened = crate::panic_guard::catch(|| CacheTable::open(rt.clone(), path, model, run));
+        let opened = crate::panic_guard::catch(|| CacheTable::open(path, model, run));
         match opened {
             Ok(Ok(table)) => cache.table = Some(table),
             Ok(Err(e)) => cache.discard(&e.to_string()),
@@ -66,8 +66,7 @@ impl EmbedCache {
         }
         if cache.table.is_none() {
             // An emptied cache starts anew at once, so this run's evictions are kept.
-            if let Ok(Ok(table)) =
-                crate::panic_guard::catch(|| CacheTable::open(rt, path, model, run))
+            if let Ok(Ok(table)) = crate::panic_guard::catch(|| CacheTable::open(path, model, run))
             {
                 cache.table = Some(table);
             }
@@ -120,7 +119,7 @@ impl EmbedCache {
 }
 
 impl CacheTable {
-    fn open(rt: Arc<Runtime>, path: &Path, model: &ModelInfo, run: u64) -> Result<CacheTable> {
+    fn open(path: &Path, model: &ModelInfo, run: u64) -> Result<CacheTable> {
         let marker = format!("{}\n{}\n{}\n", model.id, model.file_sha256, model.dimension);
         let marker_path = path.join(MODEL_FILE);
         let same_model = std::fs::read_to_string(&marker_path).is_ok_and(|m| m == marker);
@@ -132,23 +131,21 @@ impl CacheTable {
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let schema = schema(model.dimension);
         let uri = path.to_string_lossy().into_owned();
-        let table = rt
-            .block_on(async {
-                let db = super::connect(&uri).await?;
-                match db.open_table(TABLE).execute().await {
-                    Ok(table) => Ok(table),
-                    Err(lancedb::Error::TableNotFound { .. }) => {
-                        db.create_empty_table(TABLE, schema.clone()).execute().await
-                    }
-                    Err(err) => Err(err),
+        let table = runtime::block_on(async {
+            let db = super::connect(&uri).await?;
+            match db.open_table(TABLE).execute().await {
+                Ok(table) => Ok(table),
+                Err(lancedb::Error::TableNotFound { .. }) => {
+                    db.create_empty_table(TABLE, schema.clone()).execute().await
                 }
-            })
-            .map_err(Error::store)?;
+                Err(err) => Err(err),
+            }
+        })
+        .map_err(Error::store)?;
         if !same_model {
             super::write_atomically(&marker_path, marker.as_bytes())?;
         }
         Ok(CacheTable {
-            rt,
             table,
             schema,
             dimension: model.dimension,
@@ -161,7 +158,7 @@ impl CacheTable {
         let mut found: HashMap<String, Vec<f32>> = HashMap::new();
         for batch in hashes.chunks(LOOKUP_BATCH) {
             let predicate = format!("embed_hash IN ({})", sql_string_list(batch));
-            found.extend(vectors_where(&self.rt, &self.table, predicate)?);
+            found.extend(vectors_where(&self.table, predicate)?);
         }
         Ok(found)
     }
@@ -184,9 +181,7 @@ impl CacheTable {
             Arc::new(UInt64Array::from(vec![self.run; fresh.len()])),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::store)?;
-        self.rt
-            .block_on(self.table.add(batch).execute())
-            .map_err(Error::store)?;
+        runtime::block_on(self.table.add(batch).execute()).map_err(Error::store)?;
         self.changed = true;
         Ok(())
     }
@@ -196,13 +191,13 @@ impl CacheTable {
             return Ok(());
         }
         self.trim(capacity)?;
-        maintain(&self.rt, &self.table, &["embed_hash"], None)
+        maintain(&self.table, &["embed_hash"], None)
     }
 
     fn trim(&mut self, capacity: usize) -> Result<()> {
         let query = self.table.query().select(Select::columns(&["run"]));
         let mut runs: Vec<u64> = Vec::new();
-        for batch in &collect(&self.rt, &query)? {
+        for batch in &collect(&query)? {
             let column = batch
                 .column_by_name("run")
                 .ok_or_else(|| Error::Store("run column missing".into()))?;
@@ -214,9 +209,7 @@ impl CacheTable {
         runs.sort_unstable_by(|a, b| b.cmp(a));
         // Whole runs go: the newest run that does not fit, and all older ones.
         let cutoff = runs[capacity];
-        self.rt
-            .block_on(self.table.delete(&format!("run <= {cutoff}")))
-            .map_err(Error::store)?;
+        runtime::block_on(self.table.delete(&format!("run <= {cutoff}"))).map_err(Error::store)?;
         Ok(())
     }
 }

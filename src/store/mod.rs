@@ -16,6 +16,7 @@
 //! then deletes and adds the rows of the files that changed.
 
 mod ann;
+mod arrow;
 mod cache;
 mod files;
 mod filter;
@@ -262,12 +263,7 @@ impl IndexDir {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Ok(EmbedCache::open(
-            runtime()?,
-            &self.path.join(EMBED_CACHE),
-            model,
-            run,
-        ))
+        Ok(EmbedCache::open(&self.path.join(EMBED_CACHE), model, run))
     }
 
     /// A file of the index that cannot be read: a permission problem is named as one
@@ -339,7 +335,7 @@ impl IndexDir {
             return Ok(None);
         }
         let lance = self.generation_path(&generation).join("lance");
-        let reader = vectors::VectorReader::open(runtime()?, &lance, manifest.ann_index)?;
+        let reader = vectors::VectorReader::open(&lance, manifest.ann_index)?;
         // A table that cannot even count its rows has nothing to give.
         reader.count(&ChunkFilter::everything())?;
         Ok(Some((manifest, VectorSource(reader.chunk_table()))))
@@ -433,8 +429,7 @@ impl IndexDir {
             .ok_or_else(|| Error::NoIndex(self.path.clone()))?;
         let lance = out.join("lance");
         link_tree(&self.generation_path(&generation).join("lance"), &lance)?;
-        let rt = runtime()?;
-        vectors::rebuild_ann(&rt, &lance, ann)
+        vectors::rebuild_ann(&lance, ann)
     }
 
     /// Bytes on disk of the whole index folder (a file linked into two generations
@@ -659,20 +654,6 @@ async fn connect(uri: &str) -> lancedb::Result<lancedb::Connection> {
     lancedb::connect(uri).session(session()).execute().await
 }
 
-/// The process's async runtime: LanceDB's writer and readers, and the LLM client.
-pub(crate) fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
-    static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(Arc::clone(rt));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the storage runtime", e))?;
-    Ok(Arc::clone(RUNTIME.get_or_init(|| Arc::new(rt))))
-}
-
 /// Builds one generation: rows go to LanceDB in batches and to tantivy as they come.
 pub struct GenerationWriter {
     name: String,
@@ -696,9 +677,7 @@ impl GenerationWriter {
         model: &ModelInfo,
         base: GenerationBase<'_>,
     ) -> Result<GenerationWriter> {
-        let rt = runtime()?;
         let vectors = vectors::VectorWriter::create(
-            rt,
             &path.join("lance"),
             model.dimension,
             base.reuse.map(|source| source.0),
@@ -862,9 +841,8 @@ impl IndexReader {
         }
         dir.verify(generation, false)?;
         let opened = crate::panic_guard::catch(|| -> Result<_> {
-            let vectors =
-                vectors::VectorReader::open(runtime()?, &path.join("lance"), manifest.ann_index)
-                    .map_err(|e| dir.damaged(generation, format!("vector table: {e}")))?;
+            let vectors = vectors::VectorReader::open(&path.join("lance"), manifest.ann_index)
+                .map_err(|e| dir.damaged(generation, format!("vector table: {e}")))?;
             let lexical = lexical::LexicalReader::open(&path.join("tantivy"))
                 .map_err(|e| dir.damaged(generation, format!("lexical index: {e}")))?;
             Ok((vectors, lexical))

@@ -11,22 +11,22 @@ use lance::Dataset;
 use lance::dataset::scanner::RowAddrTreeMap;
 use lancedb::DistanceType;
 use lancedb::arrow::arrow_array::{
-    Array, ArrayRef, ArrowPrimitiveType, FixedSizeListArray, Float32Array, PrimitiveArray,
-    RecordBatch, StringArray, UInt32Array, cast::AsArray, types::Float32Type, types::UInt32Type,
-    types::UInt64Type,
+    ArrayRef, Float32Array, RecordBatch, StringArray, UInt32Array, cast::AsArray,
+    types::Float32Type, types::UInt32Type, types::UInt64Type,
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::Index;
 use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder, IvfRqIndexBuilder};
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Runtime;
 
 use super::ChunkFilter;
 use super::ann::{self, AdmittedRows, AnnParams};
+use super::arrow::{primitive_column, string_column, vector_array, vector_field, vectors_of};
 use super::filter::{PerFilterCache, sql_string_list};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
+use crate::runtime;
 
 const TABLE: &str = "chunks";
 /// Chunks waiting for their vectors (lexical-first indexing).
@@ -196,31 +196,6 @@ fn pending_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The `vector` column's field.
-pub(super) fn vector_field(dimension: usize) -> Field {
-    Field::new(
-        "vector",
-        DataType::FixedSizeList(
-            Arc::new(Field::new("item", DataType::Float32, true)),
-            dimension as i32,
-        ),
-        false,
-    )
-}
-
-/// A `vector` column from vectors of `dimension` floats.
-pub(super) fn vector_array<'v>(
-    vectors: impl Iterator<Item = &'v Vec<f32>>,
-    dimension: usize,
-) -> ArrayRef {
-    Arc::new(
-        FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
-            vectors.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
-            dimension as i32,
-        ),
-    )
-}
-
 /// Columns returned for chunks (everything but the vector).
 fn chunk_columns() -> Vec<String> {
     TEXT_COLUMNS
@@ -250,7 +225,6 @@ fn text_of(chunk: &Chunk, column: &str) -> String {
 /// Writes a new generation's tables: the chunk table (rows with vectors) and the pending
 /// table (rows waiting for theirs); rows are removed by file or by id, and appended.
 pub(super) struct VectorWriter {
-    rt: Arc<Runtime>,
     table: lancedb::Table,
     waiting: lancedb::Table,
     previous: Option<lancedb::Table>,
@@ -265,38 +239,35 @@ impl VectorWriter {
     /// Opens the tables in `path`: fresh empty ones, or, when `copied` names the ANN index
     /// of a copied generation, the copies themselves. Vectors of `previous` may be reused.
     pub(super) fn create(
-        rt: Arc<Runtime>,
         path: &Path,
         dimension: usize,
         previous: Option<lancedb::Table>,
         copied: Option<AnnIndex>,
     ) -> Result<VectorWriter> {
         let uri = path.to_string_lossy().into_owned();
-        let (table, waiting) = rt
-            .block_on(async {
-                let db = super::connect(&uri).await?;
-                let table = match copied {
-                    Some(_) => db.open_table(TABLE).execute().await?,
-                    None => {
-                        db.create_empty_table(TABLE, schema(dimension))
-                            .execute()
-                            .await?
-                    }
-                };
-                let waiting = match db.open_table(PENDING).execute().await {
-                    Ok(waiting) => waiting,
-                    Err(lancedb::Error::TableNotFound { .. }) => {
-                        db.create_empty_table(PENDING, pending_schema())
-                            .execute()
-                            .await?
-                    }
-                    Err(err) => return Err(err),
-                };
-                Ok((table, waiting))
-            })
-            .map_err(Error::store)?;
+        let (table, waiting) = runtime::block_on(async {
+            let db = super::connect(&uri).await?;
+            let table = match copied {
+                Some(_) => db.open_table(TABLE).execute().await?,
+                None => {
+                    db.create_empty_table(TABLE, schema(dimension))
+                        .execute()
+                        .await?
+                }
+            };
+            let waiting = match db.open_table(PENDING).execute().await {
+                Ok(waiting) => waiting,
+                Err(lancedb::Error::TableNotFound { .. }) => {
+                    db.create_empty_table(PENDING, pending_schema())
+                        .execute()
+                        .await?
+                }
+                Err(err) => return Err(err),
+            };
+            Ok((table, waiting))
+        })
+        .map_err(Error::store)?;
         Ok(VectorWriter {
-            rt,
             table,
             waiting,
             previous,
@@ -311,9 +282,7 @@ impl VectorWriter {
     pub(super) fn remove_files(&mut self, files: &[(String, String)]) -> Result<()> {
         for predicate in file_predicates(files) {
             for table in [&self.table, &self.waiting] {
-                self.rt
-                    .block_on(table.delete(predicate.as_str()))
-                    .map_err(Error::store)?;
+                runtime::block_on(table.delete(predicate.as_str())).map_err(Error::store)?;
             }
         }
         Ok(())
@@ -323,9 +292,7 @@ impl VectorWriter {
     pub(super) fn remove_pending(&mut self, ids: &[String]) -> Result<()> {
         for batch in ids.chunks(1024) {
             let predicate = format!("chunk_id IN ({})", sql_string_list(batch));
-            self.rt
-                .block_on(self.waiting.delete(predicate.as_str()))
-                .map_err(Error::store)?;
+            runtime::block_on(self.waiting.delete(predicate.as_str())).map_err(Error::store)?;
         }
         Ok(())
     }
@@ -364,7 +331,7 @@ impl VectorWriter {
             let rows = std::mem::take(&mut self.rows);
             let mut columns = chunk_arrays(rows.iter().map(|(c, h, _)| (c, h.as_str())));
             columns.push(vector_array(rows.iter().map(|(_, _, v)| v), self.dimension));
-            append(&self.rt, &self.table, schema(self.dimension), columns)?;
+            append(&self.table, schema(self.dimension), columns)?;
         }
         if !self.pending_rows.is_empty() {
             let rows = std::mem::take(&mut self.pending_rows);
@@ -372,7 +339,7 @@ impl VectorWriter {
             columns.push(Arc::new(UInt32Array::from_iter_values(
                 rows.iter().map(|(_, _, p)| *p),
             )));
-            append(&self.rt, &self.waiting, pending_schema(), columns)?;
+            append(&self.waiting, pending_schema(), columns)?;
         }
         Ok(())
     }
@@ -386,7 +353,7 @@ impl VectorWriter {
             return Ok(HashMap::new());
         }
         let predicate = format!("embed_hash IN ({})", sql_string_list(hashes));
-        vectors_where(&self.rt, previous, predicate)
+        vectors_where(previous, predicate)
     }
 
     /// Writes what is buffered and brings the tables' indexes up to date; returns the ANN
@@ -395,14 +362,8 @@ impl VectorWriter {
     /// the whole table), else `Off` — and the number of chunks waiting.
     pub(super) fn finish(mut self, ann: AnnPolicy) -> Result<(AnnIndex, usize)> {
         self.flush()?;
-        let rows = self
-            .rt
-            .block_on(self.table.count_rows(None))
-            .map_err(Error::store)?;
-        let waiting = self
-            .rt
-            .block_on(self.waiting.count_rows(None))
-            .map_err(Error::store)?;
+        let rows = runtime::block_on(self.table.count_rows(None)).map_err(Error::store)?;
+        let waiting = runtime::block_on(self.waiting.count_rows(None)).map_err(Error::store)?;
         let kept = if self.ann != AnnIndex::Off {
             self.ann
         } else if rows >= ann.min_rows && waiting == 0 {
@@ -415,8 +376,8 @@ impl VectorWriter {
         } else {
             None
         };
-        maintain(&self.rt, &self.table, &SCALAR_INDEXED, vector_index)?;
-        maintain(&self.rt, &self.waiting, &["chunk_id", "repo", "path"], None)?;
+        maintain(&self.table, &SCALAR_INDEXED, vector_index)?;
+        maintain(&self.waiting, &["chunk_id", "repo", "path"], None)?;
         Ok((kept, waiting))
     }
 }
@@ -444,15 +405,9 @@ fn chunk_arrays<'r>(rows: impl Iterator<Item = (&'r Chunk, &'r str)> + Clone) ->
 }
 
 /// Appends one batch of `columns` to `table`.
-fn append(
-    rt: &Runtime,
-    table: &lancedb::Table,
-    schema: SchemaRef,
-    columns: Vec<ArrayRef>,
-) -> Result<()> {
+fn append(table: &lancedb::Table, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<()> {
     let batch = RecordBatch::try_new(schema, columns).map_err(Error::store)?;
-    rt.block_on(table.add(batch).execute())
-        .map_err(Error::store)?;
+    runtime::block_on(table.add(batch).execute()).map_err(Error::store)?;
     Ok(())
 }
 
@@ -481,13 +436,12 @@ fn file_predicates(files: &[(String, String)]) -> Vec<String> {
 /// folds new rows into the indexes that already existed, and drops superseded versions.
 /// Only the index writer calls it, under the index lock.
 pub(super) fn maintain(
-    rt: &Runtime,
     table: &lancedb::Table,
     scalar_columns: &[&str],
     vector_index: Option<Index>,
 ) -> Result<()> {
     use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions, optimize::Duration};
-    let stats = rt.block_on(table.stats()).map_err(Error::store)?;
+    let stats = runtime::block_on(table.stats()).map_err(Error::store)?;
     let rows = stats.num_rows;
     let deleted = stats.num_deleted_rows.unwrap_or(0);
     let fragments = stats.fragment_stats.num_fragments;
@@ -496,22 +450,21 @@ pub(super) fn maintain(
             target_rows_per_fragment: FLUSH_ROWS,
             ..Default::default()
         };
-        rt.block_on(table.optimize(OptimizeAction::Compact {
+        runtime::block_on(table.optimize(OptimizeAction::Compact {
             options,
             remap_options: None,
         }))
         .map_err(Error::store)?;
     }
     if rows > 0 {
-        let existing: Vec<Vec<String>> = rt
-            .block_on(table.list_indices())
+        let existing: Vec<Vec<String>> = runtime::block_on(table.list_indices())
             .map_err(Error::store)?
             .into_iter()
             .map(|i| i.columns)
             .collect();
         for column in scalar_columns {
             if !existing.iter().any(|c| c == &[column.to_string()]) {
-                rt.block_on(
+                runtime::block_on(
                     table
                         .create_index(&[*column], Index::BTree(Default::default()))
                         .execute(),
@@ -520,15 +473,15 @@ pub(super) fn maintain(
             }
         }
         if let Some(index) = vector_index {
-            rt.block_on(table.create_index(&["vector"], index).execute())
+            runtime::block_on(table.create_index(&["vector"], index).execute())
                 .map_err(Error::store)?;
         }
         if !existing.is_empty() {
-            rt.block_on(table.optimize(OptimizeAction::Index(OptimizeOptions::default())))
+            runtime::block_on(table.optimize(OptimizeAction::Index(OptimizeOptions::default())))
                 .map_err(Error::store)?;
         }
     }
-    rt.block_on(table.optimize(OptimizeAction::Prune {
+    runtime::block_on(table.optimize(OptimizeAction::Prune {
         older_than: Some(Duration::zero()),
         delete_unverified: Some(true),
         error_if_tagged_old_versions: None,
@@ -539,9 +492,9 @@ pub(super) fn maintain(
 
 /// Replaces the vector index of the chunks table in `lance_dir` (a linked copy of a
 /// generation's tables) with a fresh `ann` index; returns the table's rows.
-pub(super) fn rebuild_ann(rt: &Runtime, lance_dir: &Path, ann: AnnPolicy) -> Result<usize> {
+pub(super) fn rebuild_ann(lance_dir: &Path, ann: AnnPolicy) -> Result<usize> {
     let uri = lance_dir.to_string_lossy().into_owned();
-    rt.block_on(async {
+    runtime::block_on(async {
         let db = super::connect(&uri).await?;
         let table = db.open_table(TABLE).execute().await?;
         for index in table.list_indices().await? {
@@ -559,7 +512,6 @@ pub(super) fn rebuild_ann(rt: &Runtime, lance_dir: &Path, ann: AnnPolicy) -> Res
 
 /// Reads one generation's tables.
 pub(super) struct VectorReader {
-    rt: Arc<Runtime>,
     table: lancedb::Table,
     /// Chunks waiting for vectors; absent in generations written before codeq had it.
     waiting: Option<lancedb::Table>,
@@ -589,25 +541,23 @@ struct ScanParams {
 
 impl VectorReader {
     /// Opens the tables of a generation whose manifest records `ann` as its ANN index.
-    pub(super) fn open(rt: Arc<Runtime>, path: &Path, ann: AnnIndex) -> Result<VectorReader> {
+    pub(super) fn open(path: &Path, ann: AnnIndex) -> Result<VectorReader> {
         if !path.is_dir() {
             return Err(Error::Store(format!("{} is missing", path.display())));
         }
         let uri = path.to_string_lossy().into_owned();
-        let (table, waiting) = rt
-            .block_on(async {
-                let db = super::connect(&uri).await?;
-                let table = db.open_table(TABLE).execute().await?;
-                let waiting = match db.open_table(PENDING).execute().await {
-                    Ok(waiting) => Some(waiting),
-                    Err(lancedb::Error::TableNotFound { .. }) => None,
-                    Err(err) => return Err(err),
-                };
-                Ok((table, waiting))
-            })
-            .map_err(Error::store)?;
+        let (table, waiting) = runtime::block_on(async {
+            let db = super::connect(&uri).await?;
+            let table = db.open_table(TABLE).execute().await?;
+            let waiting = match db.open_table(PENDING).execute().await {
+                Ok(waiting) => Some(waiting),
+                Err(lancedb::Error::TableNotFound { .. }) => None,
+                Err(err) => return Err(err),
+            };
+            Ok((table, waiting))
+        })
+        .map_err(Error::store)?;
         Ok(VectorReader {
-            rt,
             table,
             waiting,
             ann,
@@ -623,19 +573,16 @@ impl VectorReader {
 
     /// Rows with vectors that `filter` admits.
     pub(super) fn count(&self, filter: &ChunkFilter) -> Result<usize> {
-        self.rt
-            .block_on(self.table.count_rows(filter.to_sql()))
-            .map_err(Error::store)
+        runtime::block_on(self.table.count_rows(filter.to_sql())).map_err(Error::store)
     }
 
     /// Rows waiting for vectors that `filter` admits.
     pub(super) fn pending_count(&self, filter: &ChunkFilter) -> Result<usize> {
         match &self.waiting {
             None => Ok(0),
-            Some(waiting) => self
-                .rt
-                .block_on(waiting.count_rows(filter.to_sql()))
-                .map_err(Error::store),
+            Some(waiting) => {
+                runtime::block_on(waiting.count_rows(filter.to_sql())).map_err(Error::store)
+            }
         }
     }
 
@@ -649,7 +596,7 @@ impl VectorReader {
             .query()
             .select(Select::columns(&["chunk_id", "priority"]));
         let mut order: Vec<(u32, String)> = Vec::new();
-        for batch in &collect(&self.rt, &query)? {
+        for batch in &collect(&query)? {
             let ids = string_column(batch, "chunk_id")?;
             let priorities = primitive_column::<UInt32Type>(batch, "priority")?;
             for i in 0..batch.num_rows() {
@@ -667,7 +614,7 @@ impl VectorReader {
                 .query()
                 .only_if(format!("chunk_id IN ({})", sql_string_list(batch)))
                 .select(Select::columns(&columns));
-            for found in &collect(&self.rt, &query)? {
+            for found in &collect(&query)? {
                 let hashes = string_column(found, "embed_hash")?;
                 for (i, chunk) in chunks_from_batch(found)?.into_iter().enumerate() {
                     rows.insert(chunk.chunk_id.clone(), (chunk, hashes.value(i).to_string()));
@@ -687,7 +634,7 @@ impl VectorReader {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for table in self.tables() {
             let query = admitted(table.query().select(Select::columns(&["language"])), filter);
-            for batch in &collect(&self.rt, &query)? {
+            for batch in &collect(&query)? {
                 let languages = string_column(batch, "language")?;
                 for i in 0..batch.num_rows() {
                     *counts.entry(languages.value(i).to_string()).or_default() += 1;
@@ -709,7 +656,7 @@ impl VectorReader {
                 table.query().select(Select::columns(&["repo", "path"])),
                 filter,
             );
-            for batch in &collect(&self.rt, &query)? {
+            for batch in &collect(&query)? {
                 let repos = string_column(batch, "repo")?;
                 let paths = string_column(batch, "path")?;
                 for i in 0..batch.num_rows() {
@@ -747,7 +694,7 @@ impl VectorReader {
         let refine_factor = REFINE_ROWS.div_ceil(limit.max(1));
         let ef = hnsw_ef(limit, refine_factor, admitted_share);
         let dataset = self.dataset()?;
-        self.rt.block_on(async {
+        runtime::block_on(async {
             // Exact search takes the filter as SQL: the scalar indexes on repo and path
             // then narrow the scan itself, where a mask would only drop rows after
             // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
@@ -875,7 +822,7 @@ impl VectorReader {
             .table
             .dataset()
             .ok_or_else(|| Error::Store("the chunk table is not a local Lance table".into()))?;
-        self.rt.block_on(wrapper.get()).map_err(Error::store)
+        runtime::block_on(wrapper.get()).map_err(Error::store)
     }
 
     /// The rows of `dataset` that a restricting `filter` admits, as a row-id mask: read
@@ -914,12 +861,10 @@ impl VectorReader {
 
     /// (table versions, fragments, rows deleted but still on disk).
     pub(super) fn upkeep(&self) -> Result<(usize, usize, usize)> {
-        let versions = self
-            .rt
-            .block_on(self.table.list_versions())
+        let versions = runtime::block_on(self.table.list_versions())
             .map_err(Error::store)?
             .len();
-        let stats = self.rt.block_on(self.table.stats()).map_err(Error::store)?;
+        let stats = runtime::block_on(self.table.stats()).map_err(Error::store)?;
         Ok((
             versions,
             stats.fragment_stats.num_fragments,
@@ -934,7 +879,7 @@ impl VectorReader {
     ) -> Result<HashMap<String, Vec<f32>>> {
         let mut out = HashMap::new();
         for predicate in file_predicates(files) {
-            out.extend(vectors_where(&self.rt, &self.table, predicate)?);
+            out.extend(vectors_where(&self.table, predicate)?);
         }
         Ok(out)
     }
@@ -945,7 +890,7 @@ impl VectorReader {
         columns.extend(["embed_hash".to_string(), "vector".to_string()]);
         let query = self.table.query().select(Select::columns(&columns));
         let mut out = Vec::new();
-        for batch in &collect(&self.rt, &query)? {
+        for batch in &collect(&query)? {
             let hashes = string_column(batch, "embed_hash")?;
             let rows = chunks_from_batch(batch)?
                 .into_iter()
@@ -990,7 +935,7 @@ impl VectorReader {
             .only_if(predicate)
             .select(Select::columns(&chunk_columns()));
         let mut out = Vec::new();
-        for batch in &collect(&self.rt, &query)? {
+        for batch in &collect(&query)? {
             out.extend(chunks_from_batch(batch)?);
         }
         Ok(out)
@@ -1015,7 +960,6 @@ fn admitted<Q: QueryBase>(query: Q, filter: &ChunkFilter) -> Q {
 
 /// The vectors of the rows matching `predicate`, by embedding-input hash.
 pub(super) fn vectors_where(
-    rt: &Runtime,
     table: &lancedb::Table,
     predicate: String,
 ) -> Result<HashMap<String, Vec<f32>>> {
@@ -1024,7 +968,7 @@ pub(super) fn vectors_where(
         .only_if(predicate)
         .select(Select::columns(&["embed_hash", "vector"]));
     let mut out = HashMap::new();
-    for batch in &collect(rt, &query)? {
+    for batch in &collect(&query)? {
         let hashes = string_column(batch, "embed_hash")?;
         for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
             out.insert(hashes.value(i).to_string(), vector);
@@ -1034,43 +978,8 @@ pub(super) fn vectors_where(
 }
 
 /// Runs a query to completion on the storage runtime.
-pub(super) fn collect(rt: &Runtime, query: &impl ExecutableQuery) -> Result<Vec<RecordBatch>> {
-    rt.block_on(async { query.execute().await?.try_collect().await })
-        .map_err(Error::store)
-}
-
-/// The `vector` column of a batch, one vector per row.
-pub(super) fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
-    let list = batch
-        .column_by_name("vector")
-        .ok_or_else(|| Error::Store("vector column missing".into()))?
-        .as_fixed_size_list();
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            list.value(i)
-                .as_primitive::<Float32Type>()
-                .values()
-                .to_vec()
-        })
-        .collect())
-}
-
-pub(super) fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Store(format!("column {name} missing or not text")))
-}
-
-/// The primitive column `name` of `batch` (`T` its Arrow type).
-pub(super) fn primitive_column<'b, T: ArrowPrimitiveType>(
-    batch: &'b RecordBatch,
-    name: &str,
-) -> Result<&'b PrimitiveArray<T>> {
-    batch
-        .column_by_name(name)
-        .map(|c| c.as_primitive::<T>())
-        .ok_or_else(|| Error::Store(format!("column {name} missing")))
+pub(super) fn collect(query: &(impl ExecutableQuery + Sync)) -> Result<Vec<RecordBatch>> {
+    runtime::block_on(async { query.execute().await?.try_collect().await }).map_err(Error::store)
 }
 
 fn chunks_from_batch(batch: &RecordBatch) -> Result<Vec<Chunk>> {

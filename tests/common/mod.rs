@@ -370,12 +370,10 @@ impl Workspace {
     /// Runs `codeq index` in-process.
     pub fn index(&mut self, rebuild: bool) -> IndexReport {
         let options = IndexOptions {
-            root: self.root.clone(),
-            index_dir: None,
             rebuild,
-            config: Config::load_for_root(&self.root).unwrap(),
-            acl_file: None,
-            drop_acl: false,
+            ..Config::load_for_root(&self.root)
+                .unwrap()
+                .index_options(self.root.clone())
         };
         index::run(&options, &mut self.embedder, &NoProgress).unwrap()
     }
