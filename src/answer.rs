@@ -244,7 +244,7 @@ pub fn ask(
     {
         // The retrievers filter before ranking; reaching this is a bug, so fail closed
         // without saying what was withheld.
-        return Err(Error::Store(
+        return Err(Error::Internal(
             "a retrieved chunk fell outside the access filter; the answer was withheld".into(),
         ));
     }

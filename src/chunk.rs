@@ -237,12 +237,17 @@ impl Chunker {
             .iter()
             .map(|spec| {
                 let language = (spec.grammar)();
-                let query = Query::new(&language, spec.query).map_err(|e| {
-                    Error::Store(format!("grammars/{}.scm does not compile: {e}", spec.name))
+                let query = Query::new(&language, spec.query).map_err(|e| Error::Grammar {
+                    language: spec.name.to_string(),
+                    detail: format!("the query does not compile: {e}"),
                 })?;
-                let name_capture = query.capture_index_for_name("name").ok_or_else(|| {
-                    Error::Store(format!("grammars/{}.scm has no @name capture", spec.name))
-                })?;
+                let name_capture =
+                    query
+                        .capture_index_for_name("name")
+                        .ok_or_else(|| Error::Grammar {
+                            language: spec.name.to_string(),
+                            detail: "the query has no @name capture".into(),
+                        })?;
                 let kinds = query
                     .capture_names()
                     .iter()

@@ -60,7 +60,7 @@ impl Config {
     /// access from their own configuration.
     pub fn discover(root: &Path) -> Result<(Config, Provenance)> {
         let defaults = serde_json::to_value(Config::default().layered())
-            .map_err(|e| Error::Store(format!("cannot list the settings: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot list the settings: {e}")))?;
         let mut provenance = Provenance::new();
         for section in LAYERED_SECTIONS {
             for key in defaults[section]
@@ -115,7 +115,7 @@ impl Config {
             overlay(&mut merged, &one, &format!("env {name}"), &mut provenance);
         }
         let text = toml::to_string(&merged)
-            .map_err(|e| Error::Store(format!("cannot merge the configuration: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot merge the configuration: {e}")))?;
         let config = Config::parse_from(&text, &root_file).and_then(|mut config| {
             // The ACL is compiled from the root file's own text, so its errors name lines
             // of that file.

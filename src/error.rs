@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// A storage library's error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -213,9 +216,30 @@ pub enum Error {
         /// Citations in the answer.
         count: usize,
     },
-    /// Reading or writing the LanceDB table or tantivy index failed.
+    /// Reading or writing the LanceDB table or the tantivy index failed (the storage
+    /// library's error is the source).
     #[error("index storage error: {0}")]
-    Store(String),
+    Storage(#[source] BoxError),
+    /// A tree-sitter query shipped in `grammars/` does not work with its grammar.
+    #[error(
+        "grammars/{language}.scm cannot be used: {detail}. This build of codeq is broken: reinstall it or report the problem"
+    )]
+    Grammar {
+        /// The language whose query failed.
+        language: String,
+        /// What the grammar or the query check said.
+        detail: String,
+    },
+    /// A thread codeq started stopped before its work was done (it panicked or its
+    /// channel closed).
+    #[error("{0} stopped before it finished; run the command again (the index is unchanged)")]
+    WorkerStopped(&'static str),
+    /// A rule codeq keeps itself was broken: a bug, reported without the data involved.
+    #[error("internal error: {0}. This is a bug in codeq; please report it")]
+    Internal(String),
+    /// A benchmark could not run as asked.
+    #[error("benchmark: {0}")]
+    Bench(String),
     /// A file system operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -235,8 +259,13 @@ impl Error {
         }
     }
 
-    /// Wraps any storage-layer error (LanceDB, Arrow, tantivy).
-    pub fn store(err: impl std::fmt::Display) -> Self {
-        Error::Store(err.to_string())
+    /// Wraps a storage library's error (LanceDB, Lance, Arrow, tantivy).
+    pub fn store(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Storage(Box::new(err))
+    }
+
+    /// A storage problem found by codeq itself (a missing column, a row without an id).
+    pub fn storage(detail: impl Into<String>) -> Self {
+        Error::Storage(detail.into().into())
     }
 }

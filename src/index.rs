@@ -405,7 +405,7 @@ pub fn run(
         run.flush(&mut writer, embedder)?;
         producer
             .join()
-            .map_err(|_| Error::Store("the file reader thread panicked".into()))
+            .map_err(|_| Error::WorkerStopped("the file reader thread"))
     })?;
 
     let publish_started = Instant::now();

@@ -506,7 +506,7 @@ fn record(dir: &IndexDir, trace: &Trace) -> TraceId {
             .map_err(|e| Error::io(format!("cannot rotate {}", path.display()), e))?;
     }
     let line = serde_json::to_string(trace)
-        .map_err(|e| Error::Store(format!("cannot encode a trace: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode a trace: {e}")))?;
     jsonl::append(&path, &[line])?;
     Ok(trace.id.clone())
 }

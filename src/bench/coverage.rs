@@ -145,7 +145,7 @@ pub fn coverage_bench(root: &Path, index_dir: &Path, query: &str) -> Result<Cove
     let stdout = output.join().unwrap_or_default();
     let errors = errors.join().unwrap_or_default();
     if !success {
-        return Err(Error::Store(format!("codeq index failed: {errors}")));
+        return Err(Error::Bench(format!("codeq index failed: {errors}")));
     }
     let report: serde_json::Value = serde_json::from_slice(&stdout).map_err(Error::store)?;
     let index = &report["index"];

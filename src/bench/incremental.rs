@@ -203,7 +203,7 @@ fn seed_cache(index_dir: &Path, seeds: &[PathBuf], model: &crate::embed::ModelIn
     for seed in seeds {
         let reader = IndexDir::open(seed)?.reader()?;
         if !reader.manifest().model.compatible_with(model) {
-            return Err(Error::Store(format!(
+            return Err(Error::Bench(format!(
                 "{} was built with another model; its vectors cannot seed this one",
                 seed.display()
             )));
@@ -247,7 +247,7 @@ fn timed_index(root: &Path) -> Result<TimedRun> {
     let wall = started.elapsed();
     let errors = errors.join().unwrap_or_default();
     if !success {
-        return Err(Error::Store(format!("codeq index failed: {errors}")));
+        return Err(Error::Bench(format!("codeq index failed: {errors}")));
     }
     let report: serde_json::Value = serde_json::from_slice(&stdout).map_err(Error::store)?;
     Ok(TimedRun {
@@ -296,7 +296,7 @@ fn git(repo: &Path, args: &[&str]) -> Result<()> {
         .output()
         .map_err(|e| Error::io("cannot run git", e))?;
     if !out.status.success() {
-        return Err(Error::Store(format!(
+        return Err(Error::Bench(format!(
             "git {} in {}: {}",
             args.join(" "),
             repo.display(),

@@ -306,14 +306,14 @@ impl Corpus {
     /// Every row of `sources` (at least one), with a manifest listing all their repositories.
     pub fn of(sources: &[IndexReader]) -> Result<Corpus> {
         let Some(first) = sources.first() else {
-            return Err(Error::Store("no source index given".into()));
+            return Err(Error::Bench("no source index given".into()));
         };
         let mut manifest = first.manifest().clone();
         manifest.repos.clear();
         let mut rows = Vec::new();
         for source in sources {
             if source.manifest().model.dimension != manifest.model.dimension {
-                return Err(Error::Store(format!(
+                return Err(Error::Bench(format!(
                     "{} holds {}-dimensional vectors, {} holds {}",
                     source.generation(),
                     source.manifest().model.dimension,
@@ -329,7 +329,7 @@ impl Corpus {
             rows.extend(source.all_rows()?);
         }
         if rows.is_empty() {
-            return Err(Error::Store(
+            return Err(Error::Bench(
                 "the source index is empty: index a corpus first".into(),
             ));
         }

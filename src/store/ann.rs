@@ -247,7 +247,7 @@ pub(super) async fn nearest(
     let vectors = vectors_of(&rows)?;
     let mut out = Vec::with_capacity(vectors.len());
     for (id, row_vector) in ids.iter().zip(&vectors) {
-        let id = id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
+        let id = id.ok_or_else(|| Error::storage("a vector row has no chunk id"))?;
         out.push((id.to_string(), cosine_distance(&query_vector, row_vector)));
     }
     out.sort_by(|a, b| a.1.total_cmp(&b.1));

@@ -43,7 +43,7 @@ pub(super) fn vector_array<'v>(
 pub(super) fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
     let list = batch
         .column_by_name("vector")
-        .ok_or_else(|| Error::Store("vector column missing".into()))?
+        .ok_or_else(|| Error::storage("the vector column is missing"))?
         .as_fixed_size_list();
     Ok((0..batch.num_rows())
         .map(|i| {
@@ -60,7 +60,7 @@ pub(super) fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Store(format!("column {name} missing or not text")))
+        .ok_or_else(|| Error::storage(format!("the column {name} is missing or not text")))
 }
 
 /// The primitive column `name` of `batch` (`T` its Arrow type).
@@ -71,5 +71,5 @@ pub(super) fn primitive_column<'b, T: ArrowPrimitiveType>(
     batch
         .column_by_name(name)
         .map(|c| c.as_primitive::<T>())
-        .ok_or_else(|| Error::Store(format!("column {name} missing")))
+        .ok_or_else(|| Error::storage(format!("the column {name} is missing")))
 }

@@ -200,7 +200,7 @@ impl CacheTable {
         for batch in &collect(&query)? {
             let column = batch
                 .column_by_name("run")
-                .ok_or_else(|| Error::Store("run column missing".into()))?;
+                .ok_or_else(|| Error::storage("the cache has no run column"))?;
             runs.extend(column.as_primitive::<UInt64Type>().values().iter().copied());
         }
         if runs.len() <= capacity {

@@ -168,7 +168,7 @@ impl LexicalWriter {
         let f = self.fields;
         let symbol = format!("{} {}", chunk.symbol, chunk.signature);
         let stored = serde_json::to_string(chunk)
-            .map_err(|e| Error::Store(format!("cannot serialize a chunk: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize a chunk: {e}")))?;
         self.writer
             .add_document(doc!(
                 f.chunk_id => chunk.chunk_id.as_str(),
@@ -445,9 +445,9 @@ fn stored_chunk(searcher: &Searcher, field: Field, address: DocAddress) -> Resul
     let json = doc
         .get_first(field)
         .and_then(|v| v.as_str())
-        .ok_or_else(|| Error::Store("a lexical document has no stored chunk".into()))?;
+        .ok_or_else(|| Error::storage("a lexical document has no stored chunk"))?;
     serde_json::from_str(json).map_err(|e| {
-        Error::Store(format!(
+        Error::storage(format!(
             "a lexical document's stored chunk is unreadable: {e}"
         ))
     })

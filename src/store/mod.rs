@@ -797,7 +797,7 @@ fn ensure_admitted<'a>(
     mut chunks: impl Iterator<Item = &'a Chunk>,
 ) -> Result<()> {
     if chunks.any(|c| !filter.admits(&c.repo, &c.path)) {
-        return Err(Error::Store(
+        return Err(Error::Internal(
             "a retrieved chunk fell outside the access filter; nothing was returned".into(),
         ));
     }
@@ -865,7 +865,9 @@ impl IndexReader {
     /// pass as they are.
     fn lane<T>(&self, call: impl FnOnce() -> Result<T>) -> Result<T> {
         match crate::panic_guard::catch(call) {
-            Ok(Err(Error::Store(detail))) => Err(self.dir.damaged(&self.generation, detail)),
+            Ok(Err(Error::Storage(source))) => {
+                Err(self.dir.damaged(&self.generation, source.to_string()))
+            }
             Ok(outcome) => outcome,
             Err(panic) => Err(self
                 .dir
@@ -920,11 +922,9 @@ impl IndexReader {
         // One chunk per id, in their order, unless the lexical index lacks one.
         let chunks = self.chunks_by_id(&ids, filter)?;
         if chunks.len() != ids.len() {
-            return Err(Error::Store(
-                "the vector table holds a chunk the lexical index does not; \
-                 rebuild the index with `codeq index --rebuild`"
-                    .into(),
-            ));
+            return Err(self
+                .dir
+                .corrupt("the vector table holds a chunk the lexical index does not".into()));
         }
         Ok(chunks.into_iter().zip(distances).collect())
     }

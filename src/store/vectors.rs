@@ -543,7 +543,7 @@ impl VectorReader {
     /// Opens the tables of a generation whose manifest records `ann` as its ANN index.
     pub(super) fn open(path: &Path, ann: AnnIndex) -> Result<VectorReader> {
         if !path.is_dir() {
-            return Err(Error::Store(format!("{} is missing", path.display())));
+            return Err(Error::storage(format!("{} is missing", path.display())));
         }
         let uri = path.to_string_lossy().into_owned();
         let (table, waiting) = runtime::block_on(async {
@@ -747,8 +747,7 @@ impl VectorReader {
                 let ids = string_column(batch, "chunk_id")?;
                 let distances = primitive_column::<Float32Type>(batch, "_distance")?;
                 for (id, distance) in ids.iter().zip(distances.values().iter().copied()) {
-                    let id =
-                        id.ok_or_else(|| Error::Store("a vector row has no chunk id".into()))?;
+                    let id = id.ok_or_else(|| Error::storage("a vector row has no chunk id"))?;
                     out.push((id.to_string(), distance));
                 }
             }
@@ -821,7 +820,7 @@ impl VectorReader {
         let wrapper = self
             .table
             .dataset()
-            .ok_or_else(|| Error::Store("the chunk table is not a local Lance table".into()))?;
+            .ok_or_else(|| Error::Internal("the chunk table is not a local Lance table".into()))?;
         runtime::block_on(wrapper.get()).map_err(Error::store)
     }
 

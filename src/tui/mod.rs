@@ -198,7 +198,7 @@ fn event_loop(
                 Some(Action::Ask { question, scope }) => {
                     previewed = None;
                     if requests.send(Request { question, scope }).is_err() {
-                        return Err(Error::Store("the query worker stopped".into()));
+                        return Err(Error::WorkerStopped("the query worker"));
                     }
                 }
                 Some(Action::Open { path, line }) => {
@@ -236,7 +236,7 @@ fn event_loop(
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    return Err(Error::Store("the query worker stopped".into()));
+                    return Err(Error::WorkerStopped("the query worker"));
                 }
             }
         }
