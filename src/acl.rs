@@ -98,13 +98,13 @@ pub enum AccessMode {
     },
 }
 
-/// What one principal may read of one index: the mode and the compiled filter.
+/// What one principal may read of one index: the mode and the compiled filter. Built only
+/// inside the crate (the session module hands them out), so a filter no ACL compiled never
+/// reaches a query.
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// Single-user or ACL.
-    pub mode: AccessMode,
-    /// The chunks the principal may see.
-    pub filter: ChunkFilter,
+    mode: AccessMode,
+    filter: ChunkFilter,
 }
 
 impl Access {
@@ -116,12 +116,27 @@ impl Access {
         }
     }
 
+    /// Single-user or ACL, and for whom.
+    pub fn mode(&self) -> &AccessMode {
+        &self.mode
+    }
+
+    /// The chunks the principal may see.
+    pub fn filter(&self) -> &ChunkFilter {
+        &self.filter
+    }
+
     /// Single-user mode: everything is visible.
-    pub fn single_user() -> Access {
+    pub(crate) fn single_user() -> Access {
         Access {
             mode: AccessMode::SingleUser,
             filter: ChunkFilter::everything(),
         }
+    }
+
+    /// The same access with its filter prepared for an index.
+    pub(crate) fn with_filter(self, filter: ChunkFilter) -> Access {
+        Access { filter, ..self }
     }
 
     /// True when the principal sees every chunk of the index.
@@ -262,9 +277,15 @@ impl Acl {
         }
     }
 
+    /// The filter `principal`'s grants compile to over `repos` (the index's repository
+    /// ids), for tools and tests that inspect it; queries get theirs through a session.
+    pub fn filter_for(&self, principal: &str, repos: &[String]) -> ChunkFilter {
+        self.access_for(principal, repos).filter
+    }
+
     /// What `principal` may read among `repos` (the index's repository ids). What no
     /// grant allows is denied; a principal who may read everything gets no filter at all.
-    pub fn access_for(&self, principal: &str, repos: &[String]) -> Access {
+    pub(crate) fn access_for(&self, principal: &str, repos: &[String]) -> Access {
         // Which grants are the principal's does not depend on the repository.
         let mine: Vec<&Grant> = self
             .grants

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::hash::sha256_hex;
 use crate::rerank::Reranker;
 use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
+use crate::stage::Stage;
 use crate::store::{ChunkFilter, IndexReader, Manifest, code_tokens};
 
 /// Below this confidence the best citation is not presented as an answer.
@@ -232,7 +233,7 @@ pub fn ask(
     };
     let mut results = search::search(reader, embedder, reranker, question, &pool)?;
     let candidates = std::mem::take(&mut results.candidates);
-    let started = Instant::now();
+    let stage = Stage::start("answer");
     let manifest = reader.manifest();
     let terms = results.terms.clone();
     let mut citations = Vec::new();
@@ -285,7 +286,7 @@ pub fn ask(
         dropped,
         vector_coverage: results.vector_coverage,
         timings: results.timings,
-        answer_time: started.elapsed(),
+        answer_time: stage.finish(),
         verify_time,
         candidates,
         generated: None,

@@ -92,7 +92,7 @@ pub fn read(dir: &IndexDir, access: &Access) -> Vec<serde_json::Value> {
         })
         .filter(
             |item| match (item["repo"].as_str(), item["path"].as_str()) {
-                (Some(repo), Some(path)) => access.filter.admits(repo, path),
+                (Some(repo), Some(path)) => access.filter().admits(repo, path),
                 _ => false,
             },
         )

@@ -28,6 +28,8 @@ pub mod report;
 pub mod rerank;
 pub mod runtime;
 pub mod search;
+pub mod session;
+mod stage;
 pub mod store;
 pub mod tomlfile;
 pub mod trace;

@@ -8,7 +8,7 @@
 //! nothing outside their access filter; it gets no tools.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::answer::{Answer, Citation, Freshness, Generated, RemovedCitation};
 use crate::runtime;
+use crate::stage::Stage;
 
 /// Version of the prompt below; recorded with every generated answer and trace, so that a
 /// change of prompt is visible and can be rolled back.
@@ -360,7 +361,7 @@ pub fn generate(
     time_left: Option<Duration>,
     max_cost_usd: Option<f64>,
 ) -> Generated {
-    let started = Instant::now();
+    let stage = Stage::start("llm");
     let flagged = flagged_sources(&answer.citations);
     let allowance = context_allowance(config, max_cost_usd);
     // Sources that read as instructions are not sent at all.
@@ -407,7 +408,7 @@ pub fn generate(
         Ok(text) => generated.text = Some(text),
         Err(reason) => generated.fallback = Some(reason),
     }
-    generated.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    generated.latency_ms = stage.finish().as_secs_f64() * 1e3;
     tracing::debug!(
         model = %generated.model,
         fallback = ?generated.fallback,

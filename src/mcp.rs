@@ -11,17 +11,11 @@ use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
-use crate::acl::Access;
-use crate::answer;
-use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::index::IndexConfig;
-use crate::llm::AnswerSettings;
-use crate::report::{self, JSON_SCHEMA_VERSION};
-use crate::rerank::{self, Reranker};
+use crate::report::JSON_SCHEMA_VERSION;
 use crate::search::QueryScope;
-use crate::store::{IndexDir, IndexReader};
-use crate::trace;
+use crate::session::Session;
+use crate::trace::Surface;
 
 /// The MCP revision this server implements.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -36,24 +30,6 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
-/// Everything the server answers from, opened and checked like `codeq ask` does.
-pub struct McpContext {
-    /// The index folder.
-    pub dir: IndexDir,
-    /// The published generation.
-    pub reader: IndexReader,
-    /// The model the index was built with.
-    pub embedder: Box<dyn Embedder>,
-    /// The cross-encoder, when `[rerank]` is on.
-    pub reranker: Option<Box<dyn Reranker>>,
-    /// What the principal may read; fixed for the session.
-    pub access: Access,
-    /// The optional LLM answerer and the latency budget.
-    pub settings: AnswerSettings,
-    /// How the index walks its root (for `status`'s files changed since indexing).
-    pub index_config: IndexConfig,
-}
-
 /// Longest message accepted; a longer line is answered with an error and skipped, so a
 /// runaway client cannot exhaust memory.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -61,11 +37,7 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Serves requests from `input` until it closes, writing one reply per request to `output`.
 /// Bad input (invalid UTF-8, oversized or malformed messages) gets a JSON-RPC error reply
 /// and the server carries on.
-pub fn serve(
-    mut context: McpContext,
-    mut input: impl BufRead,
-    mut output: impl Write,
-) -> Result<()> {
+pub fn serve(session: &Session, mut input: impl BufRead, mut output: impl Write) -> Result<()> {
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
@@ -88,7 +60,7 @@ pub fn serve(
             if line.trim().is_empty() {
                 continue;
             }
-            handle(&mut context, &line)
+            handle(session, &line)
         };
         if let Some(reply) = reply {
             writeln!(output, "{reply}")
@@ -121,7 +93,7 @@ fn skip_line(input: &mut impl BufRead) -> Result<()> {
 }
 
 /// The reply to one message (`None` for notifications).
-pub fn handle(context: &mut McpContext, line: &str) -> Option<Value> {
+pub fn handle(session: &Session, line: &str) -> Option<Value> {
     let message: Value = match serde_json::from_str(line) {
         Ok(value) => value,
         Err(e) => {
@@ -154,7 +126,7 @@ pub fn handle(context: &mut McpContext, line: &str) -> Option<Value> {
         "initialize" => Ok(initialize(&params)),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(json!({ "tools": *TOOLS })),
-        "tools/call" => call_tool(context, &params),
+        "tools/call" => call_tool(session, &params),
         other => Err((METHOD_NOT_FOUND, format!("unknown method {other}"))),
     };
     Some(match outcome {
@@ -232,10 +204,7 @@ fn tool_list() -> Value {
     ])
 }
 
-fn call_tool(
-    context: &mut McpContext,
-    params: &Value,
-) -> std::result::Result<Value, (i64, String)> {
+fn call_tool(session: &Session, params: &Value) -> std::result::Result<Value, (i64, String)> {
     let name = params["name"].as_str().unwrap_or_default();
     let arguments = match &params["arguments"] {
         Value::Null => json!({}),
@@ -243,10 +212,10 @@ fn call_tool(
         _ => return Err((INVALID_PARAMS, "arguments must be an object".into())),
     };
     let outcome = match name {
-        "search" => tool_search(context, &arguments),
-        "ask" => tool_ask(context, &arguments),
-        "status" => tool_status(context, &arguments),
-        "read_citation" => tool_read_citation(context, &arguments),
+        "search" => tool_search(session, &arguments),
+        "ask" => tool_ask(session, &arguments),
+        "status" => tool_status(session, &arguments),
+        "read_citation" => tool_read_citation(session, &arguments),
         other => return Err((INVALID_PARAMS, format!("unknown tool {other}"))),
     };
     // Tool failures are results the model can read and act on, not protocol errors.
@@ -326,76 +295,38 @@ fn scope_of(
     })
 }
 
-fn tool_search(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+fn tool_search(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
     let arguments = checked(arguments, "search")?;
     let query = arguments["query"].as_str().unwrap_or_default();
     let scope = scope_of(arguments, 10)?;
-    let (results, trace_id) = trace::traced_search(
-        &context.dir,
-        &context.reader,
-        context.embedder.as_mut(),
-        rerank::borrowed(&mut context.reranker),
-        &context.access,
-        "mcp",
-        query,
-        &scope,
-    )
-    .map_err(|e| e.to_string())?;
-    let trace_id = trace_id.ok();
-    Ok(report::search_json(
-        query,
-        &results,
-        &context.access,
-        context.reader.manifest(),
-        trace_id.as_deref(),
-    ))
+    let searched = session
+        .search(Surface::Mcp, query, &scope)
+        .map_err(|e| e.to_string())?;
+    Ok(session.search_json(query, &searched))
 }
 
-fn tool_ask(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+fn tool_ask(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
     let arguments = checked(arguments, "ask")?;
     let question = arguments["question"].as_str().unwrap_or_default();
     let scope = scope_of(arguments, 8)?;
-    let (answer, trace_id) = trace::traced_ask(
-        &context.dir,
-        &context.reader,
-        context.embedder.as_mut(),
-        rerank::borrowed(&mut context.reranker),
-        &context.access,
-        &context.settings,
-        "mcp",
-        question,
-        &scope,
-    )
-    .map_err(|e| e.to_string())?;
-    let trace_id = trace_id.ok();
-    Ok(report::ask_json(
-        &context.access,
-        context.reader.manifest(),
-        &answer,
-        trace_id.as_deref(),
-    ))
+    let asked = session
+        .ask(Surface::Mcp, question, &scope)
+        .map_err(|e| e.to_string())?;
+    Ok(session.ask_json(&asked))
 }
 
-fn tool_status(context: &mut McpContext, arguments: &Value) -> std::result::Result<Value, String> {
+fn tool_status(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
     checked(arguments, "status")?;
-    report::Status::build(
-        &context.dir,
-        &context.reader,
-        &context.access,
-        &context.index_config,
-    )
-    .map(|status| status.to_json())
-    .map_err(|e| e.to_string())
+    session
+        .status()
+        .map(|status| status.to_json())
+        .map_err(|e| e.to_string())
 }
 
-fn tool_read_citation(
-    context: &mut McpContext,
-    arguments: &Value,
-) -> std::result::Result<Value, String> {
+fn tool_read_citation(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
     let arguments = checked(arguments, "read_citation")?;
     let citation = arguments["citation"].as_str().unwrap_or_default();
-    let lines = answer::read_citation(&context.reader, &context.access.filter, citation)
-        .map_err(|e| e.to_string())?;
+    let lines = session.read_citation(citation).map_err(|e| e.to_string())?;
     let mut value = serde_json::to_value(&lines).map_err(|e| e.to_string())?;
     value["schema_version"] = json!(JSON_SCHEMA_VERSION);
     Ok(value)

@@ -164,8 +164,8 @@ impl Status {
         let manifest = reader.manifest();
         // Status is where damage should show first: every file is checked, not just sized.
         dir.verify(reader.generation(), true)?;
-        let filter = &access.filter;
-        let acl_file = match &access.mode {
+        let filter = &access.filter();
+        let acl_file = match &access.mode() {
             AccessMode::Acl { source, .. } => Some(source.as_path()),
             AccessMode::SingleUser => None,
         };
@@ -210,7 +210,7 @@ impl Status {
         };
         let mut value = json!({
             "schema_version": JSON_SCHEMA_VERSION,
-            "access": access.mode,
+            "access": access.mode(),
             "index_dir": dir.path(),
             "generation": reader.generation(),
             "created_unix": manifest.created_unix,
@@ -262,7 +262,7 @@ pub fn index_state<'r>(
     access: &Access,
     repos: impl Iterator<Item = &'r str>,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let partial = access.filter.path_restricted();
+    let partial = access.filter().path_restricted();
     let mut out = serde_json::Map::new();
     for id in repos {
         if out.contains_key(id) || partial.admits_repo(id) {
@@ -310,7 +310,7 @@ pub fn search_json(
     json!({
         "schema_version": JSON_SCHEMA_VERSION,
         "trace_id": trace_id,
-        "access": access.mode,
+        "access": access.mode(),
         "query": query,
         "terms": results.terms,
         "analysis": results.analysis,
@@ -339,7 +339,7 @@ pub fn ask_json(
         access,
         answer.citations.iter().map(|c| c.repo.as_str()),
     );
-    json!({"schema_version": JSON_SCHEMA_VERSION, "trace_id": trace_id, "access": access.mode,
+    json!({"schema_version": JSON_SCHEMA_VERSION, "trace_id": trace_id, "access": access.mode(),
            "generation": manifest.generation, "index_state": state, "answer": answer})
 }
 

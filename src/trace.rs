@@ -7,19 +7,16 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::acl::Access;
-use crate::answer::{self, Answer, DroppedCitation};
-use crate::embed::Embedder;
+use crate::answer::{Answer, DroppedCitation};
 use crate::error::{Error, Result};
 use crate::jsonl;
-use crate::llm::AnswerSettings;
 use crate::report::ms;
-use crate::rerank::Reranker;
-use crate::search::{self, Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
+use crate::search::{Boost, QueryScope, SearchHit, SearchResults, SearchTimings};
 use crate::store::{IndexDir, IndexReader};
 
 /// File name of the current trace log inside the index folder.
@@ -186,11 +183,11 @@ pub struct StageMillis {
 }
 
 /// What a surface knows about a query when it records it.
-struct TraceInput<'a> {
-    /// `search`, `ask`, `tui`, `mcp` or `eval`.
-    pub surface: &'a str,
-    /// The principal (`None`: single-user mode).
-    pub principal: Option<&'a str>,
+pub(crate) struct TraceInput<'a> {
+    /// Where the query came from.
+    pub surface: Surface,
+    /// Whose query it is.
+    pub owner: Owner<'a>,
     /// The generation that answered.
     pub reader: &'a IndexReader,
     /// The query.
@@ -222,9 +219,9 @@ impl Trace {
         Trace {
             id: new_id(now),
             recorded_unix_ms: now,
-            surface: input.surface.to_string(),
-            principal: input.principal.map(str::to_string),
-            asked_as: None,
+            surface: input.surface.as_str().to_string(),
+            principal: input.owner.principal.map(str::to_string),
+            asked_as: input.owner.asked_as.map(str::to_string),
             generation: input.reader.generation().to_string(),
             model: input.reader.manifest().model.id.clone(),
             query: input.query.to_string(),
@@ -320,7 +317,7 @@ impl Trace {
 
     /// Removes candidates and citations `access` may not read now, counting them.
     fn redact(mut self, access: &Access) -> Trace {
-        let filter = &access.filter;
+        let filter = &access.filter();
         let before =
             self.candidates.len() + self.citations.len() + self.dropped.len() + self.repos.len();
         // A repository restriction names repositories: keep only those still visible.
@@ -384,107 +381,64 @@ fn traced_hit(hit: &SearchHit, kept: bool) -> TracedHit {
     }
 }
 
-/// Records the trace of an answer `codeq eval` produced for `question`: it belongs to the
-/// principal who ran the eval (`principal`), and notes the one it was asked as.
-#[allow(clippy::too_many_arguments)]
-pub fn record_eval_answer(
-    dir: &IndexDir,
-    reader: &IndexReader,
-    principal: Option<&str>,
-    asked_as: Option<&str>,
-    question: &str,
-    k: usize,
-    answer: &Answer,
-    total: Duration,
-) -> TraceId {
-    let scope = QueryScope {
-        k,
-        ..QueryScope::default()
-    };
-    let input = TraceInput {
-        surface: "eval",
-        principal,
-        reader,
-        query: question,
-        scope: &scope,
-        total,
-    };
-    let mut trace = Trace::of_answer(&input, answer);
-    trace.asked_as = asked_as.map(str::to_string);
-    record(dir, &trace)
-}
-
 /// A query's trace id, or why its trace could not be written (the query still counts).
 pub type TraceId = std::result::Result<String, Error>;
 
-/// Searches as `access` within `scope` and records the trace: what every surface (command
-/// line, TUI, MCP) calls.
-#[allow(clippy::too_many_arguments)]
-pub fn traced_search(
-    dir: &IndexDir,
-    reader: &IndexReader,
-    embedder: &mut dyn Embedder,
-    reranker: Option<&mut dyn Reranker>,
-    access: &Access,
-    surface: &str,
-    query: &str,
-    scope: &QueryScope,
-) -> Result<(SearchResults, TraceId)> {
-    let started = Instant::now();
-    let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
-    let results = search::search(reader, embedder, reranker, query, &options)?;
-    let input = TraceInput {
-        surface,
-        principal: access.principal(),
-        reader,
-        query,
-        scope,
-        total: started.elapsed(),
-    };
-    let id = record(dir, &Trace::of_search(&input, &results));
-    Ok((results, id))
+/// Which surface a query came through; traces record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `codeq search`.
+    Search,
+    /// `codeq ask`.
+    Ask,
+    /// The terminal UI.
+    Tui,
+    /// The MCP server.
+    Mcp,
+    /// `codeq eval`.
+    Eval,
 }
 
-/// Answers as `access` within `scope` (with the LLM answerer when `settings` has one, in
-/// what is left of the latency budget) and records the trace.
-#[allow(clippy::too_many_arguments)]
-pub fn traced_ask(
-    dir: &IndexDir,
-    reader: &IndexReader,
-    embedder: &mut dyn Embedder,
-    reranker: Option<&mut dyn Reranker>,
-    access: &Access,
-    settings: &AnswerSettings,
-    surface: &str,
-    question: &str,
-    scope: &QueryScope,
-) -> Result<(Answer, TraceId)> {
-    let started = Instant::now();
-    let options = scope.options(&access.filter, &reader.manifest().repo_ids())?;
-    let mut answer = answer::ask(reader, embedder, reranker, question, &options)?;
-    if let Some(llm) = &settings.llm {
-        let left = settings
-            .budget
-            .map(|budget| budget.saturating_sub(started.elapsed()));
-        answer.generated = Some(crate::llm::generate(
-            llm,
-            &answer,
-            left,
-            settings.max_cost_usd,
-        ));
+impl Surface {
+    /// The name traces record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Search => "search",
+            Surface::Ask => "ask",
+            Surface::Tui => "tui",
+            Surface::Mcp => "mcp",
+            Surface::Eval => "eval",
+        }
     }
-    let input = TraceInput {
-        surface,
-        principal: access.principal(),
-        reader,
-        query: question,
-        scope,
-        total: started.elapsed(),
-    };
-    let mut trace = Trace::of_answer(&input, &answer);
-    trace.over_budget = settings.budget.is_some_and(|b| input.total > b);
-    let id = record(dir, &trace);
-    Ok((answer, id))
+}
+
+/// Who a recorded query belongs to: its owner (`None`: single-user mode), who alone may
+/// read the trace, and, for eval questions asked as another principal, that principal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub principal: Option<&'a str>,
+    pub asked_as: Option<&'a str>,
+}
+
+/// Records the trace of a search in the index folder.
+pub(crate) fn record_search(
+    dir: &IndexDir,
+    input: &TraceInput,
+    results: &SearchResults,
+) -> TraceId {
+    record(dir, &Trace::of_search(input, results))
+}
+
+/// Records the trace of an answer; `over_budget` flags a query past `[budget] query_ms`.
+pub(crate) fn record_answer(
+    dir: &IndexDir,
+    input: &TraceInput,
+    answer: &Answer,
+    over_budget: bool,
+) -> TraceId {
+    let mut trace = Trace::of_answer(input, answer);
+    trace.over_budget = over_budget;
+    record(dir, &trace)
 }
 
 fn trace_path(dir: &IndexDir) -> PathBuf {

@@ -15,35 +15,13 @@ use codeq::bench::Corpus;
 use codeq::config::Config;
 use codeq::embed::Embedder;
 use codeq::embed::FastEmbedder;
-use codeq::search::{self, Lanes, SearchOptions};
+use codeq::search::{self, Lanes, QueryScope, SearchOptions};
+use codeq::session::{Session, SessionOptions, SharedIndex, WholeIndex};
 use codeq::store::{
     AnnIndex, AnnPolicy, ChunkFilter, IndexDir, IndexReader, PathPattern, RepoScope,
 };
-use common::{Fixture, codeq, codeq_json, fixture, stderr, stdout};
-
-/// alice and bob read the payments repos, carol the search service, dave only the README
-/// of every repository, mallory nothing, admin everything.
-const ACL: &str = r#"
-[acl.groups]
-payments = ["alice", "bob"]
-
-[[acl.grant]]
-repos = ["payments*"]
-read = ["group:payments"]
-
-[[acl.grant]]
-repos = ["search-service"]
-read = ["carol"]
-
-[[acl.grant]]
-repos = ["*"]
-paths = ["README.md"]
-read = ["dave"]
-
-[[acl.grant]]
-repos = ["*"]
-read = ["admin"]
-"#;
+use codeq::trace::Surface;
+use common::{ACL, Fixture, codeq, codeq_json, fixture, stderr, stdout};
 
 const PRINCIPALS: [&str; 4] = ["alice", "carol", "dave", "mallory"];
 
@@ -212,14 +190,14 @@ fn no_query_shows_a_principal_anything_of_a_forbidden_repository() {
     assert!(queries.len() >= 100, "only {} queries", queries.len());
     let mut answered = 0;
     for principal in PRINCIPALS {
-        let access = acl.access_for(principal, &repos);
-        let markers = forbidden(&access.filter);
+        let filter = acl.filter_for(principal, &repos);
+        let markers = forbidden(&filter);
         assert!(!markers.is_empty(), "{principal} may read everything");
         // k above both lanes' candidate counts: every candidate either lane produced is
         // in the answer, so a leak in one lane cannot hide below the cut.
         let options = SearchOptions {
             k: 200,
-            filter: access.filter.clone(),
+            filter: filter.clone(),
             ..SearchOptions::default()
         };
         for query in &queries {
@@ -228,7 +206,7 @@ fn no_query_shows_a_principal_anything_of_a_forbidden_repository() {
                 .unwrap_or_else(|e| panic!("{context}: {e}"));
             for c in &found.citations {
                 assert!(
-                    access.filter.admits(&c.repo, &c.path),
+                    filter.admits(&c.repo, &c.path),
                     "{context}: cited {}",
                     c.citation
                 );
@@ -252,12 +230,12 @@ fn a_forbidden_repository_holding_the_only_lexical_match_yields_nothing_lexical(
     let carol = config
         .acl()
         .unwrap()
-        .access_for("carol", &repo_ids(&reader));
+        .filter_for("carol", &repo_ids(&reader));
     for identifier in ["refund_payment", "FraudScorer", "SUSPICIOUS_COUNTRIES"] {
         let terms = search::query_terms(identifier);
         let everyone = reader.bm25(&terms, &ChunkFilter::everything(), 50).unwrap();
         assert!(!everyone.is_empty(), "{identifier} should match somewhere");
-        let hits = reader.bm25(&terms, &carol.filter, 50).unwrap();
+        let hits = reader.bm25(&terms, &carol, 50).unwrap();
         assert!(
             hits.is_empty(),
             "carol's BM25 lane matched {identifier}: {hits:?}"
@@ -303,7 +281,7 @@ fn assert_same_scores(a: &HashMap<String, f64>, b: &HashMap<String, f64>, contex
 fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
     let fx = acl_fixture();
     let (full, config, mut embedder) = open_reader(fx);
-    let alice = config.acl().unwrap().access_for("alice", &repo_ids(&full));
+    let alice = config.acl().unwrap().filter_for("alice", &repo_ids(&full));
     let alone = IndexDir::open(&alice_only_index(fx))
         .unwrap()
         .reader()
@@ -328,7 +306,7 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
                     .map(|h| (h.chunk.chunk_id, f64::from(h.score))),
             )
         };
-        let scoped = bm25(&full, &alice.filter);
+        let scoped = bm25(&full, &alice);
         let reference = bm25(&alone, &alone_filter);
         assert_same_scores(&scoped, &reference, &format!("BM25 {query:?}"));
         // On the index that holds only the allowed repositories, the scoped path agrees
@@ -364,7 +342,7 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
                     .map(|h| (h.chunk.chunk_id, f64::from(h.vector_distance.unwrap()))),
             )
         };
-        let scoped = vectors(&full, &alice.filter, &mut embedder);
+        let scoped = vectors(&full, &alice, &mut embedder);
         let reference = vectors(&alone, &alone_filter, &mut embedder);
         assert_same_scores(&scoped, &reference, &format!("vectors {query:?}"));
     }
@@ -417,8 +395,8 @@ fn the_command_line_shows_each_principal_only_their_repositories() {
         ("mallory", &[]),
     ];
     for (principal, visible) in expected {
-        let access = acl.access_for(principal, &repos);
-        let markers = forbidden(&access.filter);
+        let filter = acl.filter_for(principal, &repos);
+        let markers = forbidden(&filter);
         let status = run_as(&fx.root, principal, &["status"], &markers);
         let ids: Vec<&str> = status["repos"]
             .as_array()
@@ -445,7 +423,7 @@ fn the_command_line_shows_each_principal_only_their_repositories() {
             let found = run_as(&fx.root, principal, &["search", query], &markers);
             for hit in found["results"].as_array().unwrap() {
                 let (repo, path) = (hit["repo"].as_str().unwrap(), hit["path"].as_str().unwrap());
-                assert!(access.filter.admits(repo, path), "{principal}: {hit}");
+                assert!(filter.admits(repo, path), "{principal}: {hit}");
             }
         }
     }
@@ -683,7 +661,7 @@ fn repository_names_with_quotes_and_backslashes_cannot_widen_the_filter() {
 fn an_ann_index_keeps_the_access_filter_a_pre_filter() {
     let fx = acl_fixture();
     let (reader, _, mut embedder) = open_reader(fx);
-    let corpus = Corpus::of(std::slice::from_ref(&reader)).unwrap();
+    let corpus = Corpus::of(&[&reader]).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let rows = corpus.len() * 40;
     // Four IVF partitions: the filter holds across the graphs a query probes.
@@ -779,7 +757,7 @@ fn loading_a_forbidden_chunk_by_id_fails_closed() {
     let fx = acl_fixture();
     let (reader, config, _) = open_reader(fx);
     let acl = config.acl().unwrap();
-    let carol = acl.access_for("carol", &repo_ids(&reader));
+    let carol = acl.filter_for("carol", &repo_ids(&reader));
     let everything = ChunkFilter::everything();
     let terms = codeq::search::query_terms("refund_payment");
     let forbidden: Vec<String> = reader
@@ -792,7 +770,7 @@ fn loading_a_forbidden_chunk_by_id_fails_closed() {
     let loaded = reader.chunks_by_id(&forbidden, &everything).unwrap();
     assert!(loaded.iter().any(|c| c.repo == "payments"));
     let err = reader
-        .chunks_by_id(&forbidden, &carol.filter)
+        .chunks_by_id(&forbidden, &carol)
         .unwrap_err()
         .to_string();
     assert!(err.contains("outside the access filter"), "{err}");
@@ -831,4 +809,159 @@ fn a_path_restricted_principal_does_not_see_repository_state() {
 
 fn truncate(query: &str) -> String {
     query.chars().take(60).collect()
+}
+
+/// The library example (`examples/as_principal.rs`, built by `cargo test`) queries through
+/// a session and is scoped exactly like the command line.
+#[test]
+fn the_library_example_sees_only_what_its_principal_may_read() {
+    let fx = acl_fixture();
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/as_principal");
+    let run = |principal: &str| {
+        let out = std::process::Command::new(&example)
+            .arg(&fx.index_dir)
+            .args([principal, "refund_payment ledger"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", example.display()));
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let (code, alice, err) = run("alice");
+    assert_eq!(code, Some(0), "{alice}{err}");
+    assert!(alice.contains("principal: \"alice\""), "{alice}");
+    assert!(alice.contains("payments:src/lib.rs"), "{alice}");
+    let (_, carol, err) = run("carol");
+    assert!(carol.contains("principal: \"carol\""), "{carol}{err}");
+    for marker in FORBIDDEN_TO_CAROL {
+        assert!(!carol.contains(marker), "carol sees {marker}: {carol}");
+    }
+    assert!(
+        !carol.contains("payments"),
+        "carol sees a payments repository: {carol}"
+    );
+}
+
+/// What carol's results must never name.
+const FORBIDDEN_TO_CAROL: [&str; 3] = ["refund_payment", "FraudScorer", "notes/todo.md"];
+
+/// The session holds every rule that guards a query: each of its methods answers a
+/// principal only from what it may read, whatever library code calls it.
+#[test]
+fn every_session_method_is_scoped_to_its_principal() {
+    let fx = acl_fixture();
+    let options = |principal: &str| SessionOptions {
+        index_dir: Some(fx.index_dir.clone()),
+        principal: Some(principal.into()),
+        ..SessionOptions::default()
+    };
+    let index = SharedIndex::open(&options("carol")).unwrap();
+    assert!(index.has_acl());
+    let carol = index.session(Some("carol")).unwrap();
+    let scope = QueryScope {
+        k: 50,
+        ..QueryScope::default()
+    };
+    let found = carol
+        .search(Surface::Search, "refund_payment ledger", &scope)
+        .unwrap();
+    assert!(!found.value.hits.is_empty());
+    for hit in &found.value.hits {
+        assert_eq!(hit.chunk.repo, "search-service", "{}", hit.chunk.citation());
+    }
+    let asked = carol
+        .ask(Surface::Ask, "how is a payment refunded?", &scope)
+        .unwrap();
+    for c in &asked.value.citations {
+        assert_eq!(c.repo, "search-service", "{c:?}");
+    }
+    let ids: Vec<String> = carol
+        .status()
+        .unwrap()
+        .repos
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["search-service"]);
+    let forbidden = carol.read_citation("payments:src/lib.rs:1-5").unwrap_err();
+    let absent = carol.read_citation("nowhere:src/lib.rs:1-5").unwrap_err();
+    assert_eq!(
+        forbidden.to_string().replace("payments", "R"),
+        absent.to_string().replace("nowhere", "R"),
+        "a forbidden and a missing file read the same"
+    );
+
+    // Traces belong to who asked.
+    let alice = index.session(Some("alice")).unwrap();
+    let searched = alice
+        .search(Surface::Search, "refund_payment", &scope)
+        .unwrap();
+    let id = searched.trace.unwrap();
+    assert_eq!(alice.trace(Some(&id)).unwrap().id, id);
+    assert!(carol.trace(Some(&id)).is_err(), "carol read alice's trace");
+
+    // Asking as someone else is for a principal who reads everything, and scoped to them.
+    assert!(carol.as_other("alice").is_err());
+    let admin = index.session(Some("admin")).unwrap();
+    let as_carol = admin.as_other("carol").unwrap();
+    let found = as_carol
+        .search(Surface::Eval, "refund_payment", &scope)
+        .unwrap();
+    assert!(
+        found
+            .value
+            .hits
+            .iter()
+            .all(|h| h.chunk.repo == "search-service")
+    );
+
+    // Tools over the whole index open only for such a principal.
+    assert!(WholeIndex::open(&options("carol")).is_err());
+    assert!(WholeIndex::open(&options("admin")).is_ok());
+}
+
+/// The session blocks, and may be called from inside an async runtime (a server's handler)
+/// without the runtime panicking.
+#[test]
+fn a_session_answers_from_inside_an_async_runtime() {
+    let fx = acl_fixture();
+    let session = Session::open(&SessionOptions {
+        index_dir: Some(fx.index_dir.clone()),
+        principal: Some("alice".into()),
+        ..SessionOptions::default()
+    })
+    .unwrap();
+    let scope = QueryScope {
+        k: 5,
+        ..QueryScope::default()
+    };
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let hits = current_thread
+        .block_on(async { session.search(Surface::Search, "refund_payment", &scope) })
+        .unwrap()
+        .value
+        .hits;
+    assert!(hits.iter().any(|h| h.chunk.symbol == "refund_payment"));
+    let multi_thread = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let worker_session = session.clone();
+    let cited = multi_thread
+        .block_on(async move {
+            tokio::spawn(async move {
+                worker_session.ask(Surface::Ask, "how is a payment refunded?", &scope)
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap()
+        .value
+        .citations;
+    assert!(cited.iter().any(|c| c.repo == "payments"));
 }

@@ -12,34 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codeq::config::Config;
+use codeq::session::{SessionOptions, SharedIndex};
 use codeq::store::IndexDir;
 use codeq::tui::SessionInfo;
-use common::{codeq, codeq_json, copy_tree, fixture, stderr, stdout};
-
-/// alice reads the payments repositories, carol the search service, dave only README.md
-/// of every repository, admin everything.
-const ACL: &str = r#"
-[acl.groups]
-payments = ["alice", "bob"]
-
-[[acl.grant]]
-repos = ["payments*"]
-read = ["group:payments"]
-
-[[acl.grant]]
-repos = ["search-service"]
-read = ["carol"]
-
-[[acl.grant]]
-repos = ["*"]
-paths = ["README.md"]
-read = ["dave"]
-
-[[acl.grant]]
-repos = ["*"]
-read = ["admin"]
-"#;
+use common::{ACL, codeq, codeq_json, copy_tree, fixture, stderr, stdout};
 
 const BASE_CONFIG: &str = "[index]\nmax_file_bytes = 20000\nwrite_batch = 4\n";
 
@@ -309,15 +285,12 @@ fn what_one_principal_leaves_behind_no_other_can_read() {
     // The TUI's status bar: staleness only of repositories read whole.
     std::fs::write(tree.root.join("payments/CHANGELOG.md"), "moved on\n").unwrap();
     common::commit_all(&tree.root.join("payments"), &["plugins"]);
-    let reader = IndexDir::open(&tree.index_dir()).unwrap().reader().unwrap();
-    let config = Config::load_for_root(&tree.root).unwrap();
-    let acl = config.acl().unwrap();
-    let bar = |principal: &str| {
-        let access = acl.access_for(principal, &reader.manifest().repo_ids());
-        let mut access = access;
-        access.filter = reader.prepare_filter(&access.filter).unwrap();
-        SessionInfo::of(&reader, &access)
-    };
+    let index = SharedIndex::open(&SessionOptions {
+        index_dir: Some(tree.index_dir()),
+        ..SessionOptions::default()
+    })
+    .unwrap();
+    let bar = |principal: &str| SessionInfo::of(&index.session(Some(principal)).unwrap());
     cases += 2;
     assert_eq!(bar("alice").stale_repos, 1, "alice reads payments whole");
     assert_eq!(

@@ -7,7 +7,7 @@ use codeq::config::Config;
 use codeq::embed::{Embedder, FastEmbedder, ModelInfo};
 use codeq::eval::{self, QuestionSet};
 use codeq::index::{self, IndexOptions, NoProgress};
-use codeq::store::IndexDir;
+use codeq::session::{Session, SessionOptions, SharedIndex};
 use common::{codeq_json, fixture, stderr};
 
 fn set_path(name: &str) -> String {
@@ -81,18 +81,13 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
     let fx = fixture();
     let config = Config::load_for_root(&fx.root).unwrap();
     let sets = vec![QuestionSet::load(std::path::Path::new(&set_path("fixture.toml"))).unwrap()];
-    let mut good = FastEmbedder::load(&config.model).unwrap();
-    let a_reader = IndexDir::open(&fx.index_dir).unwrap().reader().unwrap();
-    let a = eval::run(
-        &a_reader,
-        &mut good,
-        None,
-        &sets,
-        &eval::Unrestricted,
-        10,
-        &mut |_, _, _, _| None,
-    )
+    let good = FastEmbedder::load(&config.model).unwrap();
+    let a_session = Session::open(&SessionOptions {
+        index_dir: Some(fx.index_dir.clone()),
+        ..SessionOptions::default()
+    })
     .unwrap();
+    let a = eval::run(&a_session, &sets, 10).unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let mut broken = ConstantEmbedder {
@@ -107,20 +102,19 @@ fn the_ab_comparison_catches_a_broken_embedding_model() {
         ..config.index_options(fx.root.clone())
     };
     index::run(&options, &mut broken, &NoProgress).unwrap();
-    let b_reader = IndexDir::open(&scratch.path().join("b"))
-        .unwrap()
-        .reader()
-        .unwrap();
-    let b = eval::run(
-        &b_reader,
-        &mut broken,
-        None,
-        &sets,
-        &eval::Unrestricted,
-        10,
-        &mut |_, _, _, _| None,
+    // B is queried with the broken model it was built with, as a library user may bring
+    // their own embedder.
+    let b_session = SharedIndex::open_with_embedder(
+        &SessionOptions {
+            index_dir: Some(scratch.path().join("b")),
+            ..SessionOptions::default()
+        },
+        Box::new(broken),
     )
+    .unwrap()
+    .session(None)
     .unwrap();
+    let b = eval::run(&b_session, &sets, 10).unwrap();
 
     assert!(
         b.overall.vector_hit_at_5 < a.overall.vector_hit_at_5,

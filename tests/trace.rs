@@ -218,3 +218,51 @@ fn eval_questions_asked_as_someone_are_traced_for_the_one_who_ran_them() {
         stdout(&out)
     );
 }
+
+/// Every pipeline stage is a tracing span: with `RUST_LOG=codeq=debug` each one reports
+/// closing, for a query and for an indexing run.
+#[test]
+fn each_pipeline_stage_is_a_tracing_span() {
+    let closed = |out: &std::process::Output| -> Vec<String> {
+        stderr(out)
+            .lines()
+            .filter(|line| line.contains("close"))
+            .filter_map(|line| {
+                let rest = &line[line.find("stage{stage=\"")? + "stage{stage=\"".len()..];
+                Some(rest[..rest.find('"')?].to_string())
+            })
+            .collect()
+    };
+    let debug_run = |cwd: &Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "codeq=debug")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let fx = fixture();
+    let out = debug_run(&fx.root, &["ask", "how is a payment refunded?"]);
+    let stages = closed(&out);
+    for stage in ["analyze", "bm25", "embed", "vector", "fuse", "answer"] {
+        assert!(stages.iter().any(|s| s == stage), "{stage}: {stages:?}");
+    }
+
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("shapes.py"),
+        "def area(width, height):\n    return width * height\n",
+    )
+    .unwrap();
+    let index_dir = tree.path().join("index");
+    let out = debug_run(
+        tree.path(),
+        &["index", ".", "--index-dir", index_dir.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stages = closed(&out);
+    for stage in ["walk", "chunk", "embed", "store", "publish"] {
+        assert!(stages.iter().any(|s| s == stage), "{stage}: {stages:?}");
+    }
+}

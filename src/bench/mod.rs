@@ -284,7 +284,7 @@ fn bench_filter(reader: &IndexReader, text: &str) -> Result<ChunkFilter> {
             detail,
         })?;
     let repos = reader.manifest().repo_ids();
-    reader.prepare_filter(&acl.access_for("bench", &repos).filter)
+    reader.prepare_filter(&acl.filter_for("bench", &repos))
 }
 
 /// A stored row: chunk, embedding-input hash, vector.
@@ -304,7 +304,7 @@ pub struct Corpus {
 
 impl Corpus {
     /// Every row of `sources` (at least one), with a manifest listing all their repositories.
-    pub fn of(sources: &[IndexReader]) -> Result<Corpus> {
+    pub fn of(sources: &[&IndexReader]) -> Result<Corpus> {
         let Some(first) = sources.first() else {
             return Err(Error::Bench("no source index given".into()));
         };

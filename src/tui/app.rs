@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::acl::Access;
 use crate::answer::{Answer, Citation, Freshness};
 use crate::backlog::Verdict;
-use crate::report::{self, RepoStatus};
+use crate::report;
 use crate::search::QueryScope;
-use crate::store::IndexReader;
+use crate::session::Session;
 
 /// The pane that receives keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,28 +111,19 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// What the status bar says of `reader`'s index to the principal of `access`: only
-    /// repositories it may read, and their staleness only where it reads them whole (as
-    /// `codeq status` does: whole-repository state moves with files it cannot read).
-    pub fn of(reader: &IndexReader, access: &Access) -> SessionInfo {
-        let manifest = reader.manifest();
-        let visible: Vec<_> = manifest
-            .repos
-            .iter()
-            .filter(|r| access.filter.admits_repo(&r.id))
-            .collect();
-        let partial = access.filter.path_restricted();
+    /// What the status bar says of the index to `session`'s principal: only repositories
+    /// it may read, and their staleness only where it reads them whole (as `codeq status`
+    /// does: whole-repository state moves with files it cannot read).
+    pub fn of(session: &Session) -> SessionInfo {
+        let root = &session.manifest().root;
         SessionInfo {
-            principal: report::principal_label(access.principal()),
-            model: manifest.model.id.clone(),
-            stale_repos: visible
-                .iter()
-                .filter(|r| !partial.admits_repo(&r.id))
-                .filter(|r| RepoStatus::of(r, &manifest.root).stale)
-                .count(),
-            repo_dirs: visible
-                .iter()
-                .map(|r| (r.id.clone(), manifest.root.join(&r.path)))
+            principal: report::principal_label(session.principal()),
+            model: session.manifest().model.id.clone(),
+            stale_repos: session.stale_repos(),
+            repo_dirs: session
+                .visible_repos()
+                .into_iter()
+                .map(|r| (r.id.clone(), root.join(&r.path)))
                 .collect(),
         }
     }

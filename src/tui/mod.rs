@@ -1,6 +1,6 @@
 //! `codeq tui`: ask questions in a terminal UI. The UI holds no retrieval logic: questions
-//! go to a worker thread that calls [`answer::ask`] exactly as `codeq ask` does, under the
-//! access filter fixed when the TUI started, so the screen stays live while it works.
+//! go to a worker thread that asks through the [`Session`] exactly as `codeq ask` does, as
+//! the principal fixed when the TUI started, so the screen stays live while it works.
 
 mod app;
 #[cfg(test)]
@@ -21,39 +21,14 @@ use ratatui::DefaultTerminal;
 pub use app::SessionInfo;
 use app::{Action, App};
 
-use crate::acl::Access;
 use crate::answer::Answer;
-use crate::backlog;
-use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::llm::AnswerSettings;
-use crate::rerank::{self, Reranker};
 use crate::search::QueryScope;
-use crate::store::{IndexDir, IndexReader};
-use crate::trace;
+use crate::session::Session;
+use crate::trace::Surface;
 
 /// How often the screen is redrawn while waiting (spinner speed, key latency).
 const TICK: Duration = Duration::from_millis(80);
-
-/// Everything the TUI needs, opened and checked by the caller like `codeq ask` does.
-pub struct TuiContext {
-    /// The index folder (the eval backlog lives there).
-    pub dir: IndexDir,
-    /// The published generation.
-    pub reader: IndexReader,
-    /// The model the index was built with.
-    pub embedder: Box<dyn Embedder>,
-    /// The cross-encoder, when `[rerank]` is on.
-    pub reranker: Option<Box<dyn Reranker>>,
-    /// What the principal may read; fixed for the session.
-    pub access: Access,
-    /// The optional LLM answerer and the latency budget.
-    pub settings: AnswerSettings,
-    /// Citations per answer.
-    pub k: usize,
-    /// Principal, model, staleness and repository folders for the status bar.
-    pub session: SessionInfo,
-}
 
 /// A question for the worker.
 struct Request {
@@ -68,60 +43,27 @@ struct Response {
     trace_id: Option<String>,
 }
 
-/// Runs the TUI until the user quits. The terminal is restored on return, on error and on
-/// panic.
-pub fn run(context: TuiContext) -> Result<()> {
-    let TuiContext {
-        dir,
-        reader,
-        embedder,
-        reranker,
-        access,
-        settings,
-        k,
-        session,
-    } = context;
-    let repos: Vec<String> = reader
-        .manifest()
-        .repo_ids()
+/// Runs the TUI as `session`'s principal, `k` citations per answer, until the user quits.
+/// The terminal is restored on return, on error and on panic.
+pub fn run(session: &Session, k: usize) -> Result<()> {
+    let repos: Vec<String> = session
+        .visible_repos()
         .into_iter()
-        .filter(|r| access.filter.admits_repo(r))
+        .map(|r| r.id.clone())
         .collect();
-    let languages: Vec<String> = reader
-        .languages(&access.filter)?
-        .into_iter()
-        .map(|(language, _)| language)
-        .collect();
-    let generation = reader.generation().to_string();
-    let principal = access.principal().map(str::to_string);
+    let languages = session.languages()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut app = App::new(session, &repos, &languages, k, color);
+    let mut app = App::new(SessionInfo::of(session), &repos, &languages, k, color);
 
     let (requests, request_rx) = mpsc::channel::<Request>();
     let (response_tx, responses) = mpsc::channel::<Response>();
-    let worker_dir = dir.clone();
-    let worker = std::thread::spawn(move || {
-        let engine = Engine {
-            dir: worker_dir,
-            reader,
-            embedder,
-            reranker,
-            access,
-            settings,
-        };
-        answer_questions(engine, request_rx, response_tx)
-    });
+    let worker_session = session.clone();
+    let worker =
+        std::thread::spawn(move || answer_questions(&worker_session, request_rx, response_tx));
 
     let mut terminal =
         ratatui::try_init().map_err(|e| Error::io("cannot set up the terminal", e))?;
-    let result = event_loop(
-        &mut terminal,
-        &mut app,
-        &requests,
-        &responses,
-        &dir,
-        (&generation, principal.as_deref()),
-    );
+    let result = event_loop(&mut terminal, &mut app, &requests, &responses, session);
     ratatui::restore();
     drop(requests);
     let _ = worker.join();
@@ -129,32 +71,12 @@ pub fn run(context: TuiContext) -> Result<()> {
 }
 
 /// The worker: answers questions one at a time until the UI hangs up.
-/// What the worker answers with.
-struct Engine {
-    dir: IndexDir,
-    reader: IndexReader,
-    embedder: Box<dyn Embedder>,
-    reranker: Option<Box<dyn Reranker>>,
-    access: Access,
-    settings: AnswerSettings,
-}
-
-fn answer_questions(mut engine: Engine, requests: Receiver<Request>, responses: Sender<Response>) {
+fn answer_questions(session: &Session, requests: Receiver<Request>, responses: Sender<Response>) {
     for request in requests {
         let started = Instant::now();
-        let traced = trace::traced_ask(
-            &engine.dir,
-            &engine.reader,
-            engine.embedder.as_mut(),
-            rerank::borrowed(&mut engine.reranker),
-            &engine.access,
-            &engine.settings,
-            "tui",
-            &request.question,
-            &request.scope,
-        );
-        let (outcome, trace_id) = match traced {
-            Ok((answer, id)) => (Ok(answer), id.ok()),
+        let (outcome, trace_id) = match session.ask(Surface::Tui, &request.question, &request.scope)
+        {
+            Ok(asked) => (Ok(asked.value), asked.trace.ok()),
             Err(e) => (Err(e.to_string()), None),
         };
         let response = Response {
@@ -173,8 +95,7 @@ fn event_loop(
     app: &mut App,
     requests: &Sender<Request>,
     responses: &Receiver<Response>,
-    dir: &IndexDir,
-    (generation, principal): (&str, Option<&str>),
+    session: &Session,
 ) -> Result<()> {
     let io = |e| Error::io("terminal input/output failed", e);
     let mut preview = None;
@@ -208,13 +129,7 @@ fn event_loop(
                 Some(Action::Judge { number, verdict }) => {
                     app.notice = Some(match app.answer() {
                         Some(answer) => {
-                            match backlog::record(
-                                dir,
-                                generation,
-                                principal,
-                                answer,
-                                &[(number, verdict)],
-                            ) {
+                            match session.record_verdicts(answer, &[(number, verdict)]) {
                                 Ok(_) => format!(
                                     "recorded citation {number} as {verdict:?} for `codeq eval` triage"
                                 ),

@@ -14,6 +14,31 @@ use codeq::search::{self, SearchOptions};
 use codeq::store::{ChunkFilter, IndexDir};
 use std::sync::OnceLock;
 
+/// The access-control list the adversarial and ACL suites put on the fixture corpus: alice
+/// and bob read the payments repositories, carol the search service, dave only README.md of
+/// every repository, mallory nothing, admin everything.
+pub const ACL: &str = r#"
+[acl.groups]
+payments = ["alice", "bob"]
+
+[[acl.grant]]
+repos = ["payments*"]
+read = ["group:payments"]
+
+[[acl.grant]]
+repos = ["search-service"]
+read = ["carol"]
+
+[[acl.grant]]
+repos = ["*"]
+paths = ["README.md"]
+read = ["dave"]
+
+[[acl.grant]]
+repos = ["*"]
+read = ["admin"]
+"#;
+
 /// The indexed fixture shared by the tests of one binary.
 pub struct Fixture {
     /// Parent temp dir (kept alive for the whole test binary).

@@ -1,4 +1,4 @@
-//! `codeq eval`: runs question sets through exactly the `codeq ask` path, scores the
+//! `codeq eval`: runs question sets through exactly the path `codeq ask` takes, scores the
 //! citations, gates blocking sets on thresholds and on a per-question baseline, and
 //! compares two indexes side by side.
 //!
@@ -6,17 +6,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acl::{Access, Acl};
-use crate::answer::{self, Answer};
-use crate::embed::Embedder;
+use crate::answer::Answer;
 use crate::error::{Error, Result};
-use crate::rerank::Reranker;
-use crate::search::{self, Lanes, SearchOptions};
-use crate::store::{ChunkFilter, IndexReader};
+use crate::search::{Lanes, QueryScope};
+use crate::session::Session;
+use crate::trace::Surface;
+
+mod gate;
+mod metrics;
+
+use gate::missed_thresholds;
+pub use gate::{
+    Baseline, BaselineEntry, Changes, compare_reports, compare_with_baseline, gate_failures,
+};
+use metrics::grade_of;
+pub use metrics::{Metrics, first_hit, ndcg_at, percentile, recall_at, symbol_matches};
 
 /// Files cited in the top this-many are what citation precision is computed over.
 pub const PRECISION_FILES: usize = 5;
@@ -145,75 +153,6 @@ impl QuestionSet {
     }
 }
 
-/// Decides which chunks a question's principal may see (the ACL, once configured).
-pub trait ScopeResolver {
-    /// The filter for `principal` (`None`: the default principal of this run).
-    fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter>;
-}
-
-/// Single-user mode: every question sees everything. A question that asks as a named
-/// principal is refused rather than silently run unrestricted.
-pub struct Unrestricted;
-
-impl ScopeResolver for Unrestricted {
-    fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
-        match principal {
-            None => Ok(ChunkFilter::default()),
-            Some(p) => Err(Error::Config {
-                path: "question set".into(),
-                detail: format!(
-                    "a question asks as {p:?} but no access-control list is configured, so it cannot be scoped"
-                ),
-            }),
-        }
-    }
-}
-
-/// Under an ACL: each question runs as its `as` principal, else as the run's principal.
-pub struct AclScope {
-    acl: Acl,
-    principal: String,
-    repos: Vec<String>,
-    /// What the run's own principal may read.
-    own: Access,
-}
-
-impl AclScope {
-    /// Scopes questions on an index with repositories `repos`, run by `principal`.
-    pub fn new(acl: Acl, principal: String, repos: Vec<String>) -> AclScope {
-        let own = acl.access_for(&principal, &repos);
-        AclScope {
-            acl,
-            principal,
-            repos,
-            own,
-        }
-    }
-}
-
-impl ScopeResolver for AclScope {
-    /// A question may ask as someone else only when the run's own principal may read
-    /// everything: evaluating access control is an administrator's job, and otherwise a set
-    /// file would be a way around `--as`.
-    fn filter_for(&self, principal: Option<&str>) -> Result<ChunkFilter> {
-        match principal {
-            Some(other) if other != self.principal => {
-                if !self.own.sees_everything() {
-                    return Err(Error::Config {
-                        path: "question set".into(),
-                        detail: format!(
-                            "a question asks as {other:?}, but {:?} may not read every repository and so cannot evaluate as someone else; run the set as a principal granted every repository",
-                            self.principal
-                        ),
-                    });
-                }
-                Ok(self.acl.access_for(other, &self.repos).filter)
-            }
-            _ => Ok(self.own.filter.clone()),
-        }
-    }
-}
-
 /// Scores of one question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuestionResult {
@@ -265,116 +204,6 @@ impl QuestionResult {
     }
 }
 
-/// Aggregates over a group of questions.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Questions scored for ranking.
-    pub questions: usize,
-    /// File hit@1.
-    pub hit_at_1: f64,
-    /// File hit@5.
-    pub hit_at_5: f64,
-    /// MRR@10.
-    pub mrr_at_10: f64,
-    /// NDCG@10.
-    pub ndcg_at_10: f64,
-    /// Recall@10.
-    pub recall_at_10: f64,
-    /// Symbol hit@5 over questions that name symbols.
-    pub symbol_hit_at_5: Option<f64>,
-    /// Citation precision over the top cited files.
-    pub citation_precision: f64,
-    /// Citations of forbidden repositories (must be 0).
-    pub acl_leaks: usize,
-    /// Expected refusals honoured.
-    pub refusals_honoured: usize,
-    /// Expected refusals.
-    pub refusals_expected: usize,
-    /// Median ask latency, ms.
-    pub latency_p50_ms: f64,
-    /// 95th percentile ask latency, ms.
-    pub latency_p95_ms: f64,
-    /// hit@1 with the BM25 lane alone.
-    #[serde(default)]
-    pub bm25_hit_at_1: f64,
-    /// MRR@10 with the BM25 lane alone.
-    #[serde(default)]
-    pub bm25_mrr_at_10: f64,
-    /// hit@1 with the vector lane alone.
-    #[serde(default)]
-    pub vector_hit_at_1: f64,
-    /// MRR@10 with the vector lane alone.
-    #[serde(default)]
-    pub vector_mrr_at_10: f64,
-    /// hit@5 with the BM25 lane alone.
-    pub bm25_hit_at_5: f64,
-    /// hit@5 with the vector lane alone.
-    pub vector_hit_at_5: f64,
-    /// hit@5 fused (the ask path).
-    pub hybrid_hit_at_5: f64,
-}
-
-impl Metrics {
-    /// Aggregates question results.
-    pub fn of(results: &[&QuestionResult]) -> Metrics {
-        let ranked: Vec<&&QuestionResult> = results.iter().filter(|r| r.ranked()).collect();
-        let n = ranked.len();
-        let mean = |f: &dyn Fn(&QuestionResult) -> f64| {
-            if n == 0 {
-                0.0
-            } else {
-                ranked.iter().map(|r| f(r)).sum::<f64>() / n as f64
-            }
-        };
-        let bool_mean = |f: &dyn Fn(&QuestionResult) -> bool| mean(&|r| f64::from(u8::from(f(r))));
-        let with_symbols: Vec<bool> = ranked.iter().filter_map(|r| r.symbol_hit).collect();
-        let precisions: Vec<f64> = ranked.iter().filter_map(|r| r.precision).collect();
-        let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_ms).collect();
-        latencies.sort_by(f64::total_cmp);
-        let refusals: Vec<&&QuestionResult> = results.iter().filter(|r| r.expect_refusal).collect();
-        let reciprocal =
-            |rank: Option<usize>| rank.filter(|&k| k <= 10).map_or(0.0, |k| 1.0 / k as f64);
-        let lane_hit_at_1 = |lane: usize| bool_mean(&|r| r.lane_first_hit[lane] == Some(1));
-        Metrics {
-            questions: n,
-            hit_at_1: bool_mean(&|r| r.hit_at(1)),
-            hit_at_5: bool_mean(&|r| r.hit_at(5)),
-            mrr_at_10: mean(&|r| reciprocal(r.first_hit)),
-            bm25_hit_at_1: lane_hit_at_1(0),
-            bm25_mrr_at_10: mean(&|r| reciprocal(r.lane_first_hit[0])),
-            vector_hit_at_1: lane_hit_at_1(1),
-            vector_mrr_at_10: mean(&|r| reciprocal(r.lane_first_hit[1])),
-            ndcg_at_10: mean(&|r| r.ndcg),
-            recall_at_10: mean(&|r| r.recall),
-            symbol_hit_at_5: (!with_symbols.is_empty()).then(|| {
-                with_symbols.iter().filter(|&&h| h).count() as f64 / with_symbols.len() as f64
-            }),
-            citation_precision: if precisions.is_empty() {
-                0.0
-            } else {
-                precisions.iter().sum::<f64>() / precisions.len() as f64
-            },
-            acl_leaks: results.iter().map(|r| r.leaks.len()).sum(),
-            refusals_honoured: refusals.iter().filter(|r| r.refused).count(),
-            refusals_expected: refusals.len(),
-            latency_p50_ms: percentile(&latencies, 0.50),
-            latency_p95_ms: percentile(&latencies, 0.95),
-            bm25_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[0]),
-            vector_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[1]),
-            hybrid_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[2]),
-        }
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
 /// Results of one set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetReport {
@@ -412,48 +241,26 @@ impl EvalReport {
     }
 }
 
-/// Runs every question of `sets` through the ask path against one index.
-/// Called with every answer an eval run produces (the question, the principal it was
-/// asked as, the answer and its time); returns the id of a trace it recorded, if any.
-pub type AnswerObserver<'a> =
-    dyn FnMut(&Question, Option<&str>, &Answer, Duration) -> Option<String> + 'a;
-
-/// Runs every question of `sets` through the ask path, each as its principal.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    reader: &IndexReader,
-    embedder: &mut dyn Embedder,
-    mut reranker: Option<&mut dyn Reranker>,
-    sets: &[QuestionSet],
-    scope: &dyn ScopeResolver,
-    k: usize,
-    observe: &mut AnswerObserver,
-) -> Result<EvalReport> {
+/// Runs every question of `sets` as a user would ask it through `session` (the LLM stage
+/// included when `[llm]` is configured), each as its `as` principal (see
+/// [`Session::as_other`]) or as the session's, with `k` citations; every answer is traced.
+pub fn run(session: &Session, sets: &[QuestionSet], k: usize) -> Result<EvalReport> {
     let mut reports = Vec::new();
-    // One filter per principal, prepared for this index exactly as `codeq ask` prepares it.
-    let mut filters: HashMap<Option<String>, ChunkFilter> = HashMap::new();
+    let mut askers: HashMap<Option<String>, Session> = HashMap::new();
     for set in sets {
         let mut questions = Vec::new();
         for q in &set.questions {
-            let filter = match filters.get(&q.principal) {
-                Some(filter) => filter.clone(),
+            let asker = match askers.get(&q.principal) {
+                Some(asker) => asker,
                 None => {
-                    let filter =
-                        reader.prepare_filter(&scope.filter_for(q.principal.as_deref())?)?;
-                    filters.insert(q.principal.clone(), filter.clone());
-                    filter
+                    let asker = match &q.principal {
+                        Some(other) => session.as_other(other)?,
+                        None => session.clone(),
+                    };
+                    askers.entry(q.principal.clone()).or_insert(asker)
                 }
             };
-            questions.push(run_question(
-                reader,
-                embedder,
-                reranker.as_mut().map(|r| &mut **r as &mut dyn Reranker),
-                q,
-                set.tier,
-                &filter,
-                k,
-                observe,
-            )?);
+            questions.push(run_question(asker, q, set.tier, k)?);
         }
         let scored: Vec<&QuestionResult> = questions
             .iter()
@@ -479,53 +286,36 @@ pub fn run(
         .filter(|q| q.tier != Tier::Backlog)
         .collect();
     Ok(EvalReport {
-        generation: reader.generation().to_string(),
-        model: reader.manifest().model.id.clone(),
+        generation: session.generation().to_string(),
+        model: session.manifest().model.id.clone(),
         overall: Metrics::of(&all),
         sets: reports,
     })
 }
 
-/// Asks one question (with the reranker, when there is one) and runs each lane alone (the
-/// lanes' own figures are not reranked).
-#[allow(clippy::too_many_arguments)]
-fn run_question(
-    reader: &IndexReader,
-    embedder: &mut dyn Embedder,
-    reranker: Option<&mut dyn Reranker>,
-    q: &Question,
-    set_tier: Tier,
-    filter: &ChunkFilter,
-    k: usize,
-    observe: &mut AnswerObserver,
-) -> Result<QuestionResult> {
-    let options = SearchOptions {
+/// Asks one question as `asker` (reranked, with the LLM stage when configured) and runs
+/// each lane alone (the lanes' own figures are not reranked).
+fn run_question(asker: &Session, q: &Question, set_tier: Tier, k: usize) -> Result<QuestionResult> {
+    let scope = QueryScope {
         k,
-        filter: filter.clone(),
-        ..SearchOptions::default()
+        ..QueryScope::default()
     };
     let started = Instant::now();
-    let answer = answer::ask(reader, embedder, reranker, &q.question, &options)?;
-    let elapsed = started.elapsed();
-    let latency_ms = elapsed.as_secs_f64() * 1e3;
-    let trace_id = observe(q, q.principal.as_deref(), &answer, elapsed);
+    let asked = asker.ask(Surface::Eval, &q.question, &scope)?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut lane_first_hit = [None; 3];
     for (slot, lanes) in [(0, Lanes::Bm25), (1, Lanes::Vector)] {
-        let lane_options = SearchOptions {
-            lanes,
-            ..options.clone()
-        };
-        let results = search::search(reader, embedder, None, &q.question, &lane_options)?;
+        let results = asker.lane_search(&q.question, &scope, lanes)?;
         let files = dedup_files(results.hits.iter().map(|h| (&h.chunk.repo, &h.chunk.path)));
         lane_first_hit[slot] = first_hit(&files, &expected_grades(q));
     }
-    let mut result = score(q, &answer, k);
+    let mut result = score(q, &asked.value, k);
     result.tier = q.tier.unwrap_or(set_tier);
     lane_first_hit[2] = result.first_hit;
     result.lane_first_hit = lane_first_hit;
     result.lane_hit_at_5 = lane_first_hit.map(|r| r.is_some_and(|r| r <= 5));
     result.latency_ms = latency_ms;
-    result.trace_id = trace_id;
+    result.trace_id = asked.trace.ok();
     Ok(result)
 }
 
@@ -593,205 +383,6 @@ fn dedup_files<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> Vec
         }
     }
     files
-}
-
-/// Grade of a ranked `repo:path`; an expected `*:path` matches that path in any repo.
-fn grade_of(grades: &HashMap<String, u32>, file: &str) -> u32 {
-    if let Some(&g) = grades.get(file) {
-        return g;
-    }
-    let path = file.split_once(':').map_or(file, |(_, p)| p);
-    grades.get(&format!("*:{path}")).copied().unwrap_or(0)
-}
-
-/// 1-based rank of the first expected file.
-pub fn first_hit(ranking: &[String], grades: &HashMap<String, u32>) -> Option<usize> {
-    ranking
-        .iter()
-        .position(|f| grade_of(grades, f) > 0)
-        .map(|i| i + 1)
-}
-
-/// Graded NDCG@k: gain = grade, discount = log2(rank + 1).
-pub fn ndcg_at(ranking: &[String], grades: &HashMap<String, u32>, k: usize) -> f64 {
-    let dcg: f64 = ranking
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, f)| f64::from(grade_of(grades, f)) / ((i + 2) as f64).log2())
-        .sum();
-    let mut ideal: Vec<u32> = grades.values().copied().collect();
-    ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, &g)| f64::from(g) / ((i + 2) as f64).log2())
-        .sum();
-    if idcg > 0.0 { dcg / idcg } else { 0.0 }
-}
-
-/// Share of expected files found in the top k.
-pub fn recall_at(ranking: &[String], grades: &HashMap<String, u32>, k: usize) -> f64 {
-    if grades.is_empty() {
-        return 0.0;
-    }
-    let found = ranking
-        .iter()
-        .take(k)
-        .filter(|f| grade_of(grades, f) > 0)
-        .count();
-    found as f64 / grades.len() as f64
-}
-
-/// `Invoice::total` matches `total`, `Invoice::total` and a merged `a, Invoice::total`.
-pub fn symbol_matches(cited: &str, expected: &str) -> bool {
-    cited.split(", ").any(|s| {
-        s == expected
-            || s.ends_with(&format!("::{expected}"))
-            || s.ends_with(&format!(".{expected}"))
-    })
-}
-
-fn missed_thresholds(t: &Thresholds, m: &Metrics) -> Vec<String> {
-    let checks = [
-        ("hit@1", t.hit_at_1, Some(m.hit_at_1)),
-        ("hit@5", t.hit_at_5, Some(m.hit_at_5)),
-        ("MRR@10", t.mrr_at_10, Some(m.mrr_at_10)),
-        ("NDCG@10", t.ndcg_at_10, Some(m.ndcg_at_10)),
-        ("recall@10", t.recall_at_10, Some(m.recall_at_10)),
-        ("symbol hit@5", t.symbol_hit_at_5, m.symbol_hit_at_5),
-    ];
-    checks
-        .iter()
-        .filter_map(|(name, min, value)| {
-            let min = (*min)?;
-            let value = value.unwrap_or(0.0);
-            (value + 1e-9 < min)
-                .then(|| format!("{name} {value:.3} is below the threshold {min:.3}"))
-        })
-        .collect()
-}
-
-/// Per-question outcomes kept to catch regressions question by question.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Baseline {
-    /// Format version.
-    pub schema_version: u32,
-    /// `set/id` → outcome.
-    pub questions: BTreeMap<String, BaselineEntry>,
-    /// Set name → metrics when the baseline was saved.
-    pub sets: BTreeMap<String, Metrics>,
-}
-
-/// One question's outcome in a baseline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BaselineEntry {
-    /// Expected file in the top 5.
-    pub hit_at_5: bool,
-    /// Rank of the first expected file.
-    pub first_hit: Option<usize>,
-    /// hit@5 per lane alone: bm25, vector.
-    #[serde(default)]
-    pub lane_hit_at_5: [bool; 2],
-}
-
-impl Baseline {
-    /// The baseline of a report.
-    pub fn of(report: &EvalReport) -> Baseline {
-        Baseline {
-            schema_version: 1,
-            questions: report
-                .questions()
-                .map(|(set, q)| {
-                    (
-                        format!("{set}/{}", q.id),
-                        BaselineEntry {
-                            hit_at_5: q.hit_at(5),
-                            first_hit: q.first_hit,
-                            lane_hit_at_5: [q.lane_hit_at_5[0], q.lane_hit_at_5[1]],
-                        },
-                    )
-                })
-                .collect(),
-            sets: report
-                .sets
-                .iter()
-                .map(|s| (s.name.clone(), s.metrics.clone()))
-                .collect(),
-        }
-    }
-}
-
-/// What changed against a baseline or a second index.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Changes {
-    /// Blocking questions that were a hit@5 and no longer are (these fail the gate).
-    pub regressed: Vec<String>,
-    /// Non-blocking questions that lost their hit@5 (reported only).
-    pub monitoring_regressed: Vec<String>,
-    /// Questions that gained a hit@5.
-    pub improved: Vec<String>,
-    /// Blocking questions that one lane alone no longer answers in the top 5
-    /// (`set/id (vector)`): a dead lane shows here even when the other lane hides it.
-    pub lane_regressed: Vec<String>,
-}
-
-/// Compares a report with a baseline, question by question.
-pub fn compare_with_baseline(report: &EvalReport, baseline: &Baseline) -> Changes {
-    let mut changes = Changes::default();
-    for (set, q) in report.questions() {
-        let key = format!("{set}/{}", q.id);
-        let Some(before) = baseline.questions.get(&key) else {
-            continue;
-        };
-        let now = q.hit_at(5);
-        if before.hit_at_5 && !now {
-            match q.tier {
-                Tier::Blocking => changes.regressed.push(key.clone()),
-                _ => changes.monitoring_regressed.push(key.clone()),
-            }
-        } else if !before.hit_at_5 && now {
-            changes.improved.push(key.clone());
-        }
-        if q.tier == Tier::Blocking {
-            for (lane, name) in [(0, "bm25"), (1, "vector")] {
-                if before.lane_hit_at_5[lane] && !q.lane_hit_at_5[lane] {
-                    changes.lane_regressed.push(format!("{key} ({name})"));
-                }
-            }
-        }
-    }
-    changes
-}
-
-/// Compares the same sets run against two indexes (A is the reference).
-pub fn compare_reports(a: &EvalReport, b: &EvalReport) -> Changes {
-    compare_with_baseline(b, &Baseline::of(a))
-}
-
-/// Why the gate fails (empty when it passes): missed thresholds, regressions, ACL leaks.
-pub fn gate_failures(report: &EvalReport, changes: Option<&Changes>) -> Vec<String> {
-    let mut failures = Vec::new();
-    for set in &report.sets {
-        for miss in &set.threshold_failures {
-            failures.push(format!("{}: {miss}", set.name));
-        }
-        for q in &set.questions {
-            for leak in &q.leaks {
-                failures.push(format!("{}/{}: ACL leak: cited {leak}", set.name, q.id));
-            }
-        }
-    }
-    if let Some(changes) = changes {
-        for key in &changes.regressed {
-            failures.push(format!("{key}: was a hit@5 in the baseline, is not now"));
-        }
-        for key in &changes.lane_regressed {
-            failures.push(format!("{key}: this lane lost its hit@5"));
-        }
-    }
-    failures
 }
 
 #[cfg(test)]
@@ -946,16 +537,6 @@ mod tests {
         assert_eq!(r.sets[0].threshold_failures.len(), 1);
         r.sets[0].questions[0].leaks.push("secret:x.rs:1-2".into());
         assert_eq!(gate_failures(&r, None).len(), 2);
-    }
-
-    #[test]
-    fn principals_are_refused_without_an_acl() {
-        assert!(Unrestricted.filter_for(None).is_ok());
-        let err = Unrestricted
-            .filter_for(Some("alice"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no access-control list"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! traces show why a chunk ranks where it does.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -15,17 +15,18 @@ use crate::chunk::Chunk;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::rerank::Reranker;
+use crate::stage::Stage;
+
+mod query;
+mod signals;
+
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
+pub use query::{QueryAnalysis, QueryKind, query_terms};
+pub use signals::embedding_priority;
+use signals::{file_stem, is_definition, is_test_code, is_vendored, last_segment};
 
 /// The RRF constant: scores are Σ 1 / (RRF_K + rank).
 pub const RRF_K: f64 = 60.0;
-
-/// Words that carry no signal in a question about code.
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
-    "i", "in", "is", "it", "of", "on", "or", "the", "that", "this", "to", "what", "when", "where",
-    "which", "who", "why", "with", "we", "you", "get", "gets",
-];
 
 /// Which retrievers a query uses. Production queries use both; the eval also measures
 /// each lane alone so that a dead lane cannot hide behind the other.
@@ -190,278 +191,6 @@ pub struct SearchResults {
     pub candidates: Vec<SearchHit>,
 }
 
-/// What a query looks like, which decides how much each lane counts in the fusion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueryKind {
-    /// Names code: a single word, or a token with `_`, `::`, `.` or an inner capital.
-    Identifier,
-    /// A description in words.
-    NaturalLanguage,
-}
-
-impl QueryKind {
-    fn of_words(words: &[&str]) -> QueryKind {
-        if words.len() <= 1 || words.iter().any(|w| is_code_like(w)) {
-            QueryKind::Identifier
-        } else {
-            QueryKind::NaturalLanguage
-        }
-    }
-
-    /// RRF weights (bm25, vector): identifiers lean lexical, descriptions lean on vectors.
-    pub fn lane_weights(self) -> (f64, f64) {
-        match self {
-            QueryKind::Identifier => (1.0, 0.75),
-            QueryKind::NaturalLanguage => (0.5, 1.0),
-        }
-    }
-}
-
-/// Lexical terms of a query: code tokens without stop words, deduplicated.
-pub fn query_terms(query: &str) -> Vec<String> {
-    let mut terms: Vec<String> = Vec::new();
-    for (term, _) in code_tokens(query) {
-        if !STOP_WORDS.contains(&term.as_str()) && !terms.contains(&term) {
-            terms.push(term);
-        }
-    }
-    terms
-}
-
-/// What a query asks for, read once before retrieval.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueryAnalysis {
-    /// Identifier or description.
-    pub kind: QueryKind,
-    /// RRF weight of the BM25 lane.
-    pub bm25_weight: f64,
-    /// RRF weight of the vector lane.
-    pub vector_weight: f64,
-    /// Symbol names the query mentions, lowercased (`Type::method` → `method`).
-    pub symbols: Vec<String>,
-    /// True when the query asks where something is used rather than defined.
-    pub asks_for_usages: bool,
-    /// True when the query is about tests, fixtures or benchmarks.
-    pub asks_for_tests: bool,
-    /// True when the query is about vendored or generated code.
-    pub asks_for_vendored: bool,
-}
-
-/// Words that mean the user wants callers, not the definition.
-const USAGE_WORDS: &[&str] = &[
-    "called",
-    "calls",
-    "caller",
-    "callers",
-    "usage",
-    "usages",
-    "used",
-    "uses",
-    "references",
-];
-/// Words that mean the user wants tests.
-const TEST_WORDS: &[&str] = &[
-    "test",
-    "tests",
-    "testing",
-    "tested",
-    "fixture",
-    "fixtures",
-    "mock",
-    "mocks",
-    "spec",
-    "bench",
-    "benchmark",
-    "benchmarks",
-];
-/// Words that mean the user wants vendored or generated code.
-const VENDORED_WORDS: &[&str] = &[
-    "vendor",
-    "vendored",
-    "generated",
-    "third_party",
-    "thirdparty",
-];
-
-impl QueryAnalysis {
-    /// Reads a query.
-    pub fn of(query: &str) -> QueryAnalysis {
-        let words = query_words(query);
-        let kind = QueryKind::of_words(&words);
-        let (bm25_weight, vector_weight) = kind.lane_weights();
-        let single = words.iter().filter(|w| !w.is_empty()).count() == 1;
-        let mut symbols = Vec::new();
-        for word in &words {
-            if (single || is_code_like(word)) && word.chars().any(char::is_alphabetic) {
-                let name = last_segment(word).to_lowercase();
-                if !name.is_empty() && !symbols.contains(&name) {
-                    symbols.push(name);
-                }
-            }
-        }
-        let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
-        let mentions = |set: &[&str]| lower.iter().any(|w| set.contains(&w.as_str()));
-        QueryAnalysis {
-            kind,
-            bm25_weight,
-            vector_weight,
-            symbols,
-            asks_for_usages: mentions(USAGE_WORDS),
-            asks_for_tests: mentions(TEST_WORDS),
-            asks_for_vendored: mentions(VENDORED_WORDS),
-        }
-    }
-
-    /// The adjustments this query makes to one chunk.
-    pub fn boosts_for(&self, chunk: &Chunk) -> Vec<Boost> {
-        let mut boosts = Vec::new();
-        let defines = !self.asks_for_usages && is_definition(&chunk.kind) && {
-            let name = last_segment(&chunk.symbol).to_lowercase();
-            self.symbols.contains(&name)
-        };
-        if defines {
-            boosts.push(Boost {
-                reason: "defines the named symbol",
-                factor: DEFINITION_BOOST,
-            });
-        }
-        // Only names count: a plain word such as "model" in a description would favour
-        // model.py for every question about models.
-        let stem = file_stem(&chunk.path).to_lowercase();
-        if stem.len() >= 4
-            && !GENERIC_STEMS.contains(&stem.as_str())
-            && self.symbols.contains(&stem)
-        {
-            boosts.push(Boost {
-                reason: "file name matches the query",
-                factor: FILE_NAME_BOOST,
-            });
-        }
-        if !self.asks_for_tests && is_test_code(chunk) {
-            boosts.push(Boost {
-                reason: "test code (the query does not ask for tests)",
-                factor: TEST_PENALTY,
-            });
-        }
-        if !self.asks_for_vendored && is_vendored(&chunk.path) {
-            boosts.push(Boost {
-                reason: "vendored or generated code",
-                factor: VENDORED_PENALTY,
-            });
-        }
-        boosts
-    }
-}
-
-/// The whitespace-separated words of a query without surrounding punctuation (`_`, `::`
-/// and `.` inside stay); a word of punctuation only becomes empty but still counts.
-fn query_words(query: &str) -> Vec<&str> {
-    query
-        .split_whitespace()
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_'))
-        .collect()
-}
-
-/// A token with `_`, `::`, an inner `.` or an inner capital names code.
-fn is_code_like(word: &str) -> bool {
-    word.contains('_')
-        || word.contains("::")
-        || word.contains('.') && !word.ends_with('.')
-        || word.chars().skip(1).any(char::is_uppercase) && word.chars().any(char::is_lowercase)
-}
-
-/// `Type::method` → `method`, `pkg.mod.func` → `func`.
-fn last_segment(symbol: &str) -> &str {
-    symbol
-        .rsplit("::")
-        .next()
-        .unwrap_or(symbol)
-        .rsplit('.')
-        .next()
-        .unwrap_or(symbol)
-}
-
-/// Chunk kinds that define a named symbol.
-fn is_definition(kind: &str) -> bool {
-    !matches!(kind, "window" | "module" | "group" | "impl")
-}
-
-/// File names too common to say anything about the query.
-const GENERIC_STEMS: &[&str] = &[
-    "__init__", "main", "index", "utils", "util", "common", "types",
-];
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-fn file_stem(path: &str) -> &str {
-    let name = file_name(path);
-    name.split('.').next().unwrap_or(name)
-}
-
-/// Tests, fixtures and benchmarks, by path or by a Rust `mod tests`.
-fn is_test_code(chunk: &Chunk) -> bool {
-    let path = chunk.path.as_str();
-    let in_test_dir = path.split('/').rev().skip(1).any(|dir| {
-        matches!(
-            dir,
-            "test" | "tests" | "testing" | "__tests__" | "spec" | "fixtures" | "benches"
-        )
-    });
-    let name = file_name(path);
-    let test_file = name.starts_with("test_")
-        || name == "conftest.py"
-        || [
-            "_test.py",
-            "_tests.py",
-            "_test.rs",
-            "_tests.rs",
-            "_test.go",
-            ".test.ts",
-            ".spec.ts",
-        ]
-        .iter()
-        .any(|suffix| name.ends_with(suffix));
-    let test_module = chunk
-        .symbol
-        .split("::")
-        .any(|segment| segment == "tests" || segment == "test");
-    in_test_dir || test_file || test_module
-}
-
-/// Vendored or generated code that the walker still indexed.
-fn is_vendored(path: &str) -> bool {
-    let name = file_name(path);
-    path.split('/').rev().skip(1).any(|dir| {
-        matches!(
-            dir,
-            "vendor" | "vendored" | "third_party" | "generated" | "_vendor"
-        )
-    }) || name.ends_with("_pb2.py")
-        || name.ends_with(".pb.rs")
-        || name.contains(".generated.")
-}
-
-/// How soon a chunk's vector is worth computing when embedding runs behind the lexical
-/// index, lowest first: definitions in source, other source, documentation, tests, then
-/// vendored code and data files — the order in which queries tend to want them.
-pub fn embedding_priority(chunk: &Chunk) -> u32 {
-    let data = matches!(chunk.language.as_str(), "json" | "yaml" | "toml" | "text");
-    if is_vendored(&chunk.path) || data {
-        4
-    } else if is_test_code(chunk) {
-        3
-    } else if chunk.language == "markdown" {
-        2
-    } else if chunk.kind == "window" || chunk.kind == "module" {
-        1
-    } else {
-        0
-    }
-}
-
 /// Runs a hybrid query, re-scoring the best fused hits with `reranker` when one is given.
 /// Refuses when the loaded model is not the index's model.
 pub fn search(
@@ -481,10 +210,10 @@ pub fn search(
         });
     }
     let mut timings = SearchTimings::default();
-    let started = Instant::now();
+    let stage = Stage::start("analyze");
     let terms = query_terms(query);
     let analysis = QueryAnalysis::of(query);
-    timings.analyze = started.elapsed();
+    timings.analyze = stage.finish();
     let (bm25_weight, vector_weight) = (analysis.bm25_weight, analysis.vector_weight);
     let candidates = match options.language {
         Some(_) => options.candidates.saturating_mul(LANGUAGE_POOL_FACTOR),
@@ -493,25 +222,25 @@ pub fn search(
 
     let mut bm25 = Vec::new();
     if options.lanes != Lanes::Vector {
-        let started = Instant::now();
+        let stage = Stage::start("bm25");
         bm25 = reader.bm25(&terms, &options.filter, candidates)?;
-        timings.bm25 = started.elapsed();
+        timings.bm25 = stage.finish();
     }
 
     let mut vector_hits = Vec::new();
     if options.lanes != Lanes::Bm25 && !query.trim().is_empty() {
-        let started = Instant::now();
+        let stage = Stage::start("embed");
         let vector = embedder
             .embed(&[query.to_string()])?
             .pop()
             .ok_or_else(|| Error::Embed("the model returned no vector".into()))?;
-        timings.embed = started.elapsed();
-        let started = Instant::now();
+        timings.embed = stage.finish();
+        let stage = Stage::start("vector");
         vector_hits = reader.nearest(&vector, &options.filter, candidates)?;
-        timings.vector = started.elapsed();
+        timings.vector = stage.finish();
     }
 
-    let started = Instant::now();
+    let stage = Stage::start("fuse");
     let mut fused: HashMap<String, SearchHit> = HashMap::new();
     for (rank0, (chunk, distance)) in vector_hits.into_iter().enumerate() {
         let rank = rank0 + 1;
@@ -581,9 +310,9 @@ pub fn search(
         .take(options.k.max(reranked))
         .cloned()
         .collect();
-    timings.fuse = started.elapsed();
+    timings.fuse = stage.finish();
     if let Some(reranker) = reranker {
-        let started = Instant::now();
+        let stage = Stage::start("rerank");
         let best = reranked.min(hits.len());
         rerank(reranker, query, &mut hits[..best])?;
         let scores: HashMap<&str, f32> = hits
@@ -593,7 +322,7 @@ pub fn search(
         for candidate in &mut candidates {
             candidate.rerank_score = scores.get(candidate.chunk.chunk_id.as_str()).copied();
         }
-        timings.rerank = started.elapsed();
+        timings.rerank = stage.finish();
     }
     hits.truncate(options.k);
     tracing::debug!(

@@ -24,6 +24,7 @@ use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
 use crate::paths::INDEX_DIR_NAME;
+use crate::stage::Stage;
 use crate::store::{
     AclRequirement, AnnIndex, AnnPolicy, EmbedCache, FORMAT_VERSION, FileRecord, FileTable,
     GenerationBase, GenerationWriter, IndexDir, IndexReader, Manifest, RepoRecord, SCHEMA_VERSION,
@@ -31,14 +32,21 @@ use crate::store::{
 };
 use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
+mod backfill;
+mod pipeline;
+mod watch;
+mod worktree;
+
+use backfill::{Embedded, embed_pending};
+use pipeline::{
+    CHUNKER_STACK_BYTES, FileOutcome, READ_AHEAD, Run, embed_timed, join_path, produce,
+};
+pub use watch::watch;
+pub use worktree::{WorkingTreeChanges, changes_since_indexed};
+use worktree::{manifest_states, repo_states};
+
 /// Chunks whose reusable vectors are looked up at once when none is embedded inline.
 const LOOKUP_ROUND: usize = 1024;
-/// Files read ahead of the embedder.
-const READ_AHEAD: usize = 256;
-/// Stack of the thread that parses files: tree-sitter and the grammars' external scanners
-/// are C code that recurses with the input's nesting, so it gets room beyond the default
-/// 2 MiB (the chunker's own walk is bounded by [`crate::chunk::MAX_DEFINITION_DEPTH`]).
-const CHUNKER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Walker and chunker settings (`[index]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -333,8 +341,9 @@ pub fn run(
 
     progress.message(&format!("walking {}", root.display()));
     let exclude = walk_exclusions(&root, &index_path, options.acl_file.as_deref());
+    let stage = Stage::start("walk");
     let scan = walk::scan(&root, &options.settings.walk_options(), &exclude)?;
-    let walk_time = started.elapsed();
+    let walk_time = stage.finish();
     let plan = Plan::new(&scan, recorded.as_ref());
     progress.scanned(plan.to_chunk.len(), scan.repos.len());
 
@@ -408,7 +417,7 @@ pub fn run(
             .map_err(|_| Error::WorkerStopped("the file reader thread"))
     })?;
 
-    let publish_started = Instant::now();
+    let publish_stage = Stage::start("publish");
     let generation = writer.name().to_string();
     let mut changes = plan.changes();
     changes.incremental = copy_of.is_some();
@@ -455,7 +464,7 @@ pub fn run(
         read_chunk: producer_time,
         embed: embed_time,
         store: store_time,
-        publish: publish_started.elapsed(),
+        publish: publish_stage.finish(),
         total: started.elapsed(),
     };
     Ok(IndexReport {
@@ -694,466 +703,9 @@ fn walk_exclusions(root: &Path, index_path: &Path, acl_file: Option<&Path>) -> V
     exclude
 }
 
-/// Files of one repository whose bytes differ from what the published generation indexed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct WorkingTreeChanges {
-    /// Indexed files whose bytes changed.
-    pub modified: usize,
-    /// Files the generation does not hold (new, untracked, renamed to).
-    pub added: usize,
-    /// Indexed files that are gone or can no longer be read as text.
-    pub removed: usize,
-}
-
-impl WorkingTreeChanges {
-    /// Files changed in any way.
-    pub fn total(&self) -> usize {
-        self.modified + self.added + self.removed
-    }
-}
-
-/// Walks the root of `reader`'s generation as `codeq index` would and compares it with
-/// the generation's file table, without chunking or writing: the files changed since
-/// indexing, by repository id. Files whose stat is unchanged are not read. `None` when the
-/// generation has no usable file table (built by another chunker version: the next run
-/// re-chunks everything anyway).
-pub fn changes_since_indexed(
-    dir: &IndexDir,
-    reader: &IndexReader,
-    config: &IndexConfig,
-    acl_file: Option<&Path>,
-) -> Result<Option<HashMap<String, WorkingTreeChanges>>> {
-    let Some(recorded) = dir
-        .file_table(reader.generation())
-        .filter(|t| t.chunker_version == CHUNKER_VERSION)
-    else {
-        return Ok(None);
-    };
-    let root = &reader.manifest().root;
-    let scan = walk::scan(
-        root,
-        &config.walk_options(),
-        &walk_exclusions(root, dir.path(), acl_file),
-    )?;
-    let plan = Plan::new(&scan, Some(&recorded));
-    let mut by_repo: HashMap<String, WorkingTreeChanges> = HashMap::new();
-    let mut removed: HashSet<(&str, &str)> = plan
-        .to_remove
-        .iter()
-        .map(|(repo, path)| (repo.as_str(), path.as_str()))
-        .collect();
-    for &i in &plan.to_chunk {
-        let entry = &scan.files[i];
-        let repo = scan.repos[entry.repo].id.as_str();
-        let changes = by_repo.entry(repo.to_string()).or_default();
-        if removed.remove(&(repo, entry.rel_path.as_str())) {
-            changes.modified += 1;
-        } else {
-            changes.added += 1;
-        }
-    }
-    for (repo, _) in removed {
-        by_repo.entry(repo.to_string()).or_default().removed += 1;
-    }
-    Ok(Some(by_repo))
-}
-
 /// The state of each repository that a generation records (id, path, branch, commit,
 /// dirty): when it differs, a new generation is published even if no file changed.
 type RepoState = (String, String, Option<String>, Option<String>, bool);
-
-fn repo_states(scan: &Scan) -> Vec<RepoState> {
-    scan.repos
-        .iter()
-        .map(|r| {
-            let git = r.git.clone().unwrap_or_default();
-            (
-                r.id.clone(),
-                r.rel_path.clone(),
-                git.branch,
-                git.head,
-                git.dirty,
-            )
-        })
-        .collect()
-}
-
-fn manifest_states(manifest: &Manifest) -> Vec<RepoState> {
-    manifest
-        .repos
-        .iter()
-        .map(|r| {
-            (
-                r.id.clone(),
-                r.path.clone(),
-                r.branch.clone(),
-                r.commit.clone(),
-                r.dirty,
-            )
-        })
-        .collect()
-}
-
-/// What the producer sends per file.
-enum FileOutcome {
-    Chunked {
-        entry: usize,
-        chunks: Vec<Chunk>,
-        hash: String,
-        lossy: bool,
-    },
-    Skipped {
-        reason: SkipReason,
-        path: String,
-    },
-}
-
-/// Reads and chunks the listed files, in order; returns the time it spent.
-fn produce(
-    scan: &Scan,
-    listed: &[usize],
-    chunker: &Chunker,
-    sender: mpsc::SyncSender<FileOutcome>,
-) -> Duration {
-    let started = Instant::now();
-    let mut waiting = Duration::ZERO;
-    for &i in listed {
-        let entry = &scan.files[i];
-        let repo = &scan.repos[entry.repo];
-        let outcome = match walk::read_text(entry) {
-            Ok(file) => {
-                let commit = repo
-                    .git
-                    .as_ref()
-                    .and_then(|g| g.head.as_deref())
-                    .unwrap_or_default();
-                let input = FileInput {
-                    repo: &repo.id,
-                    path: &entry.rel_path,
-                    commit,
-                    file_hash: &file.hash,
-                    text: &file.text,
-                };
-                // One file that trips the chunker is skipped and counted; it never stops
-                // the run for the whole tree.
-                match crate::panic_guard::catch(|| chunker.chunk(input)) {
-                    Ok(chunks) => FileOutcome::Chunked {
-                        entry: i,
-                        chunks,
-                        hash: file.hash,
-                        lossy: file.lossy,
-                    },
-                    Err(message) => {
-                        tracing::warn!(path = %entry.rel_path, %message, "chunker failed");
-                        FileOutcome::Skipped {
-                            reason: SkipReason::Unchunkable,
-                            path: join_path(&repo.rel_path, &entry.rel_path),
-                        }
-                    }
-                }
-            }
-            Err(reason) => FileOutcome::Skipped {
-                reason,
-                path: join_path(&repo.rel_path, &entry.rel_path),
-            },
-        };
-        let send_started = Instant::now();
-        if sender.send(outcome).is_err() {
-            break;
-        }
-        waiting += send_started.elapsed();
-    }
-    started.elapsed().saturating_sub(waiting)
-}
-
-fn join_path(repo_path: &str, rel: &str) -> String {
-    if repo_path.is_empty() {
-        rel.to_string()
-    } else {
-        format!("{repo_path}/{rel}")
-    }
-}
-
-/// Accumulated state of one run on the consumer side.
-struct Run<'a> {
-    model: &'a ModelInfo,
-    cache: &'a mut EmbedCache,
-    /// Chunks embedded and written per round.
-    batch_size: usize,
-    /// Chunks without a reusable vector go to the pending table instead of the model.
-    defer_embedding: bool,
-    pending: Vec<Chunk>,
-    /// Records of the files chunked in this run.
-    written: Vec<FileRecord>,
-    skipped: SkipCounts,
-    changes: Changes,
-    files_done: usize,
-    embed_time: Duration,
-    store_time: Duration,
-}
-
-impl<'a> Run<'a> {
-    fn new(model: &'a ModelInfo, batch_size: usize, cache: &'a mut EmbedCache) -> Run<'a> {
-        Run {
-            model,
-            cache,
-            batch_size,
-            defer_embedding: false,
-            pending: Vec::with_capacity(batch_size * 2),
-            written: Vec::new(),
-            skipped: SkipCounts::default(),
-            changes: Changes::default(),
-            files_done: 0,
-            embed_time: Duration::ZERO,
-            store_time: Duration::ZERO,
-        }
-    }
-
-    fn accept(
-        &mut self,
-        outcome: FileOutcome,
-        scan: &Scan,
-        writer: &mut GenerationWriter,
-        embedder: &mut dyn Embedder,
-    ) -> Result<()> {
-        self.files_done += 1;
-        match outcome {
-            FileOutcome::Chunked {
-                entry,
-                chunks,
-                hash,
-                lossy,
-            } => {
-                let entry: &FileEntry = &scan.files[entry];
-                self.written.push(FileRecord {
-                    repo: scan.repos[entry.repo].id.clone(),
-                    path: entry.rel_path.clone(),
-                    stamp: entry.stamp,
-                    file_hash: hash,
-                    chunks: chunks.len(),
-                    lossy,
-                });
-                self.pending.extend(chunks);
-                // Without the model in the loop, bigger rounds make fewer vector lookups.
-                let round = match self.defer_embedding {
-                    true => LOOKUP_ROUND,
-                    false => self.batch_size,
-                };
-                if self.pending.len() >= round {
-                    self.flush(writer, embedder)?;
-                }
-            }
-            FileOutcome::Skipped { reason, path } => self.skipped.add(reason, path),
-        }
-        Ok(())
-    }
-
-    /// Embeds (or reuses vectors for) the pending chunks and stores them.
-    fn flush(&mut self, writer: &mut GenerationWriter, embedder: &mut dyn Embedder) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunks = std::mem::take(&mut self.pending);
-        let texts: Vec<String> = chunks.iter().map(Chunk::embedding_text).collect();
-        let hashes: Vec<String> = texts
-            .iter()
-            .map(|t| {
-                sha256_parts(&[
-                    self.model.id.as_bytes(),
-                    self.model.file_sha256.as_bytes(),
-                    t.as_bytes(),
-                ])
-            })
-            .collect();
-        let store_started = Instant::now();
-        let mut vectors = writer.reusable_vectors(&hashes)?;
-        let evicted_before: Vec<String> = hashes
-            .iter()
-            .filter(|h| !vectors.contains_key(*h))
-            .cloned()
-            .collect();
-        vectors.extend(self.cache.lookup(&evicted_before));
-        let mut store_time = store_started.elapsed();
-
-        let missing: Vec<usize> = (0..chunks.len())
-            .filter(|&i| !vectors.contains_key(&hashes[i]))
-            .collect();
-        if self.defer_embedding {
-            let write_started = Instant::now();
-            self.changes.vectors_reused += chunks.len() - missing.len();
-            for (chunk, hash) in chunks.into_iter().zip(hashes) {
-                self.changes.chunks_written += 1;
-                match vectors.remove(&hash) {
-                    Some(vector) => writer.add(chunk, hash, vector)?,
-                    None => {
-                        let priority = crate::search::embedding_priority(&chunk);
-                        writer.add_pending(chunk, hash, priority)?;
-                    }
-                }
-            }
-            self.store_time += store_time + write_started.elapsed();
-            return Ok(());
-        }
-        let missing_texts: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
-        let fresh = embed_timed(embedder, &missing_texts, &mut self.embed_time)?;
-        self.changes.vectors_embedded += fresh.len();
-        self.changes.vectors_reused += chunks.len() - fresh.len();
-        let write_started = Instant::now();
-        for (&i, vector) in missing.iter().zip(fresh) {
-            vectors.insert(hashes[i].clone(), vector);
-        }
-        for (chunk, hash) in chunks.into_iter().zip(hashes) {
-            let vector = vectors
-                .get(&hash)
-                .cloned()
-                .ok_or_else(|| Error::Embed("a chunk has no vector".into()))?;
-            self.changes.chunks_written += 1;
-            writer.add(chunk, hash, vector)?;
-        }
-        store_time += write_started.elapsed();
-        self.store_time += store_time;
-        Ok(())
-    }
-}
-
-/// Embeds `texts`, adding the model's time to `time`; a model that returns another
-/// number of vectors than it was given texts is an error.
-fn embed_timed(
-    embedder: &mut dyn Embedder,
-    texts: &[String],
-    time: &mut Duration,
-) -> Result<Vec<Vec<f32>>> {
-    let started = Instant::now();
-    let vectors = embedder.embed(texts)?;
-    *time += started.elapsed();
-    if vectors.len() != texts.len() {
-        return Err(Error::Embed(format!(
-            "asked for {} vectors, got {}",
-            texts.len(),
-            vectors.len()
-        )));
-    }
-    Ok(vectors)
-}
-
-/// What computing the pending vectors did.
-#[derive(Debug, Default)]
-struct Embedded {
-    vectors: usize,
-    time: Duration,
-}
-
-impl Embedded {
-    /// Vectors per second of model time so far.
-    fn model_rate(&self) -> f64 {
-        self.vectors as f64 / self.time.as_secs_f64().max(1e-9)
-    }
-}
-
-/// A round of pending vectors lasts at least this many times as long as the previous
-/// publish took: a publish costs more as the table grows (index upkeep), and rounds of a
-/// fixed size ended up spending as much time publishing as embedding.
-const ROUND_TO_PUBLISH: f64 = 9.0;
-/// The largest round, in multiples of `[index] embed_round`: it bounds how long queries
-/// wait for new vectors and what a stopped run loses.
-const MAX_ROUND_FACTOR: usize = 8;
-
-/// Vectors of the next round: at least `min_round`, and enough that embedding them at
-/// `model_rate` (vectors per second of model time) takes [`ROUND_TO_PUBLISH`] times the
-/// last publish, at most [`MAX_ROUND_FACTOR`] × `min_round`.
-fn next_round_size(min_round: usize, last_publish: Duration, model_rate: f64) -> usize {
-    let wanted = (last_publish.as_secs_f64() * ROUND_TO_PUBLISH * model_rate).ceil();
-    let wanted = if wanted.is_finite() {
-        wanted as usize
-    } else {
-        0
-    };
-    wanted.clamp(min_round, min_round.saturating_mul(MAX_ROUND_FACTOR))
-}
-
-/// Computes the vectors of the chunks waiting in the current generation, most useful
-/// first, publishing a generation every round — at least `[index] embed_round` vectors,
-/// more as publishing grows dearer (see [`next_round_size`]) — so that queries gain them
-/// as they come and a stopped run loses at most one round.
-fn embed_pending(
-    dir: &IndexDir,
-    lock: &crate::store::IndexLock,
-    options: &IndexOptions,
-    embedder: &mut dyn Embedder,
-    progress: &dyn IndexProgress,
-) -> Result<Embedded> {
-    let model = embedder.info().clone();
-    let total = dir.reader()?.manifest().totals.pending;
-    let mut out = Embedded::default();
-    let min_round = options.settings.embed_round;
-    let mut round_size = min_round;
-    loop {
-        let reader = dir.reader()?;
-        let waiting = reader.manifest().totals.pending;
-        if waiting == 0 {
-            return Ok(out);
-        }
-        let round = reader.pending_batch(round_size)?;
-        if round.is_empty() {
-            return Err(Error::CorruptIndex {
-                dir: dir.path().to_path_buf(),
-                detail: format!(
-                    "the manifest counts {waiting} chunks waiting for vectors, the pending table none"
-                ),
-            });
-        }
-        // Identical embedding inputs (copied files) are embedded once per round.
-        let mut computed: HashMap<String, Vec<f32>> = HashMap::new();
-        let mut rows = Vec::with_capacity(round.len());
-        for call in round.chunks(options.settings.write_batch) {
-            let missing: Vec<&(Chunk, String)> = call
-                .iter()
-                .filter(|(_, hash)| !computed.contains_key(hash))
-                .collect();
-            let texts: Vec<String> = missing.iter().map(|(c, _)| c.embedding_text()).collect();
-            let fresh = embed_timed(embedder, &texts, &mut out.time)?;
-            out.vectors += fresh.len();
-            for ((_, hash), vector) in missing.into_iter().zip(fresh) {
-                computed.insert(hash.clone(), vector);
-            }
-            rows.extend(call.iter().cloned());
-            progress.embedding(total - waiting + rows.len(), total, out.model_rate());
-        }
-        let publish_started = Instant::now();
-        let mut writer = dir.begin_generation(
-            lock,
-            &model,
-            GenerationBase {
-                copy_of: Some(&reader),
-                reuse: None,
-            },
-        )?;
-        let ids: Vec<String> = rows.iter().map(|(c, _)| c.chunk_id.clone()).collect();
-        writer.remove_pending(&ids)?;
-        for (chunk, hash) in rows {
-            let vector = computed
-                .get(&hash)
-                .cloned()
-                .ok_or_else(|| Error::Embed("a chunk has no vector".into()))?;
-            writer.add_vector(chunk, hash, vector)?;
-        }
-        let mut manifest = reader.manifest().clone();
-        manifest.generation = writer.name().to_string();
-        manifest.created_unix = unix_nanos() as u64 / 1_000_000_000;
-        manifest.embed_rate = out.model_rate();
-        let files = dir.file_table(reader.generation()).unwrap_or_default();
-        let finished = writer.finish(manifest, files, options.settings.ann_policy())?;
-        dir.publish(lock, finished)?;
-        let publish_time = publish_started.elapsed();
-        round_size = next_round_size(min_round, publish_time, out.model_rate());
-        tracing::debug!(
-            vectors = out.vectors,
-            publish_ms = publish_time.as_millis() as u64,
-            next_round = round_size,
-            "published a round of pending vectors"
-        );
-    }
-}
 
 /// The report of a run that ended by computing pending vectors.
 fn finish_report(
@@ -1247,70 +799,5 @@ fn new_manifest(
         acl_required: false,
         ann_index: AnnIndex::Off,
         embed_rate: 0.0,
-    }
-}
-
-/// How long the tree must stay quiet after a change before `watch` re-indexes.
-const WATCH_QUIET: Duration = Duration::from_millis(500);
-
-/// Calls `on_change` each time files under `root` (outside `index_dir`) changed and then
-/// stayed unchanged for [`WATCH_QUIET`]; returns only when watching fails.
-pub fn watch(root: &Path, index_dir: &Path, mut on_change: impl FnMut()) -> Result<()> {
-    use notify::{RecursiveMode, Watcher};
-    let index_dir = index_dir
-        .canonicalize()
-        .unwrap_or_else(|_| index_dir.to_path_buf());
-    let (sender, events) = mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(sender)
-        .map_err(|e| Error::Watch(format!("cannot watch {}: {e}", root.display())))?;
-    watcher
-        .watch(root, RecursiveMode::Recursive)
-        .map_err(|e| Error::Watch(format!("cannot watch {}: {e}", root.display())))?;
-    let outside_index = |event: &notify::Result<notify::Event>| match event {
-        Ok(event) => event.paths.iter().any(|p| !p.starts_with(&index_dir)),
-        // An overflowed or failed watch: re-index to be safe.
-        Err(_) => true,
-    };
-    loop {
-        let Ok(first) = events.recv() else {
-            return Err(Error::Watch("the file watcher stopped".into()));
-        };
-        let mut changed = outside_index(&first);
-        loop {
-            match events.recv_timeout(WATCH_QUIET) {
-                Ok(event) => changed |= outside_index(&event),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Watch("the file watcher stopped".into()));
-                }
-            }
-        }
-        if changed {
-            on_change();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rounds_grow_with_the_cost_of_publishing_within_their_bounds() {
-        // A cheap publish keeps the configured round.
-        assert_eq!(
-            next_round_size(2048, Duration::from_millis(500), 80.0),
-            2048
-        );
-        // A 10 s publish at 80 vectors/s: 9 × 10 s of embedding = 7,200 vectors.
-        assert_eq!(next_round_size(2048, Duration::from_secs(10), 80.0), 7200);
-        // A very slow publish is capped at 8 rounds' worth.
-        assert_eq!(next_round_size(2048, Duration::from_secs(600), 80.0), 16384);
-        // No rate measured yet (a round of cached vectors): the configured round.
-        assert_eq!(next_round_size(2048, Duration::from_secs(10), 0.0), 2048);
-        assert_eq!(
-            next_round_size(2048, Duration::from_secs(10), f64::NAN),
-            2048
-        );
     }
 }

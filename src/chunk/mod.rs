@@ -1,0 +1,579 @@
+//! Splits source files into chunks: tree-sitter definitions for languages with a grammar
+//! (queries in `grammars/*.scm`), line windows for every other text file.
+//!
+//! Every line of a file belongs to at most one chunk; definitions nested in containers
+//! (impl blocks, traits, classes, inline modules) become their own chunks with qualified
+//! symbols, and the code between definitions becomes module-level chunks.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator};
+
+use crate::error::{Error, Result};
+use crate::hash::{sha256_hex, sha256_parts};
+
+mod languages;
+mod pieces;
+mod symbols;
+
+pub use languages::grammar_languages;
+use languages::{LANGUAGES, LanguageSpec, PLAIN_LANGUAGES};
+use pieces::{LineIndex, merge_tiny, split_at_statements, window_pieces};
+use symbols::{
+    body_of, cap_symbol, clean_name, doc_line, end_row, extension, file_name, leading_start,
+    module_path, signature,
+};
+
+/// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
+pub const CHUNKER_VERSION: u32 = 2;
+
+/// One semantic unit of code, as stored in the index (without its vector).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Stable id: hash of repo, path, symbol and content.
+    pub chunk_id: String,
+    /// Repository id.
+    pub repo: String,
+    /// Path relative to the repository, `/`-separated.
+    pub path: String,
+    /// Language name (`rust`, `python`, `markdown`, …).
+    pub language: String,
+    /// `function`, `method`, `struct`, `impl`, `class`, `module`, `window`, …
+    pub kind: String,
+    /// Qualified symbol (`Type::method`, `pkg.mod.Class.method`); the file name for windows.
+    pub symbol: String,
+    /// Declaration line(s) of the definition, whitespace-collapsed.
+    pub signature: String,
+    /// First line of the doc comment or docstring.
+    pub doc: String,
+    /// First line, 1-based.
+    pub start_line: u32,
+    /// Last line, 1-based, inclusive.
+    pub end_line: u32,
+    /// The exact text of lines `start_line..=end_line`.
+    pub content: String,
+    /// sha256 of `content`.
+    pub content_hash: String,
+    /// sha256 of the whole file's bytes when it was chunked.
+    pub file_hash: String,
+    /// Commit of the repository when indexed (empty outside git).
+    pub commit: String,
+}
+
+impl Chunk {
+    /// Where the chunk is, as citations name it: `repo:path:start-end`.
+    pub fn citation(&self) -> String {
+        format!(
+            "{}:{}:{}-{}",
+            self.repo, self.path, self.start_line, self.end_line
+        )
+    }
+
+    /// The text handed to the embedding model: where the chunk lives and what it declares,
+    /// then its code, so that a method is findable by its type's name and its path.
+    pub fn embedding_text(&self) -> String {
+        let mut text = format!("{} · {} {}\n", self.path, self.kind, self.symbol);
+        if !self.signature.is_empty() && !self.content.contains(&self.signature) {
+            text.push_str(&self.signature);
+            text.push('\n');
+        }
+        text.push_str(&self.content);
+        text
+    }
+}
+
+/// What the chunker is told about the file besides its text.
+#[derive(Debug, Clone, Copy)]
+pub struct FileInput<'a> {
+    /// Repository id.
+    pub repo: &'a str,
+    /// Path relative to the repository.
+    pub path: &'a str,
+    /// Commit being indexed.
+    pub commit: &'a str,
+    /// sha256 of the file's bytes.
+    pub file_hash: &'a str,
+    /// The file's text.
+    pub text: &'a str,
+}
+
+/// Size limits that shape chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLimits {
+    /// A definition longer than this is split at statement boundaries.
+    pub max_lines: usize,
+    /// A definition larger than this is split at statement boundaries.
+    pub max_bytes: usize,
+    /// Chunks smaller than this are merged with small neighbours.
+    pub tiny_bytes: usize,
+    /// Merged small chunks never grow past this size.
+    pub merge_max_bytes: usize,
+    /// Lines per window for files without a grammar.
+    pub window_lines: usize,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        ChunkLimits {
+            max_lines: 60,
+            max_bytes: 3000,
+            tiny_bytes: 100,
+            merge_max_bytes: 600,
+            window_lines: 40,
+        }
+    }
+}
+
+/// Containers nested deeper than this do not get chunks of their own: they stay in their
+/// ancestor's chunk. It bounds the chunker's recursion and the length of symbols on
+/// pathological input (thousands of nested blocks) without touching real code.
+pub const MAX_DEFINITION_DEPTH: usize = 24;
+/// Longest qualified symbol kept, in characters; a longer one keeps its end (the name).
+pub const MAX_SYMBOL_CHARS: usize = 256;
+/// Longest name taken from a definition (an `impl` of a huge generic type, say).
+const MAX_NAME_CHARS: usize = 128;
+
+/// Kinds whose nested definitions get their own chunks.
+const CONTAINER_KINDS: &[&str] = &["impl", "trait", "class", "module"];
+
+struct Grammar {
+    spec: &'static LanguageSpec,
+    language: tree_sitter::Language,
+    query: Query,
+    name_capture: u32,
+    /// For each capture index, the definition kind it marks (`definition.<kind>`).
+    kinds: Vec<Option<String>>,
+}
+
+/// Turns files into chunks. Build once; `chunk` is cheap per file.
+pub struct Chunker {
+    grammars: Vec<Grammar>,
+    limits: ChunkLimits,
+}
+
+/// A chunk before its text is cut out: a line range plus its metadata.
+#[derive(Debug, Clone)]
+struct Piece {
+    kind: String,
+    symbol: String,
+    signature: String,
+    doc: String,
+    /// 0-based first row.
+    start: usize,
+    /// 0-based last row, inclusive.
+    end: usize,
+    /// Pieces are only merged with neighbours of the same group (same enclosing container).
+    group: Option<usize>,
+}
+
+/// A definition found by the query.
+#[derive(Debug, Clone)]
+struct Def<'t> {
+    node: Node<'t>,
+    kind: String,
+    name: String,
+    start: usize,
+    end: usize,
+    parent: Option<usize>,
+    children: Vec<usize>,
+    symbol: String,
+}
+
+impl Chunker {
+    /// Compiles the grammar queries.
+    pub fn new(limits: ChunkLimits) -> Result<Chunker> {
+        let grammars = LANGUAGES
+            .iter()
+            .map(|spec| {
+                let language = (spec.grammar)();
+                let query = Query::new(&language, spec.query).map_err(|e| Error::Grammar {
+                    language: spec.name.to_string(),
+                    detail: format!("the query does not compile: {e}"),
+                })?;
+                let name_capture =
+                    query
+                        .capture_index_for_name("name")
+                        .ok_or_else(|| Error::Grammar {
+                            language: spec.name.to_string(),
+                            detail: "the query has no @name capture".into(),
+                        })?;
+                let kinds = query
+                    .capture_names()
+                    .iter()
+                    .map(|n| n.strip_prefix("definition.").map(str::to_string))
+                    .collect();
+                Ok(Grammar {
+                    spec,
+                    language,
+                    query,
+                    name_capture,
+                    kinds,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Chunker { grammars, limits })
+    }
+
+    /// The language name codeq assigns to a path.
+    pub fn language_of(&self, path: &str) -> &'static str {
+        let ext = extension(path);
+        if let Some(g) = self.grammar_for(path) {
+            return g.spec.name;
+        }
+        PLAIN_LANGUAGES
+            .iter()
+            .find(|(_, exts)| exts.contains(&ext.as_str()))
+            .map_or("text", |(name, _)| name)
+    }
+
+    fn grammar_for(&self, path: &str) -> Option<&Grammar> {
+        let ext = extension(path);
+        self.grammars
+            .iter()
+            .find(|g| g.spec.extensions.contains(&ext.as_str()))
+    }
+
+    /// Chunks one file. Never fails: unparsable code falls back to line windows.
+    pub fn chunk(&self, input: FileInput<'_>) -> Vec<Chunk> {
+        let lines = LineIndex::new(input.text);
+        if lines.is_blank() {
+            return Vec::new();
+        }
+        let language = self.language_of(input.path);
+        let pieces = match self.grammar_for(input.path) {
+            Some(grammar) => self
+                .definition_pieces(grammar, input, &lines)
+                .unwrap_or_else(|| self.plain_pieces(input.path, language, &lines)),
+            None => self.plain_pieces(input.path, language, &lines),
+        };
+        let pieces = merge_tiny(pieces, &lines, &self.limits);
+        let mut chunks: Vec<Chunk> = pieces
+            .into_iter()
+            .filter(|p| !lines.range_is_blank(p.start, p.end))
+            .map(|p| build_chunk(input, language, &lines, p))
+            .collect();
+        number_repeated_ids(&mut chunks);
+        chunks
+    }
+
+    fn definition_pieces(
+        &self,
+        grammar: &Grammar,
+        input: FileInput<'_>,
+        lines: &LineIndex,
+    ) -> Option<Vec<Piece>> {
+        let mut parser = Parser::new();
+        parser.set_language(&grammar.language).ok()?;
+        let tree = parser.parse(input.text, None)?;
+        let defs = collect_defs(grammar, &tree, input);
+        let module = grammar
+            .spec
+            .module_from_path
+            .then(|| module_path(input.path));
+        let file_symbol = module.clone().unwrap_or_else(|| file_name(input.path));
+        let top: Vec<usize> = (0..defs.len())
+            .filter(|&i| defs[i].parent.is_none())
+            .collect();
+        let mut emitter = Emitter {
+            defs: &defs,
+            lines,
+            limits: &self.limits,
+            text: input.text,
+            file_symbol,
+            pieces: Vec::new(),
+        };
+        emitter.emit_range(0, lines.count() - 1, &top, None);
+        Some(emitter.pieces)
+    }
+
+    fn plain_pieces(&self, path: &str, language: &str, lines: &LineIndex) -> Vec<Piece> {
+        let markdown = language == "markdown";
+        window_pieces(
+            lines,
+            0,
+            lines.count() - 1,
+            &self.limits,
+            markdown,
+            &Piece {
+                kind: "window".into(),
+                symbol: file_name(path),
+                signature: String::new(),
+                doc: String::new(),
+                start: 0,
+                end: 0,
+                group: None,
+            },
+        )
+    }
+}
+
+/// Runs the grammar's query and arranges the definitions into a containment tree.
+fn collect_defs<'t>(
+    grammar: &Grammar,
+    tree: &'t tree_sitter::Tree,
+    input: FileInput<'_>,
+) -> Vec<Def<'t>> {
+    let source = input.text.as_bytes();
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(&grammar.query, tree.root_node(), source);
+    // Keyed by the name node, so that a decorated definition and its inner match collapse.
+    let mut by_name: HashMap<usize, (Node<'t>, String, String)> = HashMap::new();
+    while let Some(m) = matches.next() {
+        let mut def: Option<(Node<'t>, String)> = None;
+        let mut name: Option<Node<'t>> = None;
+        for capture in m.captures() {
+            if capture.index == grammar.name_capture {
+                name = Some(capture.node);
+            } else if let Some(Some(kind)) = grammar.kinds.get(capture.index as usize) {
+                def = Some((capture.node, kind.clone()));
+            }
+        }
+        let (Some((node, kind)), Some(name_node)) = (def, name) else {
+            continue;
+        };
+        let name_text = clean_name(name_node.utf8_text(source).unwrap_or_default());
+        let entry =
+            by_name
+                .entry(name_node.id())
+                .or_insert((node, kind.clone(), name_text.clone()));
+        if node.byte_range().len() > entry.0.byte_range().len() {
+            *entry = (node, kind, name_text);
+        }
+    }
+    let mut defs: Vec<Def<'t>> = by_name
+        .into_values()
+        .map(|(node, kind, name)| Def {
+            start: leading_start(node, grammar.spec.leading_kinds),
+            end: end_row(node),
+            node,
+            kind,
+            name,
+            parent: None,
+            children: Vec::new(),
+            symbol: String::new(),
+        })
+        .collect();
+    defs.sort_by_key(|d| (d.node.start_byte(), std::cmp::Reverse(d.node.end_byte())));
+
+    // Containment: the innermost earlier definition whose bytes enclose this one.
+    let mut stack: Vec<usize> = Vec::new();
+    for i in 0..defs.len() {
+        while let Some(&top) = stack.last() {
+            if defs[top].node.end_byte() >= defs[i].node.end_byte() {
+                break;
+            }
+            stack.pop();
+        }
+        defs[i].parent = stack.last().copied();
+        stack.push(i);
+    }
+    // Definitions inside functions stay part of the function's chunk, and so do those
+    // nested deeper than MAX_DEFINITION_DEPTH containers (their ancestor at that depth
+    // holds them): 5,000 nested `mod` blocks make 25 chunks, not 5,000 ever longer
+    // symbols. A parent always comes before its children, so one pass decides.
+    let mut keep = vec![true; defs.len()];
+    let mut depth = vec![0usize; defs.len()];
+    for i in 0..defs.len() {
+        if let Some(p) = defs[i].parent {
+            depth[i] = depth[p] + 1;
+            keep[i] = keep[p]
+                && CONTAINER_KINDS.contains(&defs[p].kind.as_str())
+                && depth[i] <= MAX_DEFINITION_DEPTH;
+        }
+    }
+    let mut remap = vec![None; defs.len()];
+    let mut kept: Vec<Def<'t>> = Vec::new();
+    for (i, def) in defs.into_iter().enumerate() {
+        if keep[i] {
+            remap[i] = Some(kept.len());
+            kept.push(def);
+        }
+    }
+    for i in 0..kept.len() {
+        let parent = kept[i].parent.and_then(|p| remap[p]);
+        kept[i].parent = parent;
+        if let Some(p) = parent {
+            kept[p].children.push(i);
+            if kept[i].kind == "function" && kept[p].kind != "module" {
+                kept[i].kind = "method".into();
+            }
+            // A child's leading comments may not reach above its container's first line.
+            kept[i].start = kept[i].start.max(kept[p].start);
+        }
+        let prefix = match parent {
+            Some(p) => Some(kept[p].symbol.clone()),
+            None => grammar
+                .spec
+                .module_from_path
+                .then(|| module_path(input.path)),
+        };
+        kept[i].symbol = cap_symbol(match prefix {
+            Some(prefix) if !prefix.is_empty() => {
+                format!("{prefix}{}{}", grammar.spec.separator, kept[i].name)
+            }
+            _ => kept[i].name.clone(),
+        });
+    }
+    kept
+}
+
+/// Walks definitions in order and emits pieces for them and for the code between them.
+struct Emitter<'a, 't> {
+    defs: &'a [Def<'t>],
+    lines: &'a LineIndex<'a>,
+    limits: &'a ChunkLimits,
+    text: &'a str,
+    file_symbol: String,
+    pieces: Vec<Piece>,
+}
+
+impl Emitter<'_, '_> {
+    /// Emits rows `start..=end`, which hold the definitions `children` (in order).
+    /// `container` is the definition owning the range, if any.
+    fn emit_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        children: &[usize],
+        container: Option<usize>,
+    ) {
+        let gap_template = match container {
+            Some(c) => self.def_piece(c),
+            None => Piece {
+                kind: "module".into(),
+                symbol: self.file_symbol.clone(),
+                signature: String::new(),
+                doc: String::new(),
+                start: 0,
+                end: 0,
+                group: None,
+            },
+        };
+        let mut cursor = start;
+        for &child in children {
+            let def = &self.defs[child];
+            if def.end < cursor {
+                // It shares its rows with an earlier definition, whose piece holds them.
+                continue;
+            }
+            if def.start > cursor {
+                self.emit_gap(cursor, def.start - 1, &gap_template);
+            }
+            let child_start = def.start.max(cursor);
+            if def.children.is_empty() {
+                self.emit_definition(child, child_start);
+            } else {
+                let grandchildren = def.children.clone();
+                self.emit_range(child_start, def.end, &grandchildren, Some(child));
+            }
+            cursor = cursor.max(def.end + 1);
+        }
+        if cursor <= end {
+            self.emit_gap(cursor, end, &gap_template);
+        }
+    }
+
+    /// Code between definitions: skipped when it is only punctuation, windowed when long.
+    fn emit_gap(&mut self, mut start: usize, mut end: usize, template: &Piece) {
+        if !self.lines.range_has_word(start, end) {
+            return;
+        }
+        while self.lines.line(start).trim().is_empty() {
+            start += 1;
+        }
+        while self.lines.line(end).trim().is_empty() {
+            end -= 1;
+        }
+        let pieces = window_pieces(self.lines, start, end, self.limits, false, template);
+        self.pieces.extend(pieces);
+    }
+
+    fn emit_definition(&mut self, index: usize, start: usize) {
+        let def = &self.defs[index];
+        let mut piece = self.def_piece(index);
+        piece.start = start;
+        piece.end = def.end;
+        let lines = def.end + 1 - start;
+        let bytes = self.lines.range_bytes(start, def.end);
+        if lines <= self.limits.max_lines && bytes <= self.limits.max_bytes {
+            self.pieces.push(piece);
+            return;
+        }
+        let split = split_at_statements(def.node, start, def.end, self.lines, self.limits);
+        match split {
+            Some(ranges) => self.pieces.extend(ranges.into_iter().map(|(s, e)| Piece {
+                start: s,
+                end: e,
+                ..piece.clone()
+            })),
+            None => {
+                let windows = window_pieces(self.lines, start, def.end, self.limits, false, &piece);
+                self.pieces.extend(windows);
+            }
+        }
+    }
+
+    fn def_piece(&self, index: usize) -> Piece {
+        let def = &self.defs[index];
+        Piece {
+            kind: def.kind.clone(),
+            symbol: def.symbol.clone(),
+            signature: signature(def.node, self.text),
+            doc: doc_line(def, self.lines, self.text),
+            start: def.start,
+            end: def.end,
+            group: def.parent,
+        }
+    }
+}
+
+/// Chunks of one file with the same symbol and the same text (repeated boilerplate,
+/// generated code, a redefined function) would share their content-addressed id. Then the
+/// lanes could not tell them apart, and a round of pending vectors would store one vector
+/// for two BM25 documents. The second and later copies get their occurrence number mixed
+/// into the id, so an id names one place, and the id of a chunk without a twin is unchanged.
+fn number_repeated_ids(chunks: &mut [Chunk]) {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for chunk in chunks {
+        let occurrence = seen.entry(chunk.chunk_id.clone()).or_insert(0);
+        if *occurrence > 0 {
+            chunk.chunk_id =
+                sha256_parts(&[chunk.chunk_id.as_bytes(), occurrence.to_string().as_bytes()])[..32]
+                    .to_string();
+        }
+        *occurrence += 1;
+    }
+}
+
+fn build_chunk(input: FileInput<'_>, language: &str, lines: &LineIndex, piece: Piece) -> Chunk {
+    let symbol = cap_symbol(piece.symbol);
+    let content = lines.range_text(piece.start, piece.end).to_string();
+    let content_hash = sha256_hex(content.as_bytes());
+    let chunk_id = sha256_parts(&[
+        input.repo.as_bytes(),
+        input.path.as_bytes(),
+        symbol.as_bytes(),
+        content.as_bytes(),
+    ])[..32]
+        .to_string();
+    Chunk {
+        chunk_id,
+        repo: input.repo.to_string(),
+        path: input.path.to_string(),
+        language: language.to_string(),
+        kind: piece.kind,
+        symbol,
+        signature: piece.signature,
+        doc: piece.doc,
+        start_line: piece.start as u32 + 1,
+        end_line: piece.end as u32 + 1,
+        content,
+        content_hash,
+        file_hash: input.file_hash.to_string(),
+        commit: input.commit.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

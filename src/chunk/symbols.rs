@@ -1,0 +1,163 @@
+//! What a chunk says about its definition: signature, first doc line, qualified symbol.
+
+use super::*;
+
+/// The definition's body node (`body` field, or the body of a decorated definition).
+pub(super) fn body_of(node: Node<'_>) -> Option<Node<'_>> {
+    node.child_by_field_name("body").or_else(|| {
+        node.child_by_field_name("definition")
+            .and_then(|d| d.child_by_field_name("body"))
+    })
+}
+
+/// The declaration text before the body, whitespace-collapsed and capped.
+pub(super) fn signature(node: Node<'_>, text: &str) -> String {
+    let inner = node.child_by_field_name("definition").unwrap_or(node);
+    let end = body_of(node).map_or_else(
+        || {
+            let start = inner.start_byte();
+            text[start..inner.end_byte()]
+                .find('\n')
+                .map_or(inner.end_byte(), |i| start + i)
+        },
+        |b| b.start_byte(),
+    );
+    let raw = text.get(inner.start_byte()..end).unwrap_or_default();
+    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let trimmed = collapsed.trim_end_matches([':', '{', ' ']);
+    truncate_chars(trimmed, 200)
+}
+
+/// First line of the definition's doc comment (leading comments) or docstring.
+pub(super) fn doc_line(def: &Def<'_>, lines: &LineIndex, text: &str) -> String {
+    let node_row = def.node.start_position().row;
+    for row in def.start..node_row {
+        let line = lines.line(row).trim();
+        if line.starts_with("#[") || line.starts_with('@') {
+            continue;
+        }
+        let stripped = line
+            .trim_start_matches("///")
+            .trim_start_matches("//!")
+            .trim_start_matches("//")
+            .trim_start_matches("/**")
+            .trim_start_matches("/*")
+            .trim_start_matches('#')
+            .trim_start_matches('*')
+            .trim_end_matches("*/")
+            .trim();
+        if !stripped.is_empty() {
+            return truncate_chars(stripped, 200);
+        }
+    }
+    let docstring = body_of(def.node)
+        .and_then(|b| b.named_child(0))
+        .filter(|s| s.kind() == "expression_statement")
+        .and_then(|s| s.named_child(0))
+        .filter(|s| s.kind() == "string");
+    if let Some(s) = docstring {
+        let raw = text.get(s.byte_range()).unwrap_or_default();
+        let inner = raw.trim_matches(|c| c == '"' || c == '\'' || c == 'r' || c == 'b');
+        if let Some(first) = inner.lines().map(str::trim).find(|l| !l.is_empty()) {
+            return truncate_chars(first, 200);
+        }
+    }
+    String::new()
+}
+
+/// First row of a definition, extended upward over its doc comments and attributes.
+pub(super) fn leading_start(node: Node<'_>, leading_kinds: &[&str]) -> usize {
+    let mut start = node.start_position().row;
+    let mut prev = node.prev_sibling();
+    while let Some(p) = prev {
+        if !leading_kinds.contains(&p.kind()) || end_row(p) + 1 < start {
+            break;
+        }
+        start = p.start_position().row;
+        prev = p.prev_sibling();
+    }
+    start
+}
+
+/// Last row of a node, not counting a trailing newline that ends at column 0.
+pub(super) fn end_row(node: Node<'_>) -> usize {
+    let end = node.end_position();
+    if end.column == 0 && end.row > node.start_position().row {
+        end.row - 1
+    } else {
+        end.row
+    }
+}
+
+/// `Foo<T>` → `Foo`; `&'a mut Bar` → `Bar`: the name a qualified symbol should use (at
+/// most [`MAX_NAME_CHARS`] characters).
+pub(super) fn clean_name(raw: &str) -> String {
+    let base = raw.split('<').next().unwrap_or(raw);
+    let base = base
+        .trim_start_matches('&')
+        .trim_start_matches("mut ")
+        .trim_start_matches("dyn ")
+        .trim();
+    let name = base.split_whitespace().last().unwrap_or(base);
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// A symbol of at most [`MAX_SYMBOL_CHARS`] characters. A merged group (`a, b, c`) keeps
+/// its first whole names and ends with `, …`; a long qualified symbol loses its beginning
+/// (the outer containers), marked with `…`, and keeps the name it ends with.
+pub(super) fn cap_symbol(symbol: String) -> String {
+    let count = symbol.chars().count();
+    if count <= MAX_SYMBOL_CHARS {
+        return symbol;
+    }
+    if symbol.contains(", ") {
+        let mut kept = String::new();
+        for name in symbol.split(", ") {
+            let sep = if kept.is_empty() { 0 } else { 2 };
+            if kept.chars().count() + sep + name.chars().count() + 3 > MAX_SYMBOL_CHARS {
+                break;
+            }
+            if !kept.is_empty() {
+                kept.push_str(", ");
+            }
+            kept.push_str(name);
+        }
+        if !kept.is_empty() {
+            return format!("{kept}, …");
+        }
+    }
+    let tail: String = symbol
+        .chars()
+        .skip(count - (MAX_SYMBOL_CHARS - 1))
+        .collect();
+    format!("…{tail}")
+}
+
+/// `pkg/sub/mod.py` → `pkg.sub.mod`; `pkg/__init__.py` → `pkg`; a leading `src/` is dropped.
+pub(super) fn module_path(path: &str) -> String {
+    let without_ext = path.rsplit_once('.').map_or(path, |(stem, _)| stem);
+    let without_src = without_ext.strip_prefix("src/").unwrap_or(without_ext);
+    let dotted = without_src.replace('/', ".");
+    dotted
+        .strip_suffix(".__init__")
+        .map(str::to_string)
+        .unwrap_or(dotted)
+}
+
+pub(super) fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+pub(super) fn extension(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+pub(super) fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

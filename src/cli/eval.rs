@@ -1,0 +1,315 @@
+//! `codeq eval`: question sets scored through the session, gated against a baseline,
+//! optionally compared with a second index.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::args::Cli;
+use super::{open_session, output, session_options, warn};
+use crate::backlog;
+use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
+use crate::report::JSON_SCHEMA_VERSION;
+use crate::session::{Session, SessionOptions};
+
+/// Scores `set_paths`; exit 1 when a blocking gate fails.
+pub(super) fn cmd_eval(
+    cli: &Cli,
+    set_paths: &[PathBuf],
+    k: usize,
+    baseline: Option<&Path>,
+    save_baseline: Option<&Path>,
+    compare_index: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let sets = set_paths
+        .iter()
+        .map(|p| QuestionSet::load(p))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let session = open_session(cli)?;
+    let report = run_sets(&session, &sets, k)?;
+    let changes = match baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+            let saved: Baseline = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a codeq eval baseline", path.display()))?;
+            Some(eval::compare_with_baseline(&report, &saved))
+        }
+        None => None,
+    };
+    let comparison = match compare_index {
+        Some(other_path) => {
+            // The second index is queried with the model it was built with, never
+            // --model-dir, and scoped by its own ACL, exactly as if it were queried alone.
+            let other = Session::open(&SessionOptions {
+                index_dir: Some(other_path.to_path_buf()),
+                model_dir: None,
+                ..session_options(cli)
+            })?;
+            let other_report = run_sets(&other, &sets, k)?;
+            let flips = eval::compare_reports(&report, &other_report);
+            Some((other, other_report, flips))
+        }
+        None => None,
+    };
+    if let Some(path) = save_baseline {
+        let json = serde_json::to_string_pretty(&Baseline::of(&report))?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let failures = eval::gate_failures(&report, changes.as_ref());
+    let backlog = session.backlog();
+    // Questions over `[budget] query_ms` (reported, not gated: timings depend on the machine).
+    let budget = session.config().budget.query_ms.map(|limit| {
+        let over: Vec<String> = report
+            .questions()
+            .filter(|(_, q)| q.latency_ms > limit as f64)
+            .map(|(set, q)| format!("{set}/{}", q.id))
+            .collect();
+        (limit, over)
+    });
+    let mut out = output(cli.json);
+    if cli.json {
+        let value = json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "report": report,
+            "baseline_changes": changes,
+            "compare": comparison.as_ref().map(|(d, r, f)| json!({
+                "index_dir": d.index_dir(), "report": r, "changes": f})),
+            "gate_failures": failures,
+            "backlog": backlog,
+            "budget": budget.as_ref().map(|(limit, over)| json!({"query_ms": limit, "over": over})),
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "index {} (generation {}, model {})",
+            session.index_dir().display(),
+            report.generation,
+            report.model
+        )?;
+        write_metrics_table(&mut out, &report)?;
+        write_lane_table(&mut out, &report)?;
+        if let Some(changes) = &changes {
+            write_changes(&mut out, "against the baseline", changes)?;
+        }
+        if let Some((limit, over)) = &budget {
+            writeln!(
+                out,
+                "\nbudget: {} of {} questions took longer than query_ms = {limit}{}",
+                over.len(),
+                report.overall.questions,
+                if over.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", over.join(", "))
+                }
+            )?;
+        }
+        if let Some((other_dir, other_report, flips)) = &comparison {
+            writeln!(
+                out,
+                "\nB: index {} (generation {}, model {})",
+                other_dir.index_dir().display(),
+                other_report.generation,
+                other_report.model
+            )?;
+            write_metrics_table(&mut out, other_report)?;
+            write_metric_deltas(&mut out, &report.overall, &other_report.overall)?;
+            write_changes(&mut out, "from A to B", flips)?;
+        }
+        for set in &report.sets {
+            for q in set.questions.iter().filter(|q| q.tier == Tier::Backlog) {
+                writeln!(
+                    out,
+                    "backlog {}/{}: first expected file at rank {}",
+                    set.name,
+                    q.id,
+                    q.first_hit.map_or("-".into(), |r| r.to_string())
+                )?;
+            }
+        }
+        if !backlog.is_empty() {
+            writeln!(
+                out,
+                "\n{} recorded verdicts await triage in {}:",
+                backlog.len(),
+                session.index_dir().join(backlog::BACKLOG_FILE).display()
+            )?;
+            for item in backlog.iter().rev().take(10) {
+                writeln!(
+                    out,
+                    "  {} {} — {}",
+                    item["verdict"].as_str().unwrap_or("?"),
+                    item["citation"].as_str().unwrap_or("?"),
+                    item["question"].as_str().unwrap_or("?")
+                )?;
+            }
+        }
+        if failures.is_empty() {
+            writeln!(out, "\ngate: pass")?;
+        } else {
+            writeln!(out, "\ngate: FAIL")?;
+            for f in &failures {
+                writeln!(out, "  {f}")?;
+            }
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs `sets` through `session`, saying once on stderr when answers went untraced.
+fn run_sets(session: &Session, sets: &[QuestionSet], k: usize) -> anyhow::Result<EvalReport> {
+    let report = eval::run(session, sets, k)?;
+    let untraced = report
+        .questions()
+        .filter(|(_, q)| q.trace_id.is_none())
+        .count();
+    if untraced > 0 {
+        warn(&format!(
+            "{untraced} eval answers of {} are not traced (the trace log could not be written)",
+            session.index_dir().display()
+        ));
+    }
+    Ok(report)
+}
+
+/// One row of metrics per set and overall.
+fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<18} {:<10} {:>3} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>6} {:>6} | {:>6} {:>6} {:>6}",
+        "set",
+        "tier",
+        "n",
+        "hit@1",
+        "hit@5",
+        "MRR",
+        "NDCG@10",
+        "R@10",
+        "sym@5",
+        "prec",
+        "leaks",
+        "refusal",
+        "p50ms",
+        "p95ms",
+        "bm25@5",
+        "vec@5",
+        "hyb@5"
+    )?;
+    let rows = report
+        .sets
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                format!("{:?}", s.tier).to_lowercase(),
+                &s.metrics,
+            )
+        })
+        .chain(std::iter::once(("overall", String::new(), &report.overall)));
+    for (name, tier, m) in rows {
+        writeln!(
+            out,
+            "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6} {:>5.2} {:>5} {:>7} {:>6.1} {:>6.1} | {:>6.3} {:>6.3} {:>6.3}",
+            name,
+            tier,
+            m.questions,
+            m.hit_at_1,
+            m.hit_at_5,
+            m.mrr_at_10,
+            m.ndcg_at_10,
+            m.recall_at_10,
+            m.symbol_hit_at_5.map_or("-".into(), |v| format!("{v:.3}")),
+            m.citation_precision,
+            m.acl_leaks,
+            format!("{}/{}", m.refusals_honoured, m.refusals_expected),
+            m.latency_p50_ms,
+            m.latency_p95_ms,
+            m.bm25_hit_at_5,
+            m.vector_hit_at_5,
+            m.hybrid_hit_at_5,
+        )?;
+    }
+    Ok(())
+}
+
+/// hit@1, hit@5 and MRR@10 of each lane alone, beside the fused ranking.
+fn write_lane_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n{:<18} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6}",
+        "by lane", "bm25@1", "bm25@5", "MRR", "vec@1", "vec@5", "MRR", "hyb@1", "hyb@5", "MRR"
+    )?;
+    let rows = report
+        .sets
+        .iter()
+        .map(|s| (s.name.as_str(), &s.metrics))
+        .chain(std::iter::once(("overall", &report.overall)));
+    for (name, m) in rows {
+        writeln!(
+            out,
+            "{:<18} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3}",
+            name,
+            m.bm25_hit_at_1,
+            m.bm25_hit_at_5,
+            m.bm25_mrr_at_10,
+            m.vector_hit_at_1,
+            m.vector_hit_at_5,
+            m.vector_mrr_at_10,
+            m.hit_at_1,
+            m.hybrid_hit_at_5,
+            m.mrr_at_10
+        )?;
+    }
+    Ok(())
+}
+
+/// The overall metrics of B beside A's.
+fn write_metric_deltas(out: &mut impl Write, a: &Metrics, b: &Metrics) -> std::io::Result<()> {
+    let rows = [
+        ("hit@1", a.hit_at_1, b.hit_at_1),
+        ("hit@5", a.hit_at_5, b.hit_at_5),
+        ("MRR@10", a.mrr_at_10, b.mrr_at_10),
+        ("NDCG@10", a.ndcg_at_10, b.ndcg_at_10),
+        ("recall@10", a.recall_at_10, b.recall_at_10),
+        ("bm25 hit@5", a.bm25_hit_at_5, b.bm25_hit_at_5),
+        ("vector hit@5", a.vector_hit_at_5, b.vector_hit_at_5),
+    ];
+    writeln!(out, "\noverall B - A:")?;
+    for (name, va, vb) in rows {
+        writeln!(out, "  {name:<13} {va:.3} -> {vb:.3}  ({:+.3})", vb - va)?;
+    }
+    Ok(())
+}
+
+/// Questions that regressed or improved.
+fn write_changes(out: &mut impl Write, label: &str, changes: &Changes) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nquestions that changed {label}: {} blocking regressions, {} lane regressions, {} monitoring regressions, {} improvements",
+        changes.regressed.len(),
+        changes.lane_regressed.len(),
+        changes.monitoring_regressed.len(),
+        changes.improved.len()
+    )?;
+    for (tag, list) in [
+        ("REGRESSED", &changes.regressed),
+        ("LANE REGRESSED", &changes.lane_regressed),
+        ("regressed (monitoring)", &changes.monitoring_regressed),
+        ("improved", &changes.improved),
+    ] {
+        for key in list {
+            writeln!(out, "  {tag}: {key}")?;
+        }
+    }
+    Ok(())
+}

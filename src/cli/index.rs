@@ -1,0 +1,161 @@
+//! `codeq index` and `codeq gc`: building, refreshing and cleaning an index.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::args::Cli;
+use super::human::human_bytes;
+use super::progress::TerminalProgress;
+use super::{describe_error, load_embedder, output, session_options, warn};
+use crate::config::Config;
+use crate::index::{self, IndexOptions, IndexReport};
+use crate::report::JSON_SCHEMA_VERSION;
+use crate::session::WholeIndex;
+use crate::walk;
+
+/// Indexes `root` once, then again on every change with `watch`.
+pub(super) fn cmd_index(
+    cli: &Cli,
+    root: &Path,
+    (rebuild, drop_acl): (bool, bool),
+    watch: bool,
+) -> anyhow::Result<ExitCode> {
+    let checked_root = walk::check_root(root)?;
+    let config = Config::load_for_root(&checked_root)?;
+    let mut embedder = load_embedder(cli, &config)?;
+    let mut options = IndexOptions {
+        index_dir: cli.index_dir.clone(),
+        rebuild,
+        acl_file: cli.acl.clone(),
+        drop_acl,
+        ..config.index_options(checked_root)
+    };
+    let mut index_once = |options: &IndexOptions| -> anyhow::Result<()> {
+        let progress = TerminalProgress::new(cli.json);
+        let report = index::run(options, &mut embedder, &progress);
+        progress.done();
+        let report = report?;
+        let mut out = output(cli.json);
+        if cli.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"schema_version": JSON_SCHEMA_VERSION, "index": report})
+            )?;
+        } else {
+            write_index_summary(&mut out, &report)?;
+        }
+        Ok(())
+    };
+    index_once(&options)?;
+    if watch {
+        options.rebuild = false;
+        let index_dir = options
+            .index_dir
+            .clone()
+            .unwrap_or_else(|| index::default_index_dir(&options.root));
+        index::watch(&options.root, &index_dir, || {
+            // A failed run (a file mid-write, a lock held by another run) is reported and
+            // the watch goes on: the next change retries.
+            if let Err(err) = index_once(&options) {
+                warn(&describe_error(&err));
+            }
+        })?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Frees older generations (and the embedding cache with `cache`).
+pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
+    let WholeIndex { dir, reader, .. } = WholeIndex::open(&session_options(cli))?;
+    drop(reader);
+    let lock = dir.lock()?;
+    let freed = dir.collect_garbage(&lock, cache)?;
+    let mut out = output(cli.json);
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "freed_bytes": freed})
+        )?;
+    } else {
+        writeln!(out, "freed {}", human_bytes(freed))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an indexing run did, in a few lines.
+fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::Result<()> {
+    let t = &report.totals;
+    let c = &report.changes;
+    if c.up_to_date {
+        writeln!(
+            out,
+            "up to date: {} repos, {} files, {} chunks; nothing changed since {} ({:.2}s) -> {}",
+            report.repos,
+            t.files,
+            t.chunks,
+            report.generation,
+            report.times.total.as_secs_f64(),
+            report.index_dir.display(),
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "indexed {} repos, {} files, {} chunks in {:.1}s -> {} ({})",
+        report.repos,
+        t.files,
+        t.chunks,
+        report.times.total.as_secs_f64(),
+        report.index_dir.display(),
+        report.generation,
+    )?;
+    writeln!(
+        out,
+        "files: {} unchanged ({} re-hashed), {} modified, {} added, {} removed{}",
+        c.files_unchanged,
+        c.files_rehashed,
+        c.files_modified,
+        c.files_added,
+        c.files_removed,
+        if c.incremental {
+            ""
+        } else {
+            " (built from empty)"
+        },
+    )?;
+    writeln!(
+        out,
+        "chunks written: {}; vectors: {} computed ({:.1} chunks/s), {} reused",
+        c.chunks_written,
+        c.vectors_embedded,
+        report.embed_rate(),
+        c.vectors_reused
+    )?;
+    if t.skipped.total() > 0 {
+        let parts: Vec<String> = t
+            .skipped
+            .counts
+            .iter()
+            .map(|(reason, n)| format!("{n} {}", reason.label()))
+            .collect();
+        writeln!(
+            out,
+            "skipped {} files: {}",
+            t.skipped.total(),
+            parts.join(", ")
+        )?;
+    }
+    if t.lossy_utf8 > 0 {
+        writeln!(
+            out,
+            "{} files were not valid UTF-8 and were indexed with replacement characters",
+            t.lossy_utf8
+        )?;
+    }
+    Ok(())
+}
