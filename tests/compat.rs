@@ -1,0 +1,84 @@
+//! An index written by an earlier build of codeq, checked in under `tests/fixtures/`, still
+//! answers with this build, or is refused with the message that says what to do. When the
+//! index schema changes, `scripts/compat-index.sh` writes the fixture of the new schema.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use codeq::store::SCHEMA_VERSION;
+use common::{codeq, copy_tree, stderr, stdout};
+
+/// The schema of the checked-in index.
+const FIXTURE_SCHEMA: u32 = 3;
+
+/// A writable copy of the checked-in index (opening one writes lock files).
+fn fixture_copy(scratch: &Path) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/index-schema{FIXTURE_SCHEMA}"));
+    let copy = scratch.join("index");
+    copy_tree(&fixture, &copy);
+    copy
+}
+
+fn search(scratch: &Path, index: &Path, query: &str) -> std::process::Output {
+    codeq(
+        scratch,
+        &[
+            "search",
+            query,
+            "--json",
+            "--index-dir",
+            index.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn a_checked_in_index_answers_or_is_refused_with_what_to_do() {
+    let scratch = tempfile::tempdir().unwrap();
+    let index = fixture_copy(scratch.path());
+    let out = search(scratch.path(), &index, "refund_payment");
+    if SCHEMA_VERSION == FIXTURE_SCHEMA {
+        assert!(out.status.success(), "{}", stderr(&out));
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let first = &value["results"][0];
+        assert_eq!(first["path"], "ledger.rs", "{value}");
+        assert_eq!(first["symbol"], "refund_payment", "{value}");
+        // Both lanes read the old files: tantivy's and LanceDB's.
+        assert!(first["bm25_rank"].is_number(), "{value}");
+        assert!(first["vector_rank"].is_number(), "{value}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("to rebuild it"),
+            "schema {SCHEMA_VERSION} reading a schema-{FIXTURE_SCHEMA} index: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn an_index_of_another_schema_is_refused_naming_the_fix() {
+    for (found, advice) in [
+        (SCHEMA_VERSION - 1, "run `codeq index ROOT` to rebuild it"),
+        (SCHEMA_VERSION + 1, "use the newer codeq that wrote it"),
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let index = fixture_copy(scratch.path());
+        let current = std::fs::read_to_string(index.join("CURRENT")).unwrap();
+        let manifest = index
+            .join("generations")
+            .join(current.trim())
+            .join("manifest.json");
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        value["schema_version"] = found.into();
+        std::fs::write(&manifest, value.to_string()).unwrap();
+        let out = search(scratch.path(), &index, "refund_payment");
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("schema {found}")), "{err}");
+        assert!(err.contains(advice), "{err}");
+    }
+}
