@@ -27,13 +27,15 @@ test: setup lint
 
 ## Blocking eval on codeq's own source. The source is copied to a fixed folder outside the
 ## clone (so the question files themselves are not indexed, and the index is reused between
-## runs), then scored against the committed baseline. One folder per default model: an index
+## runs; test fixtures, which are data, are left out), then scored against the committed
+## baseline. One folder per default model: an index
 ## built with another model refuses to be refreshed without --rebuild.
 SELF_ROOT := $(CARGO_TARGET_DIR)/self-eval/minilm-qint8/codeq
 self-eval: build
 	mkdir -p $(SELF_ROOT)
 	find $(SELF_ROOT) -mindepth 1 -maxdepth 1 ! -name .codeq -exec rm -rf {} +
 	cp -r src grammars scripts tests Cargo.toml Makefile README.md $(SELF_ROOT)/
+	rm -rf $(SELF_ROOT)/tests/fixtures
 	$(CODEQ) index $(SELF_ROOT)
 	$(CODEQ) eval eval-questions/self.toml --index-dir $(SELF_ROOT)/.codeq \
 		--baseline eval-questions/baselines/self.json
