@@ -15,7 +15,7 @@
 //! model.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::acl::{self, Access, AccessMode, Acl};
@@ -300,17 +300,9 @@ impl Session {
     ) -> Result<Traced<SearchResults>> {
         let started = Instant::now();
         let options = self.options(scope)?;
-        let results = {
-            let mut model = self.model();
-            let Model { embedder, reranker } = &mut *model;
-            search::search(
-                self.reader(),
-                embedder.as_mut(),
-                rerank::borrowed(reranker),
-                query,
-                &options,
-            )?
-        };
+        let results = self.with_model(true, |reader, embedder, reranker| {
+            search::search(reader, embedder, reranker, query, &options)
+        })?;
         let input = self.trace_input(surface, query, scope, started);
         let trace = trace::record_search(self.dir(), &input, &results);
         Ok(Traced {
@@ -331,14 +323,9 @@ impl Session {
             lanes,
             ..self.options(scope)?
         };
-        let mut model = self.model();
-        search::search(
-            self.reader(),
-            model.embedder.as_mut(),
-            None,
-            query,
-            &options,
-        )
+        self.with_model(false, |reader, embedder, _| {
+            search::search(reader, embedder, None, query, &options)
+        })
     }
 
     /// Answers `question` within `scope`: the extractive answer, then the LLM's when `[llm]`
@@ -351,17 +338,9 @@ impl Session {
     ) -> Result<Traced<Answer>> {
         let started = Instant::now();
         let options = self.options(scope)?;
-        let mut answer = {
-            let mut model = self.model();
-            let Model { embedder, reranker } = &mut *model;
-            answer::ask(
-                self.reader(),
-                embedder.as_mut(),
-                rerank::borrowed(reranker),
-                question,
-                &options,
-            )?
-        };
+        let mut answer = self.with_model(true, |reader, embedder, reranker| {
+            answer::ask(reader, embedder, reranker, question, &options)
+        })?;
         let settings = self.settings();
         if let Some(config) = &settings.llm {
             let left = settings
@@ -529,13 +508,27 @@ impl Session {
         &self.index.shared.reader
     }
 
-    /// The models; a query that panicked while holding them left them usable.
-    fn model(&self) -> MutexGuard<'_, Model> {
-        self.index
+    /// Runs `query` with the generation and the models (the reranker only when `rerank`),
+    /// holding them until it returns; a query that panicked while holding them left them
+    /// usable.
+    fn with_model<T>(
+        &self,
+        rerank: bool,
+        query: impl FnOnce(&IndexReader, &mut dyn Embedder, Option<&mut dyn Reranker>) -> Result<T>,
+    ) -> Result<T> {
+        let mut model = self
+            .index
             .shared
             .model
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Model { embedder, reranker } = &mut *model;
+        let reranker = if rerank {
+            rerank::borrowed(reranker)
+        } else {
+            None
+        };
+        query(self.reader(), embedder.as_mut(), reranker)
     }
 
     fn options(&self, scope: &QueryScope) -> Result<SearchOptions> {
