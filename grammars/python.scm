@@ -8,3 +8,9 @@
   definition: (function_definition name: (identifier) @name)) @definition.function
 (decorated_definition
   definition: (class_definition name: (identifier) @name)) @definition.class
+
+; Docstrings: the first statement of a body, when it is a string.
+(function_definition name: (identifier) @name
+  body: (block . (expression_statement (string) @doc)))
+(class_definition name: (identifier) @name
+  body: (block . (expression_statement (string) @doc)))

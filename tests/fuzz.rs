@@ -53,24 +53,36 @@ fn within_hang_limit<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
     }
 }
 
+/// One file name per registered grammar, plus Markdown, plain text and a name without an
+/// extension (so the shebang and window paths are fuzzed too).
+fn file_names() -> Vec<String> {
+    let mut names: Vec<String> = codeq::chunk::grammar_languages()
+        .into_iter()
+        .map(|(_, ext)| format!("src/case.{ext}"))
+        .collect();
+    names.extend(["README.md", "data.txt", "Makefile"].map(String::from));
+    names
+}
+
 fn chunker() -> &'static Chunker {
     static CHUNKER: std::sync::OnceLock<Chunker> = std::sync::OnceLock::new();
-    CHUNKER.get_or_init(|| Chunker::new(ChunkLimits::default()).unwrap())
+    CHUNKER.get_or_init(|| Chunker::new(ChunkLimits::default()))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(600))]
 
     #[test]
     fn the_chunker_never_panics_and_stays_inside_its_input(
         text in any_text(),
-        name in prop::sample::select(&["lib.rs", "tool.py", "README.md", "data.txt", "Makefile"][..]),
+        name in prop::sample::select(file_names()),
     ) {
         let input = text.clone();
+        let path = name.clone();
         let chunks = within_hang_limit(move || {
             chunker().chunk(FileInput {
                 repo: "r",
-                path: name,
+                path: &path,
                 commit: "c",
                 file_hash: "h",
                 text: &input,

@@ -143,7 +143,11 @@ fn a_question_typed_in_the_tui_shows_its_citation_and_q_quits_cleanly() {
     tmux.wait_for("the question line", |s| s.contains("Ask (Enter)"));
     tmux.type_text("how is the invoice total with tax computed");
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("the answer", |s| s.contains("Citations ("));
+    // The answer, its citations and the status line can reach the terminal in more than
+    // one frame; wait for the last of them.
+    let screen = tmux.wait_for("the answer", |s| {
+        s.contains("Citations (") && s.contains("last query")
+    });
     println!("{screen}");
     assert!(
         screen.contains("payments:src/lib.rs:"),

@@ -13,20 +13,21 @@ use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator};
 use crate::error::{Error, Result};
 use crate::hash::{sha256_hex, sha256_parts};
 
-mod languages;
+pub mod languages;
 mod pieces;
 mod symbols;
 
-pub use languages::grammar_languages;
-use languages::{LANGUAGES, LanguageSpec, PLAIN_LANGUAGES};
+use languages::{LANGUAGES, Syntax};
+pub use languages::{LanguageSpec, grammar_languages};
 use pieces::{LineIndex, merge_tiny, split_at_statements, window_pieces};
 use symbols::{
-    body_of, cap_symbol, clean_name, doc_line, end_row, extension, file_name, leading_start,
-    module_path, signature,
+    body_of, cap_symbol, clean_name, doc_line, end_row, file_name, leading_start, module_path,
+    signature,
 };
 
 /// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
-pub const CHUNKER_VERSION: u32 = 2;
+/// 3: sixteen grammar languages through the registry; docstrings from the query.
+pub const CHUNKER_VERSION: u32 = 3;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,20 +136,119 @@ pub const MAX_SYMBOL_CHARS: usize = 256;
 const MAX_NAME_CHARS: usize = 128;
 
 /// Kinds whose nested definitions get their own chunks.
-const CONTAINER_KINDS: &[&str] = &["impl", "trait", "class", "module"];
+const CONTAINER_KINDS: &[&str] = &[
+    "impl",
+    "trait",
+    "class",
+    "module",
+    "namespace",
+    "interface",
+    "struct",
+    "enum",
+    "union",
+    "object",
+    "protocol",
+    "extension",
+];
+
+/// Containers whose functions stay functions (a namespace's), not methods.
+const NAMESPACE_KINDS: &[&str] = &["module", "namespace"];
+
+/// More than this share of a file's bytes inside parse errors means the grammar could not
+/// read it: the file is cut into windows instead, and the index report says so.
+const MAX_ERROR_SHARE: f64 = 0.5;
+
+/// Capture indexes of a chunk query.
+struct Captures {
+    name: u32,
+    body: Option<u32>,
+    receiver: Option<u32>,
+    doc: Option<u32>,
+    package: Option<u32>,
+}
 
 struct Grammar {
     spec: &'static LanguageSpec,
+    syntax: &'static Syntax,
     language: tree_sitter::Language,
     query: Query,
-    name_capture: u32,
+    captures: Captures,
     /// For each capture index, the definition kind it marks (`definition.<kind>`).
     kinds: Vec<Option<String>>,
+}
+
+impl Grammar {
+    /// Loads a registry entry's grammar and compiles its chunk query.
+    fn load(spec: &'static LanguageSpec, syntax: &'static Syntax) -> Result<Grammar> {
+        let problem = |detail: String| Error::Grammar {
+            language: spec.name.to_string(),
+            detail,
+        };
+        let language = (syntax.grammar)();
+        Parser::new()
+            .set_language(&language)
+            .map_err(|e| problem(format!("the grammar does not load: {e}")))?;
+        let query = Query::new(&language, syntax.chunks)
+            .map_err(|e| problem(format!("the chunk query does not compile: {e}")))?;
+        let name = query
+            .capture_index_for_name("name")
+            .ok_or_else(|| problem("the chunk query has no @name capture".into()))?;
+        let captures = Captures {
+            name,
+            body: query.capture_index_for_name("body"),
+            receiver: query.capture_index_for_name("receiver"),
+            doc: query.capture_index_for_name("doc"),
+            package: query.capture_index_for_name("package"),
+        };
+        let kinds = query
+            .capture_names()
+            .iter()
+            .map(|n| n.strip_prefix("definition.").map(str::to_string))
+            .collect();
+        Ok(Grammar {
+            spec,
+            syntax,
+            language,
+            query,
+            captures,
+            kinds,
+        })
+    }
+}
+
+/// A registered grammar that could not be used; its files are cut into windows.
+#[derive(Debug, Clone)]
+pub struct GrammarProblem {
+    /// The language.
+    pub language: &'static str,
+    /// What went wrong, for the index report.
+    pub detail: String,
+}
+
+/// How a file was chunked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkMode {
+    /// At its grammar's definitions.
+    Definitions,
+    /// In line windows: the language has no grammar (or none that loaded).
+    Windows,
+    /// In line windows because its grammar could not parse it.
+    WindowsAfterParseFailure,
+}
+
+/// The chunks of one file and how they were made.
+#[derive(Debug, Clone)]
+pub struct ChunkedFile {
+    /// The chunks, in file order.
+    pub chunks: Vec<Chunk>,
+    /// Definitions or windows, and why.
+    pub mode: ChunkMode,
 }
 
 /// Turns files into chunks. Build once; `chunk` is cheap per file.
 pub struct Chunker {
     grammars: Vec<Grammar>,
+    unavailable: Vec<GrammarProblem>,
     limits: ChunkLimits,
 }
 
@@ -165,6 +265,9 @@ struct Piece {
     end: usize,
     /// Pieces are only merged with neighbours of the same group (same enclosing container).
     group: Option<usize>,
+    /// A part of a container that holds other definitions (its header, the code between
+    /// its members): never merged into a neighbour.
+    container_part: bool,
 }
 
 /// A definition found by the query.
@@ -173,6 +276,12 @@ struct Def<'t> {
     node: Node<'t>,
     kind: String,
     name: String,
+    /// The body: the `@body` capture, else the node's `body` field.
+    body: Option<Node<'t>>,
+    /// A docstring captured as `@doc`.
+    docstring: Option<Node<'t>>,
+    /// The type a method is declared on outside any container (Go receivers).
+    receiver: Option<String>,
     start: usize,
     end: usize,
     parent: Option<usize>,
@@ -181,71 +290,72 @@ struct Def<'t> {
 }
 
 impl Chunker {
-    /// Compiles the grammar queries.
-    pub fn new(limits: ChunkLimits) -> Result<Chunker> {
-        let grammars = LANGUAGES
-            .iter()
-            .map(|spec| {
-                let language = (spec.grammar)();
-                let query = Query::new(&language, spec.query).map_err(|e| Error::Grammar {
-                    language: spec.name.to_string(),
-                    detail: format!("the query does not compile: {e}"),
-                })?;
-                let name_capture =
-                    query
-                        .capture_index_for_name("name")
-                        .ok_or_else(|| Error::Grammar {
-                            language: spec.name.to_string(),
-                            detail: "the query has no @name capture".into(),
-                        })?;
-                let kinds = query
-                    .capture_names()
-                    .iter()
-                    .map(|n| n.strip_prefix("definition.").map(str::to_string))
-                    .collect();
-                Ok(Grammar {
-                    spec,
-                    language,
-                    query,
-                    name_capture,
-                    kinds,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Chunker { grammars, limits })
-    }
-
-    /// The language name codeq assigns to a path.
-    pub fn language_of(&self, path: &str) -> &'static str {
-        let ext = extension(path);
-        if let Some(g) = self.grammar_for(path) {
-            return g.spec.name;
+    /// Loads every registered grammar. One that does not load or whose query does not
+    /// compile is listed in [`Chunker::unavailable`] and its files are cut into windows.
+    pub fn new(limits: ChunkLimits) -> Chunker {
+        let mut grammars = Vec::new();
+        let mut unavailable = Vec::new();
+        for spec in LANGUAGES {
+            let Some(syntax) = &spec.syntax else {
+                continue;
+            };
+            match Grammar::load(spec, syntax) {
+                Ok(grammar) => grammars.push(grammar),
+                Err(e) => {
+                    tracing::warn!(language = spec.name, error = %e, "grammar unavailable");
+                    unavailable.push(GrammarProblem {
+                        language: spec.name,
+                        detail: e.to_string(),
+                    });
+                }
+            }
         }
-        PLAIN_LANGUAGES
-            .iter()
-            .find(|(_, exts)| exts.contains(&ext.as_str()))
-            .map_or("text", |(name, _)| name)
+        Chunker {
+            grammars,
+            unavailable,
+            limits,
+        }
     }
 
-    fn grammar_for(&self, path: &str) -> Option<&Grammar> {
-        let ext = extension(path);
-        self.grammars
-            .iter()
-            .find(|g| g.spec.extensions.contains(&ext.as_str()))
+    /// Registered grammars that could not be used, with the reason.
+    pub fn unavailable(&self) -> &[GrammarProblem] {
+        &self.unavailable
+    }
+
+    fn grammar_of(&self, spec: &LanguageSpec) -> Option<&Grammar> {
+        self.grammars.iter().find(|g| g.spec.name == spec.name)
     }
 
     /// Chunks one file. Never fails: unparsable code falls back to line windows.
     pub fn chunk(&self, input: FileInput<'_>) -> Vec<Chunk> {
+        self.chunk_file(input).chunks
+    }
+
+    /// Chunks one file and says whether its grammar's definitions or windows were used.
+    pub fn chunk_file(&self, input: FileInput<'_>) -> ChunkedFile {
         let lines = LineIndex::new(input.text);
         if lines.is_blank() {
-            return Vec::new();
+            return ChunkedFile {
+                chunks: Vec::new(),
+                mode: ChunkMode::Windows,
+            };
         }
-        let language = self.language_of(input.path);
-        let pieces = match self.grammar_for(input.path) {
-            Some(grammar) => self
-                .definition_pieces(grammar, input, &lines)
-                .unwrap_or_else(|| self.plain_pieces(input.path, language, &lines)),
-            None => self.plain_pieces(input.path, language, &lines),
+        let spec = languages::detect(input.path, input.text);
+        let language = spec.map_or("text", |s| s.name);
+        let heading_windows = spec.is_some_and(|s| s.heading_windows);
+        let grammar = spec.and_then(|s| self.grammar_of(s));
+        let (pieces, mode) = match grammar {
+            Some(grammar) => match self.definition_pieces(grammar, input, &lines) {
+                Some(pieces) => (pieces, ChunkMode::Definitions),
+                None => (
+                    self.plain_pieces(input.path, false, &lines),
+                    ChunkMode::WindowsAfterParseFailure,
+                ),
+            },
+            None => (
+                self.plain_pieces(input.path, heading_windows, &lines),
+                ChunkMode::Windows,
+            ),
         };
         let pieces = merge_tiny(pieces, &lines, &self.limits);
         let mut chunks: Vec<Chunk> = pieces
@@ -254,7 +364,7 @@ impl Chunker {
             .map(|p| build_chunk(input, language, &lines, p))
             .collect();
         number_repeated_ids(&mut chunks);
-        chunks
+        ChunkedFile { chunks, mode }
     }
 
     fn definition_pieces(
@@ -266,12 +376,18 @@ impl Chunker {
         let mut parser = Parser::new();
         parser.set_language(&grammar.language).ok()?;
         let tree = parser.parse(input.text, None)?;
-        let defs = collect_defs(grammar, &tree, input);
-        let module = grammar
-            .spec
-            .module_from_path
-            .then(|| module_path(input.path));
-        let file_symbol = module.clone().unwrap_or_else(|| file_name(input.path));
+        let root = tree.root_node();
+        if root.has_error()
+            && error_bytes(root) as f64 > MAX_ERROR_SHARE * input.text.len().max(1) as f64
+        {
+            return None;
+        }
+        let found = collect_defs(grammar, &tree, input);
+        let file_symbol = match &found.prefix {
+            Some(module) if grammar.syntax.module_from_path => module.clone(),
+            _ => file_name(input.path),
+        };
+        let defs = found.defs;
         let top: Vec<usize> = (0..defs.len())
             .filter(|&i| defs[i].parent.is_none())
             .collect();
@@ -280,6 +396,7 @@ impl Chunker {
             lines,
             limits: &self.limits,
             text: input.text,
+            leading_kinds: grammar.syntax.leading_kinds,
             file_symbol,
             pieces: Vec::new(),
         };
@@ -287,14 +404,13 @@ impl Chunker {
         Some(emitter.pieces)
     }
 
-    fn plain_pieces(&self, path: &str, language: &str, lines: &LineIndex) -> Vec<Piece> {
-        let markdown = language == "markdown";
+    fn plain_pieces(&self, path: &str, heading_windows: bool, lines: &LineIndex) -> Vec<Piece> {
         window_pieces(
             lines,
             0,
             lines.count() - 1,
             &self.limits,
-            markdown,
+            heading_windows,
             &Piece {
                 kind: "window".into(),
                 symbol: file_name(path),
@@ -303,9 +419,46 @@ impl Chunker {
                 start: 0,
                 end: 0,
                 group: None,
+                container_part: false,
             },
         )
     }
+}
+
+/// The language name codeq gives a file (`text` when the registry knows none).
+pub fn language_name(path: &str, text: &str) -> &'static str {
+    languages::detect(path, text).map_or("text", |s| s.name)
+}
+
+/// Bytes of the tree inside parse errors (outermost `ERROR` nodes only).
+fn error_bytes(root: Node<'_>) -> usize {
+    let mut total = 0;
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if node.is_error() {
+            total += node.byte_range().len();
+            continue;
+        }
+        let mut cursor = node.walk();
+        stack.extend(node.children(&mut cursor).filter(|c| c.has_error()));
+    }
+    total
+}
+
+/// What the query found in one file.
+struct FoundDefs<'t> {
+    defs: Vec<Def<'t>>,
+    /// What top-level symbols are qualified by: the module path or the `@package` name.
+    prefix: Option<String>,
+}
+
+/// The captures of every match that named the same node, merged.
+struct Named<'t> {
+    def: Option<(Node<'t>, String)>,
+    body: Option<Node<'t>>,
+    docstring: Option<Node<'t>>,
+    receiver: Option<Node<'t>>,
+    name: Node<'t>,
 }
 
 /// Runs the grammar's query and arranges the definitions into a containment tree.
@@ -313,48 +466,94 @@ fn collect_defs<'t>(
     grammar: &Grammar,
     tree: &'t tree_sitter::Tree,
     input: FileInput<'_>,
-) -> Vec<Def<'t>> {
+) -> FoundDefs<'t> {
     let source = input.text.as_bytes();
+    let text_of = |node: Node<'_>| node.utf8_text(source).unwrap_or_default().to_string();
+    let captures = &grammar.captures;
     let mut cursor = QueryCursor::new();
     let mut matches = cursor.matches(&grammar.query, tree.root_node(), source);
-    // Keyed by the name node, so that a decorated definition and its inner match collapse.
-    let mut by_name: HashMap<usize, (Node<'t>, String, String)> = HashMap::new();
+    let mut package: Option<String> = None;
+    // Keyed by the name node, so that a decorated or exported definition and its inner
+    // match collapse into the outermost one, and captures of several patterns merge.
+    let mut by_name: HashMap<usize, Named<'t>> = HashMap::new();
     while let Some(m) = matches.next() {
         let mut def: Option<(Node<'t>, String)> = None;
         let mut name: Option<Node<'t>> = None;
+        let (mut body, mut docstring, mut receiver) = (None, None, None);
         for capture in m.captures() {
-            if capture.index == grammar.name_capture {
+            let index = Some(capture.index);
+            if capture.index == captures.name {
                 name = Some(capture.node);
+            } else if index == captures.body {
+                body = Some(capture.node);
+            } else if index == captures.doc {
+                docstring = Some(capture.node);
+            } else if index == captures.receiver {
+                receiver = Some(capture.node);
+            } else if index == captures.package {
+                package.get_or_insert_with(|| text_of(capture.node));
             } else if let Some(Some(kind)) = grammar.kinds.get(capture.index as usize) {
                 def = Some((capture.node, kind.clone()));
             }
         }
-        let (Some((node, kind)), Some(name_node)) = (def, name) else {
+        let Some(name) = name else {
             continue;
         };
-        let name_text = clean_name(name_node.utf8_text(source).unwrap_or_default());
-        let entry =
-            by_name
-                .entry(name_node.id())
-                .or_insert((node, kind.clone(), name_text.clone()));
-        if node.byte_range().len() > entry.0.byte_range().len() {
-            *entry = (node, kind, name_text);
-        }
-    }
-    let mut defs: Vec<Def<'t>> = by_name
-        .into_values()
-        .map(|(node, kind, name)| Def {
-            start: leading_start(node, grammar.spec.leading_kinds),
-            end: end_row(node),
-            node,
-            kind,
+        let entry = by_name.entry(name.id()).or_insert(Named {
+            def: None,
+            body: None,
+            docstring: None,
+            receiver: None,
             name,
-            parent: None,
-            children: Vec::new(),
-            symbol: String::new(),
+        });
+        if let Some((node, kind)) = def
+            && entry
+                .def
+                .as_ref()
+                .is_none_or(|(held, _)| node.byte_range().len() > held.byte_range().len())
+        {
+            entry.def = Some((node, kind));
+        }
+        entry.body = entry.body.or(body);
+        entry.docstring = entry.docstring.or(docstring);
+        entry.receiver = entry.receiver.or(receiver);
+    }
+    // A definition matched under two names (a grammar whose `name` field also holds the
+    // return type) keeps the first of them.
+    let mut named_defs: Vec<Named<'t>> = by_name.into_values().collect();
+    named_defs.sort_by_key(|named| named.name.start_byte());
+    let mut seen_defs = std::collections::HashSet::new();
+    named_defs.retain(|named| {
+        named
+            .def
+            .as_ref()
+            .is_some_and(|(node, _)| seen_defs.insert(node.id()))
+    });
+    let mut defs: Vec<Def<'t>> = named_defs
+        .into_iter()
+        .filter_map(|named| {
+            let (node, kind) = named.def?;
+            Some(Def {
+                start: leading_start(node, grammar.syntax.leading_kinds),
+                end: end_row(node),
+                body: named.body.or_else(|| body_of(node)),
+                docstring: named.docstring,
+                receiver: named.receiver.map(|r| clean_name(&text_of(r))),
+                name: clean_name(&text_of(named.name)),
+                node,
+                kind,
+                parent: None,
+                children: Vec::new(),
+                symbol: String::new(),
+            })
         })
         .collect();
     defs.sort_by_key(|d| (d.node.start_byte(), std::cmp::Reverse(d.node.end_byte())));
+    let prefix = if grammar.syntax.module_from_path {
+        Some(module_path(input.path))
+    } else {
+        package.map(|p| clean_name(&p))
+    };
 
     // Containment: the innermost earlier definition whose bytes enclose this one.
     let mut stack: Vec<usize> = Vec::new();
@@ -390,32 +589,29 @@ fn collect_defs<'t>(
             kept.push(def);
         }
     }
+    let separator = grammar.syntax.separator;
     for i in 0..kept.len() {
         let parent = kept[i].parent.and_then(|p| remap[p]);
         kept[i].parent = parent;
         if let Some(p) = parent {
             kept[p].children.push(i);
-            if kept[i].kind == "function" && kept[p].kind != "module" {
+            if kept[i].kind == "function" && !NAMESPACE_KINDS.contains(&kept[p].kind.as_str()) {
                 kept[i].kind = "method".into();
             }
             // A child's leading comments may not reach above its container's first line.
             kept[i].start = kept[i].start.max(kept[p].start);
         }
-        let prefix = match parent {
-            Some(p) => Some(kept[p].symbol.clone()),
-            None => grammar
-                .spec
-                .module_from_path
-                .then(|| module_path(input.path)),
-        };
-        kept[i].symbol = cap_symbol(match prefix {
-            Some(prefix) if !prefix.is_empty() => {
-                format!("{prefix}{}{}", grammar.spec.separator, kept[i].name)
-            }
-            _ => kept[i].name.clone(),
-        });
+        let mut parts: Vec<&str> = Vec::new();
+        match parent {
+            Some(p) => parts.push(&kept[p].symbol),
+            None => parts.extend(prefix.as_deref()),
+        }
+        parts.extend(kept[i].receiver.as_deref());
+        parts.push(&kept[i].name);
+        parts.retain(|part| !part.is_empty());
+        kept[i].symbol = cap_symbol(parts.join(separator));
     }
-    kept
+    FoundDefs { defs: kept, prefix }
 }
 
 /// Walks definitions in order and emits pieces for them and for the code between them.
@@ -424,6 +620,7 @@ struct Emitter<'a, 't> {
     lines: &'a LineIndex<'a>,
     limits: &'a ChunkLimits,
     text: &'a str,
+    leading_kinds: &'a [&'a str],
     file_symbol: String,
     pieces: Vec<Piece>,
 }
@@ -439,7 +636,10 @@ impl Emitter<'_, '_> {
         container: Option<usize>,
     ) {
         let gap_template = match container {
-            Some(c) => self.def_piece(c),
+            Some(c) => Piece {
+                container_part: true,
+                ..self.def_piece(c)
+            },
             None => Piece {
                 kind: "module".into(),
                 symbol: self.file_symbol.clone(),
@@ -448,6 +648,7 @@ impl Emitter<'_, '_> {
                 start: 0,
                 end: 0,
                 group: None,
+                container_part: false,
             },
         };
         let mut cursor = start;
@@ -500,7 +701,7 @@ impl Emitter<'_, '_> {
             self.pieces.push(piece);
             return;
         }
-        let split = split_at_statements(def.node, start, def.end, self.lines, self.limits);
+        let split = split_at_statements(def.body, start, def.end, self.lines, self.limits);
         match split {
             Some(ranges) => self.pieces.extend(ranges.into_iter().map(|(s, e)| Piece {
                 start: s,
@@ -519,11 +720,12 @@ impl Emitter<'_, '_> {
         Piece {
             kind: def.kind.clone(),
             symbol: def.symbol.clone(),
-            signature: signature(def.node, self.text),
-            doc: doc_line(def, self.lines, self.text),
+            signature: signature(def.node, def.body, self.text),
+            doc: doc_line(def, self.leading_kinds, self.text),
             start: def.start,
             end: def.end,
             group: def.parent,
+            container_part: false,
         }
     }
 }

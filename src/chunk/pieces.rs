@@ -6,13 +6,13 @@ use super::*;
 /// Splits an oversized definition at its body's top-level statements.
 /// Returns `None` when the body cannot be split into two or more parts.
 pub(super) fn split_at_statements(
-    node: Node<'_>,
+    body: Option<Node<'_>>,
     start: usize,
     end: usize,
     lines: &LineIndex,
     limits: &ChunkLimits,
 ) -> Option<Vec<(usize, usize)>> {
-    let body = body_of(node)?;
+    let body = body?;
     let mut walker = body.walk();
     let statement_ends: Vec<usize> = body
         .named_children(&mut walker)
@@ -100,11 +100,8 @@ pub(super) fn merge_tiny(
             let bytes = lines.range_bytes(piece.start, piece.end);
             let adjacent = piece.start > last.end
                 && (last.end + 1..piece.start).all(|r| lines.line(r).trim().is_empty());
-            let mergeable = |p: &Piece| {
-                p.kind != "module"
-                    && p.kind != "window"
-                    && !CONTAINER_KINDS.contains(&p.kind.as_str())
-            };
+            let mergeable =
+                |p: &Piece| p.kind != "module" && p.kind != "window" && !p.container_part;
             if adjacent
                 && mergeable(last)
                 && mergeable(&piece)

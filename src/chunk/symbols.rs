@@ -2,71 +2,93 @@
 
 use super::*;
 
-/// The definition's body node (`body` field, or the body of a decorated definition).
+/// The definition's body node: its `body` field, or that of the definition it wraps (a
+/// decorated or exported one).
 pub(super) fn body_of(node: Node<'_>) -> Option<Node<'_>> {
     node.child_by_field_name("body").or_else(|| {
         node.child_by_field_name("definition")
+            .or_else(|| node.child_by_field_name("declaration"))
             .and_then(|d| d.child_by_field_name("body"))
     })
 }
 
 /// The declaration text before the body, whitespace-collapsed and capped.
-pub(super) fn signature(node: Node<'_>, text: &str) -> String {
+pub(super) fn signature(node: Node<'_>, body: Option<Node<'_>>, text: &str) -> String {
     let inner = node.child_by_field_name("definition").unwrap_or(node);
-    let end = body_of(node).map_or_else(
-        || {
-            let start = inner.start_byte();
-            text[start..inner.end_byte()]
-                .find('\n')
-                .map_or(inner.end_byte(), |i| start + i)
-        },
-        |b| b.start_byte(),
-    );
+    let end = body
+        .filter(|b| b.start_byte() > inner.start_byte())
+        .map_or_else(
+            || {
+                let start = inner.start_byte();
+                text[start..inner.end_byte()]
+                    .find('\n')
+                    .map_or(inner.end_byte(), |i| start + i)
+            },
+            |b| b.start_byte(),
+        );
     let raw = text.get(inner.start_byte()..end).unwrap_or_default();
     let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    let trimmed = collapsed.trim_end_matches([':', '{', ' ']);
+    let trimmed = collapsed.trim_end_matches([':', '{', ' ', '=']);
     truncate_chars(trimmed, 200)
 }
 
-/// First line of the definition's doc comment (leading comments) or docstring.
-pub(super) fn doc_line(def: &Def<'_>, lines: &LineIndex, text: &str) -> String {
-    let node_row = def.node.start_position().row;
-    for row in def.start..node_row {
-        let line = lines.line(row).trim();
-        if line.starts_with("#[") || line.starts_with('@') {
-            continue;
-        }
-        let stripped = line
-            .trim_start_matches("///")
-            .trim_start_matches("//!")
-            .trim_start_matches("//")
-            .trim_start_matches("/**")
-            .trim_start_matches("/*")
-            .trim_start_matches('#')
-            .trim_start_matches('*')
-            .trim_end_matches("*/")
-            .trim();
-        if !stripped.is_empty() {
-            return truncate_chars(stripped, 200);
-        }
-    }
-    let docstring = body_of(def.node)
-        .and_then(|b| b.named_child(0))
-        .filter(|s| s.kind() == "expression_statement")
-        .and_then(|s| s.named_child(0))
-        .filter(|s| s.kind() == "string");
-    if let Some(s) = docstring {
-        let raw = text.get(s.byte_range()).unwrap_or_default();
-        let inner = raw.trim_matches(|c| c == '"' || c == '\'' || c == 'r' || c == 'b');
-        if let Some(first) = inner.lines().map(str::trim).find(|l| !l.is_empty()) {
-            return truncate_chars(first, 200);
-        }
-    }
-    String::new()
+/// Comment and string punctuation around documentation text, longest first.
+const DOC_MARKERS: &[&str] = &[
+    "<summary>",
+    "</summary>",
+    "\"\"\"",
+    "'''",
+    "///",
+    "//!",
+    "/**",
+    "/*!",
+    "--[[",
+    "---",
+    "--|",
+    "//",
+    "/*",
+    "*/",
+    "]]",
+    "--",
+    "#",
+    "*",
+    "\"",
+    "'",
+];
+
+/// First line of the definition's doc comment (the comments among the siblings right before
+/// it) or of its docstring (the query's `@doc` capture).
+pub(super) fn doc_line(def: &Def<'_>, leading_kinds: &[&str], text: &str) -> String {
+    let first_comment = leading_nodes(def.node, leading_kinds)
+        .into_iter()
+        .find(|n| n.kind().contains("comment"));
+    first_comment
+        .into_iter()
+        .chain(def.docstring)
+        .find_map(|node| first_doc_text(text.get(node.byte_range()).unwrap_or_default()))
+        .map(|line| truncate_chars(&line, 200))
+        .unwrap_or_default()
 }
 
-/// First row of a definition, extended upward over its doc comments and attributes.
-pub(super) fn leading_start(node: Node<'_>, leading_kinds: &[&str]) -> usize {
+/// The first line of a comment or docstring with something in it, punctuation removed.
+fn first_doc_text(raw: &str) -> Option<String> {
+    let raw = raw.trim_start_matches(['r', 'b', 'u', 'f', 'R', 'B', 'U', 'F']);
+    raw.lines().find_map(|line| {
+        let mut rest = line.trim();
+        while let Some(marker) = DOC_MARKERS.iter().find(|m| rest.starts_with(**m)) {
+            rest = rest[marker.len()..].trim_start();
+        }
+        while let Some(marker) = DOC_MARKERS.iter().find(|m| rest.ends_with(**m)) {
+            rest = rest[..rest.len() - marker.len()].trim_end();
+        }
+        (!rest.is_empty()).then(|| rest.to_string())
+    })
+}
+
+/// The siblings right before `node` that belong to it (doc comments, attributes), topmost
+/// first; they stop at a blank line or a node of another kind.
+fn leading_nodes<'t>(node: Node<'t>, leading_kinds: &[&str]) -> Vec<Node<'t>> {
+    let mut nodes = Vec::new();
     let mut start = node.start_position().row;
     let mut prev = node.prev_sibling();
     while let Some(p) = prev {
@@ -74,9 +96,18 @@ pub(super) fn leading_start(node: Node<'_>, leading_kinds: &[&str]) -> usize {
             break;
         }
         start = p.start_position().row;
+        nodes.push(p);
         prev = p.prev_sibling();
     }
-    start
+    nodes.reverse();
+    nodes
+}
+
+/// First row of a definition, extended upward over its doc comments and attributes.
+pub(super) fn leading_start(node: Node<'_>, leading_kinds: &[&str]) -> usize {
+    leading_nodes(node, leading_kinds)
+        .first()
+        .map_or(node.start_position().row, |n| n.start_position().row)
 }
 
 /// Last row of a node, not counting a trailing newline that ends at column 0.
@@ -92,6 +123,10 @@ pub(super) fn end_row(node: Node<'_>) -> usize {
 /// `Foo<T>` → `Foo`; `&'a mut Bar` → `Bar`: the name a qualified symbol should use (at
 /// most [`MAX_NAME_CHARS`] characters).
 pub(super) fn clean_name(raw: &str) -> String {
+    if raw.starts_with('"') {
+        // A string names it (a Zig test): the words inside, without the quotes.
+        return raw.trim_matches('"').chars().take(MAX_NAME_CHARS).collect();
+    }
     let base = raw.split('<').next().unwrap_or(raw);
     let base = base
         .trim_start_matches('&')
@@ -146,13 +181,6 @@ pub(super) fn module_path(path: &str) -> String {
 
 pub(super) fn file_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or(path).to_string()
-}
-
-pub(super) fn extension(path: &str) -> String {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 pub(super) fn truncate_chars(s: &str, max: usize) -> String {

@@ -3,7 +3,7 @@
 use super::*;
 
 fn chunks_of(path: &str, text: &str) -> Vec<Chunk> {
-    let chunker = Chunker::new(ChunkLimits::default()).unwrap();
+    let chunker = Chunker::new(ChunkLimits::default());
     chunker.chunk(FileInput {
         repo: "r",
         path,

@@ -150,6 +150,20 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
             parts.join(", ")
         )?;
     }
+    if c.unparsed.count > 0 {
+        writeln!(
+            out,
+            "{} files could not be parsed by their grammar and were cut into line windows (e.g. {})",
+            c.unparsed.count,
+            c.unparsed.examples.join(", ")
+        )?;
+    }
+    for problem in &c.grammars_unavailable {
+        writeln!(
+            out,
+            "grammar unavailable, its files were cut into line windows: {problem}"
+        )?;
+    }
     if t.lossy_utf8 > 0 {
         writeln!(
             out,

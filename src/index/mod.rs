@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{CHUNKER_VERSION, Chunk, ChunkLimits, Chunker, FileInput};
+use crate::chunk::{CHUNKER_VERSION, Chunk, ChunkLimits, ChunkMode, Chunker, FileInput};
 use crate::embed::{Embedder, ModelInfo};
 use crate::error::{Error, Result};
 use crate::hash::sha256_parts;
@@ -159,6 +159,30 @@ pub struct Changes {
     /// Seconds from the start of the run until the first generation with its changes was
     /// published (queryable).
     pub queryable_after_s: f64,
+    /// Files chunked in this run that their grammar could not parse (cut into windows).
+    pub unparsed: PathTally,
+    /// Registered grammars that could not be used in this run, with the reason (their
+    /// files were cut into windows).
+    pub grammars_unavailable: Vec<String>,
+}
+
+/// A count of paths with the first few as examples.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PathTally {
+    /// How many.
+    pub count: usize,
+    /// Up to three of them, relative to the root.
+    pub examples: Vec<String>,
+}
+
+impl PathTally {
+    /// Counts one path.
+    pub fn add(&mut self, path: String) {
+        self.count += 1;
+        if self.examples.len() < 3 {
+            self.examples.push(path);
+        }
+    }
 }
 
 impl Changes {
@@ -306,7 +330,7 @@ pub fn run(
     }
     let mut writer = dir.begin_generation(&lock, &model, GenerationBase { copy_of, reuse })?;
     writer.remove_files(&plan.to_remove)?;
-    let chunker = Chunker::new(ChunkLimits::default())?;
+    let chunker = Chunker::new(ChunkLimits::default());
     let mut run = Run::new(&model, options.settings.write_batch, &mut cache);
     run.defer_embedding = plan.to_chunk.len() > options.settings.lexical_first_files;
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
@@ -334,6 +358,12 @@ pub fn run(
     changes.vectors_embedded = run.changes.vectors_embedded;
     changes.vectors_reused = run.changes.vectors_reused;
     changes.lexical_first = run.defer_embedding;
+    changes.unparsed = std::mem::take(&mut run.changes.unparsed);
+    changes.grammars_unavailable = chunker
+        .unavailable()
+        .iter()
+        .map(|p| format!("{}: {}", p.language, p.detail))
+        .collect();
     let (embed_time, store_time) = (run.embed_time, run.store_time);
     let mut skipped = plan.skipped(&scan);
     skipped.merge(run.skipped);

@@ -18,6 +18,8 @@ pub(super) enum FileOutcome {
         chunks: Vec<Chunk>,
         hash: String,
         lossy: bool,
+        /// Its grammar could not parse it, so it was cut into windows.
+        unparsed: bool,
     },
     Skipped {
         reason: SkipReason,
@@ -53,10 +55,11 @@ pub(super) fn produce(
                 };
                 // One file that trips the chunker is skipped and counted; it never stops
                 // the run for the whole tree.
-                match crate::panic_guard::catch(|| chunker.chunk(input)) {
-                    Ok(chunks) => FileOutcome::Chunked {
+                match crate::panic_guard::catch(|| chunker.chunk_file(input)) {
+                    Ok(chunked) => FileOutcome::Chunked {
                         entry: i,
-                        chunks,
+                        unparsed: chunked.mode == ChunkMode::WindowsAfterParseFailure,
+                        chunks: chunked.chunks,
                         hash: file.hash,
                         lossy: file.lossy,
                     },
@@ -144,8 +147,13 @@ impl<'a> Run<'a> {
                 chunks,
                 hash,
                 lossy,
+                unparsed,
             } => {
                 let entry: &FileEntry = &scan.files[entry];
+                if unparsed {
+                    let path = join_path(&scan.repos[entry.repo].rel_path, &entry.rel_path);
+                    self.changes.unparsed.add(path);
+                }
                 self.written.push(FileRecord {
                     repo: scan.repos[entry.repo].id.clone(),
                     path: entry.rel_path.clone(),

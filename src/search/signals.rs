@@ -2,6 +2,7 @@
 //! vendored code, and how early it deserves a vector.
 
 use super::*;
+use crate::chunk::languages;
 
 /// `Type::method` → `method`, `pkg.mod.func` → `func`.
 pub(super) fn last_segment(symbol: &str) -> &str {
@@ -33,7 +34,8 @@ pub(super) fn file_stem(path: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-/// Tests, fixtures and benchmarks, by path or by a Rust `mod tests`.
+/// Tests, fixtures and benchmarks: by folder, by the file-name conventions of the chunk's
+/// language (from the language registry), or by a `tests` module in its symbol.
 pub(super) fn is_test_code(chunk: &Chunk) -> bool {
     let path = chunk.path.as_str();
     let in_test_dir = path.split('/').rev().skip(1).any(|dir| {
@@ -43,19 +45,10 @@ pub(super) fn is_test_code(chunk: &Chunk) -> bool {
         )
     });
     let name = file_name(path);
-    let test_file = name.starts_with("test_")
-        || name == "conftest.py"
-        || [
-            "_test.py",
-            "_tests.py",
-            "_test.rs",
-            "_tests.rs",
-            "_test.go",
-            ".test.ts",
-            ".spec.ts",
-        ]
-        .iter()
-        .any(|suffix| name.ends_with(suffix));
+    let test_file = languages::by_name(&chunk.language).is_some_and(|spec| {
+        spec.files.test_prefixes.iter().any(|p| name.starts_with(p))
+            || spec.files.test_suffixes.iter().any(|s| name.ends_with(s))
+    });
     let test_module = chunk
         .symbol
         .split("::")
@@ -63,7 +56,8 @@ pub(super) fn is_test_code(chunk: &Chunk) -> bool {
     in_test_dir || test_file || test_module
 }
 
-/// Vendored or generated code that the walker still indexed.
+/// Vendored or generated code that the walker still indexed: by folder, or by the
+/// generated-file suffixes of any registered language.
 pub(super) fn is_vendored(path: &str) -> bool {
     let name = file_name(path);
     path.split('/').rev().skip(1).any(|dir| {
@@ -71,9 +65,13 @@ pub(super) fn is_vendored(path: &str) -> bool {
             dir,
             "vendor" | "vendored" | "third_party" | "generated" | "_vendor"
         )
-    }) || name.ends_with("_pb2.py")
-        || name.ends_with(".pb.rs")
-        || name.contains(".generated.")
+    }) || name.contains(".generated.")
+        || languages::LANGUAGES.iter().any(|spec| {
+            spec.files
+                .generated_suffixes
+                .iter()
+                .any(|s| name.ends_with(s))
+        })
 }
 
 /// How soon a chunk's vector is worth computing when embedding runs behind the lexical

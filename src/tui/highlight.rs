@@ -1,10 +1,16 @@
-//! Syntax colouring for the preview: the file is parsed with the same tree-sitter grammars
-//! the chunker uses, and leaf nodes are classed as comment, string, keyword, number,
-//! type or function name. Other languages are shown plain.
+//! Syntax colouring for the preview: the file is parsed with the grammar the language
+//! registry names for it and coloured by that grammar crate's own highlights query
+//! (capture names such as `@keyword`, `@string`, `@function.method`). Keywords the query
+//! leaves out are taken from the tree's anonymous word leaves. Languages without a grammar
+//! are shown plain.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tree_sitter::{Node, Parser};
+use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator};
+
+use crate::chunk::languages::{self, LanguageSpec};
 
 /// What a highlighted stretch of code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,81 +25,133 @@ pub enum Token {
     Number,
     /// A type name.
     Type,
-    /// The name of a function being defined.
+    /// The name of a function.
     Function,
+}
+
+/// A language's grammar with its compiled highlights query (`None`: the query does not
+/// compile for this grammar version, so only the fallback applies).
+struct Highlighter {
+    language: tree_sitter::Language,
+    query: Option<Query>,
+}
+
+/// Compiled once per language and kept: highlights queries take milliseconds to build.
+fn highlighter(spec: &'static LanguageSpec) -> Option<Arc<Highlighter>> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Highlighter>>>> = OnceLock::new();
+    let syntax = spec.syntax.as_ref()?;
+    let mut cache = CACHE.get_or_init(Default::default).lock().ok()?;
+    let entry = cache.entry(spec.name).or_insert_with(|| {
+        let language = (syntax.grammar)();
+        let source = syntax.highlights.concat();
+        let query = (!source.is_empty())
+            .then(|| Query::new(&language, &source).ok())
+            .flatten();
+        Arc::new(Highlighter { language, query })
+    });
+    Some(entry.clone())
 }
 
 /// Classed byte ranges of `text`, in order and not overlapping; empty for a language
 /// without a grammar or text that does not parse.
-pub fn tokens(language: &str, text: &str) -> Vec<(Range<usize>, Token)> {
-    let grammar: tree_sitter::Language = match language {
-        "rust" => tree_sitter_rust::LANGUAGE.into(),
-        "python" => tree_sitter_python::LANGUAGE.into(),
-        _ => return Vec::new(),
+pub fn tokens(path: &str, text: &str) -> Vec<(Range<usize>, Token)> {
+    let Some(highlighter) = languages::detect(path, text).and_then(highlighter) else {
+        return Vec::new();
     };
     let mut parser = Parser::new();
-    if parser.set_language(&grammar).is_err() {
+    if parser.set_language(&highlighter.language).is_err() {
         return Vec::new();
     }
     let Some(tree) = parser.parse(text, None) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    collect(tree.root_node(), &mut out);
-    out
-}
-
-fn collect(node: Node, out: &mut Vec<(Range<usize>, Token)>) {
-    if let Some(token) = classify(node) {
-        out.push((node.byte_range(), token));
-        return;
-    }
-    let mut cursor = node.walk();
-    for child in node.children(&mut cursor) {
-        collect(child, out);
-    }
-}
-
-fn classify(node: Node) -> Option<Token> {
-    let kind = node.kind();
-    if kind.contains("comment") {
-        return Some(Token::Comment);
-    }
-    if kind.contains("string") || kind == "char_literal" {
-        return Some(Token::String);
-    }
-    if node.child_count() > 0 {
-        return None;
-    }
-    if !node.is_named() {
-        return kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_')
-            .then_some(Token::Keyword)
-            .filter(|_| kind.len() > 1);
-    }
-    match kind {
-        "integer_literal" | "float_literal" | "integer" | "float" => Some(Token::Number),
-        "type_identifier" | "primitive_type" => Some(Token::Type),
-        "true" | "false" | "none" | "self" => Some(Token::Keyword),
-        "identifier" => {
-            let parent = node.parent()?;
-            let is_name = parent
-                .child_by_field_name("name")
-                .is_some_and(|n| n == node);
-            (is_name && matches!(parent.kind(), "function_item" | "function_definition"))
-                .then_some(Token::Function)
+    let mut found = Vec::new();
+    if let Some(query) = &highlighter.query {
+        let names = query.capture_names();
+        let mut cursor = QueryCursor::new();
+        let mut captures = cursor.captures(query, tree.root_node(), text.as_bytes());
+        while let Some((m, index)) = captures.next() {
+            let capture = m.captures()[*index];
+            if let Some(token) = token_for(names[capture.index as usize], capture.node) {
+                found.push((capture.node.byte_range(), token));
+            }
         }
+    }
+    collect_keywords(tree.root_node(), &mut found);
+    without_overlaps(found)
+}
+
+/// The token a highlights capture name stands for (`keyword.function` → keyword).
+fn token_for(capture: &str, node: Node) -> Option<Token> {
+    let head = capture.split('.').next().unwrap_or(capture);
+    let numeric = node.kind().contains("integer")
+        || node.kind().contains("float")
+        || node.kind().contains("number");
+    match head {
+        "comment" => Some(Token::Comment),
+        "string" | "character" | "escape" => Some(Token::String),
+        "number" | "float" => Some(Token::Number),
+        "constant" if numeric => Some(Token::Number),
+        "keyword" | "include" | "conditional" | "repeat" | "exception" | "boolean" => {
+            Some(Token::Keyword)
+        }
+        "constant" if capture == "constant.builtin" => Some(Token::Keyword),
+        "type" | "constructor" => Some(Token::Type),
+        "function" | "method" => Some(Token::Function),
         _ => None,
     }
+}
+
+/// Anonymous word leaves (`fn`, `return`) are keywords in every grammar.
+fn collect_keywords(node: Node, out: &mut Vec<(Range<usize>, Token)>) {
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        if node.child_count() == 0 {
+            let kind = node.kind();
+            let word = kind.len() > 1 && kind.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if !node.is_named() && word {
+                out.push((node.byte_range(), Token::Keyword));
+            }
+            continue;
+        }
+        let mut cursor = node.walk();
+        stack.extend(node.children(&mut cursor));
+    }
+}
+
+/// Sorted by start; of overlapping ranges the one found first (the query's) wins.
+fn without_overlaps(found: Vec<(Range<usize>, Token)>) -> Vec<(Range<usize>, Token)> {
+    let mut ordered: Vec<(usize, (Range<usize>, Token))> = found.into_iter().enumerate().collect();
+    ordered.sort_by_key(|(i, (range, _))| (range.start, std::cmp::Reverse(range.end), *i));
+    let mut out: Vec<(Range<usize>, Token)> = Vec::new();
+    let mut covered = 0;
+    for (_, (range, token)) in ordered {
+        if range.start >= covered && !range.is_empty() {
+            covered = range.end;
+            out.push((range, token));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn classes(language: &str, text: &str) -> Vec<(String, Token)> {
-        tokens(language, text)
+    #[test]
+    fn every_grammar_language_has_a_highlights_query_that_compiles() {
+        for spec in languages::LANGUAGES.iter().filter(|s| s.syntax.is_some()) {
+            let highlighter = highlighter(spec).unwrap();
+            assert!(
+                highlighter.query.is_some(),
+                "{}: highlights do not compile",
+                spec.name
+            );
+        }
+    }
+
+    fn classes(path: &str, text: &str) -> Vec<(String, Token)> {
+        tokens(path, text)
             .into_iter()
             .map(|(r, t)| (text[r].to_string(), t))
             .collect()
@@ -102,7 +160,7 @@ mod tests {
     #[test]
     fn rust_keywords_strings_comments_and_names_are_classed() {
         let found = classes(
-            "rust",
+            "a.rs",
             "// hi\nfn total(n: u32) -> &str { let s = \"x\"; 42 }\n",
         );
         for expected in [
@@ -123,7 +181,7 @@ mod tests {
 
     #[test]
     fn python_is_classed_and_unknown_languages_are_plain() {
-        let found = classes("python", "def score(tx):\n    return 'a'  # why\n");
+        let found = classes("a.py", "def score(tx):\n    return 'a'  # why\n");
         assert!(found.contains(&("def".into(), Token::Keyword)), "{found:?}");
         assert!(
             found.contains(&("score".into(), Token::Function)),
@@ -134,6 +192,6 @@ mod tests {
             found.contains(&("# why".into(), Token::Comment)),
             "{found:?}"
         );
-        assert!(tokens("markdown", "# title").is_empty());
+        assert!(tokens("a.md", "# title").is_empty());
     }
 }

@@ -70,7 +70,6 @@ pub fn load_preview(app: &App) -> Option<Preview> {
             )
         }
     };
-    let language = language_of(&citation.path);
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     Some(Preview {
         title: format!(
@@ -78,24 +77,16 @@ pub fn load_preview(app: &App) -> Option<Preview> {
             citation.repo, citation.path, cited.0, cited.1
         ),
         note,
-        tokens: tokens_per_line(language, &text, &lines),
+        tokens: tokens_per_line(&citation.path, &text, &lines),
         lines,
         first_line,
         cited,
     })
 }
 
-fn language_of(path: &str) -> &'static str {
-    match path.rsplit('.').next() {
-        Some("rs") => "rust",
-        Some("py" | "pyi") => "python",
-        _ => "text",
-    }
-}
-
 /// Splits file-wide token ranges into per-line ranges.
 fn tokens_per_line(
-    language: &str,
+    path: &str,
     text: &str,
     lines: &[String],
 ) -> Vec<Vec<(std::ops::Range<usize>, Token)>> {
@@ -106,7 +97,7 @@ fn tokens_per_line(
         starts.push(offset);
         offset += line.len();
     }
-    for (range, token) in highlight::tokens(language, text) {
+    for (range, token) in highlight::tokens(path, text) {
         let first = starts
             .partition_point(|&s| s <= range.start)
             .saturating_sub(1);

@@ -1,0 +1,3 @@
+; Shell functions (`name() { … }` and `function name { … }`).
+
+(function_definition name: (word) @name) @definition.function
