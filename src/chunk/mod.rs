@@ -270,6 +270,23 @@ struct Piece {
     container_part: bool,
 }
 
+impl Piece {
+    /// A template for text outside any definition (module code, windows): no signature,
+    /// doc or group; the range is set by whoever cuts it.
+    fn outside_definitions(kind: &str, symbol: String) -> Piece {
+        Piece {
+            kind: kind.into(),
+            symbol,
+            signature: String::new(),
+            doc: String::new(),
+            start: 0,
+            end: 0,
+            group: None,
+            container_part: false,
+        }
+    }
+}
+
 /// A definition found by the query.
 #[derive(Debug, Clone)]
 struct Def<'t> {
@@ -411,16 +428,7 @@ impl Chunker {
             lines.count() - 1,
             &self.limits,
             heading_windows,
-            &Piece {
-                kind: "window".into(),
-                symbol: file_name(path),
-                signature: String::new(),
-                doc: String::new(),
-                start: 0,
-                end: 0,
-                group: None,
-                container_part: false,
-            },
+            &Piece::outside_definitions("window", file_name(path)),
         )
     }
 }
@@ -640,16 +648,7 @@ impl Emitter<'_, '_> {
                 container_part: true,
                 ..self.def_piece(c)
             },
-            None => Piece {
-                kind: "module".into(),
-                symbol: self.file_symbol.clone(),
-                signature: String::new(),
-                doc: String::new(),
-                start: 0,
-                end: 0,
-                group: None,
-                container_part: false,
-            },
+            None => Piece::outside_definitions("module", self.file_symbol.clone()),
         };
         let mut cursor = start;
         for &child in children {
