@@ -41,7 +41,7 @@ def main():
         mine = [i for i in items if i["repo"] == repo]
         name = repo.split("/")[1]
         dest = pathlib.Path(args.work) / f"docpairs-{name}"
-        if checkout(bare, mine[0]["commit"], dest):
+        if checkout(bare, mine[0]["commit"], dest) is not None:
             blank_doc_lines(dest, mine)
         lines = [f'name = "docpairs-{name}"', 'tier = "monitoring"', ""]
         for item in mine:

@@ -1,16 +1,36 @@
 """Shared helpers of the external eval runners: where the public eval data lives and how a
 pinned revision of a fetched repository is checked out (outside the project)."""
+import os
+import re
 import pathlib
 import subprocess
+import tempfile
 
 EVALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 
 
 def checkout(bare, rev, dest):
-    """Extracts `rev` of the bare git dir `bare` into `dest` unless `dest` already exists."""
+    """Writes the tree of `rev` of the bare git dir `bare` into `dest`; None if `dest` exists.
+
+    Reads the tree into a scratch index and checks that out, so every tracked file arrives:
+    `git archive` would honour `export-ignore` attributes and drop test and fixture folders
+    that the benchmark's targets may point at. A snapshot may list its largest files without
+    their contents; those are left out and their paths returned (a list, empty when
+    nothing is absent). Raises CalledProcessError
+    when `rev` is not in the snapshot or the checkout fails otherwise."""
     if dest.exists():
-        return False
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "--git-dir", str(bare), "archive", rev], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return True
+        return None
+    subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-e", f"{rev}^{{tree}}"],
+                   check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        env = dict(os.environ, GIT_INDEX_FILE=str(pathlib.Path(scratch) / "index"))
+        git = ["git", "--git-dir", str(bare)]
+        subprocess.run(git + ["read-tree", rev], check=True, env=env, capture_output=True)
+        dest.mkdir(parents=True)
+        done = subprocess.run(git + ["checkout-index", "--all", "--force", f"--prefix={dest}/"],
+                              env=env, capture_output=True, text=True)
+    absent = re.findall(r"unable to read sha1 file of (.+) \(", done.stderr)
+    other = [l for l in done.stderr.splitlines() if l and "unable to read sha1 file of" not in l]
+    if done.returncode != 0 and (other or not absent):
+        raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)
+    return absent
