@@ -23,9 +23,6 @@ use crate::store::{ChunkFilter, IndexReader, Manifest, code_tokens};
 
 /// Below this confidence the best citation is not presented as an answer.
 pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
-/// Share of a file's second and third best chunk scores added to its best one when files
-/// are ranked: a file with several matching chunks is likelier the answer.
-pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
 /// Files are ranked over this many times as many chunks as the answer cites, so a file
 /// whose chunks sit just below the cut still counts its evidence.
 pub const FILE_POOL_FACTOR: usize = 3;
@@ -582,19 +579,14 @@ struct FileCandidates {
     hits: Vec<SearchHit>,
 }
 
-/// Groups a ranked pool by file and ranks the files: best chunk score plus
-/// [`FILE_SUPPORT_WEIGHT`] times the next two of the same file.
+/// Groups a ranked pool by file, files in the order of their best chunk: search already
+/// scored each file's best chunk with the support of its others (`search::files`).
 fn rank_files(ranked: Vec<SearchHit>) -> Vec<FileCandidates> {
     let mut files: Vec<FileCandidates> = Vec::new();
     for hit in ranked {
         let key = (hit.chunk.repo.clone(), hit.chunk.path.clone());
         match files.iter_mut().find(|f| f.key == key) {
-            Some(file) => {
-                if file.hits.len() < 3 {
-                    file.score += FILE_SUPPORT_WEIGHT * hit.score;
-                }
-                file.hits.push(hit);
-            }
+            Some(file) => file.hits.push(hit),
             None => files.push(FileCandidates {
                 key,
                 score: hit.score,
@@ -602,8 +594,6 @@ fn rank_files(ranked: Vec<SearchHit>) -> Vec<FileCandidates> {
             }),
         }
     }
-    // Stable: equal file scores keep first-seen (rank) order.
-    files.sort_by(|a, b| b.score.total_cmp(&a.score));
     files
 }
 

@@ -173,13 +173,17 @@ fn tool_list() -> Value {
         props[name] = json!({"type": "string", "description": description});
         props
     };
+    let one_per_file = |mut props: Value| {
+        props["files"] = json!({"type": "boolean", "description": "one result per file (its best chunk): files ranked as ask ranks them"});
+        props
+    };
     json!([
         {
             "name": "search",
             "title": "Hybrid code search",
             "description": "BM25 + vector search over the indexed code; ranked chunks with repo:path:lines citations, each lane's rank and the boosts applied.",
             "inputSchema": {"type": "object", "additionalProperties": false, "required": ["query"],
-                            "properties": with(scope(10), "query", "an identifier or a plain-English description")},
+                            "properties": one_per_file(with(scope(10), "query", "an identifier or a plain-English description"))},
         },
         {
             "name": "ask",
@@ -288,10 +292,15 @@ fn scope_of(
         None => None,
         Some(v) => Some(v.as_str().ok_or("language must be a string")?.to_string()),
     };
+    let per_file = match arguments.get("files") {
+        None => false,
+        Some(v) => v.as_bool().ok_or("files must be true or false")?,
+    };
     Ok(QueryScope {
         k: k as usize,
         repos,
         language,
+        per_file,
     })
 }
 

@@ -75,6 +75,9 @@ pub(super) enum Command {
         /// Only chunks of this language (rust, python, markdown, …).
         #[arg(long = "lang")]
         language: Option<String>,
+        /// One result per file (its best chunk): files ranked as `ask` ranks them.
+        #[arg(long)]
+        files: bool,
     },
     /// Answer a question with verified citations grouped by file.
     Ask {

@@ -181,7 +181,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             k,
             repos,
             language,
-        } => query::cmd_search(&cli, query, &query_scope(*k, repos, language)),
+            files,
+        } => query::cmd_search(
+            &cli,
+            query,
+            &QueryScope {
+                per_file: *files,
+                ..query_scope(*k, repos, language)
+            },
+        ),
         Command::Ask {
             question,
             k,
@@ -300,5 +308,6 @@ fn query_scope(k: usize, repos: &[String], language: &Option<String>) -> QuerySc
         k,
         repos: repos.to_vec(),
         language: language.clone(),
+        per_file: false,
     }
 }

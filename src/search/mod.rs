@@ -1,7 +1,8 @@
 //! Hybrid retrieval: BM25 over code tokens and exact vector search, both restricted by the
 //! same [`ChunkFilter`] before ranking, fused with weighted reciprocal rank fusion, then
-//! adjusted by what the query asks for (definitions, file names, tests) and deduplicated;
-//! with `[rerank]` on, the best hits are then re-scored by a cross-encoder.
+//! adjusted by what the query asks for (definitions, file names, tests), deduplicated and
+//! re-scored by file (support and saturation, [`files`]); with `[rerank]` on, the best
+//! hits are then re-scored by a cross-encoder.
 //!
 //! Every adjustment is recorded on the hit ([`SearchHit::boosts`]) so `--json` output and
 //! traces show why a chunk ranks where it does.
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::rerank::Reranker;
 use crate::stage::Stage;
 
+mod files;
 mod query;
 mod signals;
 
@@ -60,6 +62,8 @@ pub struct SearchOptions {
     /// candidates before they are ranked; both lanes' pools grow by
     /// [`LANGUAGE_POOL_FACTOR`] so that a minority language still fills the results.
     pub language: Option<String>,
+    /// At most one hit per file, its best chunk: the file-level view of the ranking.
+    pub per_file: bool,
 }
 
 impl Default for SearchOptions {
@@ -70,6 +74,7 @@ impl Default for SearchOptions {
             filter: ChunkFilter::default(),
             lanes: Lanes::Hybrid,
             language: None,
+            per_file: false,
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct QueryScope {
     pub repos: Vec<String>,
     /// Only this language.
     pub language: Option<String>,
+    /// One result per file, its best chunk (`codeq search --files`).
+    pub per_file: bool,
 }
 
 impl QueryScope {
@@ -106,6 +113,7 @@ impl QueryScope {
             k: self.k,
             filter,
             language: self.language.as_ref().map(|l| l.to_lowercase()),
+            per_file: self.per_file,
             ..SearchOptions::default()
         })
     }
@@ -304,12 +312,13 @@ pub fn search(
     });
     let kept = without_overlaps(&candidates);
     let overlaps_removed = candidates.len() - kept.len();
+    let mut ranked: Vec<SearchHit> = kept.into_iter().cloned().collect();
+    files::rank_by_file(&mut ranked, options.k);
+    if options.per_file {
+        ranked = files::best_per_file(ranked);
+    }
     let reranked = reranker.as_ref().map_or(0, |r| r.candidates());
-    let mut hits: Vec<SearchHit> = kept
-        .into_iter()
-        .take(options.k.max(reranked))
-        .cloned()
-        .collect();
+    let mut hits: Vec<SearchHit> = ranked.into_iter().take(options.k.max(reranked)).collect();
     timings.fuse = stage.finish();
     if let Some(reranker) = reranker {
         let stage = Stage::start("rerank");
@@ -409,7 +418,7 @@ mod tests {
         assert!(query_terms("  ").is_empty());
     }
 
-    fn chunk(path: &str, kind: &str, symbol: &str, lines: (u32, u32)) -> Chunk {
+    pub(super) fn chunk(path: &str, kind: &str, symbol: &str, lines: (u32, u32)) -> Chunk {
         Chunk {
             chunk_id: format!("{path}:{}", lines.0),
             repo: "r".into(),
@@ -507,7 +516,7 @@ mod tests {
     }
 
     /// A hit on `chunk` with a fused score of 1 and no lane details.
-    fn hit(chunk: Chunk) -> SearchHit {
+    pub(super) fn hit(chunk: Chunk) -> SearchHit {
         SearchHit {
             chunk,
             score: 1.0,

@@ -470,6 +470,7 @@ impl App {
             k: self.k,
             repos,
             language,
+            per_file: false,
         }
     }
 
@@ -536,7 +537,8 @@ mod tests {
                 scope: QueryScope {
                     k: 8,
                     repos: vec![],
-                    language: None
+                    language: None,
+                    per_file: false,
                 }
             })
         );
@@ -642,7 +644,8 @@ mod tests {
                 scope: QueryScope {
                     k: 8,
                     repos: vec![],
-                    language: Some("python".into())
+                    language: Some("python".into()),
+                    per_file: false,
                 }
             })
         );
