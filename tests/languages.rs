@@ -376,7 +376,15 @@ fn javascript_definitions_and_qualified_symbols() {
                 22,
                 "Turns a URL path into its route key, without query or trailing slash.",
             ),
-            ("module", "sample.js", 24, 24, ""),
+            (
+                "function",
+                "Router.prototype.lookup",
+                24,
+                27,
+                "Finds the handler file of a route, if one is registered.",
+            ),
+            ("function", "legacyKey", 29, 31, ""),
+            ("module", "sample.js", 33, 33, ""),
         ],
     );
 }

@@ -27,7 +27,8 @@ use symbols::{
 
 /// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
 /// 3: sixteen grammar languages through the registry; docstrings from the query.
-pub const CHUNKER_VERSION: u32 = 3;
+/// 4: JavaScript functions assigned to a `var` or to a property (`res.send = function …`).
+pub const CHUNKER_VERSION: u32 = 4;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
