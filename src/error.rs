@@ -103,6 +103,9 @@ pub enum Error {
         /// The configuration file that would hold the `[acl]` section.
         config: PathBuf,
     },
+    /// `codeq rollback` cannot republish the generation asked for.
+    #[error("cannot roll back: {0}")]
+    Rollback(String),
     /// Another `codeq index` holds the index lock.
     #[error(
         "another `codeq index` is writing {0} right now: wait for it to finish (queries keep working meanwhile)"

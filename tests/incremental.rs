@@ -641,3 +641,133 @@ fn the_vector_lane_sees_an_incremental_run_through_an_ann_index() {
         }
     }
 }
+
+/// Symbols of the top chunks `codeq search QUERY` returns.
+fn searched_symbols(ws: &Workspace, query: &str) -> Vec<String> {
+    let (out, found) = common::codeq_json(&ws.root, &["search", query]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn current_generation(ws: &Workspace) -> String {
+    std::fs::read_to_string(ws.index_dir().join("CURRENT"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn rollback_republishes_an_earlier_build_and_eval_keeps_a_history_of_runs() {
+    let mut ws = Workspace::new();
+    let set = ws.root.join("rollback-set.toml");
+    std::fs::write(
+        &set,
+        "name = \"rollback\"\ntier = \"monitoring\"\n\n[[question]]\nid = \"refund\"\n\
+         question = \"refund_payment\"\nrelevant = [\"payments:src/lib.rs\"]\n",
+    )
+    .unwrap();
+    let mut built = Vec::new();
+    for step in 0..4 {
+        ws.write(
+            "payments/src/lib.rs",
+            &format!(
+                "{}\npub fn rollback_step_{step}() {{}}\n",
+                common::PAYMENTS_LIB
+            ),
+        );
+        ws.index(false);
+        built.push(current_generation(&ws));
+        let out = common::codeq(&ws.root, &["eval", set.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+
+    // Kept: the current build, the previous one and KEPT_BUILDS earlier ones; the
+    // generation the workspace started with is gone.
+    assert_eq!(codeq::store::KEPT_BUILDS, 2);
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    let kept: Vec<&str> = status["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        built.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{status}"
+    );
+    let text = common::stdout(&common::codeq(&ws.root, &["status"]));
+    assert!(text.contains("codeq rollback GENERATION"), "{text}");
+
+    // Back one build: its function is found, the newer one is not.
+    let (out, rolled) = common::codeq_json(&ws.root, &["rollback"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(rolled["rollback"]["from"], built[3].as_str());
+    assert_eq!(rolled["rollback"]["to"]["name"], built[2].as_str());
+    assert_eq!(current_generation(&ws), built[2]);
+    assert!(searched_symbols(&ws, "rollback_step_2").contains(&"rollback_step_2".into()));
+    assert!(!searched_symbols(&ws, "rollback_step_3").contains(&"rollback_step_3".into()));
+
+    // Refusals say why and change nothing.
+    for (args, why) in [
+        (
+            vec!["rollback", "g999999"],
+            "no generation g999999 is kept here",
+        ),
+        (
+            vec!["rollback", built[2].as_str()],
+            "already the current generation",
+        ),
+    ] {
+        let out = common::codeq(&ws.root, &args);
+        assert!(!out.status.success());
+        assert!(
+            common::stderr(&out).contains(why),
+            "{}",
+            common::stderr(&out)
+        );
+        assert_eq!(current_generation(&ws), built[2]);
+    }
+
+    // Forward again by name, then a new run starts from the generation it finds current.
+    let out = common::codeq(&ws.root, &["rollback", built[3].as_str()]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(searched_symbols(&ws, "rollback_step_3").contains(&"rollback_step_3".into()));
+    let out = common::codeq(&ws.root, &["rollback", built[2].as_str()]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    ws.write(
+        "payments/src/lib.rs",
+        &format!("{}\npub fn rollback_step_4() {{}}\n", common::PAYMENTS_LIB),
+    );
+    ws.index(false);
+    let newest = current_generation(&ws);
+    assert!(newest > built[3], "{newest} is named after every kept one");
+    assert!(searched_symbols(&ws, "rollback_step_4").contains(&"rollback_step_4".into()));
+    ws.assert_consistent();
+
+    // Every eval run is in the history, with the generation it scored.
+    let (out, history) = common::codeq_json(&ws.root, &["eval", "--history"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let runs = history["history"].as_array().unwrap();
+    let generations: Vec<&str> = runs
+        .iter()
+        .map(|r| r["generation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        generations,
+        built.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let overall = runs[0]["sets"].as_array().unwrap().last().unwrap();
+    assert_eq!(overall["name"], "overall");
+    assert_eq!(overall["questions"], 1);
+    let table = common::stdout(&common::codeq(&ws.root, &["eval", "--history"]));
+    assert!(
+        table.contains(built[3].as_str()) && table.contains("NDCG@10"),
+        "{table}"
+    );
+}

@@ -55,6 +55,12 @@ pub(super) enum Command {
     },
     /// Show what is indexed, how fresh it is, and whether both lanes agree.
     Status,
+    /// Republish an earlier kept generation (default: the last complete build before the
+    /// current one), with the model and chunker it was built with; `codeq status` lists them.
+    Rollback {
+        /// The generation to return to (`g000012`).
+        generation: Option<String>,
+    },
     /// Free the disk space of older generations (and, with --cache, of the embedding
     /// cache); `codeq status` shows how much there is.
     Gc {
@@ -131,7 +137,7 @@ pub(super) enum Command {
     /// Score question sets through the ask path; exit 1 when a blocking gate fails.
     Eval {
         /// Question set files (TOML, see eval-questions/README.md).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "history")]
         sets: Vec<PathBuf>,
         /// Files considered per question.
         #[arg(short = 'k', long, value_parser = parse_k, default_value_t = 10)]
@@ -145,6 +151,10 @@ pub(super) enum Command {
         /// Run the same sets against a second index and show what changed.
         #[arg(long)]
         compare_index: Option<PathBuf>,
+        /// Print the summaries of earlier runs on this index (every run appends one)
+        /// instead of running sets.
+        #[arg(long, conflicts_with_all = ["sets", "baseline", "save_baseline", "compare_index"])]
+        history: bool,
     },
     /// Benchmarks (build with --release): indexing throughput or query latency.
     Bench {

@@ -9,8 +9,10 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::args::Cli;
+use super::human::age;
 use super::{open_session, output, session_options, warn};
 use crate::backlog;
+use crate::eval::history::{self, HistoryEntry};
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::{Session, SessionOptions};
@@ -61,6 +63,16 @@ pub(super) fn cmd_eval(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let failures = eval::gate_failures(&report, changes.as_ref());
+    let entry = HistoryEntry::of(
+        &report,
+        session.manifest().chunker_version,
+        session.principal().map(str::to_string),
+        failures.is_empty(),
+        unix_now(),
+    );
+    if let Err(e) = history::append(session.index_dir(), &entry) {
+        warn(&format!("this run is not in the eval history: {e}"));
+    }
     let backlog = session.backlog();
     // Questions over `[budget] query_ms` (reported, not gated: timings depend on the machine).
     let budget = session.config().budget.query_ms.map(|limit| {
@@ -164,6 +176,65 @@ pub(super) fn cmd_eval(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The summaries of earlier eval runs on the index, oldest first: those of the session's
+/// principal, or every run for a principal who sees the whole index.
+pub(super) fn cmd_history(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let session = open_session(cli)?;
+    let entries = history::read(
+        session.index_dir(),
+        session.principal(),
+        session.sees_everything(),
+    )?;
+    let mut out = output(cli.json);
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "history": entries})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        writeln!(
+            out,
+            "no eval has run on {} yet",
+            session.index_dir().display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<12} {:<8} {:<8} {:<18} {:>3} {:>6} {:>6} {:>6} {:>7}  gate  model",
+        "when", "gen", "chunker", "set", "n", "hit@1", "hit@5", "MRR", "NDCG@10"
+    )?;
+    for entry in &entries {
+        for set in &entry.sets {
+            writeln!(
+                out,
+                "{:<12} {:<8} {:<8} {:<18} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3}  {:<4}  {}",
+                age(entry.unix),
+                entry.generation,
+                format!("v{}", entry.chunker_version),
+                set.name,
+                set.questions,
+                set.hit_at_1,
+                set.hit_at_5,
+                set.mrr_at_10,
+                set.ndcg_at_10,
+                if entry.passed { "pass" } else { "FAIL" },
+                entry.model
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `sets` through `session`, saying once on stderr when answers went untraced.

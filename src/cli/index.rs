@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::args::Cli;
-use super::human::human_bytes;
+use super::human::{age, human_bytes};
 use super::progress::TerminalProgress;
 use super::{describe_error, load_embedder, output, session_options, warn};
 use crate::config::Config;
@@ -83,6 +83,36 @@ pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         writeln!(out, "freed {}", human_bytes(freed))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Republishes an earlier kept generation. Needs the whole index (the writer lock, and
+/// access to every repository when an ACL is configured).
+pub(super) fn cmd_rollback(cli: &Cli, generation: Option<&str>) -> anyhow::Result<ExitCode> {
+    let WholeIndex { dir, reader, .. } = WholeIndex::open(&session_options(cli))?;
+    drop(reader);
+    let lock = dir.lock()?;
+    let done = dir.rollback(&lock, generation)?;
+    let mut out = output(cli.json);
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"schema_version": JSON_SCHEMA_VERSION, "rollback": done})
+        )?;
+    } else {
+        let to = &done.to;
+        writeln!(
+            out,
+            "rolled back from {} to {} (built {}, model {}, chunker v{}, {} chunks); queries use it now, and the next `codeq index` starts from it",
+            done.from,
+            to.name,
+            age(to.created_unix),
+            to.model,
+            to.chunker_version,
+            to.chunks
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

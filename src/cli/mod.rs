@@ -176,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => index::cmd_index(&cli, root, (*rebuild, *drop_acl), *watch),
         Command::Status => status::cmd_status(&cli),
         Command::Gc { cache } => index::cmd_gc(&cli, *cache),
+        Command::Rollback { generation } => index::cmd_rollback(&cli, generation.as_deref()),
         Command::Search {
             query,
             k,
@@ -197,12 +198,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             language,
             verdicts,
         } => query::cmd_ask(&cli, question, &query_scope(*k, repos, language), verdicts),
+        Command::Eval { history: true, .. } => eval::cmd_history(&cli),
         Command::Eval {
             sets,
             k,
             baseline,
             save_baseline,
             compare_index,
+            history: false,
         } => eval::cmd_eval(
             &cli,
             sets,

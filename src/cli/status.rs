@@ -15,7 +15,7 @@ use crate::acl::{AccessMode, Acl};
 use crate::config::Config;
 use crate::paths;
 use crate::report::JSON_SCHEMA_VERSION;
-use crate::store::IndexDir;
+use crate::store::{IndexDir, KeptGeneration};
 use crate::walk;
 
 /// What is indexed and how fresh, as the principal may see it; exit 2 when the lanes
@@ -25,9 +25,17 @@ pub(super) fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let status = session.status()?;
     let manifest = session.manifest();
     let everything = session.sees_everything();
+    // Kept generations describe the whole index: only for a principal who sees all of it.
+    let generations = match everything {
+        true => IndexDir::open(session.index_dir())?.kept_generations()?,
+        false => Vec::new(),
+    };
     let mut out = output(cli.json);
     if cli.json {
-        let value = status.to_json();
+        let mut value = status.to_json();
+        if everything {
+            value["generations"] = json!(generations);
+        }
         writeln!(out, "{value}")?;
     } else {
         writeln!(
@@ -123,12 +131,42 @@ pub(super) fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 upkeep.deleted_docs,
             )?;
         }
+        write_generations(&mut out, &generations)?;
     }
     Ok(if status.lanes.consistent {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The kept generations, newest first, with what each was built with.
+fn write_generations(out: &mut impl Write, generations: &[KeptGeneration]) -> std::io::Result<()> {
+    if generations.len() < 2 {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "generations (`codeq rollback GENERATION` republishes one):"
+    )?;
+    for g in generations.iter().rev() {
+        let state = match (g.current, g.complete()) {
+            (true, _) => "current",
+            (false, true) => "complete",
+            (false, false) => "vectors pending",
+        };
+        writeln!(
+            out,
+            "  {}  {:<15} built {:<10} model {}, chunker v{}, {} chunks",
+            g.name,
+            state,
+            age(g.created_unix),
+            g.model,
+            g.chunker_version,
+            g.chunks
+        )?;
+    }
+    Ok(())
 }
 
 /// The effective configuration of a root and where each value comes from.

@@ -1,6 +1,7 @@
 //! `codeq eval`: runs question sets through exactly the path `codeq ask` takes, scores the
 //! citations, gates blocking sets on thresholds and on a per-question baseline, and
-//! compares two indexes side by side.
+//! compares two indexes side by side; every run's summary goes to the index's history
+//! ([`history`]).
 //!
 //! Set files are TOML; `eval-questions/README.md` documents the format.
 
@@ -17,6 +18,7 @@ use crate::session::Session;
 use crate::trace::Surface;
 
 mod gate;
+pub mod history;
 mod metrics;
 
 use gate::missed_thresholds;

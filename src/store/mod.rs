@@ -6,7 +6,8 @@
 //!   FORMAT                 marks the folder as a codeq index
 //!   CURRENT                name of the published generation
 //!   lock                   held by the running `codeq index`
-//!   generations/gNNNNNN/   manifest.json, files.json, lance/, tantivy/
+//!   generations/gNNNNNN/   manifest.json, files.json, lance/, tantivy/ (the current one,
+//!                          the previous one and a few earlier builds to roll back to)
 //!   embed-cache/           vectors of chunks that left the index, by embedding-input hash
 //! ```
 //! A generation is complete before `CURRENT` names it, so readers never see a partial
@@ -23,6 +24,7 @@ mod filter;
 mod lexical;
 mod manifest;
 mod reader;
+mod rollback;
 mod seal;
 mod tokenizer;
 mod vectors;
@@ -40,6 +42,7 @@ pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use reader::{IndexReader, LaneCounts};
+pub use rollback::{KEPT_BUILDS, KeptGeneration, RolledBack};
 pub use tokenizer::code_tokens;
 pub use vectors::{AnnIndex, AnnPolicy};
 pub use writer::{FinishedGeneration, GenerationWriter};
@@ -373,7 +376,8 @@ impl IndexDir {
     }
 
     /// Makes a finished generation the current one, atomically, and removes generations
-    /// older than the previous one (kept for readers that opened it just before).
+    /// older than the previous one (kept for readers that opened it just before) except
+    /// the rollback points ([`KEPT_BUILDS`] earlier complete builds).
     pub fn publish(&self, _lock: &IndexLock, finished: FinishedGeneration) -> Result<()> {
         let path = self.generation_path(&finished.name);
         let manifest = serde_json::to_vec_pretty(&finished.manifest).map_err(Error::store)?;
@@ -388,8 +392,9 @@ impl IndexDir {
             &self.path.join(CURRENT_FILE),
             format!("{}\n", finished.name).as_bytes(),
         )?;
+        let kept = self.rollback_points(&finished.name, previous.as_deref());
         for name in self.generation_names()? {
-            if name != finished.name && Some(&name) != previous.as_ref() {
+            if name != finished.name && Some(&name) != previous.as_ref() && !kept.contains(&name) {
                 self.remove_unless_read(&name);
             }
         }
