@@ -26,6 +26,8 @@ use tantivy::{
     SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument, Term, doc,
 };
 
+use rust_stemmers::{Algorithm, Stemmer};
+
 use super::ChunkFilter;
 use super::filter::PerFilterCache;
 use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
@@ -37,6 +39,11 @@ use crate::error::{Error, Result};
 const DELETED_RATIO_BEFORE_MERGE: f32 = 0.2;
 /// Memory budget of the single tantivy writer thread.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+/// A query term matched in another form of the same word ("published" matching
+/// `publish`) counts this share of an exact match.
+pub const WORD_FORM_WEIGHT: f32 = 0.5;
+/// Stems shorter than this match too many unrelated words to look for forms of.
+const MIN_STEM_CHARS: usize = 4;
 
 /// A BM25 match.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +236,50 @@ impl LexicalReader {
         (segments.len(), deleted)
     }
 
+    /// Other forms of each of `words` that the index holds ("published": `publish`,
+    /// `publishes`, `publishing`): content terms that begin with the word's English stem
+    /// and have the same stem, except those in `exact`. All of them are kept — a cap could
+    /// be filled by terms of chunks a principal may not read and so shift their scores —
+    /// and a form counts only where an admitted chunk holds it. They are never shown.
+    fn word_forms(
+        &self,
+        searcher: &Searcher,
+        words: &[String],
+        exact: &[String],
+    ) -> Result<BTreeSet<String>> {
+        let stemmer = Stemmer::create(Algorithm::English);
+        let mut forms = BTreeSet::new();
+        for word in words {
+            let stem = stemmer.stem(word);
+            if stem.chars().count() < MIN_STEM_CHARS {
+                continue;
+            }
+            for segment in searcher.segment_readers() {
+                let inverted = segment
+                    .inverted_index(self.fields.content)
+                    .map_err(Error::store)?;
+                let mut stream = inverted
+                    .terms()
+                    .range()
+                    .ge(stem.as_bytes())
+                    .into_stream()
+                    .map_err(|e| Error::io("cannot read the lexical index", e))?;
+                while stream.advance() {
+                    let Ok(term) = std::str::from_utf8(stream.key()) else {
+                        continue;
+                    };
+                    if !term.starts_with(stem.as_ref()) {
+                        break;
+                    }
+                    if !exact.iter().any(|e| e == term) && stemmer.stem(term) == stem {
+                        forms.insert(term.to_string());
+                    }
+                }
+            }
+        }
+        Ok(forms)
+    }
+
     /// Every distinct repository-relative path in the index.
     pub(super) fn distinct_paths(&self) -> Result<BTreeSet<String>> {
         let searcher = self.reader.searcher();
@@ -294,15 +345,24 @@ impl LexicalReader {
         Ok(Some(BooleanQuery::new(allowed)))
     }
 
+    /// BM25 over `terms`, each of `words` (plain words among them) also matching its other
+    /// forms at [`WORD_FORM_WEIGHT`].
     pub(super) fn search(
         &self,
         terms: &[String],
+        words: &[String],
         filter: &ChunkFilter,
         limit: usize,
     ) -> Result<Vec<LexicalHit>> {
         let f = self.fields;
+        let searcher = self.reader.searcher();
+        let forms = self.word_forms(&searcher, words, terms)?;
+        let weighted_terms = terms
+            .iter()
+            .map(|t| (t, 1.0))
+            .chain(forms.iter().map(|t| (t, WORD_FORM_WEIGHT)));
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for term in terms {
+        for (term, weight) in weighted_terms {
             for (field, boost) in f.weighted() {
                 let query = TermQuery::new(
                     Term::from_field_text(field, term),
@@ -310,11 +370,10 @@ impl LexicalReader {
                 );
                 should.push((
                     Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(query), boost)),
+                    Box::new(BoostQuery::new(Box::new(query), boost * weight)),
                 ));
             }
         }
-        let searcher = self.reader.searcher();
         let collector = TopDocs::with_limit(limit).order_by_score();
         let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
         let top = match self.scoped_totals(&searcher, filter)? {

@@ -134,10 +134,22 @@ impl IndexReader {
         filter: &ChunkFilter,
         limit: usize,
     ) -> Result<Vec<LexicalHit>> {
+        self.bm25_with_word_forms(terms, &[], filter, limit)
+    }
+
+    /// Like [`IndexReader::bm25`], with each of `words` (plain words of a description, not
+    /// identifiers) also matching its other forms: "published" finds `publish`.
+    pub fn bm25_with_word_forms(
+        &self,
+        terms: &[String],
+        words: &[String],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> Result<Vec<LexicalHit>> {
         if filter.is_empty_set() || terms.is_empty() {
             return Ok(Vec::new());
         }
-        let hits = self.lane(|| self.lexical.search(terms, filter, limit))?;
+        let hits = self.lane(|| self.lexical.search(terms, words, filter, limit))?;
         ensure_admitted(filter, hits.iter().map(|h| &h.chunk))?;
         Ok(hits)
     }
