@@ -231,7 +231,8 @@ pub fn search(
     let mut bm25 = Vec::new();
     if options.lanes != Lanes::Vector {
         let stage = Stage::start("bm25");
-        bm25 = reader.bm25(&terms, &options.filter, candidates)?;
+        let words = analysis.prose_words(&terms);
+        bm25 = reader.bm25_with_word_forms(&terms, &words, &options.filter, candidates)?;
         timings.bm25 = stage.finish();
     }
 
@@ -486,6 +487,26 @@ mod tests {
         // A whole file is not a definition of the symbol.
         let window = chunk("docs/transfer_funds.md", "window", "transfer_funds", (1, 9));
         assert!(!reasons("transfer_funds", &window).contains(&"defines the named symbol"));
+    }
+
+    #[test]
+    fn a_description_that_spells_a_name_in_words_finds_its_definition_and_file() {
+        let class = chunk("gson/JsonObject.java", "class", "JsonObject", (1, 40));
+        assert_eq!(
+            reasons("a JSON object with named fields", &class),
+            [
+                "defines the name the query spells in words",
+                "file name matches the query"
+            ]
+        );
+        let module = chunk("src/equals_builder.py", "function", "append", (1, 9));
+        assert_eq!(
+            reasons("how the equals builder compares fields", &module),
+            ["file name matches the query"]
+        );
+        // A stop word breaks the run; identifiers are names already, not spelled ones.
+        assert!(reasons("json of object", &class).is_empty());
+        assert!(QueryAnalysis::of("JsonObject").spelled_names.is_empty());
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct QueryAnalysis {
     pub vector_weight: f64,
     /// Symbol names the query mentions, lowercased (`Type::method` → `method`).
     pub symbols: Vec<String>,
+    /// Names a description spells in words: two or three adjacent words run together
+    /// ("json object" → `jsonobject`, matching `JsonObject` or `json_object.py`).
+    pub spelled_names: Vec<String>,
     /// True when the query asks where something is used rather than defined.
     pub asks_for_usages: bool,
     /// True when the query is about tests, fixtures or benchmarks.
@@ -68,6 +71,9 @@ pub struct QueryAnalysis {
     /// True when the query is about vendored or generated code.
     pub asks_for_vendored: bool,
 }
+
+/// Shorter words of a description are matched exactly only.
+const MIN_PROSE_WORD_CHARS: usize = 4;
 
 /// Words that mean the user wants callers, not the definition.
 pub(super) const USAGE_WORDS: &[&str] = &[
@@ -124,38 +130,60 @@ impl QueryAnalysis {
             }
         }
         let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+        let spelled_names = match kind {
+            QueryKind::NaturalLanguage => spelled_names(&lower),
+            QueryKind::Identifier => Vec::new(),
+        };
         let mentions = |set: &[&str]| lower.iter().any(|w| set.contains(&w.as_str()));
         QueryAnalysis {
             kind,
             bm25_weight,
             vector_weight,
             symbols,
+            spelled_names,
             asks_for_usages: mentions(USAGE_WORDS),
             asks_for_tests: mentions(TEST_WORDS),
             asks_for_vendored: mentions(VENDORED_WORDS),
         }
     }
 
+    /// The terms of a description that are plain words, whose other forms BM25 also
+    /// matches ("compared" finds `comparable`); none for a query that names code, whose
+    /// identifiers stay exact.
+    pub fn prose_words(&self, terms: &[String]) -> Vec<String> {
+        if self.kind != QueryKind::NaturalLanguage {
+            return Vec::new();
+        }
+        terms
+            .iter()
+            .filter(|t| {
+                t.chars().count() >= MIN_PROSE_WORD_CHARS && t.chars().all(char::is_alphabetic)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The adjustments this query makes to one chunk.
     pub fn boosts_for(&self, chunk: &Chunk) -> Vec<Boost> {
         let mut boosts = Vec::new();
-        let defines = !self.asks_for_usages && is_definition(&chunk.kind) && {
-            let name = last_segment(&chunk.symbol).to_lowercase();
-            self.symbols.contains(&name)
-        };
-        if defines {
+        let name = last_segment(&chunk.symbol).to_lowercase();
+        let defining = !self.asks_for_usages && is_definition(&chunk.kind);
+        if defining && self.symbols.contains(&name) {
             boosts.push(Boost {
                 reason: "defines the named symbol",
+                factor: DEFINITION_BOOST,
+            });
+        } else if defining && self.spelled_names.contains(&squashed(&name)) {
+            boosts.push(Boost {
+                reason: "defines the name the query spells in words",
                 factor: DEFINITION_BOOST,
             });
         }
         // Only names count: a plain word such as "model" in a description would favour
         // model.py for every question about models.
         let stem = file_stem(&chunk.path).to_lowercase();
-        if stem.len() >= 4
-            && !GENERIC_STEMS.contains(&stem.as_str())
-            && self.symbols.contains(&stem)
-        {
+        let named = self.symbols.contains(&stem) || self.spelled_names.contains(&squashed(&stem));
+        if stem.len() >= 4 && !GENERIC_STEMS.contains(&stem.as_str()) && named {
             boosts.push(Boost {
                 reason: "file name matches the query",
                 factor: FILE_NAME_BOOST,
@@ -175,6 +203,37 @@ impl QueryAnalysis {
         }
         boosts
     }
+}
+
+/// A name without its word separators: `json_object`, `json-object` → `jsonobject`.
+fn squashed(name: &str) -> String {
+    name.chars().filter(|c| *c != '_' && *c != '-').collect()
+}
+
+/// Runs of two or three adjacent plain words of a description, joined: the names it may
+/// spell ("equals builder" → `equalsbuilder`). Stop words break a run.
+fn spelled_names(words: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for start in 0..words.len() {
+        for len in 2..=3 {
+            let Some(run) = words.get(start..start + len) else {
+                break;
+            };
+            let plain = |w: &String| {
+                !w.is_empty()
+                    && w.chars().all(char::is_alphanumeric)
+                    && !STOP_WORDS.contains(&w.as_str())
+            };
+            if !run.iter().all(plain) {
+                break;
+            }
+            let name = run.concat();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// The whitespace-separated words of a query without surrounding punctuation (`_`, `::`
