@@ -25,7 +25,10 @@ mod signals;
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
-use signals::{file_stem, is_definition, is_test_code, is_vendored, last_segment};
+use signals::{
+    VersionFolders, file_stem, is_definition, is_example_or_docs, is_legacy, is_reexport_module,
+    is_test_code, is_vendored, last_segment,
+};
 
 /// The RRF constant: scores are Σ 1 / (RRF_K + rank).
 pub const RRF_K: f64 = 60.0;
@@ -136,6 +139,15 @@ pub const FILE_NAME_BOOST: f64 = 1.15;
 pub const TEST_PENALTY: f64 = 0.7;
 /// Factor for vendored or generated code when the query does not ask for it.
 pub const VENDORED_PENALTY: f64 = 0.6;
+/// Factor for examples, demos and documentation sources when the query does not ask for
+/// them.
+pub const EXAMPLE_PENALTY: f64 = 0.8;
+/// Factor for legacy or compatibility code, and for an older version folder beside a
+/// newer one, when the query does not ask for old code.
+pub const LEGACY_PENALTY: f64 = 0.7;
+/// Factor for the module part of a package's index file (`__init__.py`, `mod.rs`,
+/// `index.ts`) when the query names no symbol.
+pub const REEXPORT_PENALTY: f64 = 0.8;
 
 /// One fused result, with each lane's contribution.
 #[derive(Debug, Clone, Serialize)]
@@ -302,8 +314,19 @@ pub fn search(
                 .is_none_or(|l| h.chunk.language == *l)
         })
         .collect();
+    let versions = VersionFolders::of(
+        candidates
+            .iter()
+            .map(|h| (h.chunk.repo.as_str(), h.chunk.path.as_str())),
+    );
     for hit in &mut candidates {
         hit.boosts = analysis.boosts_for(&hit.chunk);
+        if !analysis.asks_for_legacy && versions.superseded(&hit.chunk.repo, &hit.chunk.path) {
+            hit.boosts.push(Boost {
+                reason: "an older version folder beside a newer one",
+                factor: LEGACY_PENALTY,
+            });
+        }
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
     }
     candidates.sort_by(|a, b| {
@@ -507,6 +530,51 @@ mod tests {
         // A stop word breaks the run; identifiers are names already, not spelled ones.
         assert!(reasons("json of object", &class).is_empty());
         assert!(QueryAnalysis::of("JsonObject").spelled_names.is_empty());
+    }
+
+    #[test]
+    fn examples_legacy_folders_and_reexport_modules_rank_lower_unless_asked_for() {
+        let example = chunk("examples/server.py", "function", "serve", (1, 9));
+        assert_eq!(
+            reasons("start a server", &example),
+            ["examples or documentation sources (the query does not ask for them)"]
+        );
+        assert!(reasons("an example server", &example).is_empty());
+        let legacy = chunk("pkg/compat/io.py", "function", "read", (1, 9));
+        assert_eq!(
+            reasons("read a file", &legacy),
+            ["legacy or compatibility code"]
+        );
+        assert!(reasons("legacy file reading", &legacy).is_empty());
+        let init = chunk("pkg/__init__.py", "module", "pkg", (1, 9));
+        assert_eq!(
+            reasons("what the package exports", &init),
+            ["a package's re-export module, not the code it exports"]
+        );
+        let defined_there = chunk("pkg/__init__.py", "function", "setup", (10, 19));
+        assert!(reasons("what the package exports", &defined_there).is_empty());
+    }
+
+    #[test]
+    fn an_older_version_folder_is_superseded_only_beside_a_newer_one() {
+        let paths = [
+            ("r", "api/v1/client.go"),
+            ("r", "api/v2/client.go"),
+            ("r", "tools/v1/cli.go"),
+            ("other", "api/v3/client.go"),
+        ];
+        let versions = VersionFolders::of(paths.into_iter());
+        assert!(versions.superseded("r", "api/v1/client.go"));
+        assert!(!versions.superseded("r", "api/v2/client.go"));
+        assert!(
+            !versions.superseded("r", "tools/v1/cli.go"),
+            "no newer sibling"
+        );
+        assert!(!versions.superseded("other", "api/v3/client.go"));
+        assert!(
+            !versions.superseded("r", "v1.go"),
+            "a file name is not a folder"
+        );
     }
 
     #[test]

@@ -70,7 +70,35 @@ pub struct QueryAnalysis {
     pub asks_for_tests: bool,
     /// True when the query is about vendored or generated code.
     pub asks_for_vendored: bool,
+    /// True when the query is about examples, demos or documentation.
+    pub asks_for_examples: bool,
+    /// True when the query is about legacy, deprecated or compatibility code.
+    pub asks_for_legacy: bool,
 }
+
+/// Words that mean the user wants examples or documentation.
+pub(super) const EXAMPLE_WORDS: &[&str] = &[
+    "example",
+    "examples",
+    "sample",
+    "samples",
+    "demo",
+    "demos",
+    "docs",
+    "documentation",
+    "tutorial",
+];
+
+/// Words that mean the user wants legacy or compatibility code.
+pub(super) const LEGACY_WORDS: &[&str] = &[
+    "legacy",
+    "deprecated",
+    "compat",
+    "compatibility",
+    "old",
+    "older",
+    "v1",
+];
 
 /// Shorter words of a description are matched exactly only.
 const MIN_PROSE_WORD_CHARS: usize = 4;
@@ -144,6 +172,8 @@ impl QueryAnalysis {
             asks_for_usages: mentions(USAGE_WORDS),
             asks_for_tests: mentions(TEST_WORDS),
             asks_for_vendored: mentions(VENDORED_WORDS),
+            asks_for_examples: mentions(EXAMPLE_WORDS),
+            asks_for_legacy: mentions(LEGACY_WORDS),
         }
     }
 
@@ -199,6 +229,24 @@ impl QueryAnalysis {
             boosts.push(Boost {
                 reason: "vendored or generated code",
                 factor: VENDORED_PENALTY,
+            });
+        }
+        if !self.asks_for_examples && is_example_or_docs(&chunk.path) {
+            boosts.push(Boost {
+                reason: "examples or documentation sources (the query does not ask for them)",
+                factor: EXAMPLE_PENALTY,
+            });
+        }
+        if !self.asks_for_legacy && is_legacy(&chunk.path) {
+            boosts.push(Boost {
+                reason: "legacy or compatibility code",
+                factor: LEGACY_PENALTY,
+            });
+        }
+        if is_reexport_module(chunk) && self.symbols.is_empty() {
+            boosts.push(Boost {
+                reason: "a package's re-export module, not the code it exports",
+                factor: REEXPORT_PENALTY,
             });
         }
         boosts

@@ -74,6 +74,102 @@ pub(super) fn is_vendored(path: &str) -> bool {
         })
 }
 
+/// Examples, demos and documentation sources kept beside the code.
+pub(super) fn is_example_or_docs(path: &str) -> bool {
+    in_folder(path, |dir| {
+        matches!(
+            dir,
+            "examples"
+                | "example"
+                | "samples"
+                | "sample"
+                | "demo"
+                | "demos"
+                | "docs"
+                | "doc"
+                | "docs_src"
+                | "website"
+                | "tutorial"
+        )
+    })
+}
+
+/// Code kept for old versions: legacy, deprecated or compatibility folders.
+pub(super) fn is_legacy(path: &str) -> bool {
+    in_folder(path, |dir| {
+        matches!(
+            dir,
+            "legacy" | "deprecated" | "compat" | "_compat" | "backports" | "old" | "attic"
+        )
+    })
+}
+
+/// A package's index file (`__init__.py`, `mod.rs`, `index.ts`) outside any definition:
+/// mostly imports and re-exports of what its siblings define.
+pub(super) fn is_reexport_module(chunk: &Chunk) -> bool {
+    let name = file_name(&chunk.path);
+    let index_file = name == "__init__.py"
+        || name == "mod.rs"
+        || matches!(
+            name.split_once('.'),
+            Some(("index", "ts" | "js" | "mjs" | "tsx" | "jsx"))
+        );
+    index_file && !is_definition(&chunk.kind)
+}
+
+/// Whether any folder of `path` (not its file name) satisfies `test`.
+fn in_folder(path: &str, test: impl Fn(&str) -> bool) -> bool {
+    path.split('/').rev().skip(1).any(test)
+}
+
+/// Folders named for a version (`v1`, `v2`, …) among the candidates of a query, so that
+/// an older copy kept beside a newer one (`pkg/v1/` next to `pkg/v2/`) can rank below it.
+#[derive(Debug, Default)]
+pub(super) struct VersionFolders {
+    /// (repository, path before the folder) → the highest version seen there.
+    newest: HashMap<(String, String), u32>,
+}
+
+impl VersionFolders {
+    /// The version folders of these (repository, path) pairs.
+    pub(super) fn of<'a>(paths: impl Iterator<Item = (&'a str, &'a str)>) -> VersionFolders {
+        let mut folders = VersionFolders::default();
+        for (repo, path) in paths {
+            for (prefix, version) in version_folders(path) {
+                let newest = folders
+                    .newest
+                    .entry((repo.to_string(), prefix.to_string()))
+                    .or_insert(version);
+                *newest = (*newest).max(version);
+            }
+        }
+        folders
+    }
+
+    /// Whether `path` lies in a version folder with a newer sibling among the candidates.
+    pub(super) fn superseded(&self, repo: &str, path: &str) -> bool {
+        version_folders(path).any(|(prefix, version)| {
+            self.newest
+                .get(&(repo.to_string(), prefix.to_string()))
+                .is_some_and(|&newest| newest > version)
+        })
+    }
+}
+
+/// Each folder of `path` named `v<N>`, with the path before it.
+fn version_folders(path: &str) -> impl Iterator<Item = (&str, u32)> {
+    let folders = path.rsplit_once('/').map_or("", |(dirs, _)| dirs);
+    folders.split('/').enumerate().filter_map(move |(i, dir)| {
+        let version = dir.strip_prefix('v')?.parse::<u32>().ok()?;
+        let prefix_len = folders
+            .split('/')
+            .take(i)
+            .map(|d| d.len() + 1)
+            .sum::<usize>();
+        Some((&folders[..prefix_len], version))
+    })
+}
+
 /// How soon a chunk's vector is worth computing when embedding runs behind the lexical
 /// index, lowest first: definitions in source, other source, documentation, tests, then
 /// vendored code and data files — the order in which queries tend to want them.
