@@ -23,6 +23,7 @@ mod query;
 mod signals;
 
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
+use query::{DEFINES_NAMED_SYMBOL, SPELLED_EXACTLY};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
 use signals::{
@@ -133,6 +134,9 @@ pub struct Boost {
 
 /// Factor for the chunk that defines a symbol the query names.
 pub const DEFINITION_BOOST: f64 = 1.6;
+/// Further factor for a defining chunk whose name has the query's exact case (`Session`
+/// the class over `session` the function).
+pub const EXACT_SPELLING_BOOST: f64 = 1.25;
 /// Factor for a file whose name the query mentions.
 pub const FILE_NAME_BOOST: f64 = 1.15;
 /// Factor for tests, fixtures and benchmarks when the query does not ask for them.
@@ -327,6 +331,9 @@ pub fn search(
                 factor: LEGACY_PENALTY,
             });
         }
+    }
+    keep_definition_boost_on_headers(&mut candidates);
+    for hit in &mut candidates {
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
     }
     candidates.sort_by(|a, b| {
@@ -409,6 +416,43 @@ fn rerank(reranker: &mut dyn Reranker, query: &str, hits: &mut [SearchHit]) -> R
         score(b).total_cmp(&score(a))
     });
     Ok(())
+}
+
+/// A long definition is several chunks with its symbol (its header, the code between its
+/// members); the named symbol's definition is where it starts. Of the candidates with the
+/// same symbol in one file, only the first keeps the definition boost, so `end` or a line
+/// of attributes between two methods does not stand in for the class.
+fn keep_definition_boost_on_headers(candidates: &mut [SearchHit]) {
+    let mut first_line: HashMap<(&str, &str, &str), u32> = HashMap::new();
+    let defines = |h: &SearchHit| h.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL);
+    for hit in candidates.iter().filter(|h| defines(h)) {
+        let c = &hit.chunk;
+        let first = first_line
+            .entry((&c.repo, &c.path, &c.symbol))
+            .or_insert(c.start_line);
+        *first = (*first).min(c.start_line);
+    }
+    let later: Vec<usize> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            let c = &h.chunk;
+            defines(h)
+                && first_line[&(c.repo.as_str(), c.path.as_str(), c.symbol.as_str())] < c.start_line
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in later {
+        candidates[i].boosts.retain(|b| b.reason != SPELLED_EXACTLY);
+        for boost in &mut candidates[i].boosts {
+            if boost.reason == DEFINES_NAMED_SYMBOL {
+                *boost = Boost {
+                    reason: "a later piece of the named symbol's definition",
+                    factor: 1.0,
+                };
+            }
+        }
+    }
 }
 
 /// Keeps each hit unless a better-ranked hit of the same file covers any of its lines.
@@ -496,12 +540,14 @@ mod tests {
     fn the_definition_of_a_named_symbol_is_boosted_unless_usages_are_asked_for() {
         let def = chunk("src/ledger.rs", "method", "Ledger::transfer_funds", (3, 9));
         let caller = chunk("src/api.rs", "function", "handle_transfer", (1, 5));
+        let exact = [
+            "defines the named symbol",
+            "spelled exactly as in the query",
+        ];
+        assert_eq!(reasons("transfer_funds", &def), exact);
+        assert_eq!(reasons("Ledger::transfer_funds", &def), exact);
         assert_eq!(
-            reasons("transfer_funds", &def),
-            ["defines the named symbol"]
-        );
-        assert_eq!(
-            reasons("Ledger::transfer_funds", &def),
+            reasons("TRANSFER_FUNDS", &def),
             ["defines the named symbol"]
         );
         assert!(reasons("transfer_funds", &caller).is_empty());
@@ -575,6 +621,54 @@ mod tests {
             !versions.superseded("r", "v1.go"),
             "a file name is not a folder"
         );
+    }
+
+    #[test]
+    fn the_exact_spelling_wins_and_only_the_first_piece_of_a_definition_counts_as_it() {
+        assert_eq!(
+            reasons(
+                "Session",
+                &chunk("sessions.py", "class", "Session", (356, 388))
+            ),
+            [
+                "defines the named symbol",
+                "spelled exactly as in the query"
+            ]
+        );
+        assert_eq!(
+            reasons(
+                "Session",
+                &chunk("sessions.py", "function", "session", (821, 833))
+            ),
+            ["defines the named symbol"]
+        );
+        let analysis = QueryAnalysis::of("Builder");
+        let mut pieces: Vec<SearchHit> = [(127, 132), (36, 39), (295, 295)]
+            .into_iter()
+            .map(|lines| {
+                let c = chunk("builder.rb", "class", "Rack::Builder", lines);
+                SearchHit {
+                    boosts: analysis.boosts_for(&c),
+                    ..hit(c)
+                }
+            })
+            .collect();
+        keep_definition_boost_on_headers(&mut pieces);
+        let reasons: Vec<Vec<&str>> = pieces
+            .iter()
+            .map(|h| h.boosts.iter().map(|b| b.reason).collect())
+            .collect();
+        let later = "a later piece of the named symbol's definition";
+        assert_eq!(
+            reasons[1][..2],
+            [
+                "defines the named symbol",
+                "spelled exactly as in the query"
+            ]
+        );
+        assert_eq!(reasons[0][0], later);
+        assert_eq!(reasons[2][0], later);
+        assert!(!reasons[0].contains(&"spelled exactly as in the query"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct QueryAnalysis {
     pub vector_weight: f64,
     /// Symbol names the query mentions, lowercased (`Type::method` → `method`).
     pub symbols: Vec<String>,
+    /// The same names as the query spells them (`Session`, not `session`).
+    pub spellings: Vec<String>,
     /// Names a description spells in words: two or three adjacent words run together
     /// ("json object" → `jsonobject`, matching `JsonObject` or `json_object.py`).
     pub spelled_names: Vec<String>,
@@ -99,6 +101,12 @@ pub(super) const LEGACY_WORDS: &[&str] = &[
     "older",
     "v1",
 ];
+
+/// The reason of the boost for a chunk that defines a symbol the query names.
+pub(super) const DEFINES_NAMED_SYMBOL: &str = "defines the named symbol";
+
+/// The reason of the further boost when the defined name has the query's exact case.
+pub(super) const SPELLED_EXACTLY: &str = "spelled exactly as in the query";
 
 /// Shorter words of a description are matched exactly only.
 const MIN_PROSE_WORD_CHARS: usize = 4;
@@ -149,11 +157,14 @@ impl QueryAnalysis {
         let (bm25_weight, vector_weight) = kind.lane_weights();
         let single = words.iter().filter(|w| !w.is_empty()).count() == 1;
         let mut symbols = Vec::new();
+        let mut spellings = Vec::new();
         for word in &words {
             if (single || is_code_like(word)) && word.chars().any(char::is_alphabetic) {
-                let name = last_segment(word).to_lowercase();
+                let spelled = last_segment(word);
+                let name = spelled.to_lowercase();
                 if !name.is_empty() && !symbols.contains(&name) {
                     symbols.push(name);
+                    spellings.push(spelled.to_string());
                 }
             }
         }
@@ -168,6 +179,7 @@ impl QueryAnalysis {
             bm25_weight,
             vector_weight,
             symbols,
+            spellings,
             spelled_names,
             asks_for_usages: mentions(USAGE_WORDS),
             asks_for_tests: mentions(TEST_WORDS),
@@ -200,9 +212,16 @@ impl QueryAnalysis {
         let defining = !self.asks_for_usages && is_definition(&chunk.kind);
         if defining && self.symbols.contains(&name) {
             boosts.push(Boost {
-                reason: "defines the named symbol",
+                reason: DEFINES_NAMED_SYMBOL,
                 factor: DEFINITION_BOOST,
             });
+            let spelled = last_segment(&chunk.symbol);
+            if self.spellings.iter().any(|s| s == spelled) {
+                boosts.push(Boost {
+                    reason: SPELLED_EXACTLY,
+                    factor: EXACT_SPELLING_BOOST,
+                });
+            }
         } else if defining && self.spelled_names.contains(&squashed(&name)) {
             boosts.push(Boost {
                 reason: "defines the name the query spells in words",
