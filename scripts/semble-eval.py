@@ -94,7 +94,8 @@ def run_repo(args, meta, tasks):
         if absent:
             print(f"{name}: {len(absent)} files absent from the snapshot, e.g. {absent[0]}", file=sys.stderr)
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        why = (getattr(e, "stderr", None) or str(e)).strip().splitlines()[-1]
+        detail = getattr(e, "stderr", None) or str(e)
+        why = (detail.decode(errors="replace") if isinstance(detail, bytes) else detail).strip().splitlines()[-1]
         return {"repo": name, "language": meta["language"], "skipped": f"checkout failed: {why}"}
     root_rel = (meta.get("benchmark_root") or "").strip("/")
     root = dest / root_rel if root_rel else dest
@@ -119,7 +120,9 @@ def run_repo(args, meta, tasks):
     index_s = time.monotonic() - started
     out = subprocess.run([args.codeq, "eval", str(set_file), "--index-dir", str(index_dir), "--json", "-k", "10"],
                          capture_output=True, text=True)
-    by_id = {q["id"]: q for q in json.loads(out.stdout)["report"]["sets"][0]["questions"]}
+    evaluated = json.loads(out.stdout)["report"]
+    by_id = {q["id"]: q for q in evaluated["sets"][0]["questions"]}
+    lanes = {lane: evaluated["overall"][f"{lane}_hit_at_5"] for lane in ("bm25", "vector", "hybrid")}
     found = search_all(args.codeq, index_dir, [t["query"] for t in tasks])
     scored = []
     for t, chunks in zip(tasks, found):
@@ -128,7 +131,8 @@ def run_repo(args, meta, tasks):
         scored.append({"idx": t["idx"], "category": t["category"],
                        "search": ndcg(chunks, targets(t), chunk_hit),
                        "ask": ndcg(files, file_targets, hit)})
-    return {"repo": name, "language": meta["language"], "index_s": round(index_s, 1), "tasks": scored}
+    return {"repo": name, "language": meta["language"], "index_s": round(index_s, 1), "lanes": lanes,
+            "tasks": scored}
 
 
 def load(path):
@@ -208,6 +212,11 @@ def report(results, peers, other):
                 fmt(mean(repo_score(r, "ask") for r in scored))]
                + [fmt(mean(peer(t, r["repo"]) for r in scored if peer(t, r["repo"]))) for t in PEERS]]
     parts += ["### Overall (unweighted mean over repositories)", table(["", "repos", "search", "ask", *PEERS], overall)]
+    with_lanes = [r for r in scored if "lanes" in r]
+    if with_lanes:
+        lane = lambda name: fmt(mean(r["lanes"][name] for r in with_lanes))
+        parts.append(f"Each lane alone, file hit@5 on the ask path ({len(with_lanes)} repositories): "
+                     f"BM25 {lane('bm25')}, vectors {lane('vector')}, fused {lane('hybrid')}.")
     if other:
         delta = lambda path: mean(repo_score(r, path) - repo_score(other[r["repo"]], path) for r in shared)
         parts.append(f"Against the compared build on the {len(shared)} repositories both have: "

@@ -965,35 +965,3 @@ fn a_session_answers_from_inside_an_async_runtime() {
         .citations;
     assert!(cited.iter().any(|c| c.repo == "payments"));
 }
-
-#[test]
-fn a_rollback_cannot_return_an_acl_guarded_index_to_a_generation_built_without_one() {
-    let mut ws = common::Workspace::new();
-    let before = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
-    let config = ws.root.join("codeq.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
-    text.push_str(ACL);
-    std::fs::write(&config, text).unwrap();
-    ws.write("payments/src/extra.rs", "pub fn guarded_extra() {}\n");
-    ws.index(false);
-    let guarded = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
-    assert_ne!(before, guarded);
-
-    // Only a principal who reads everything may try, and even they are refused.
-    let out = codeq(&ws.root, &["rollback", before.trim(), "--as", "alice"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("every repository"),
-        "{}",
-        stderr(&out)
-    );
-    let out = codeq(&ws.root, &["rollback", "--as", "admin"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("built without an access-control list"),
-        "{}",
-        stderr(&out)
-    );
-    let now = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
-    assert_eq!(now, guarded, "a refused rollback changes nothing");
-}

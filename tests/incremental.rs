@@ -771,3 +771,36 @@ fn rollback_republishes_an_earlier_build_and_eval_keeps_a_history_of_runs() {
         "{table}"
     );
 }
+
+/// In this binary the shared fixture never gets an ACL (tests/acl.rs adds one to its own).
+#[test]
+fn a_rollback_cannot_return_an_acl_guarded_index_to_a_generation_built_without_one() {
+    let mut ws = common::Workspace::new();
+    let before = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
+    let config = ws.root.join("codeq.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str(common::ACL);
+    std::fs::write(&config, text).unwrap();
+    ws.write("payments/src/extra.rs", "pub fn guarded_extra() {}\n");
+    ws.index(false);
+    let guarded = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
+    assert_ne!(before, guarded);
+
+    // Only a principal who reads everything may try, and even they are refused.
+    let out = common::codeq(&ws.root, &["rollback", before.trim(), "--as", "alice"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("every repository"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = common::codeq(&ws.root, &["rollback", "--as", "admin"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("built without an access-control list"),
+        "{}",
+        common::stderr(&out)
+    );
+    let now = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
+    assert_eq!(now, guarded, "a refused rollback changes nothing");
+}

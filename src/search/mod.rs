@@ -420,36 +420,46 @@ fn rerank(reranker: &mut dyn Reranker, query: &str, hits: &mut [SearchHit]) -> R
 
 /// A long definition is several chunks with its symbol (its header, the code between its
 /// members); the named symbol's definition is where it starts. Of the candidates with the
-/// same symbol in one file, only the first keeps the definition boost, so `end` or a line
-/// of attributes between two methods does not stand in for the class.
+/// same symbol in one file, the first carries the definition boost, scored as the best
+/// match among them ("the best match among its definition's pieces"), and the others lose
+/// it, so `end` or a line of attributes between two methods does not stand in for the
+/// class and a weak header does not hide a file whose class matched well.
 fn keep_definition_boost_on_headers(candidates: &mut [SearchHit]) {
-    let mut first_line: HashMap<(&str, &str, &str), u32> = HashMap::new();
     let defines = |h: &SearchHit| h.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL);
-    for hit in candidates.iter().filter(|h| defines(h)) {
+    // (repo, path, symbol) → (index of the first piece, best fused score of the pieces).
+    let mut groups: HashMap<(String, String, String), (usize, f64)> = HashMap::new();
+    for (i, hit) in candidates.iter().enumerate().filter(|(_, h)| defines(h)) {
         let c = &hit.chunk;
-        let first = first_line
-            .entry((&c.repo, &c.path, &c.symbol))
-            .or_insert(c.start_line);
-        *first = (*first).min(c.start_line);
+        let key = (c.repo.clone(), c.path.clone(), c.symbol.clone());
+        let group = groups.entry(key).or_insert((i, hit.fused_score));
+        if c.start_line < candidates[group.0].chunk.start_line {
+            group.0 = i;
+        }
+        group.1 = group.1.max(hit.fused_score);
     }
-    let later: Vec<usize> = candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| {
-            let c = &h.chunk;
-            defines(h)
-                && first_line[&(c.repo.as_str(), c.path.as_str(), c.symbol.as_str())] < c.start_line
-        })
-        .map(|(i, _)| i)
-        .collect();
-    for i in later {
-        candidates[i].boosts.retain(|b| b.reason != SPELLED_EXACTLY);
-        for boost in &mut candidates[i].boosts {
-            if boost.reason == DEFINES_NAMED_SYMBOL {
-                *boost = Boost {
-                    reason: "a later piece of the named symbol's definition",
-                    factor: 1.0,
-                };
+    let headers: HashMap<usize, f64> = groups.into_values().collect();
+    for (i, hit) in candidates.iter_mut().enumerate() {
+        if !defines(hit) {
+            continue;
+        }
+        match headers.get(&i) {
+            Some(&best) if best > hit.fused_score && hit.fused_score > 0.0 => {
+                hit.boosts.push(Boost {
+                    reason: "the best match among its definition's pieces",
+                    factor: best / hit.fused_score,
+                });
+            }
+            Some(_) => {}
+            None => {
+                hit.boosts.retain(|b| b.reason != SPELLED_EXACTLY);
+                for boost in &mut hit.boosts {
+                    if boost.reason == DEFINES_NAMED_SYMBOL {
+                        *boost = Boost {
+                            reason: "a later piece of the named symbol's definition",
+                            factor: 1.0,
+                        };
+                    }
+                }
             }
         }
     }
@@ -592,6 +602,7 @@ mod tests {
             ["legacy or compatibility code"]
         );
         assert!(reasons("legacy file reading", &legacy).is_empty());
+        assert!(reasons("how v1 reads a file", &legacy).is_empty());
         let init = chunk("pkg/__init__.py", "module", "pkg", (1, 9));
         assert_eq!(
             reasons("what the package exports", &init),
@@ -647,8 +658,10 @@ mod tests {
             .into_iter()
             .map(|lines| {
                 let c = chunk("builder.rb", "class", "Rack::Builder", lines);
+                let fused_score = if lines.0 == 127 { 2.0 } else { 1.0 };
                 SearchHit {
                     boosts: analysis.boosts_for(&c),
+                    fused_score,
                     ..hit(c)
                 }
             })
@@ -669,6 +682,12 @@ mod tests {
         assert_eq!(reasons[0][0], later);
         assert_eq!(reasons[2][0], later);
         assert!(!reasons[0].contains(&"spelled exactly as in the query"));
+        // The header scores as the best of the pieces: 2.0 instead of its own 1.0.
+        let inherited = pieces[1].boosts.last().unwrap();
+        assert_eq!(
+            (inherited.reason, inherited.factor),
+            ("the best match among its definition's pieces", 2.0)
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub struct QueryAnalysis {
     pub asks_for_vendored: bool,
     /// True when the query is about examples, demos or documentation.
     pub asks_for_examples: bool,
-    /// True when the query is about legacy, deprecated or compatibility code.
+    /// True when the query is about legacy, deprecated or compatibility code, or names a
+    /// version.
     pub asks_for_legacy: bool,
 }
 
@@ -99,7 +100,6 @@ pub(super) const LEGACY_WORDS: &[&str] = &[
     "compatibility",
     "old",
     "older",
-    "v1",
 ];
 
 /// The reason of the boost for a chunk that defines a symbol the query names.
@@ -185,7 +185,12 @@ impl QueryAnalysis {
             asks_for_tests: mentions(TEST_WORDS),
             asks_for_vendored: mentions(VENDORED_WORDS),
             asks_for_examples: mentions(EXAMPLE_WORDS),
-            asks_for_legacy: mentions(LEGACY_WORDS),
+            // Naming a version (`v1`, `v3`) asks for that version's code, old or not.
+            asks_for_legacy: mentions(LEGACY_WORDS)
+                || lower.iter().any(|w| {
+                    w.strip_prefix('v')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                }),
         }
     }
 
