@@ -1,0 +1,329 @@
+//! Unit tests of query analysis, boosts, overlap removal and reranking.
+
+use super::*;
+
+#[test]
+fn query_terms_drop_stop_words_and_split_identifiers() {
+    assert_eq!(
+        query_terms("how does the parseConfig function work"),
+        ["parseconfig", "parse", "config", "function", "work"]
+    );
+    assert!(query_terms("  ").is_empty());
+}
+
+pub(super) fn chunk(path: &str, kind: &str, symbol: &str, lines: (u32, u32)) -> Chunk {
+    Chunk {
+        chunk_id: format!("{path}:{}", lines.0),
+        repo: "r".into(),
+        path: path.into(),
+        language: "rust".into(),
+        kind: kind.into(),
+        symbol: symbol.into(),
+        signature: String::new(),
+        doc: String::new(),
+        content: String::new(),
+        content_hash: String::new(),
+        file_hash: String::new(),
+        commit: String::new(),
+        start_line: lines.0,
+        end_line: lines.1,
+    }
+}
+
+#[test]
+fn embedding_goes_to_definitions_first_and_vendored_data_last() {
+    let docs = Chunk {
+        language: "markdown".into(),
+        ..chunk("README.md", "window", "", (1, 9))
+    };
+    let data = Chunk {
+        language: "json".into(),
+        ..chunk("data/fixtures.json", "window", "", (1, 9))
+    };
+    let ordered = [
+        chunk("src/lib.rs", "function", "parse", (1, 9)),
+        chunk("src/lib.rs", "module", "lib", (10, 20)),
+        docs,
+        chunk("tests/parse.rs", "function", "parses", (1, 9)),
+        data,
+    ];
+    let priorities: Vec<u32> = ordered.iter().map(embedding_priority).collect();
+    assert!(priorities.windows(2).all(|w| w[0] < w[1]), "{priorities:?}");
+    let vendored = chunk("vendor/zlib/lib.rs", "function", "inflate", (1, 9));
+    assert_eq!(embedding_priority(&vendored), 4);
+}
+
+fn reasons(query: &str, c: &Chunk) -> Vec<&'static str> {
+    QueryAnalysis::of(query)
+        .boosts_for(c)
+        .iter()
+        .map(|b| b.reason)
+        .collect()
+}
+
+#[test]
+fn the_definition_of_a_named_symbol_is_boosted_unless_usages_are_asked_for() {
+    let def = chunk("src/ledger.rs", "method", "Ledger::transfer_funds", (3, 9));
+    let caller = chunk("src/api.rs", "function", "handle_transfer", (1, 5));
+    let exact = [
+        "defines the named symbol",
+        "spelled exactly as in the query",
+    ];
+    assert_eq!(reasons("transfer_funds", &def), exact);
+    assert_eq!(reasons("Ledger::transfer_funds", &def), exact);
+    assert_eq!(
+        reasons("TRANSFER_FUNDS", &def),
+        ["defines the named symbol"]
+    );
+    assert!(reasons("transfer_funds", &caller).is_empty());
+    assert!(reasons("where is transfer_funds called", &def).is_empty());
+    assert!(reasons("move money between accounts", &def).is_empty());
+    // A whole file is not a definition of the symbol.
+    let window = chunk("docs/transfer_funds.md", "window", "transfer_funds", (1, 9));
+    assert!(!reasons("transfer_funds", &window).contains(&"defines the named symbol"));
+}
+
+#[test]
+fn a_description_that_spells_a_name_in_words_finds_its_definition_and_file() {
+    let class = chunk("gson/JsonObject.java", "class", "JsonObject", (1, 40));
+    assert_eq!(
+        reasons("a JSON object with named fields", &class),
+        [
+            "defines the name the query spells in words",
+            "file name matches the query"
+        ]
+    );
+    let module = chunk("src/equals_builder.py", "function", "append", (1, 9));
+    assert_eq!(
+        reasons("how the equals builder compares fields", &module),
+        ["file name matches the query"]
+    );
+    // A stop word breaks the run; identifiers are names already, not spelled ones.
+    assert!(reasons("json of object", &class).is_empty());
+    assert!(QueryAnalysis::of("JsonObject").spelled_names.is_empty());
+}
+
+#[test]
+fn examples_legacy_folders_and_reexport_modules_rank_lower_unless_asked_for() {
+    let example = chunk("examples/server.py", "function", "serve", (1, 9));
+    assert_eq!(
+        reasons("start a server", &example),
+        ["examples or documentation sources (the query does not ask for them)"]
+    );
+    assert!(reasons("an example server", &example).is_empty());
+    let legacy = chunk("pkg/compat/io.py", "function", "read", (1, 9));
+    assert_eq!(
+        reasons("read a file", &legacy),
+        ["legacy or compatibility code"]
+    );
+    assert!(reasons("legacy file reading", &legacy).is_empty());
+    assert!(reasons("how v1 reads a file", &legacy).is_empty());
+    let init = chunk("pkg/__init__.py", "module", "pkg", (1, 9));
+    assert_eq!(
+        reasons("what the package exports", &init),
+        ["a package's re-export module, not the code it exports"]
+    );
+    let defined_there = chunk("pkg/__init__.py", "function", "setup", (10, 19));
+    assert!(reasons("what the package exports", &defined_there).is_empty());
+}
+
+#[test]
+fn an_older_version_folder_is_superseded_only_beside_a_newer_one() {
+    let paths = [
+        ("r", "api/v1/client.go"),
+        ("r", "api/v2/client.go"),
+        ("r", "tools/v1/cli.go"),
+        ("other", "api/v3/client.go"),
+    ];
+    let versions = VersionFolders::of(paths.into_iter());
+    assert!(versions.superseded("r", "api/v1/client.go"));
+    assert!(!versions.superseded("r", "api/v2/client.go"));
+    assert!(
+        !versions.superseded("r", "tools/v1/cli.go"),
+        "no newer sibling"
+    );
+    assert!(!versions.superseded("other", "api/v3/client.go"));
+    assert!(
+        !versions.superseded("r", "v1.go"),
+        "a file name is not a folder"
+    );
+}
+
+#[test]
+fn the_exact_spelling_wins_and_only_the_first_piece_of_a_definition_counts_as_it() {
+    assert_eq!(
+        reasons(
+            "Session",
+            &chunk("sessions.py", "class", "Session", (356, 388))
+        ),
+        [
+            "defines the named symbol",
+            "spelled exactly as in the query"
+        ]
+    );
+    assert_eq!(
+        reasons(
+            "Session",
+            &chunk("sessions.py", "function", "session", (821, 833))
+        ),
+        ["defines the named symbol"]
+    );
+    let analysis = QueryAnalysis::of("Builder");
+    let mut pieces: Vec<SearchHit> = [(127, 132), (36, 39), (295, 295)]
+        .into_iter()
+        .map(|lines| {
+            let c = chunk("builder.rb", "class", "Rack::Builder", lines);
+            let fused_score = if lines.0 == 127 { 2.0 } else { 1.0 };
+            SearchHit {
+                boosts: analysis.boosts_for(&c),
+                fused_score,
+                ..hit(c)
+            }
+        })
+        .collect();
+    keep_definition_boost_on_headers(&mut pieces);
+    let reasons: Vec<Vec<&str>> = pieces
+        .iter()
+        .map(|h| h.boosts.iter().map(|b| b.reason).collect())
+        .collect();
+    let later = "a later piece of the named symbol's definition";
+    assert_eq!(
+        reasons[1][..2],
+        [
+            "defines the named symbol",
+            "spelled exactly as in the query"
+        ]
+    );
+    assert_eq!(reasons[0][0], later);
+    assert_eq!(reasons[2][0], later);
+    assert!(!reasons[0].contains(&"spelled exactly as in the query"));
+    // The header scores as the best of the pieces: 2.0 instead of its own 1.0.
+    let inherited = pieces[1].boosts.last().unwrap();
+    assert_eq!(
+        (inherited.reason, inherited.factor),
+        ("the best match among its definition's pieces", 2.0)
+    );
+}
+
+#[test]
+fn file_names_count_only_when_the_query_names_them() {
+    let c = chunk("fraud/scoring.py", "function", "risk", (1, 3));
+    assert_eq!(reasons("scoring", &c), ["file name matches the query"]);
+    let m = chunk("pkg/model.py", "function", "encode", (1, 3));
+    assert!(reasons("how is a model saved to disk", &m).is_empty());
+}
+
+#[test]
+fn tests_and_vendored_code_are_down_weighted_unless_asked_for() {
+    let t = chunk("tests/test_ledger.py", "function", "test_refund", (1, 3));
+    let unit = chunk("src/lib.rs", "function", "tests::refund_works", (1, 3));
+    let v = chunk("vendor/lib/x.py", "function", "helper", (1, 3));
+    for c in [&t, &unit] {
+        assert_eq!(
+            reasons("refund a payment", c),
+            ["test code (the query does not ask for tests)"]
+        );
+        assert!(reasons("tests for refunds", c).is_empty());
+    }
+    assert_eq!(
+        reasons("a small helper", &v),
+        ["vendored or generated code"]
+    );
+    assert!(reasons("vendored helper", &v).is_empty());
+}
+
+/// A hit on `chunk` with a fused score of 1 and no lane details.
+pub(super) fn hit(chunk: Chunk) -> SearchHit {
+    SearchHit {
+        chunk,
+        score: 1.0,
+        fused_score: 1.0,
+        boosts: Vec::new(),
+        bm25_rank: None,
+        bm25_score: None,
+        vector_rank: None,
+        vector_distance: None,
+        rerank_score: None,
+    }
+}
+
+#[test]
+fn a_chunk_overlapping_a_better_one_of_the_same_file_is_dropped() {
+    let ranked = [
+        hit(chunk("a.rs", "impl", "A", (1, 20))),
+        hit(chunk("a.rs", "method", "A::f", (5, 9))),
+        hit(chunk("b.rs", "method", "B::f", (5, 9))),
+        hit(chunk("a.rs", "function", "g", (21, 30))),
+    ];
+    let kept = without_overlaps(&ranked);
+    let symbols: Vec<&str> = kept.iter().map(|h| h.chunk.symbol.as_str()).collect();
+    assert_eq!(symbols, ["A", "B::f", "g"]);
+}
+
+#[test]
+fn queries_are_classified_as_identifiers_or_descriptions() {
+    for q in [
+        "refund_payment",
+        "IndexDir::publish",
+        "parseConfig",
+        "Session.request",
+        "FraudScorer",
+        "where is parse_config called",
+    ] {
+        assert_eq!(QueryAnalysis::of(q).kind, QueryKind::Identifier, "{q}");
+    }
+    for q in [
+        "how risky is a card transaction",
+        "Split the query. Then rank it.",
+    ] {
+        assert_eq!(QueryAnalysis::of(q).kind, QueryKind::NaturalLanguage, "{q}");
+    }
+}
+
+/// Scores a text by how often it names "refund": a stand-in for the cross-encoder
+/// that makes the expected order obvious.
+struct CountsRefunds;
+
+impl Reranker for CountsRefunds {
+    fn id(&self) -> &str {
+        "counts-refunds"
+    }
+    fn candidates(&self) -> usize {
+        2
+    }
+    fn score(&mut self, _query: &str, texts: &[String]) -> Result<Vec<f32>> {
+        Ok(texts
+            .iter()
+            .map(|t| t.matches("refund").count() as f32)
+            .collect())
+    }
+}
+
+#[test]
+fn reranking_orders_the_rescored_hits_by_the_model_and_keeps_ties_in_fused_order() {
+    let hit = |symbol: &str, content: &str| {
+        hit(Chunk {
+            content: content.into(),
+            ..chunk("a.rs", "function", symbol, (1, 2))
+        })
+    };
+    let mut hits = [
+        hit("first", "charge"),
+        hit("second", "refund refund"),
+        hit("third", "refund"),
+    ];
+    let best = CountsRefunds.candidates();
+    rerank(&mut CountsRefunds, "refund", &mut hits[..best]).unwrap();
+    let order: Vec<&str> = hits.iter().map(|h| h.chunk.symbol.as_str()).collect();
+    assert_eq!(
+        order,
+        ["second", "first", "third"],
+        "only the best two are re-scored"
+    );
+    assert_eq!(hits[0].rerank_score, Some(2.0));
+    assert_eq!(hits[2].rerank_score, None);
+
+    let mut tied = [hit("a", "refund"), hit("b", "refund")];
+    rerank(&mut CountsRefunds, "refund", &mut tied).unwrap();
+    assert_eq!(tied[0].chunk.symbol, "a");
+}
