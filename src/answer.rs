@@ -249,7 +249,7 @@ pub fn ask(
     let ranked_files = rank_files(results.hits);
     let file_scores: HashMap<(String, String), f64> = ranked_files
         .iter()
-        .map(|f| (f.key.clone(), f.score))
+        .map(|f| (f.key.clone(), f.hits[0].score))
         .collect();
     let mut verify_time = Duration::ZERO;
     for hit in breadth_first(ranked_files, options.k) {
@@ -572,10 +572,9 @@ fn explain(hit: &SearchHit, terms: &[String]) -> String {
     reasons.join("; ")
 }
 
-/// One file's candidate chunks, best first, and the file's ranking score.
+/// One file's candidate chunks, best first (the first one's score is the file's).
 struct FileCandidates {
     key: (String, String),
-    score: f64,
     hits: Vec<SearchHit>,
 }
 
@@ -589,7 +588,6 @@ fn rank_files(ranked: Vec<SearchHit>) -> Vec<FileCandidates> {
             Some(file) => file.hits.push(hit),
             None => files.push(FileCandidates {
                 key,
-                score: hit.score,
                 hits: vec![hit],
             }),
         }

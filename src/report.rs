@@ -13,7 +13,9 @@ use crate::error::Result;
 use crate::index::IndexConfig;
 use crate::index::{self, WorkingTreeChanges};
 use crate::search::SearchResults;
-use crate::store::{DiskUsage, IndexDir, IndexReader, Manifest, RepoRecord, Upkeep};
+use crate::store::{
+    DiskUsage, IndexDir, IndexReader, KeptGeneration, Manifest, RepoRecord, Upkeep,
+};
 use crate::walk;
 
 /// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
@@ -145,6 +147,9 @@ pub struct Status {
     /// Index size on disk by part and storage upkeep, measured only for a principal who
     /// sees everything.
     pub storage: Option<(DiskUsage, Upkeep)>,
+    /// Kept generations and what each was built with (only for a principal who sees
+    /// everything: they describe the whole index).
+    pub generations: Vec<KeptGeneration>,
     /// Time left to embed the waiting chunks at the last measured rate (for a principal
     /// who sees everything, while chunks wait).
     pub embedding_eta: Option<Duration>,
@@ -221,10 +226,11 @@ impl Status {
             "repos": repos,
             "lanes": lanes,
         });
-        let storage = if access.sees_everything() {
-            Some((dir.disk_usage()?, reader.upkeep()?))
+        let (storage, generations) = if access.sees_everything() {
+            let storage = (dir.disk_usage()?, reader.upkeep()?);
+            (Some(storage), dir.kept_generations()?)
         } else {
-            None
+            (None, Vec::new())
         };
         let pending = manifest.totals.pending;
         let embedding_eta = (access.sees_everything() && pending > 0 && manifest.embed_rate > 0.0)
@@ -238,11 +244,13 @@ impl Status {
             value["disk"] = json!(disk);
             value["upkeep"] = json!(upkeep);
             value["source_bytes"] = json!(manifest.totals.source_bytes);
+            value["generations"] = json!(generations);
         }
         Ok(Status {
             repos,
             lanes,
             storage,
+            generations,
             embedding_eta,
             value,
         })

@@ -68,7 +68,6 @@ pub(super) fn cmd_eval(
         session.manifest().chunker_version,
         session.principal().map(str::to_string),
         failures.is_empty(),
-        unix_now(),
     );
     if let Err(e) = history::append(session.index_dir(), &entry) {
         warn(&format!("this run is not in the eval history: {e}"));
@@ -229,12 +228,6 @@ pub(super) fn cmd_history(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `sets` through `session`, saying once on stderr when answers went untraced.

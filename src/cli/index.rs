@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::index::{self, IndexOptions, IndexReport};
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::WholeIndex;
+use crate::store::{IndexDir, IndexLock};
 use crate::walk;
 
 /// Indexes `root` once, then again on every change with `watch`.
@@ -68,11 +69,18 @@ pub(super) fn cmd_index(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Frees older generations (and the embedding cache with `cache`).
-pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
+/// The index with its writer lock, for commands that change it as a whole (the principal
+/// must see every repository of it).
+fn locked_whole_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexLock)> {
     let WholeIndex { dir, reader, .. } = WholeIndex::open(&session_options(cli))?;
     drop(reader);
     let lock = dir.lock()?;
+    Ok((dir, lock))
+}
+
+/// Frees older generations (and the embedding cache with `cache`).
+pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
+    let (dir, lock) = locked_whole_index(cli)?;
     let freed = dir.collect_garbage(&lock, cache)?;
     let mut out = output(cli.json);
     if cli.json {
@@ -90,9 +98,7 @@ pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
 /// Republishes an earlier kept generation. Needs the whole index (the writer lock, and
 /// access to every repository when an ACL is configured).
 pub(super) fn cmd_rollback(cli: &Cli, generation: Option<&str>) -> anyhow::Result<ExitCode> {
-    let WholeIndex { dir, reader, .. } = WholeIndex::open(&session_options(cli))?;
-    drop(reader);
-    let lock = dir.lock()?;
+    let (dir, lock) = locked_whole_index(cli)?;
     let done = dir.rollback(&lock, generation)?;
     let mut out = output(cli.json);
     if cli.json {

@@ -25,17 +25,9 @@ pub(super) fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let status = session.status()?;
     let manifest = session.manifest();
     let everything = session.sees_everything();
-    // Kept generations describe the whole index: only for a principal who sees all of it.
-    let generations = match everything {
-        true => IndexDir::open(session.index_dir())?.kept_generations()?,
-        false => Vec::new(),
-    };
     let mut out = output(cli.json);
     if cli.json {
-        let mut value = status.to_json();
-        if everything {
-            value["generations"] = json!(generations);
-        }
+        let value = status.to_json();
         writeln!(out, "{value}")?;
     } else {
         writeln!(
@@ -131,7 +123,7 @@ pub(super) fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 upkeep.deleted_docs,
             )?;
         }
-        write_generations(&mut out, &generations)?;
+        write_generations(&mut out, &status.generations)?;
     }
     Ok(if status.lanes.consistent {
         ExitCode::SUCCESS

@@ -64,14 +64,17 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The summary of `report`, run as `principal` on a generation cut by `chunker_version`.
+    /// The summary of `report`, run now as `principal` on a generation cut by
+    /// `chunker_version`.
     pub fn of(
         report: &EvalReport,
         chunker_version: u32,
         principal: Option<String>,
         passed: bool,
-        unix: u64,
     ) -> HistoryEntry {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut sets: Vec<Summary> = report
             .sets
             .iter()
@@ -159,13 +162,7 @@ mod tests {
             .append(true)
             .open(dir.path().join(HISTORY_FILE))
             .unwrap()
-            .write_all(b"{\"unix\": 2, \"generat")
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(HISTORY_FILE))
-            .unwrap()
-            .write_all(b"\n")
+            .write_all(b"{\"unix\": 2, \"generat\n")
             .unwrap();
         append(dir.path(), &entry("g000002", Some("alice"), 0.75)).unwrap();
         let all = read(dir.path(), None, true).unwrap();
