@@ -19,7 +19,7 @@ mod symbols;
 
 use languages::{LANGUAGES, Syntax};
 pub use languages::{LanguageSpec, grammar_languages};
-use pieces::{LineIndex, merge_tiny, split_at_statements, window_pieces};
+use pieces::{LineIndex, absorb_fragments, merge_tiny, split_at_statements, window_pieces};
 use symbols::{
     body_of, cap_symbol, clean_name, doc_line, end_row, file_name, leading_start, module_path,
     signature,
@@ -28,7 +28,9 @@ use symbols::{
 /// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
 /// 3: sixteen grammar languages through the registry; docstrings from the query.
 /// 4: JavaScript functions assigned to a `var` or to a property (`res.send = function …`).
-pub const CHUNKER_VERSION: u32 = 4;
+/// 5: no 1–2 line pieces of a container: a short header joins its first member, other
+///    short parts (a class attribute, Ruby's `end`) the piece before them.
+pub const CHUNKER_VERSION: u32 = 5;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,9 +268,12 @@ struct Piece {
     end: usize,
     /// Pieces are only merged with neighbours of the same group (same enclosing container).
     group: Option<usize>,
-    /// A part of a container that holds other definitions (its header, the code between
-    /// its members): never merged into a neighbour.
-    container_part: bool,
+    /// For a part of a container that holds other definitions (its header, the code
+    /// between its members), that container: never merged into a neighbour as a small
+    /// definition, but a fragment of it joins the container's other pieces.
+    part_of: Option<usize>,
+    /// The first part of a container: the lines that declare it.
+    header: bool,
 }
 
 impl Piece {
@@ -283,7 +288,8 @@ impl Piece {
             start: 0,
             end: 0,
             group: None,
-            container_part: false,
+            part_of: None,
+            header: false,
         }
     }
 }
@@ -375,7 +381,7 @@ impl Chunker {
                 ChunkMode::Windows,
             ),
         };
-        let pieces = merge_tiny(pieces, &lines, &self.limits);
+        let pieces = merge_tiny(absorb_fragments(pieces, &lines), &lines, &self.limits);
         let mut chunks: Vec<Chunk> = pieces
             .into_iter()
             .filter(|p| !lines.range_is_blank(p.start, p.end))
@@ -646,7 +652,7 @@ impl Emitter<'_, '_> {
     ) {
         let gap_template = match container {
             Some(c) => Piece {
-                container_part: true,
+                part_of: Some(c),
                 ..self.def_piece(c)
             },
             None => Piece::outside_definitions("module", self.file_symbol.clone()),
@@ -659,7 +665,12 @@ impl Emitter<'_, '_> {
                 continue;
             }
             if def.start > cursor {
+                let declares_container = container.is_some() && cursor == start;
+                let first = self.pieces.len();
                 self.emit_gap(cursor, def.start - 1, &gap_template);
+                if declares_container && let Some(header) = self.pieces.get_mut(first) {
+                    header.header = true;
+                }
             }
             let child_start = def.start.max(cursor);
             if def.children.is_empty() {
@@ -725,7 +736,8 @@ impl Emitter<'_, '_> {
             start: def.start,
             end: def.end,
             group: def.parent,
-            container_part: false,
+            part_of: None,
+            header: false,
         }
     }
 }

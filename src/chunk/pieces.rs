@@ -101,7 +101,7 @@ pub(super) fn merge_tiny(
             let adjacent = piece.start > last.end
                 && (last.end + 1..piece.start).all(|r| lines.line(r).trim().is_empty());
             let mergeable =
-                |p: &Piece| p.kind != "module" && p.kind != "window" && !p.container_part;
+                |p: &Piece| p.kind != "module" && p.kind != "window" && p.part_of.is_none();
             if adjacent
                 && mergeable(last)
                 && mergeable(&piece)
@@ -124,6 +124,78 @@ pub(super) fn merge_tiny(
         out.push(piece);
     }
     out
+}
+
+/// Container parts of at most this many lines do not stand alone: one line of a class
+/// (its `class X:` header, an attribute between methods, Ruby's closing `end`) says little
+/// on its own, and a list of them fills a result page with the same class.
+pub(super) const FRAGMENT_LINES: usize = 2;
+
+/// Joins the fragments of containers to their neighbours in the same container: a short
+/// header absorbs the container's first member (the piece lists both symbols,
+/// `Class, Class.method`), any other short part joins the piece before it. Pieces only join
+/// across blank lines, so every line keeps at most one chunk.
+pub(super) fn absorb_fragments(pieces: Vec<Piece>, lines: &LineIndex) -> Vec<Piece> {
+    let is_fragment = |p: &Piece| p.part_of.is_some() && p.end + 1 - p.start <= FRAGMENT_LINES;
+    let in_container = |p: &Piece, container: Option<usize>| {
+        container.is_some() && (p.group == container || p.part_of == container)
+    };
+    let adjacent = |before: &Piece, after: &Piece| {
+        after.start > before.end
+            && (before.end + 1..after.start).all(|r| lines.line(r).trim().is_empty())
+    };
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    let mut header: Option<Piece> = None;
+    for piece in pieces {
+        if let Some(held) = header.take() {
+            if in_container(&piece, held.part_of) && adjacent(&held, &piece) {
+                out.push(held.absorbing(piece));
+                continue;
+            }
+            out.push(held);
+        }
+        if is_fragment(&piece) && piece.header {
+            header = Some(piece);
+            continue;
+        }
+        if is_fragment(&piece)
+            && let Some(last) = out.last_mut()
+            && in_container(last, piece.part_of)
+            && adjacent(last, &piece)
+        {
+            last.end = piece.end;
+            continue;
+        }
+        out.push(piece);
+    }
+    out.extend(header);
+    out
+}
+
+impl Piece {
+    /// This container header with its first member after it. A namespace's header only
+    /// wraps its members, so the piece is the member's (kind, signature); any other
+    /// container's header keeps the container's.
+    fn absorbing(self, member: Piece) -> Piece {
+        let symbol = format!("{}, {}", self.symbol, member.symbol);
+        let doc = if self.doc.is_empty() {
+            member.doc.clone()
+        } else {
+            self.doc.clone()
+        };
+        let (kind, signature) = match NAMESPACE_KINDS.contains(&self.kind.as_str()) {
+            true => (member.kind, member.signature),
+            false => (self.kind, self.signature),
+        };
+        Piece {
+            kind,
+            symbol,
+            signature,
+            doc,
+            end: member.end,
+            ..self
+        }
+    }
 }
 
 /// Line offsets of a text, for cutting chunks out by row.

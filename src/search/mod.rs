@@ -27,7 +27,7 @@ use query::{DEFINES_NAMED_SYMBOL, SPELLED_EXACTLY};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
 use signals::{
-    VersionFolders, file_stem, is_definition, is_example_or_docs, is_legacy, is_reexport_module,
+    VersionFolders, defined_symbols, file_stem, is_example_or_docs, is_legacy, is_reexport_module,
     is_test_code, is_vendored, last_segment,
 };
 
@@ -255,10 +255,7 @@ pub fn search(
     let mut vector_hits = Vec::new();
     if options.lanes != Lanes::Bm25 && !query.trim().is_empty() {
         let stage = Stage::start("embed");
-        let vector = embedder
-            .embed(&[query.to_string()])?
-            .pop()
-            .ok_or_else(|| Error::Embed("the model returned no vector".into()))?;
+        let vector = embedder.embed_query(query)?;
         timings.embed = stage.finish();
         let stage = Stage::start("vector");
         vector_hits = reader.nearest(&vector, &options.filter, candidates)?;
@@ -332,7 +329,7 @@ pub fn search(
             });
         }
     }
-    keep_definition_boost_on_headers(&mut candidates);
+    keep_definition_boost_on_headers(&analysis, &mut candidates);
     for hit in &mut candidates {
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
     }
@@ -424,13 +421,16 @@ fn rerank(reranker: &mut dyn Reranker, query: &str, hits: &mut [SearchHit]) -> R
 /// match among them ("the best match among its definition's pieces"), and the others lose
 /// it, so `end` or a line of attributes between two methods does not stand in for the
 /// class and a weak header does not hide a file whose class matched well.
-fn keep_definition_boost_on_headers(candidates: &mut [SearchHit]) {
+fn keep_definition_boost_on_headers(analysis: &QueryAnalysis, candidates: &mut [SearchHit]) {
     let defines = |h: &SearchHit| h.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL);
-    // (repo, path, symbol) → (index of the first piece, best fused score of the pieces).
+    // (repo, path, named symbol) → (index of the first piece, best fused score of the pieces).
     let mut groups: HashMap<(String, String, String), (usize, f64)> = HashMap::new();
     for (i, hit) in candidates.iter().enumerate().filter(|(_, h)| defines(h)) {
         let c = &hit.chunk;
-        let key = (c.repo.clone(), c.path.clone(), c.symbol.clone());
+        let Some(named) = analysis.named_definition(c) else {
+            continue;
+        };
+        let key = (c.repo.clone(), c.path.clone(), named.symbol.to_string());
         let group = groups.entry(key).or_insert((i, hit.fused_score));
         if c.start_line < candidates[group.0].chunk.start_line {
             group.0 = i;

@@ -149,6 +149,26 @@ pub(super) const VENDORED_WORDS: &[&str] = &[
     "thirdparty",
 ];
 
+/// A symbol a chunk defines whose name the query names.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NamedDefinition<'c> {
+    /// The symbol, as the chunk lists it.
+    pub symbol: &'c str,
+    /// How the query names it.
+    pub naming: Naming,
+}
+
+/// How a query names a symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Naming {
+    /// As written in the code (`Session`).
+    ExactSpelling,
+    /// In another case (`session` for `Session`).
+    Name,
+    /// In words run together ("json object" for `JsonObject`).
+    Words,
+}
+
 impl QueryAnalysis {
     /// Reads a query.
     pub fn of(query: &str) -> QueryAnalysis {
@@ -210,24 +230,52 @@ impl QueryAnalysis {
             .collect()
     }
 
+    /// Of the symbols `chunk` defines, the first whose name the query names, else the first
+    /// it spells in words; none when the query asks for usages.
+    pub(super) fn named_definition<'c>(&self, chunk: &'c Chunk) -> Option<NamedDefinition<'c>> {
+        if self.asks_for_usages {
+            return None;
+        }
+        let named = defined_symbols(chunk).find_map(|symbol| {
+            let name = last_segment(symbol);
+            let naming = match self.spellings.iter().any(|s| s == name) {
+                true => Naming::ExactSpelling,
+                false => Naming::Name,
+            };
+            self.symbols
+                .contains(&name.to_lowercase())
+                .then_some(NamedDefinition { symbol, naming })
+        });
+        named.or_else(|| {
+            defined_symbols(chunk)
+                .find(|symbol| {
+                    let name = last_segment(symbol).to_lowercase();
+                    self.spelled_names.contains(&squashed(&name))
+                })
+                .map(|symbol| NamedDefinition {
+                    symbol,
+                    naming: Naming::Words,
+                })
+        })
+    }
+
     /// The adjustments this query makes to one chunk.
     pub fn boosts_for(&self, chunk: &Chunk) -> Vec<Boost> {
         let mut boosts = Vec::new();
-        let name = last_segment(&chunk.symbol).to_lowercase();
-        let defining = !self.asks_for_usages && is_definition(&chunk.kind);
-        if defining && self.symbols.contains(&name) {
+        let naming = self.named_definition(chunk).map(|d| d.naming);
+        if matches!(naming, Some(Naming::Name | Naming::ExactSpelling)) {
             boosts.push(Boost {
                 reason: DEFINES_NAMED_SYMBOL,
                 factor: DEFINITION_BOOST,
             });
-            let spelled = last_segment(&chunk.symbol);
-            if self.spellings.iter().any(|s| s == spelled) {
-                boosts.push(Boost {
-                    reason: SPELLED_EXACTLY,
-                    factor: EXACT_SPELLING_BOOST,
-                });
-            }
-        } else if defining && self.spelled_names.contains(&squashed(&name)) {
+        }
+        if naming == Some(Naming::ExactSpelling) {
+            boosts.push(Boost {
+                reason: SPELLED_EXACTLY,
+                factor: EXACT_SPELLING_BOOST,
+            });
+        }
+        if naming == Some(Naming::Words) {
             boosts.push(Boost {
                 reason: "defines the name the query spells in words",
                 factor: DEFINITION_BOOST,

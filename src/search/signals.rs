@@ -20,6 +20,18 @@ pub(super) fn is_definition(kind: &str) -> bool {
     !matches!(kind, "window" | "module" | "group" | "impl")
 }
 
+/// The symbols a chunk defines: every symbol a merged piece lists (`Class, Class.method`),
+/// none for windows and module code, and not the type an `impl` block is for (its own
+/// definition defines it).
+pub(super) fn defined_symbols(chunk: &Chunk) -> impl Iterator<Item = &str> {
+    let defines = !matches!(chunk.kind.as_str(), "window" | "module");
+    chunk
+        .symbol
+        .split(", ")
+        .skip(usize::from(chunk.kind == "impl"))
+        .filter(move |_| defines)
+}
+
 /// File names too common to say anything about the query.
 pub(super) const GENERIC_STEMS: &[&str] = &[
     "__init__", "main", "index", "utils", "util", "common", "types",

@@ -84,6 +84,24 @@ fn the_definition_of_a_named_symbol_is_boosted_unless_usages_are_asked_for() {
 }
 
 #[test]
+fn a_piece_that_lists_several_symbols_defines_each_of_them() {
+    let exact = [
+        "defines the named symbol",
+        "spelled exactly as in the query",
+    ];
+    // A class header that leads its first method, and a run of small functions.
+    let header = chunk("billing.py", "class", "Ledger, Ledger.__init__", (4, 9));
+    assert_eq!(reasons("Ledger", &header), exact);
+    assert_eq!(reasons("__init__", &header), exact);
+    let group = chunk("util.go", "group", "min, max, clamp", (1, 9));
+    assert_eq!(reasons("max", &group), exact);
+    // An `impl` block defines its methods, not the type its struct defines.
+    let methods = chunk("src/stats.rs", "impl", "Counts, Counts::of", (9, 18));
+    assert_eq!(reasons("of", &methods), exact);
+    assert!(reasons("Counts", &methods).is_empty());
+}
+
+#[test]
 fn a_description_that_spells_a_name_in_words_finds_its_definition_and_file() {
     let class = chunk("gson/JsonObject.java", "class", "JsonObject", (1, 40));
     assert_eq!(
@@ -181,7 +199,7 @@ fn the_exact_spelling_wins_and_only_the_first_piece_of_a_definition_counts_as_it
             }
         })
         .collect();
-    keep_definition_boost_on_headers(&mut pieces);
+    keep_definition_boost_on_headers(&analysis, &mut pieces);
     let reasons: Vec<Vec<&str>> = pieces
         .iter()
         .map(|h| h.boosts.iter().map(|b| b.reason).collect())
