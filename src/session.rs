@@ -22,7 +22,7 @@ use crate::acl::{self, Access, AccessMode, Acl};
 use crate::answer::{self, Answer, CitedLines};
 use crate::backlog::{self, Verdict};
 use crate::config::Config;
-use crate::embed::{Embedder, FastEmbedder};
+use crate::embed::{Embedder, load_embedder};
 use crate::error::{Error, Result};
 use crate::llm::{self, AnswerSettings};
 use crate::paths;
@@ -177,7 +177,7 @@ impl SharedIndex {
             &located.config,
             &located.reader,
         )?;
-        SharedIndex::with_located(located, Box::new(embedder))
+        SharedIndex::with_located(located, embedder)
     }
 
     /// Like [`SharedIndex::open`], with `embedder` for query vectors instead of the model
@@ -570,7 +570,7 @@ pub fn index_embedder(
     model_dir: Option<&Path>,
     config: &Config,
     reader: &IndexReader,
-) -> Result<FastEmbedder> {
+) -> Result<Box<dyn Embedder>> {
     let built_with = &reader.manifest().model;
     let mut model = config.model.clone();
     model.max_length = built_with.max_length;
@@ -580,5 +580,5 @@ pub fn index_embedder(
     if let Some(dir) = model_dir {
         model.dir = Some(dir.to_path_buf());
     }
-    FastEmbedder::load(&model)
+    load_embedder(&model)
 }

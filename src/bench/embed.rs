@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::embed::ModelConfig;
-use crate::embed::{Embedder, FastEmbedder};
+use crate::embed::load_embedder;
 use crate::error::Result;
 
 /// One configuration's figures.
@@ -42,7 +42,7 @@ pub fn embed_bench(
                 max_length,
                 ..model.clone()
             };
-            let mut embedder = FastEmbedder::load(&config)?;
+            let mut embedder = load_embedder(&config)?;
             let started = Instant::now();
             for call in texts.chunks(call_size.max(1)) {
                 embedder.embed(call)?;

@@ -21,7 +21,7 @@ use clap::FromArgMatches;
 use crate::acl::AccessMode;
 use crate::config::Config;
 use crate::display::{TerminalSafe, escape_controls};
-use crate::embed::FastEmbedder;
+use crate::embed::{self, Embedder};
 use crate::search::QueryScope;
 use crate::session::{Session, SessionOptions};
 use args::{BenchCommand, Cli, Command};
@@ -296,12 +296,12 @@ fn open_session(cli: &Cli) -> anyhow::Result<Session> {
 }
 
 /// Loads the model named on the command line or in the configuration.
-fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<FastEmbedder> {
+fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<Box<dyn Embedder>> {
     let mut model = config.model.clone();
     if let Some(dir) = &cli.model_dir {
         model.dir = Some(dir.clone());
     }
-    Ok(FastEmbedder::load(&model)?)
+    Ok(embed::load_embedder(&model)?)
 }
 
 /// The scope of `search` and `ask`: top `k`, optionally narrowed to some repositories or

@@ -1,5 +1,12 @@
-//! Embedding models: the [`Embedder`] trait and its fastembed implementation over local
-//! ONNX files. Nothing here downloads: the model and ONNX Runtime are files on disk.
+//! Embedding models: the [`Embedder`] trait, a transformer run by fastembed over local
+//! ONNX files ([`FastEmbedder`]) and a static token-vector model ([`StaticEmbedder`]).
+//! Nothing here downloads: models and ONNX Runtime are files on disk.
+
+mod onnx;
+mod static_vectors;
+
+pub use onnx::FastEmbedder;
+pub use static_vectors::StaticEmbedder;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -69,91 +76,57 @@ impl Default for ModelConfig {
 pub trait Embedder: Send {
     /// Which model this is.
     fn info(&self) -> &ModelInfo;
-    /// Embeds a batch; the output has one vector per input, in order.
+    /// Embeds a batch of documents (chunks); one vector per input, in order.
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
-}
-
-/// Files a model folder must hold.
-const MODEL_FILES: [&str; 5] = [
-    "model.onnx",
-    "tokenizer.json",
-    "config.json",
-    "special_tokens_map.json",
-    "tokenizer_config.json",
-];
-
-/// all-MiniLM-style sentence embedding (mean pooling, L2-normalised) run by fastembed.
-pub struct FastEmbedder {
-    model: fastembed::TextEmbedding,
-    info: ModelInfo,
-    batch_size: usize,
-}
-
-impl FastEmbedder {
-    /// Loads ONNX Runtime and the model named by `config` (or the defaults setup installs).
-    pub fn load(config: &ModelConfig) -> Result<FastEmbedder> {
-        let ort_lib = resolve_ort_lib(config);
-        init_onnx_runtime(&ort_lib)?;
-        let dir = resolve_model_dir(config);
-        let (onnx, tokenizer, id) = read_model_folder(&dir, &MODEL_FILES)?;
-        let file_sha256 = crate::hash::sha256_hex(&onnx);
-        let user_model = fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer)
-            .with_pooling(fastembed::Pooling::Mean);
-        let mut options =
-            fastembed::InitOptionsUserDefined::new().with_max_length(config.max_length);
-        if let Some(threads) = config.threads {
-            options = options.with_intra_threads(threads);
-        }
-        let mut model = fastembed::TextEmbedding::try_new_from_user_defined(user_model, options)
-            .map_err(|e| Error::ModelMissing {
-                dir: dir.clone(),
-                detail: format!("the model does not load: {e}"),
-            })?;
-        let probe = model
-            .embed(["dimension probe"], Some(1))
-            .map_err(|e| Error::ModelMissing {
-                dir: dir.clone(),
-                detail: format!("the model does not run: {e}"),
-            })?;
-        let dimension = probe.first().map_or(0, Vec::len);
-        Ok(FastEmbedder {
-            model,
-            info: ModelInfo {
-                id,
-                file_sha256,
-                dimension,
-                max_length: config.max_length,
-                dir: dir.canonicalize().ok(),
-            },
-            batch_size: config.batch_size,
-        })
+    /// Embeds a search query. Models trained with an instruction for queries (bge's
+    /// "Represent this sentence for searching relevant passages: ") add it here.
+    fn embed_query(&mut self, query: &str) -> Result<Vec<f32>> {
+        the_only_vector(self.embed(&[query.to_string()])?)
     }
 }
 
-impl Embedder for FastEmbedder {
+/// The vector of a one-text batch.
+fn the_only_vector(mut vectors: Vec<Vec<f32>>) -> Result<Vec<f32>> {
+    match (vectors.pop(), vectors.is_empty()) {
+        (Some(vector), true) => Ok(vector),
+        _ => Err(Error::Embed(
+            "the model did not return one vector for the query".into(),
+        )),
+    }
+}
+
+impl<E: Embedder + ?Sized> Embedder for Box<E> {
     fn info(&self) -> &ModelInfo {
-        &self.info
+        (**self).info()
     }
-
-    /// Texts go to the model shortest first, so each batch of `batch_size` pads its texts
-    /// to a length close to their own; the vectors come back in the callers' order.
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let by_length: Vec<&str> = order.iter().map(|&i| texts[i].as_str()).collect();
-        let vectors = self
-            .model
-            .embed(by_length, Some(self.batch_size))
-            .map_err(|e| Error::Embed(e.to_string()))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (slot, vector) in order.into_iter().zip(vectors) {
-            out[slot] = vector;
-        }
-        Ok(out)
+        (**self).embed(texts)
     }
+    fn embed_query(&mut self, query: &str) -> Result<Vec<f32>> {
+        (**self).embed_query(query)
+    }
+}
+
+/// Loads the model in the folder `config` names (or the default setup installs): a static
+/// model (`model.safetensors` with a model2vec `config.json`) or an ONNX transformer.
+pub fn load_embedder(config: &ModelConfig) -> Result<Box<dyn Embedder>> {
+    let dir = resolve_model_dir(config);
+    if StaticEmbedder::is_static_model(&dir) {
+        return Ok(Box::new(StaticEmbedder::load(&dir, config)?));
+    }
+    Ok(Box::new(FastEmbedder::load(config)?))
+}
+
+/// The model id a folder names: its `model_id` file, else the folder name.
+fn model_id(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("model_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+        })
 }
 
 /// Reads a local model folder holding every file of `required`: the ONNX file, the
@@ -187,15 +160,7 @@ pub(crate) fn read_model_folder(
         special_tokens_map_file: read("special_tokens_map.json")?,
         tokenizer_config_file: read("tokenizer_config.json")?,
     };
-    let id = std::fs::read_to_string(dir.join("model_id"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
-        });
-    Ok((read("model.onnx")?, tokenizer, id))
+    Ok((read("model.onnx")?, tokenizer, model_id(dir)))
 }
 
 /// The model folder: `[model] dir`, `CODEQ_MODEL_DIR`, else the one setup installs.
