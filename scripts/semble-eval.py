@@ -22,8 +22,9 @@ Not part of CI: it needs fetched corpora.
 
 usage: scripts/semble-eval.py --codeq BIN --work DIR [--label L] [--index-label L] [--only A,B]
        [--language go,java] [--fresh] [--compare LABEL] [--markdown FILE]
+       [--seed-from LABEL] [--model-dir DIR]
 """
-import argparse, csv, json, math, pathlib, subprocess, sys, time
+import argparse, csv, json, math, pathlib, shutil, subprocess, sys, time
 
 from evaldata import EVALDATA, checkout
 
@@ -112,8 +113,12 @@ def run_repo(args, meta, tasks):
     set_file = work / f"semble-{name}.toml"
     set_file.write_text("\n".join(lines))
     index_dir = work / f"{name}.{args.index_label or args.label}.codeq"
+    seed = work / f"{name}.{args.seed_from}.codeq" if args.seed_from else None
+    if seed and seed.is_dir() and not index_dir.exists():
+        shutil.copytree(seed, index_dir, symlinks=True)
+    model = ["--model-dir", args.model_dir] if args.model_dir else []
     started = time.monotonic()
-    indexed = subprocess.run([args.codeq, "index", str(root), "--index-dir", str(index_dir), "--json"],
+    indexed = subprocess.run([args.codeq, "index", str(root), "--index-dir", str(index_dir), "--json", *model],
                              capture_output=True, text=True)
     if indexed.returncode != 0:
         return {"repo": name, "language": meta["language"], "skipped": f"index failed: {indexed.stderr[-300:]}"}
@@ -233,6 +238,9 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--label", default="codeq", help="names this build's indexes and results")
     ap.add_argument("--index-label", help="reuse the indexes of this label (a ranking-only change)")
+    ap.add_argument("--seed-from", help="start each new index as a copy of this label's (a chunker "
+                    "change: the re-index reuses the vectors of unchanged chunks)")
+    ap.add_argument("--model-dir", help="index with this model folder (a model A/B)")
     ap.add_argument("--mirrors", default="/work/.mirror", help="where fetched bare git dirs live")
     ap.add_argument("--only", default="", help="comma-separated repo names")
     ap.add_argument("--language", default="", help="comma-separated languages")

@@ -117,8 +117,8 @@ fn a_tree_of_every_language_is_indexed_and_its_methods_are_found_by_qualified_sy
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains(
-            "1 files could not be parsed by their grammar and were cut into line windows \
-             (e.g. src/broken.go)"
+            "1 files could not be parsed by their grammar: the definitions that parsed are \
+             chunks, the rest line windows (e.g. src/broken.go)"
         ),
         "{}",
         stdout(&out)
@@ -165,6 +165,35 @@ fn a_file_its_grammar_cannot_parse_is_cut_into_windows_and_says_so() {
     assert_eq!(chunked.mode, ChunkMode::WindowsAfterParseFailure);
     assert!(chunked.chunks.iter().all(|c| c.kind == "window"));
     assert_eq!(chunked.chunks.first().map(|c| c.start_line), Some(1));
+}
+
+#[test]
+fn the_intact_definitions_of_a_file_its_grammar_mostly_cannot_parse_stay_chunks() {
+    // Macros a grammar does not know (`FMT_BEGIN_NAMESPACE`, libuv's) can leave most of a
+    // header in parse errors; the functions that parsed still get their own chunks.
+    let mut text =
+        String::from("/* Adds two numbers. */\nint add(int a, int b) {\n    return a + b;\n}\n\n");
+    text.push_str(&"}}}} ))) ]]] {{ (( ;; ::: macro }}}} ))) ]]]\n".repeat(40));
+    let chunked = chunker().chunk_file(FileInput {
+        repo: "r",
+        path: "broken.c",
+        commit: "c",
+        file_hash: "h",
+        text: &text,
+    });
+    assert_eq!(chunked.mode, ChunkMode::IntactDefinitions);
+    let first = &chunked.chunks[0];
+    assert_eq!(
+        (
+            first.kind.as_str(),
+            first.symbol.as_str(),
+            first.start_line,
+            first.end_line
+        ),
+        ("function", "add", 1, 4)
+    );
+    assert!(chunked.chunks[1..].iter().all(|c| c.kind == "module"));
+    assert_eq!(chunked.chunks.last().map(|c| c.end_line), Some(45));
 }
 
 #[test]

@@ -29,7 +29,8 @@ use symbols::{
 /// 3: sixteen grammar languages through the registry; docstrings from the query.
 /// 4: JavaScript functions assigned to a `var` or to a property (`res.send = function …`).
 /// 5: no 1–2 line pieces of a container: a short header joins its first member, other
-///    short parts (a class attribute, Ruby's `end`) the piece before them.
+///    short parts (a class attribute, Ruby's `end`) the piece before them; a file its grammar
+///    mostly cannot parse keeps its intact definitions instead of becoming all windows.
 pub const CHUNKER_VERSION: u32 = 5;
 
 /// One semantic unit of code, as stored in the index (without its vector).
@@ -158,7 +159,8 @@ const CONTAINER_KINDS: &[&str] = &[
 const NAMESPACE_KINDS: &[&str] = &["module", "namespace"];
 
 /// More than this share of a file's bytes inside parse errors means the grammar could not
-/// read it: the file is cut into windows instead, and the index report says so.
+/// read it: only its definitions without errors inside become chunks, windows the rest
+/// (all of it when none is intact), and the index report says so.
 const MAX_ERROR_SHARE: f64 = 0.5;
 
 /// Capture indexes of a chunk query.
@@ -235,6 +237,9 @@ pub enum ChunkMode {
     Definitions,
     /// In line windows: the language has no grammar (or none that loaded).
     Windows,
+    /// Its grammar could not parse most of it (macros it does not know, say): at the
+    /// definitions that parsed without errors, windows between them.
+    IntactDefinitions,
     /// In line windows because its grammar could not parse it.
     WindowsAfterParseFailure,
 }
@@ -370,7 +375,7 @@ impl Chunker {
         let grammar = spec.and_then(|s| self.grammar_of(s));
         let (pieces, mode) = match grammar {
             Some(grammar) => match self.definition_pieces(grammar, input, &lines) {
-                Some(pieces) => (pieces, ChunkMode::Definitions),
+                Some(chunked) => chunked,
                 None => (
                     self.plain_pieces(input.path, false, &lines),
                     ChunkMode::WindowsAfterParseFailure,
@@ -396,17 +401,17 @@ impl Chunker {
         grammar: &Grammar,
         input: FileInput<'_>,
         lines: &LineIndex,
-    ) -> Option<Vec<Piece>> {
+    ) -> Option<(Vec<Piece>, ChunkMode)> {
         let mut parser = Parser::new();
         parser.set_language(&grammar.language).ok()?;
         let tree = parser.parse(input.text, None)?;
         let root = tree.root_node();
-        if root.has_error()
-            && error_bytes(root) as f64 > MAX_ERROR_SHARE * input.text.len().max(1) as f64
-        {
+        let damaged = root.has_error()
+            && error_bytes(root) as f64 > MAX_ERROR_SHARE * input.text.len().max(1) as f64;
+        let found = collect_defs(grammar, &tree, input, damaged);
+        if damaged && found.defs.is_empty() {
             return None;
         }
-        let found = collect_defs(grammar, &tree, input);
         let file_symbol = match &found.prefix {
             Some(module) if grammar.syntax.module_from_path => module.clone(),
             _ => file_name(input.path),
@@ -425,7 +430,11 @@ impl Chunker {
             pieces: Vec::new(),
         };
         emitter.emit_range(0, lines.count() - 1, &top, None);
-        Some(emitter.pieces)
+        let mode = match damaged {
+            true => ChunkMode::IntactDefinitions,
+            false => ChunkMode::Definitions,
+        };
+        Some((emitter.pieces, mode))
     }
 
     fn plain_pieces(&self, path: &str, heading_windows: bool, lines: &LineIndex) -> Vec<Piece> {
@@ -477,10 +486,14 @@ struct Named<'t> {
 }
 
 /// Runs the grammar's query and arranges the definitions into a containment tree.
+///
+/// In a `damaged` file only definitions without parse errors inside count: a container
+/// that did not parse gives up its intact members to the container around it.
 fn collect_defs<'t>(
     grammar: &Grammar,
     tree: &'t tree_sitter::Tree,
     input: FileInput<'_>,
+    damaged: bool,
 ) -> FoundDefs<'t> {
     let source = input.text.as_bytes();
     let text_of = |node: Node<'_>| node.utf8_text(source).unwrap_or_default().to_string();
@@ -563,6 +576,9 @@ fn collect_defs<'t>(
             })
         })
         .collect();
+    if damaged {
+        defs.retain(|d| !d.node.has_error());
+    }
     defs.sort_by_key(|d| (d.node.start_byte(), std::cmp::Reverse(d.node.end_byte())));
     let prefix = if grammar.syntax.module_from_path {
         Some(module_path(input.path))

@@ -189,7 +189,7 @@ fn write_index_summary(out: &mut impl Write, report: &IndexReport) -> std::io::R
     if c.unparsed.count > 0 {
         writeln!(
             out,
-            "{} files could not be parsed by their grammar and were cut into line windows (e.g. {})",
+            "{} files could not be parsed by their grammar: the definitions that parsed are chunks, the rest line windows (e.g. {})",
             c.unparsed.count,
             c.unparsed.examples.join(", ")
         )?;

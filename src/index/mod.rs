@@ -159,7 +159,8 @@ pub struct Changes {
     /// Seconds from the start of the run until the first generation with its changes was
     /// published (queryable).
     pub queryable_after_s: f64,
-    /// Files chunked in this run that their grammar could not parse (cut into windows).
+    /// Files chunked in this run that their grammar could not parse (the definitions that
+    /// parsed cleanly became chunks, the rest windows).
     pub unparsed: PathTally,
     /// Registered grammars that could not be used in this run, with the reason (their
     /// files were cut into windows).

@@ -18,7 +18,7 @@ pub(super) enum FileOutcome {
         chunks: Vec<Chunk>,
         hash: String,
         lossy: bool,
-        /// Its grammar could not parse it, so it was cut into windows.
+        /// Its grammar could not parse most of it: windows, around any intact definitions.
         unparsed: bool,
     },
     Skipped {
@@ -58,7 +58,10 @@ pub(super) fn produce(
                 match crate::panic_guard::catch(|| chunker.chunk_file(input)) {
                     Ok(chunked) => FileOutcome::Chunked {
                         entry: i,
-                        unparsed: chunked.mode == ChunkMode::WindowsAfterParseFailure,
+                        unparsed: matches!(
+                            chunked.mode,
+                            ChunkMode::IntactDefinitions | ChunkMode::WindowsAfterParseFailure
+                        ),
                         chunks: chunked.chunks,
                         hash: file.hash,
                         lossy: file.lossy,
