@@ -329,6 +329,7 @@ pub fn search(
             });
         }
     }
+    prefer_definitions_outside_tests(&analysis, &mut candidates);
     keep_definition_boost_on_headers(&analysis, &mut candidates);
     for hit in &mut candidates {
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
@@ -451,16 +452,48 @@ fn keep_definition_boost_on_headers(analysis: &QueryAnalysis, candidates: &mut [
             }
             Some(_) => {}
             None => {
-                hit.boosts.retain(|b| b.reason != SPELLED_EXACTLY);
-                for boost in &mut hit.boosts {
-                    if boost.reason == DEFINES_NAMED_SYMBOL {
-                        *boost = Boost {
-                            reason: "a later piece of the named symbol's definition",
-                            factor: 1.0,
-                        };
-                    }
-                }
+                withdraw_definition_boost(hit, "a later piece of the named symbol's definition");
             }
+        }
+    }
+}
+
+/// A test that defines a named symbol the code also defines holds a stub or a mock of it
+/// (a shell test's `nvm_has() { …; }`): unless the query asks for tests, such definitions
+/// lose the definition boost to the real one.
+fn prefer_definitions_outside_tests(analysis: &QueryAnalysis, candidates: &mut [SearchHit]) {
+    if analysis.asks_for_tests {
+        return;
+    }
+    let named = |h: &SearchHit| {
+        analysis
+            .named_definition(&h.chunk)
+            .filter(|_| h.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))
+            .map(|d| last_segment(d.symbol).to_lowercase())
+    };
+    let outside_tests: std::collections::HashSet<String> = candidates
+        .iter()
+        .filter(|h| !is_test_code(&h.chunk))
+        .filter_map(named)
+        .collect();
+    for hit in candidates.iter_mut() {
+        let stub =
+            is_test_code(&hit.chunk) && named(hit).is_some_and(|n| outside_tests.contains(&n));
+        if stub {
+            withdraw_definition_boost(hit, "a test's stand-in for a symbol the code defines");
+        }
+    }
+}
+
+/// Takes back a hit's definition boosts, leaving `why` (factor 1) in their place.
+fn withdraw_definition_boost(hit: &mut SearchHit, why: &'static str) {
+    hit.boosts.retain(|b| b.reason != SPELLED_EXACTLY);
+    for boost in &mut hit.boosts {
+        if boost.reason == DEFINES_NAMED_SYMBOL {
+            *boost = Boost {
+                reason: why,
+                factor: 1.0,
+            };
         }
     }
 }

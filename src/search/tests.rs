@@ -345,3 +345,34 @@ fn reranking_orders_the_rescored_hits_by_the_model_and_keeps_ties_in_fused_order
     rerank(&mut CountsRefunds, "refund", &mut tied).unwrap();
     assert_eq!(tied[0].chunk.symbol, "a");
 }
+
+#[test]
+fn a_test_that_redefines_a_named_symbol_loses_the_definition_boost_to_the_code() {
+    let analysis = QueryAnalysis::of("nvm_has");
+    let scored = |chunks: Vec<Chunk>| -> Vec<SearchHit> {
+        let mut hits: Vec<SearchHit> = chunks
+            .into_iter()
+            .map(|c| SearchHit {
+                boosts: analysis.boosts_for(&c),
+                ..hit(c)
+            })
+            .collect();
+        prefer_definitions_outside_tests(&analysis, &mut hits);
+        hits
+    };
+    let reasons = |h: &SearchHit| h.boosts.iter().map(|b| b.reason).collect::<Vec<_>>();
+    let stub = chunk("test/fast/nvm_use", "function", "nvm_has", (1, 3));
+    let real = chunk("nvm.sh", "function", "nvm_has", (10, 20));
+    let hits = scored(vec![stub.clone(), real]);
+    assert_eq!(
+        reasons(&hits[0]),
+        [
+            "a test's stand-in for a symbol the code defines",
+            "test code (the query does not ask for tests)"
+        ]
+    );
+    assert_eq!(reasons(&hits[1])[0], "defines the named symbol");
+    // Defined only in a test, the test's definition is the one there is.
+    let hits = scored(vec![stub]);
+    assert_eq!(reasons(&hits[0])[0], "defines the named symbol");
+}
