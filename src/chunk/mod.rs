@@ -279,6 +279,9 @@ struct Piece {
     part_of: Option<usize>,
     /// The first part of a container: the lines that declare it.
     header: bool,
+    /// For a header that leads the header of a container nested in it (`module Rack` /
+    /// `module Multipart`), the innermost such container.
+    nested: Option<usize>,
 }
 
 impl Piece {
@@ -295,6 +298,7 @@ impl Piece {
             group: None,
             part_of: None,
             header: false,
+            nested: None,
         }
     }
 }
@@ -754,6 +758,7 @@ impl Emitter<'_, '_> {
             group: def.parent,
             part_of: None,
             header: false,
+            nested: None,
         }
     }
 }

@@ -138,7 +138,8 @@ pub(super) const FRAGMENT_LINES: usize = 2;
 pub(super) fn absorb_fragments(pieces: Vec<Piece>, lines: &LineIndex) -> Vec<Piece> {
     let is_fragment = |p: &Piece| p.part_of.is_some() && p.end + 1 - p.start <= FRAGMENT_LINES;
     let in_container = |p: &Piece, container: Option<usize>| {
-        container.is_some() && (p.group == container || p.part_of == container)
+        container.is_some()
+            && (p.group == container || p.part_of == container || p.nested == container)
     };
     let adjacent = |before: &Piece, after: &Piece| {
         after.start > before.end
@@ -148,8 +149,13 @@ pub(super) fn absorb_fragments(pieces: Vec<Piece>, lines: &LineIndex) -> Vec<Pie
     let mut header: Option<Piece> = None;
     for piece in pieces {
         if let Some(held) = header.take() {
-            if in_container(&piece, held.part_of) && adjacent(&held, &piece) {
-                out.push(held.absorbing(piece));
+            if in_container(&piece, held.nested.or(held.part_of)) && adjacent(&held, &piece) {
+                let joined = held.absorbing(piece);
+                // Nested headers (`module Rack` / `module Multipart`) lead on together.
+                match is_fragment(&joined) {
+                    true => header = Some(joined),
+                    false => out.push(joined),
+                }
                 continue;
             }
             out.push(held);
@@ -187,12 +193,18 @@ impl Piece {
             true => (member.kind, member.signature),
             false => (self.kind, self.signature),
         };
+        // Led into a nested container's header, the piece goes on with that container.
+        let nested = match member.header {
+            true => member.nested.or(member.part_of),
+            false => self.nested,
+        };
         Piece {
             kind,
             symbol,
             signature,
             doc,
             end: member.end,
+            nested,
             ..self
         }
     }

@@ -346,4 +346,23 @@ end
         summary(&chunks_of("mail.rb", ruby)),
         owned(&[("class", "Mailer, Mailer::send", 1, 5)])
     );
+    let nested = "\
+module Rack
+  module Multipart
+    def self.parse(io)
+      Parser.new(io).run
+    end
+  end
+end
+";
+    assert_eq!(
+        summary(&chunks_of("multipart.rb", nested)),
+        owned(&[(
+            // Namespaces only wrap: the piece is the method's.
+            "function",
+            "Rack, Rack::Multipart, Rack::Multipart::parse",
+            1,
+            7
+        )])
+    );
 }

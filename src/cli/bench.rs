@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::args::Cli;
 use super::human::human_bytes;
-use super::{load_embedder, output, session_options};
+use super::{load_embedder, model_config, output, session_options};
 use crate::bench::{self, Corpus, IncrementalBenchOptions};
 use crate::config::Config;
 use crate::embed::Embedder;
@@ -294,7 +294,8 @@ pub(super) fn cmd_bench_embed(
 ) -> anyhow::Result<ExitCode> {
     let (corpus, _, config) = bench_corpus(cli, sources)?;
     let texts = corpus.embedding_texts(chunks);
-    let figures = bench::embed_bench(&texts, &config.model, batch, max_length, call_size)?;
+    let model = model_config(cli, &config);
+    let figures = bench::embed_bench(&texts, &model, batch, max_length, call_size)?;
     let mut out = output(cli.json);
     if cli.json {
         return print_bench_json(&mut out, &figures);

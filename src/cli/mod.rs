@@ -21,7 +21,7 @@ use clap::FromArgMatches;
 use crate::acl::AccessMode;
 use crate::config::Config;
 use crate::display::{TerminalSafe, escape_controls};
-use crate::embed::{self, Embedder};
+use crate::embed::{self, Embedder, ModelConfig};
 use crate::search::QueryScope;
 use crate::session::{Session, SessionOptions};
 use args::{BenchCommand, Cli, Command};
@@ -297,11 +297,16 @@ fn open_session(cli: &Cli) -> anyhow::Result<Session> {
 
 /// Loads the model named on the command line or in the configuration.
 fn load_embedder(cli: &Cli, config: &Config) -> anyhow::Result<Box<dyn Embedder>> {
+    Ok(embed::load_embedder(&model_config(cli, config))?)
+}
+
+/// The model settings of the configuration, with the folder the command line names.
+fn model_config(cli: &Cli, config: &Config) -> ModelConfig {
     let mut model = config.model.clone();
     if let Some(dir) = &cli.model_dir {
         model.dir = Some(dir.clone());
     }
-    Ok(embed::load_embedder(&model)?)
+    model
 }
 
 /// The scope of `search` and `ask`: top `k`, optionally narrowed to some repositories or
