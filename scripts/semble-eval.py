@@ -22,7 +22,7 @@ Not part of CI: it needs fetched corpora.
 
 usage: scripts/semble-eval.py --codeq BIN --work DIR [--label L] [--index-label L] [--only A,B]
        [--language go,java] [--fresh] [--compare LABEL] [--markdown FILE]
-       [--seed-from LABEL] [--model-dir DIR]
+       [--seed-from LABEL] [--model-dir DIR] [--no-index]
 """
 import argparse, csv, json, math, pathlib, shutil, subprocess, sys, time
 
@@ -118,8 +118,10 @@ def run_repo(args, meta, tasks):
         shutil.copytree(seed, index_dir, symlinks=True)
     model = ["--model-dir", args.model_dir] if args.model_dir else []
     started = time.monotonic()
-    indexed = subprocess.run([args.codeq, "index", str(root), "--index-dir", str(index_dir), "--json", *model],
-                             capture_output=True, text=True)
+    command = [args.codeq, "index", str(root), "--index-dir", str(index_dir), "--json", *model]
+    if args.no_index and index_dir.is_dir():
+        command = [args.codeq, "status", "--index-dir", str(index_dir)]
+    indexed = subprocess.run(command, capture_output=True, text=True)
     if indexed.returncode != 0:
         return {"repo": name, "language": meta["language"], "skipped": f"index failed: {indexed.stderr[-300:]}"}
     index_s = time.monotonic() - started
@@ -241,6 +243,8 @@ def main():
     ap.add_argument("--seed-from", help="start each new index as a copy of this label's (a chunker "
                     "change: the re-index reuses the vectors of unchanged chunks)")
     ap.add_argument("--model-dir", help="index with this model folder (a model A/B)")
+    ap.add_argument("--no-index", action="store_true", help="query the --index-label indexes as "
+                    "they are (a ranking change measured on indexes of another chunker)")
     ap.add_argument("--mirrors", default="/work/.mirror", help="where fetched bare git dirs live")
     ap.add_argument("--only", default="", help="comma-separated repo names")
     ap.add_argument("--language", default="", help="comma-separated languages")
