@@ -252,10 +252,11 @@ fn cpp_definitions_and_qualified_symbols() {
         "sample.cpp",
         &[
             ("module", "sample.cpp", 1, 2, ""),
+            ("namespace", "text", 4, 4, ""),
             (
                 "class",
-                "text, text::Splitter",
-                4,
+                "text::Splitter",
+                6,
                 8,
                 "Splits strings at a separator character.",
             ),
@@ -291,10 +292,11 @@ fn csharp_definitions_and_qualified_symbols() {
         "Sample.cs",
         &[
             ("module", "Sample.cs", 1, 2, ""),
+            ("namespace", "Shop.Billing", 4, 5, ""),
             (
                 "class",
-                "Shop.Billing, Shop.Billing.Invoice",
-                4,
+                "Shop.Billing.Invoice",
+                6,
                 9,
                 "An invoice with its lines and total.",
             ),
@@ -364,11 +366,12 @@ fn java_definitions_and_qualified_symbols() {
             ),
             (
                 "interface",
-                "EvictionPolicy, EvictionPolicy.choose",
+                "EvictionPolicy",
                 25,
-                27,
+                26,
                 "Ways a cache can decide what to forget.",
             ),
+            ("method", "EvictionPolicy.choose", 27, 27, ""),
         ],
     );
 }
@@ -381,11 +384,12 @@ fn javascript_definitions_and_qualified_symbols() {
             ("module", "sample.js", 1, 1, ""),
             (
                 "class",
-                "Router, Router.constructor",
+                "Router",
                 3,
-                8,
+                4,
                 "Resolves a route to a handler file under a root folder.",
             ),
+            ("method", "Router.constructor", 5, 8, ""),
             (
                 "method",
                 "Router.add",
@@ -503,11 +507,12 @@ fn python_definitions_and_qualified_symbols() {
             ("module", "sample", 1, 1, ""),
             (
                 "class",
-                "sample.Ledger, sample.Ledger.__init__",
+                "sample.Ledger",
                 4,
-                9,
+                5,
                 "Money in and out of one account.",
             ),
+            ("method", "sample.Ledger.__init__", 7, 9, ""),
             (
                 "method",
                 "sample.Ledger.record",
@@ -539,13 +544,8 @@ fn ruby_definitions_and_qualified_symbols() {
                 5,
                 "Helpers for reading configuration.",
             ),
-            (
-                "class",
-                "Config::Loader, Config::Loader::initialize",
-                6,
-                10,
-                "",
-            ),
+            ("class", "Config::Loader", 6, 6, ""),
+            ("method", "Config::Loader::initialize", 7, 10, ""),
             (
                 "method",
                 "Config::Loader::settings",
@@ -571,10 +571,11 @@ fn rust_definitions_and_qualified_symbols() {
         &[
             ("module", "sample.rs", 1, 1, ""),
             ("struct", "Counts", 3, 7, "Word counts of a text."),
+            ("impl", "Counts", 9, 9, ""),
             (
-                "impl",
-                "Counts, Counts::of",
-                9,
+                "method",
+                "Counts::of",
+                10,
                 18,
                 "Counts the words of `text`, ignoring case.",
             ),
@@ -597,17 +598,25 @@ fn scala_definitions_and_qualified_symbols() {
             ("module", "sample.scala", 1, 1, ""),
             (
                 "class",
-                "Summary, Summary.mean",
+                "Summary",
                 3,
-                10,
+                4,
                 "Running statistics over a stream of numbers.",
             ),
             (
-                "object",
-                "Summary, Summary.parse",
-                13,
+                "method",
+                "Summary.mean",
+                6,
+                10,
+                "The arithmetic mean, or zero for no values.",
+            ),
+            ("object", "Summary", 13, 14, "Constructors for summaries."),
+            (
+                "method",
+                "Summary.parse",
+                15,
                 19,
-                "Constructors for summaries.",
+                "A summary of the numbers in a comma-separated line.",
             ),
         ],
     );
@@ -685,11 +694,12 @@ fn typescript_definitions_and_qualified_symbols() {
             ),
             (
                 "class",
-                "SettingsLoader, SettingsLoader.constructor",
+                "SettingsLoader",
                 9,
-                11,
+                10,
                 "Loads and validates settings, with defaults for what is missing.",
             ),
+            ("method", "SettingsLoader.constructor", 11, 11, ""),
             (
                 "method",
                 "SettingsLoader.load",

@@ -19,7 +19,7 @@ mod symbols;
 
 use languages::{LANGUAGES, Syntax};
 pub use languages::{LanguageSpec, grammar_languages};
-use pieces::{LineIndex, absorb_fragments, merge_tiny, split_at_statements, window_pieces};
+use pieces::{LineIndex, merge_tiny, split_at_statements, window_pieces};
 use symbols::{
     body_of, cap_symbol, clean_name, doc_line, end_row, file_name, leading_start, module_path,
     signature,
@@ -28,9 +28,9 @@ use symbols::{
 /// Bumped whenever chunk boundaries or fields change, so indexes record what made them.
 /// 3: sixteen grammar languages through the registry; docstrings from the query.
 /// 4: JavaScript functions assigned to a `var` or to a property (`res.send = function …`).
-/// 5: no 1–2 line pieces of a container: a short header joins its first member, other
-///    short parts (a class attribute, Ruby's `end`) the piece before them; a file its grammar
-///    mostly cannot parse keeps its intact definitions instead of becoming all windows.
+/// 5: a 1–2 line part of a container (a class attribute, Ruby's `end`) joins the piece
+///    before it; a file its grammar mostly cannot parse keeps its intact definitions
+///    instead of becoming all windows.
 pub const CHUNKER_VERSION: u32 = 5;
 
 /// One semantic unit of code, as stored in the index (without its vector).
@@ -158,6 +158,13 @@ const CONTAINER_KINDS: &[&str] = &[
 /// Containers whose functions stay functions (a namespace's), not methods.
 const NAMESPACE_KINDS: &[&str] = &["module", "namespace"];
 
+/// Container parts of at most this many lines do not stand alone: one line of a class (an
+/// attribute between two methods, Ruby's closing `end`) says little but the class's name,
+/// and a list of them fills a result page with the same class. They join the piece before
+/// them in the container. A short header stays a chunk of its own: it is the container's
+/// definition, and leading the first member with it measured worse on the Semble suite.
+const FRAGMENT_LINES: usize = 2;
+
 /// More than this share of a file's bytes inside parse errors means the grammar could not
 /// read it: only its definitions without errors inside become chunks, windows the rest
 /// (all of it when none is intact), and the index report says so.
@@ -277,11 +284,6 @@ struct Piece {
     /// between its members), that container: never merged into a neighbour as a small
     /// definition, but a fragment of it joins the container's other pieces.
     part_of: Option<usize>,
-    /// The first part of a container: the lines that declare it.
-    header: bool,
-    /// For a header that leads the header of a container nested in it (`module Rack` /
-    /// `module Multipart`), the innermost such container.
-    nested: Option<usize>,
 }
 
 impl Piece {
@@ -297,8 +299,6 @@ impl Piece {
             end: 0,
             group: None,
             part_of: None,
-            header: false,
-            nested: None,
         }
     }
 }
@@ -390,7 +390,7 @@ impl Chunker {
                 ChunkMode::Windows,
             ),
         };
-        let pieces = merge_tiny(absorb_fragments(pieces, &lines), &lines, &self.limits);
+        let pieces = merge_tiny(pieces, &lines, &self.limits);
         let mut chunks: Vec<Chunk> = pieces
             .into_iter()
             .filter(|p| !lines.range_is_blank(p.start, p.end))
@@ -685,12 +685,7 @@ impl Emitter<'_, '_> {
                 continue;
             }
             if def.start > cursor {
-                let declares_container = container.is_some() && cursor == start;
-                let first = self.pieces.len();
                 self.emit_gap(cursor, def.start - 1, &gap_template);
-                if declares_container && let Some(header) = self.pieces.get_mut(first) {
-                    header.header = true;
-                }
             }
             let child_start = def.start.max(cursor);
             if def.children.is_empty() {
@@ -706,7 +701,8 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// Code between definitions: skipped when it is only punctuation, windowed when long.
+    /// Code between definitions: skipped when it is only punctuation, windowed when long;
+    /// a short part of a container joins the piece before it inside the container.
     fn emit_gap(&mut self, mut start: usize, mut end: usize, template: &Piece) {
         if !self.lines.range_has_word(start, end) {
             return;
@@ -716,6 +712,16 @@ impl Emitter<'_, '_> {
         }
         while self.lines.line(end).trim().is_empty() {
             end -= 1;
+        }
+        if let Some(container) = template.part_of
+            && end + 1 - start <= FRAGMENT_LINES
+            && let Some(last) = self.pieces.last_mut()
+            && last.start >= self.defs[container].start
+            && last.end < start
+        {
+            // Only blank lines lie between: the rows from `last.end` on are this gap's.
+            last.end = end;
+            return;
         }
         let pieces = window_pieces(self.lines, start, end, self.limits, false, template);
         self.pieces.extend(pieces);
@@ -757,8 +763,6 @@ impl Emitter<'_, '_> {
             end: def.end,
             group: def.parent,
             part_of: None,
-            header: false,
-            nested: None,
         }
     }
 }

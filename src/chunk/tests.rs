@@ -71,8 +71,8 @@ fn distance(a: &Point, b: &Point) -> f64 {
         owned(&[
             ("module", "geo.rs", 1, 1),
             ("struct", "Point", 3, 12),
-            // The one-line `impl` header is no chunk of its own: it leads its first method.
-            ("impl", "Grid, Grid::new", 14, 20),
+            ("impl", "Grid", 14, 14),
+            ("method", "Grid::new", 15, 20),
             ("method", "Grid::area", 22, 28),
             ("function", "distance", 31, 35),
         ])
@@ -80,16 +80,14 @@ fn distance(a: &Point, b: &Point) -> f64 {
     let point = &chunks[1];
     assert_eq!(point.doc, "A point in the plane,");
     assert_eq!(point.signature, "pub struct Point");
-    let new = &chunks[2];
+    let new = &chunks[3];
     assert_eq!(new.doc, "Builds an empty grid of the given size.");
-    assert_eq!(new.signature, "impl<T> Grid<T>");
-    assert!(
-        new.content
-            .starts_with("impl<T> Grid<T> {\n    /// Builds an empty grid")
+    assert_eq!(
+        new.signature,
+        "pub fn new(width: usize, height: usize) -> Self"
     );
+    assert!(new.content.starts_with("    /// Builds an empty grid"));
     assert!(new.content.ends_with("    }"));
-    let area = &chunks[3];
-    assert_eq!(area.signature, "fn area(&self) -> usize");
 }
 
 #[test]
@@ -310,7 +308,7 @@ fn thousands_of_nested_containers_stay_bounded() {
 }
 
 #[test]
-fn a_class_leaves_no_one_line_pieces_of_itself() {
+fn a_class_leaves_no_one_line_pieces_of_itself_but_its_header() {
     let src = "\
 class Mailer:
     def send(self, to):
@@ -325,26 +323,14 @@ class Mailer:
 
     timeout = 30
 ";
-    let chunks = chunks_of("mail.py", src);
     assert_eq!(
-        summary(&chunks),
+        summary(&chunks_of("mail.py", src)),
         owned(&[
-            // The header leads the first method; each attribute joins the method before it.
-            ("class", "mail.Mailer, mail.Mailer.send", 1, 6),
+            // The header is the class's definition; each attribute joins the method before it.
+            ("class", "mail.Mailer", 1, 1),
+            ("method", "mail.Mailer.send", 2, 6),
             ("method", "mail.Mailer.flush", 8, 12),
         ])
-    );
-    assert_eq!(chunks[0].signature, "class Mailer");
-    let ruby = "\
-class Mailer
-  def send(to)
-    queue << to
-  end
-end
-";
-    assert_eq!(
-        summary(&chunks_of("mail.rb", ruby)),
-        owned(&[("class", "Mailer, Mailer::send", 1, 5)])
     );
     let nested = "\
 module Rack
@@ -355,14 +341,13 @@ module Rack
   end
 end
 ";
+    // Both closing `end`s join the method; each module keeps its header.
     assert_eq!(
         summary(&chunks_of("multipart.rb", nested)),
-        owned(&[(
-            // Namespaces only wrap: the piece is the method's.
-            "function",
-            "Rack, Rack::Multipart, Rack::Multipart::parse",
-            1,
-            7
-        )])
+        owned(&[
+            ("module", "Rack", 1, 1),
+            ("module", "Rack::Multipart", 2, 2),
+            ("function", "Rack::Multipart::parse", 3, 7),
+        ])
     );
 }
