@@ -1,10 +1,11 @@
 //! The vector lane: the LanceDB chunk table (all chunk fields plus the vector) and cosine
-//! search with the filter applied before ranking: exact on small tables, through an
-//! approximate-nearest-neighbour (ANN) index past a configurable size.
+//! search with the filter applied before ranking: exact on small tables (over vectors held
+//! in memory), through an approximate-nearest-neighbour (ANN) index past a configurable
+//! size.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::TryStreamExt;
 use lance::Dataset;
@@ -29,10 +30,12 @@ use crate::error::{Error, Result};
 use crate::runtime;
 
 mod reader;
+mod resident;
 mod writer;
 
 use super::connect;
 pub(super) use reader::VectorReader;
+use resident::{MAX_RESIDENT_ROWS, ResidentVectors};
 use writer::file_predicates;
 pub(super) use writer::{VectorWriter, maintain, rebuild_ann};
 

@@ -16,6 +16,8 @@ pub(in crate::store) struct VectorReader {
     /// By table version: its IVF-HNSW-SQ index when that covers every row
     /// ([`ann::covering_index`]).
     pub(super) covering: PerFilterCache<u64, Option<Arc<ann::CoveringIndex>>>,
+    /// The vectors of the newest table version searched without an ANN index, in memory.
+    pub(super) resident: Mutex<Option<Arc<ResidentVectors>>>,
 }
 
 /// How [`VectorReader::scan_nearest`] searches.
@@ -56,6 +58,7 @@ impl VectorReader {
             ann,
             masks: PerFilterCache::default(),
             covering: PerFilterCache::default(),
+            resident: Mutex::default(),
         })
     }
 
@@ -179,7 +182,8 @@ impl VectorReader {
     /// instead of a `where` clause that every query would evaluate again over the scalar
     /// indexes; exact search keeps the `where` clause. An IVF-HNSW-SQ index covering the
     /// whole table is searched partition by partition ([`ann::nearest`]), which also
-    /// remembers the admitted nodes of each partition.
+    /// remembers the admitted nodes of each partition. Without an ANN index, a table of up
+    /// to [`MAX_RESIDENT_ROWS`] rows is searched in memory ([`ResidentVectors`]).
     pub(in crate::store) fn nearest(
         &self,
         vector: &[f32],
@@ -191,6 +195,11 @@ impl VectorReader {
         let ef = hnsw_ef(limit, refine_factor, admitted_share);
         let dataset = self.dataset()?;
         runtime::block_on(async {
+            if self.ann == AnnIndex::Off
+                && let Some(resident) = self.resident_vectors(&dataset).await?
+            {
+                return resident.nearest(vector, filter, limit);
+            }
             // Exact search takes the filter as SQL: the scalar indexes on repo and path
             // then narrow the scan itself, where a mask would only drop rows after
             // reading them (12.9 against 108 ms p50 for one repository of 80, 100k rows).
@@ -255,7 +264,7 @@ impl VectorReader {
     /// [`VectorReader::nearest`] through Lance's scanner: exact search, the ANN indexes
     /// other than IVF-HNSW-SQ, tables whose index does not cover every row (after an
     /// incremental run), and unfiltered queries on a table with deleted rows.
-    async fn scan_nearest(
+    pub(super) async fn scan_nearest(
         &self,
         dataset: &Dataset,
         vector: &[f32],
@@ -297,6 +306,26 @@ impl VectorReader {
         scan.try_into_stream().await?.try_collect().await
     }
 
+    /// The vectors of `dataset` in memory, read once per table version; `None` for a table
+    /// too large to hold ([`MAX_RESIDENT_ROWS`]).
+    async fn resident_vectors(&self, dataset: &Dataset) -> Result<Option<Arc<ResidentVectors>>> {
+        let version = dataset.version().version;
+        let held = self
+            .resident
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(held) = held.filter(|r| r.version() == version) {
+            return Ok(Some(held));
+        }
+        if dataset.count_rows(None).await.map_err(Error::store)? > MAX_RESIDENT_ROWS {
+            return Ok(None);
+        }
+        let loaded = Arc::new(ResidentVectors::load(dataset).await?);
+        *self.resident.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&loaded));
+        Ok(Some(loaded))
+    }
+
     /// [`ann::covering_index`] of `dataset`, found once per table version.
     async fn covering_index(&self, dataset: &Dataset) -> Result<Option<Arc<ann::CoveringIndex>>> {
         let version = dataset.version().version;
@@ -312,7 +341,7 @@ impl VectorReader {
     }
 
     /// The chunk table's current Lance dataset.
-    fn dataset(&self) -> Result<Arc<Dataset>> {
+    pub(super) fn dataset(&self) -> Result<Arc<Dataset>> {
         let wrapper = self
             .table
             .dataset()
