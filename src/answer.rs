@@ -20,6 +20,7 @@ use crate::rerank::Reranker;
 use crate::search::{self, Boost, SearchHit, SearchOptions, SearchTimings};
 use crate::stage::Stage;
 use crate::store::{ChunkFilter, IndexReader, Manifest, code_tokens};
+use crate::working_tree;
 
 /// Below this confidence the best citation is not presented as an answer.
 pub const CONFIDENCE_THRESHOLD: f32 = 0.35;
@@ -357,7 +358,7 @@ pub fn read_citation(
     let Some(first) = indexed.first() else {
         return Err(not_visible());
     };
-    let bytes = read_working_file(&manifest.root.join(&repo.path), path).map_err(|_| {
+    let bytes = working_tree::read(&manifest.root.join(&repo.path), path).map_err(|_| {
         lines_error("the file is not on disk as indexed any more (gone, replaced by a link or a special file, or the index's root is not on this machine); re-run `codeq index`".into())
     })?;
     let freshness = if sha256_hex(&bytes) == first.file_hash {
@@ -394,44 +395,6 @@ pub fn read_citation(
     })
 }
 
-/// Largest working-tree file read back for verification or display.
-pub const MAX_WORKING_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Reads the working-tree file `rel` (a path as indexed) of the repository at `repo_root`,
-/// the way the walker saw it: a regular file reached without following any symlink, at most
-/// [`MAX_WORKING_FILE_BYTES`]. A file swapped for a symlink (to another repository, to
-/// `/etc/shadow`, to a FIFO) is refused rather than followed, so nothing outside what was
-/// indexed can be read back through a citation. A `rel` with `..` or `.` segments, and a
-/// `repo_root` that is not canonical, are refused the same way.
-pub fn read_working_file(repo_root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::{Error as IoError, ErrorKind, Read};
-    let path = repo_root.join(rel);
-    let meta = std::fs::symlink_metadata(&path)?;
-    if !meta.file_type().is_file() {
-        return Err(IoError::new(ErrorKind::InvalidInput, "not a regular file"));
-    }
-    // No component may be a symlink or `..` either: the resolved path must be the literal
-    // one, which also keeps it below the repository's folder (itself canonical: the root
-    // is recorded canonical and repository paths are plain relative ones).
-    if path.canonicalize()? != path {
-        return Err(IoError::new(
-            ErrorKind::InvalidInput,
-            "the path goes through a symlink",
-        ));
-    }
-    if meta.len() > MAX_WORKING_FILE_BYTES {
-        return Err(IoError::new(
-            ErrorKind::InvalidInput,
-            "the file is too large",
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(&path)?
-        .take(MAX_WORKING_FILE_BYTES)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
 /// The folder of repository `repo` on this machine, as the manifest records it.
 fn repo_root(manifest: &Manifest, repo: &str) -> Option<PathBuf> {
     manifest
@@ -462,17 +425,19 @@ fn verify(chunk: &Chunk, repo_root: Option<&Path>) -> Verified {
     if !repo_root.is_dir() {
         return Verified::Keep(Freshness::Unverified);
     }
-    let bytes = match read_working_file(repo_root, &chunk.path) {
-        Ok(b) => b,
-        Err(_) => {
-            return Verified::Drop(
-                "the file no longer exists as indexed (gone, or replaced by a link or a special file); re-run `codeq index`".into(),
-            );
-        }
+    let gone = || {
+        Verified::Drop(
+            "the file no longer exists as indexed (gone, or replaced by a link or a special file); re-run `codeq index`".into(),
+        )
     };
-    if sha256_hex(&bytes) == chunk.file_hash {
-        return Verified::Keep(Freshness::Current);
+    match working_tree::sha256(repo_root, &chunk.path) {
+        Ok(hash) if hash == chunk.file_hash => return Verified::Keep(Freshness::Current),
+        Ok(_) => {}
+        Err(_) => return gone(),
     }
+    let Ok(bytes) = working_tree::read(repo_root, &chunk.path) else {
+        return gone();
+    };
     let text = String::from_utf8_lossy(&bytes);
     match find_lines(&text, &chunk.content) {
         Some((start, end)) => Verified::Keep(Freshness::Moved {

@@ -35,5 +35,6 @@ pub mod tomlfile;
 pub mod trace;
 pub mod tui;
 pub mod walk;
+pub mod working_tree;
 
 pub use error::{Error, Result};

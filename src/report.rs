@@ -17,6 +17,7 @@ use crate::store::{
     DiskUsage, IndexDir, IndexReader, KeptGeneration, Manifest, RepoRecord, Upkeep,
 };
 use crate::walk;
+use crate::working_tree;
 
 /// Version of the `--json` output shapes; bumped when a field changes meaning or goes away.
 pub const JSON_SCHEMA_VERSION: u32 = 2;
@@ -279,7 +280,7 @@ pub fn index_state<'r>(
         let Some(repo) = manifest.repos.iter().find(|r| r.id == id && r.is_git) else {
             continue;
         };
-        let head = walk::git_head(&manifest.root.join(&repo.path));
+        let head = working_tree::git_head(&manifest.root.join(&repo.path));
         out.insert(
             id.to_string(),
             json!({"indexed_commit": repo.commit, "head": head, "stale": head != repo.commit}),
@@ -330,7 +331,7 @@ pub fn search_json(
             "analyze": ms(results.timings.analyze),
             "embed": ms(results.timings.embed), "bm25": ms(results.timings.bm25),
             "vector": ms(results.timings.vector), "fuse": ms(results.timings.fuse),
-            "rerank": ms(results.timings.rerank),
+            "rerank": ms(results.timings.rerank), "total": ms(results.timings.total),
         },
     })
 }

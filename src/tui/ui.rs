@@ -11,7 +11,8 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 
 use super::app::{App, Pane, QueryState, current_lines};
 use super::highlight::{self, Token};
-use crate::answer::{self, Citation, Freshness};
+use crate::answer::{Citation, Freshness};
+use crate::working_tree;
 
 /// Smallest terminal the full layout is drawn in; below it a notice asks for more room.
 pub const MIN_SIZE: (u16, u16) = (40, 12);
@@ -49,7 +50,7 @@ pub fn load_preview(app: &App) -> Option<Preview> {
             .session
             .repo_dirs
             .get(&citation.repo)
-            .and_then(|dir| answer::read_working_file(dir, &citation.path).ok())
+            .and_then(|dir| working_tree::read(dir, &citation.path).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .filter(|text| text.contains(citation.content.trim_end())),
     };
