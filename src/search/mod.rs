@@ -8,7 +8,7 @@
 //! traces show why a chunk ranks where it does.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -192,6 +192,8 @@ pub struct SearchTimings {
     pub fuse: Duration,
     /// The cross-encoder reranker (zero when off).
     pub rerank: Duration,
+    /// The whole search, wall clock.
+    pub total: Duration,
 }
 
 /// Results of one query.
@@ -233,6 +235,7 @@ pub fn search(
             loaded_dim: embedder.info().dimension,
         });
     }
+    let started = Instant::now();
     let mut timings = SearchTimings::default();
     let stage = Stage::start("analyze");
     let terms = query_terms(query);
@@ -389,6 +392,7 @@ pub fn search(
             .filter(|counts| counts.pending > 0)
             .map(|counts| counts.vector_coverage()),
     };
+    timings.total = started.elapsed();
     Ok(SearchResults {
         hits,
         terms,

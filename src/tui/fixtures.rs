@@ -138,6 +138,7 @@ pub fn answer() -> Answer {
             vector: Duration::from_millis(4),
             fuse: Duration::from_millis(2),
             rerank: Duration::ZERO,
+            total: Duration::from_millis(9),
         },
         answer_time: Duration::from_millis(1),
         verify_time: Duration::ZERO,
