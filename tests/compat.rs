@@ -10,15 +10,22 @@ use codeq::store::SCHEMA_VERSION;
 use common::{codeq, copy_tree, stderr, stdout};
 
 /// The schema of the checked-in index.
-const FIXTURE_SCHEMA: u32 = 3;
+const FIXTURE_SCHEMA: u32 = 4;
+/// The schema before it, whose index is checked in too: its vectors are single precision.
+const PREVIOUS_SCHEMA: u32 = 3;
 
-/// A writable copy of the checked-in index (opening one writes lock files).
-fn fixture_copy(scratch: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/index-schema{FIXTURE_SCHEMA}"));
+/// A writable copy of the checked-in index of `schema` (opening one writes lock files).
+fn schema_copy(scratch: &Path, schema: u32) -> PathBuf {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/index-schema{schema}"));
     let copy = scratch.join("index");
     copy_tree(&fixture, &copy);
     copy
+}
+
+/// A writable copy of the checked-in index of [`FIXTURE_SCHEMA`].
+fn fixture_copy(scratch: &Path) -> PathBuf {
+    schema_copy(scratch, FIXTURE_SCHEMA)
 }
 
 fn search(scratch: &Path, index: &Path, query: &str) -> std::process::Output {
@@ -81,4 +88,54 @@ fn an_index_of_another_schema_is_refused_naming_the_fix() {
         assert!(err.contains(&format!("schema {found}")), "{err}");
         assert!(err.contains(advice), "{err}");
     }
+}
+
+/// The sources `scripts/compat-index.sh` indexes, written under `root`.
+fn fixture_sources(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(
+        root.join("ledger.rs"),
+        "/// Reverses a settled payment and returns the refunded amount.\n\
+         pub fn refund_payment(balance: i64, amount: i64) -> i64 {\n    balance - amount\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("shapes.py"),
+        "def rectangle_area(width, height):\n    \"\"\"Area of a rectangle.\"\"\"\n    return width * height\n",
+    )
+    .unwrap();
+}
+
+/// An index of the previous schema (single-precision vectors) is refused by queries and
+/// rebuilt by `codeq index` from its own vectors: nothing is embedded again, and both
+/// lanes answer afterwards.
+#[test]
+fn an_index_of_the_previous_schema_is_rebuilt_from_its_own_vectors() {
+    let scratch = tempfile::tempdir().unwrap();
+    let index = schema_copy(scratch.path(), PREVIOUS_SCHEMA);
+    let root = scratch.path().join("root");
+    fixture_sources(&root);
+    let refused = search(scratch.path(), &index, "refund_payment");
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    let out = codeq(
+        scratch.path(),
+        &[
+            "index",
+            root.to_str().unwrap(),
+            "--index-dir",
+            index.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = &report["index"]["totals"];
+    assert_eq!(totals["embedded"], 0, "{totals}");
+    assert_eq!(totals["reused"], totals["chunks"], "{totals}");
+    let out = search(scratch.path(), &index, "refund_payment");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &value["results"][0];
+    assert_eq!(first["symbol"], "refund_payment", "{value}");
+    assert!(first["vector_rank"].is_number(), "{value}");
 }

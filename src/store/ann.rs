@@ -24,10 +24,10 @@ use lance_index::metrics::NoOpMetricsCollector;
 use lance_index::prefilter::{NoFilter, PreFilter};
 use lance_index::vector::{ApproxMode, Query, VectorIndex};
 use lancedb::DistanceType;
+use lancedb::arrow::arrow_array::types::Float32Type;
 use lancedb::arrow::arrow_array::types::UInt64Type;
-use lancedb::arrow::arrow_array::{ArrayRef, Float32Array, types::Float32Type};
 
-use super::arrow::{primitive_column, string_column, vectors_of};
+use super::arrow::{primitive_column, search_key, string_column, vectors_of};
 use crate::error::{Error, Result};
 
 /// The vector column of the chunk table.
@@ -175,7 +175,11 @@ pub(super) async fn nearest(
     admitted: Option<&Arc<AdmittedRows>>,
 ) -> Result<Vec<(String, f32)>> {
     let query_vector = unit(vector);
-    let key: ArrayRef = Arc::new(Float32Array::from(query_vector.clone()));
+    let column = dataset
+        .schema()
+        .field(VECTOR_COLUMN)
+        .ok_or_else(|| Error::storage("the vector column is missing"))?;
+    let key = search_key(&query_vector, &column.data_type());
     let query = Query {
         column: VECTOR_COLUMN.to_string(),
         key,

@@ -120,7 +120,15 @@ impl EmbedCache {
 
 impl CacheTable {
     fn open(path: &Path, model: &ModelInfo, run: u64) -> Result<CacheTable> {
-        let marker = format!("{}\n{}\n{}\n", model.id, model.file_sha256, model.dimension);
+        // The storage of the vectors is part of the marker: a cache written with another
+        // element type (single precision, before half) is started anew.
+        let marker = format!(
+            "{}\n{}\n{}\n{:?}\n",
+            model.id,
+            model.file_sha256,
+            model.dimension,
+            vector_field(model.dimension).data_type()
+        );
         let marker_path = path.join(MODEL_FILE);
         let same_model = std::fs::read_to_string(&marker_path).is_ok_and(|m| m == marker);
         if !same_model && path.exists() {
