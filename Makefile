@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint self-eval bench bench-query
+.PHONY: setup build demo test lint self-eval bench bench-query bench-peers
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -28,9 +28,11 @@ test: setup lint
 ## Blocking eval on codeq's own source. The source is copied to a fixed folder outside the
 ## clone (so the question files themselves are not indexed, and the index is reused between
 ## runs; test fixtures, which are data, are left out), then scored against the committed
-## baseline. One folder per default model: an index
-## built with another model refuses to be refreshed without --rebuild.
-SELF_ROOT := $(CARGO_TARGET_DIR)/self-eval/minilm-qint8/codeq
+## baseline. One folder per default model and index schema: an index built with another
+## model refuses to be refreshed without --rebuild, and one written by a newer schema (another
+## checkout sharing this cache) is refused outright.
+SCHEMA := $(shell sed -n 's/^pub const SCHEMA_VERSION: u32 = \([0-9]*\);.*/\1/p' src/store/mod.rs)
+SELF_ROOT := $(CARGO_TARGET_DIR)/self-eval/minilm-qint8-schema$(SCHEMA)/codeq
 self-eval: build
 	mkdir -p $(SELF_ROOT)
 	find $(SELF_ROOT) -mindepth 1 -maxdepth 1 ! -name .codeq -exec rm -rf {} +
@@ -58,3 +60,10 @@ bench-query: setup
 	cargo build --release --locked
 	$(CARGO_TARGET_DIR)/release/codeq index $(CORPUS) --index-dir $(BENCH_INDEX)
 	$(CARGO_TARGET_DIR)/release/codeq bench query --index-dir $(BENCH_INDEX) --chunks $(CHUNKS)
+
+## codeq beside semble on CORPUS (index time, warm/MCP/cold query latency, size, memory),
+## release build; semble is installed into a venv under ~/.cache/codeq/bench-peers from
+## sha256-pinned wheels. Not part of `make test`.
+bench-peers: setup
+	cargo build --release --locked
+	./scripts/bench-vs-semble.py $(CORPUS) --codeq $(CARGO_TARGET_DIR)/release/codeq
