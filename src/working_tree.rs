@@ -172,10 +172,11 @@ pub fn git_head(repo: &Path) -> Option<String> {
     head
 }
 
-/// The stamps and metadata of the files HEAD of `repo` is resolved from, when its `.git`
-/// is a plain folder and HEAD names a branch inside it (or a commit).
+/// The stamps and metadata of the files a HEAD commit is resolved from.
 type HeadSources = (Stamps, Vec<Option<Metadata>>);
 
+/// The [`HeadSources`] of `repo`, when its `.git` is a plain folder and HEAD names a branch
+/// inside it (or a commit).
 fn head_sources(repo: &Path) -> Option<HeadSources> {
     let git = repo.join(".git");
     if !std::fs::symlink_metadata(&git).ok()?.is_dir() {

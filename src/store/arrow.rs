@@ -49,8 +49,6 @@ pub(super) fn vector_array<'v>(
     )
 }
 
-/// The `vector` column of a batch, one vector per row: half-precision as written now, or
-/// single-precision as in indexes and caches of earlier codeq versions.
 /// The `vector` column of a batch as the fixed-size lists it is stored as.
 pub(super) fn vector_column(batch: &RecordBatch) -> Result<&FixedSizeListArray> {
     batch
@@ -60,6 +58,8 @@ pub(super) fn vector_column(batch: &RecordBatch) -> Result<&FixedSizeListArray> 
         .ok_or_else(|| Error::storage("the vector column is not a list of vectors"))
 }
 
+/// The `vector` column of a batch, one vector per row: half-precision as written now, or
+/// single-precision as in indexes and caches of earlier codeq versions.
 pub(super) fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
     let list = vector_column(batch)?;
     let dimension = usize::try_from(list.value_length()).unwrap_or(0);

@@ -1,8 +1,9 @@
 //! Exact vector search over vectors held in memory. A table without an ANN index is read
 //! once per table version, its vectors widened to single precision with the length of
 //! each, so a query is one pass of dot products over the rows its access filter admits,
-//! instead of a Lance scan that reads and decodes the table again for every query. Which rows a filter admits is computed once per filter and table version, from
-//! the same [`ChunkFilter::admits`] every lane's results are checked with.
+//! instead of a Lance scan that reads and decodes the table again for every query. Which
+//! rows a filter admits is computed once per filter and table version, from the same
+//! [`ChunkFilter::admits`] every lane's results are checked with.
 
 use std::sync::Arc;
 
@@ -26,7 +27,10 @@ pub(super) struct ResidentVectors {
     /// The table version they were read from.
     version: u64,
     dimension: usize,
-    /// The rows, batch by batch, in table order.
+    /// Every row's vector, `rows × dimension` floats in table order, in one buffer so
+    /// that a query's pass reads it straight through.
+    vectors: Vec<f32>,
+    /// Every row's id and file, batch by batch, in table order.
     blocks: Vec<Block>,
     /// 1 / the length of each row's vector (0 for a zero vector).
     inverse_norms: Vec<f32>,
@@ -34,11 +38,9 @@ pub(super) struct ResidentVectors {
     admitted: PerFilterCache<String, Arc<Vec<u32>>>,
 }
 
-/// One record batch of the table: consecutive rows from `first_row` on.
+/// The ids and files of one record batch of the table: consecutive rows from `first_row` on.
 struct Block {
     first_row: u32,
-    /// `rows × dimension` floats.
-    vectors: Vec<f32>,
     ids: StringArray,
     repos: StringArray,
     paths: StringArray,
@@ -60,6 +62,7 @@ impl ResidentVectors {
         let mut resident = ResidentVectors {
             version: dataset.version().version,
             dimension: 0,
+            vectors: Vec::new(),
             blocks: Vec::with_capacity(batches.len()),
             inverse_norms: Vec::new(),
             admitted: PerFilterCache::default(),
@@ -89,10 +92,10 @@ impl ResidentVectors {
                 .chunks_exact(dimension)
                 .map(|v| inverse_of_length(dot(v, v))),
         );
+        self.vectors.extend_from_slice(&vectors);
         self.blocks.push(Block {
             first_row: u32::try_from(self.inverse_norms.len() - rows)
                 .map_err(|_| Error::storage("too many rows to hold in memory"))?,
-            vectors,
             ids: string_column(batch, "chunk_id")?.clone(),
             repos: string_column(batch, "repo")?.clone(),
             paths: string_column(batch, "path")?.clone(),
@@ -135,8 +138,8 @@ impl ResidentVectors {
         let query: Vec<f32> = vector.iter().map(|x| x * inverse).collect();
         let dimension = self.dimension;
         let similarity = |row: u32| {
-            let (block, offset) = self.locate(row);
-            let values = &block.vectors[offset * dimension..(offset + 1) * dimension];
+            let at = row as usize * dimension;
+            let values = &self.vectors[at..at + dimension];
             (dot(&query, values) * self.inverse_norms[row as usize], row)
         };
         let mut scored: Vec<(f32, u32)> = if filter.is_unrestricted() {
