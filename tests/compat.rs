@@ -10,9 +10,10 @@ use codeq::store::SCHEMA_VERSION;
 use common::{codeq, copy_tree, stderr, stdout};
 
 /// The schema of the checked-in index.
-const FIXTURE_SCHEMA: u32 = 4;
-/// The schema before it, whose index is checked in too: its vectors are single precision.
-const PREVIOUS_SCHEMA: u32 = 3;
+const FIXTURE_SCHEMA: u32 = 5;
+/// Older schemas whose indexes are checked in too: 3 has single-precision vectors, 3 and
+/// 4 keep every chunk field (text included) in the chunk table.
+const OLDER_SCHEMAS: [u32; 2] = [3, 4];
 
 /// A writable copy of the checked-in index of `schema` (opening one writes lock files).
 fn schema_copy(scratch: &Path, schema: u32) -> PathBuf {
@@ -106,36 +107,43 @@ fn fixture_sources(root: &Path) {
     .unwrap();
 }
 
-/// An index of the previous schema (single-precision vectors) is refused by queries and
-/// rebuilt by `codeq index` from its own vectors: nothing is embedded again, and both
-/// lanes answer afterwards.
+/// An index of an older schema is refused by queries and rebuilt by `codeq index` from its
+/// own vectors: nothing is embedded again, and both lanes answer afterwards.
 #[test]
-fn an_index_of_the_previous_schema_is_rebuilt_from_its_own_vectors() {
-    let scratch = tempfile::tempdir().unwrap();
-    let index = schema_copy(scratch.path(), PREVIOUS_SCHEMA);
-    let root = scratch.path().join("root");
-    fixture_sources(&root);
-    let refused = search(scratch.path(), &index, "refund_payment");
-    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
-    let out = codeq(
-        scratch.path(),
-        &[
-            "index",
-            root.to_str().unwrap(),
-            "--index-dir",
-            index.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let totals = &report["index"]["totals"];
-    assert_eq!(totals["embedded"], 0, "{totals}");
-    assert_eq!(totals["reused"], totals["chunks"], "{totals}");
-    let out = search(scratch.path(), &index, "refund_payment");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let first = &value["results"][0];
-    assert_eq!(first["symbol"], "refund_payment", "{value}");
-    assert!(first["vector_rank"].is_number(), "{value}");
+fn an_index_of_an_older_schema_is_rebuilt_from_its_own_vectors() {
+    for schema in OLDER_SCHEMAS {
+        let scratch = tempfile::tempdir().unwrap();
+        let index = schema_copy(scratch.path(), schema);
+        let root = scratch.path().join("root");
+        fixture_sources(&root);
+        let refused = search(scratch.path(), &index, "refund_payment");
+        assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+        let out = codeq(
+            scratch.path(),
+            &[
+                "index",
+                root.to_str().unwrap(),
+                "--index-dir",
+                index.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "schema {schema}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let totals = &report["index"]["totals"];
+        assert_eq!(totals["embedded"], 0, "schema {schema}: {totals}");
+        assert_eq!(
+            totals["reused"], totals["chunks"],
+            "schema {schema}: {totals}"
+        );
+        let out = search(scratch.path(), &index, "refund_payment");
+        assert!(out.status.success(), "schema {schema}: {}", stderr(&out));
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let first = &value["results"][0];
+        assert_eq!(
+            first["symbol"], "refund_payment",
+            "schema {schema}: {value}"
+        );
+        assert!(first["vector_rank"].is_number(), "schema {schema}: {value}");
+    }
 }

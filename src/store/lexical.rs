@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::index::SegmentId;
 use tantivy::merge_policy::LogMergePolicy;
@@ -468,6 +468,28 @@ impl LexicalReader {
             }
         }
         Ok(out)
+    }
+
+    /// The stored chunks of one file (repository, path), in no particular order.
+    pub(super) fn chunks_in_file(&self, repo: &str, path: &str) -> Result<Vec<Chunk>> {
+        let searcher = self.reader.searcher();
+        let term = |field, text| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let file = BooleanQuery::new(vec![
+            (Occur::Must, term(self.fields.repo, repo)),
+            (Occur::Must, term(self.fields.path_raw, path)),
+        ]);
+        let addresses = searcher
+            .search(&file, &DocSetCollector)
+            .map_err(Error::store)?;
+        addresses
+            .into_iter()
+            .map(|address| stored_chunk(&searcher, self.fields.chunk, address))
+            .collect()
     }
 
     /// The admitted documents and BM25 totals of a restricting `filter` (`None` when

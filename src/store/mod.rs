@@ -55,8 +55,10 @@ use crate::error::{Error, Result};
 const MAX_LISTED_PATHS: usize = 2000;
 /// Layout version of the index folder; a different one is refused with a rebuild hint.
 pub const FORMAT_VERSION: u32 = 1;
-/// Version of the chunk table and tantivy schema. 4: vectors in half precision.
-pub const SCHEMA_VERSION: u32 = 4;
+/// Version of the chunk table and tantivy schema. 4: vectors in half precision. 5: the
+/// chunk table keeps only each chunk's id, repository, path and language beside its
+/// vector; text, symbol and lines are stored once, in the lexical lane.
+pub const SCHEMA_VERSION: u32 = 5;
 /// The oldest schema whose chunk table (and so its vectors) this codeq still reads; from
 /// 2 to 3 only the tantivy index changed.
 const OLDEST_REUSABLE_SCHEMA: u32 = 2;

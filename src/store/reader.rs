@@ -212,17 +212,17 @@ impl IndexReader {
         Ok(chunks)
     }
 
-    /// Every chunk of one file, in line order (restricted by `filter`).
+    /// Every chunk of one file, in line order (none when `filter` does not admit it).
     pub fn chunks_in_file(
         &self,
         repo: &str,
         path: &str,
         filter: &ChunkFilter,
     ) -> Result<Vec<Chunk>> {
-        if filter.is_empty_set() {
+        if !filter.admits(repo, path) {
             return Ok(Vec::new());
         }
-        let mut chunks = self.lane(|| self.vectors.chunks_in_file(repo, path, filter))?;
+        let mut chunks = self.lane(|| self.lexical.chunks_in_file(repo, path))?;
         chunks.sort_by_key(|c| c.start_line);
         Ok(chunks)
     }
@@ -246,7 +246,8 @@ impl IndexReader {
     /// Up to `limit` chunks waiting for vectors, most useful first, with their
     /// embedding-input hashes.
     pub fn pending_batch(&self, limit: usize) -> Result<Vec<(Chunk, String)>> {
-        self.lane(|| self.vectors.pending_batch(limit))
+        let waiting = self.lane(|| self.vectors.pending_batch(limit))?;
+        self.with_chunks(waiting)
     }
 
     /// What incremental runs leave behind in this generation, for `codeq status`.
@@ -273,7 +274,33 @@ impl IndexReader {
     /// Every stored row (chunk, embedding-input hash, vector), for tools that copy an index
     /// such as the query benchmark.
     pub fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
-        self.lane(|| self.vectors.all_rows())
+        let rows = self.lane(|| self.vectors.all_rows())?;
+        let (keyed, vectors): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .map(|(id, hash, vector)| ((id, hash), vector))
+            .unzip();
+        Ok(self
+            .with_chunks(keyed)?
+            .into_iter()
+            .zip(vectors)
+            .map(|((chunk, hash), vector)| (chunk, hash, vector))
+            .collect())
+    }
+
+    /// Each (chunk id, value) of the vector tables with its chunk, read from the lexical
+    /// lane, which stores every chunk of the generation (the vector tables keep only
+    /// what their filters read).
+    fn with_chunks<T>(&self, keyed: Vec<(String, T)>) -> Result<Vec<(Chunk, T)>> {
+        let (ids, values): (Vec<String>, Vec<T>) = keyed.into_iter().unzip();
+        let chunks = self.lane(|| self.lexical.chunks_by_id(&ids))?;
+        if chunks.len() != ids.len() {
+            return Err(Error::storage(format!(
+                "{} of {} chunks of the vector table have no lexical document; run `codeq index ROOT` to rebuild the index",
+                ids.len() - chunks.len(),
+                ids.len()
+            )));
+        }
+        Ok(chunks.into_iter().zip(values).collect())
     }
 
     /// `filter` made ready for this index: path-restricted repositories of which it admits

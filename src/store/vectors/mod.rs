@@ -1,4 +1,5 @@
-//! The vector lane: the LanceDB chunk table (all chunk fields plus the vector) and cosine
+//! The vector lane: the LanceDB chunk table (each chunk's id, repository, path and
+//! language with its vector; the rest of a chunk is the lexical lane's) and cosine
 //! search with the filter applied before ranking: exact on small tables (over vectors held
 //! in memory), through an approximate-nearest-neighbour (ANN) index past a configurable
 //! size.
@@ -51,21 +52,18 @@ const SPARE_FRAGMENTS: usize = 8;
 /// Columns with a scalar (B-tree) index: id lookups, embedding reuse, and the access
 /// pre-filter on repo and path, which then reads an index instead of every row.
 const SCALAR_INDEXED: [&str; 4] = ["chunk_id", "embed_hash", "repo", "path"];
-/// Text columns of the table, in schema order, as stored from a [`Chunk`].
-const TEXT_COLUMNS: [&str; 12] = [
-    "chunk_id",
-    "repo",
-    "path",
-    "language",
-    "kind",
-    "symbol",
-    "signature",
-    "doc",
-    "content",
-    "content_hash",
-    "file_hash",
-    "commit",
-];
+/// What the tables keep of a chunk, in schema order: its id and what the access
+/// pre-filter, the language counts and file removals read. The rest of a chunk (text,
+/// symbol, lines, hashes) is stored once, in the lexical lane's documents, which every
+/// chunk of a generation has, with or without a vector.
+const KEY_COLUMNS: [&str; 4] = ["chunk_id", "repo", "path", "language"];
+
+/// A chunk's [`KEY_COLUMNS`], taken out of it.
+type ChunkKey = [String; 4];
+
+fn key_of(chunk: Chunk) -> ChunkKey {
+    [chunk.chunk_id, chunk.repo, chunk.path, chunk.language]
+}
 
 /// The approximate-nearest-neighbour index built on the vector column of a large table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,14 +185,12 @@ fn schema(dimension: usize) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Fields of a chunk as stored: text columns, lines, embedding-input hash.
+/// Fields of a chunk as stored: its key columns and its embedding-input hash.
 fn chunk_fields() -> Vec<Field> {
-    let mut fields: Vec<Field> = TEXT_COLUMNS
+    let mut fields: Vec<Field> = KEY_COLUMNS
         .iter()
         .map(|name| Field::new(*name, DataType::Utf8, false))
         .collect();
-    fields.push(Field::new("start_line", DataType::UInt32, false));
-    fields.push(Field::new("end_line", DataType::UInt32, false));
     fields.push(Field::new("embed_hash", DataType::Utf8, false));
     fields
 }
@@ -205,32 +201,6 @@ fn pending_schema() -> SchemaRef {
     let mut fields = chunk_fields();
     fields.push(Field::new("priority", DataType::UInt32, false));
     Arc::new(Schema::new(fields))
-}
-
-/// Columns returned for chunks (everything but the vector).
-fn chunk_columns() -> Vec<String> {
-    TEXT_COLUMNS
-        .iter()
-        .chain(["start_line", "end_line"].iter())
-        .map(|s| s.to_string())
-        .collect()
-}
-
-fn text_of(chunk: &Chunk, column: &str) -> String {
-    match column {
-        "chunk_id" => chunk.chunk_id.clone(),
-        "repo" => chunk.repo.clone(),
-        "path" => chunk.path.clone(),
-        "language" => chunk.language.clone(),
-        "kind" => chunk.kind.clone(),
-        "symbol" => chunk.symbol.clone(),
-        "signature" => chunk.signature.clone(),
-        "doc" => chunk.doc.clone(),
-        "content" => chunk.content.clone(),
-        "content_hash" => chunk.content_hash.clone(),
-        "file_hash" => chunk.file_hash.clone(),
-        _ => chunk.commit.clone(),
-    }
 }
 
 /// The vectors of the rows matching `predicate`, by embedding-input hash.
@@ -255,34 +225,4 @@ pub(super) fn vectors_where(
 /// Runs a query to completion on the storage runtime.
 pub(super) fn collect(query: &(impl ExecutableQuery + Sync)) -> Result<Vec<RecordBatch>> {
     runtime::block_on(async { query.execute().await?.try_collect().await }).map_err(Error::store)
-}
-
-fn chunks_from_batch(batch: &RecordBatch) -> Result<Vec<Chunk>> {
-    let text: Vec<&StringArray> = TEXT_COLUMNS
-        .iter()
-        .map(|name| string_column(batch, name))
-        .collect::<Result<_>>()?;
-    let start = primitive_column::<UInt32Type>(batch, "start_line")?;
-    let end = primitive_column::<UInt32Type>(batch, "end_line")?;
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let t = |k: usize| text[k].value(i).to_string();
-            Chunk {
-                chunk_id: t(0),
-                repo: t(1),
-                path: t(2),
-                language: t(3),
-                kind: t(4),
-                symbol: t(5),
-                signature: t(6),
-                doc: t(7),
-                content: t(8),
-                content_hash: t(9),
-                file_hash: t(10),
-                commit: t(11),
-                start_line: start.value(i),
-                end_line: end.value(i),
-            }
-        })
-        .collect())
 }

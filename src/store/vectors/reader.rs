@@ -82,42 +82,32 @@ impl VectorReader {
         }
     }
 
-    /// Up to `limit` chunks waiting for vectors, most useful first (by priority, then id),
-    /// with their embedding-input hashes.
-    pub(in crate::store) fn pending_batch(&self, limit: usize) -> Result<Vec<(Chunk, String)>> {
+    /// The ids of up to `limit` chunks waiting for vectors, most useful first (by
+    /// priority, then id), with their embedding-input hashes.
+    pub(in crate::store) fn pending_batch(&self, limit: usize) -> Result<Vec<(String, String)>> {
         let Some(waiting) = &self.waiting else {
             return Ok(Vec::new());
         };
-        let query = waiting
-            .query()
-            .select(Select::columns(&["chunk_id", "priority"]));
-        let mut order: Vec<(u32, String)> = Vec::new();
+        let query =
+            waiting
+                .query()
+                .select(Select::columns(&["chunk_id", "embed_hash", "priority"]));
+        let mut order: Vec<(u32, String, String)> = Vec::new();
         for batch in &collect(&query)? {
             let ids = string_column(batch, "chunk_id")?;
+            let hashes = string_column(batch, "embed_hash")?;
             let priorities = primitive_column::<UInt32Type>(batch, "priority")?;
             for i in 0..batch.num_rows() {
-                order.push((priorities.value(i), ids.value(i).to_string()));
+                order.push((
+                    priorities.value(i),
+                    ids.value(i).to_string(),
+                    hashes.value(i).to_string(),
+                ));
             }
         }
         order.sort_unstable();
         order.truncate(limit);
-        let ids: Vec<String> = order.into_iter().map(|(_, id)| id).collect();
-        let mut columns = chunk_columns();
-        columns.push("embed_hash".to_string());
-        let mut rows: HashMap<String, (Chunk, String)> = HashMap::new();
-        for batch in ids.chunks(1024) {
-            let query = waiting
-                .query()
-                .only_if(format!("chunk_id IN ({})", sql_string_list(batch)))
-                .select(Select::columns(&columns));
-            for found in &collect(&query)? {
-                let hashes = string_column(found, "embed_hash")?;
-                for (i, chunk) in chunks_from_batch(found)?.into_iter().enumerate() {
-                    rows.insert(chunk.chunk_id.clone(), (chunk, hashes.value(i).to_string()));
-                }
-            }
-        }
-        Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
+        Ok(order.into_iter().map(|(_, id, hash)| (id, hash)).collect())
     }
 
     /// The chunk table and, when there is one, the pending table.
@@ -408,59 +398,23 @@ impl VectorReader {
         Ok(out)
     }
 
-    /// Every row: chunk, embedding-input hash and vector.
-    pub(in crate::store) fn all_rows(&self) -> Result<Vec<(Chunk, String, Vec<f32>)>> {
-        let mut columns = chunk_columns();
-        columns.extend(["embed_hash".to_string(), "vector".to_string()]);
-        let query = self.table.query().select(Select::columns(&columns));
+    /// Every row: chunk id, embedding-input hash and vector.
+    pub(in crate::store) fn all_rows(&self) -> Result<Vec<(String, String, Vec<f32>)>> {
+        let query =
+            self.table
+                .query()
+                .select(Select::columns(&["chunk_id", "embed_hash", "vector"]));
         let mut out = Vec::new();
         for batch in &collect(&query)? {
+            let ids = string_column(batch, "chunk_id")?;
             let hashes = string_column(batch, "embed_hash")?;
-            let rows = chunks_from_batch(batch)?
-                .into_iter()
-                .zip(vectors_of(batch)?);
-            for (i, (chunk, vector)) in rows.enumerate() {
-                out.push((chunk, hashes.value(i).to_string(), vector));
+            for (i, vector) in vectors_of(batch)?.into_iter().enumerate() {
+                out.push((
+                    ids.value(i).to_string(),
+                    hashes.value(i).to_string(),
+                    vector,
+                ));
             }
-        }
-        Ok(out)
-    }
-
-    pub(in crate::store) fn chunks_in_file(
-        &self,
-        repo: &str,
-        path: &str,
-        filter: &ChunkFilter,
-    ) -> Result<Vec<Chunk>> {
-        let predicate = format!(
-            "repo = {} AND path = {}",
-            sql_string_list(&[repo]),
-            sql_string_list(&[path])
-        );
-        let mut chunks = Vec::new();
-        for table in self.tables() {
-            chunks.extend(self.chunks_where(table, predicate.clone(), filter)?);
-        }
-        Ok(chunks)
-    }
-
-    fn chunks_where(
-        &self,
-        table: &lancedb::Table,
-        predicate: String,
-        filter: &ChunkFilter,
-    ) -> Result<Vec<Chunk>> {
-        let predicate = match filter.to_sql() {
-            Some(sql) => format!("({predicate}) AND ({sql})"),
-            None => predicate,
-        };
-        let query = table
-            .query()
-            .only_if(predicate)
-            .select(Select::columns(&chunk_columns()));
-        let mut out = Vec::new();
-        for batch in &collect(&query)? {
-            out.extend(chunks_from_batch(batch)?);
         }
         Ok(out)
     }

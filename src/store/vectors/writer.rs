@@ -12,8 +12,8 @@ pub(in crate::store) struct VectorWriter {
     /// The ANN index the table already has (a copy of a generation that had one).
     pub(super) ann: AnnIndex,
     pub(super) dimension: usize,
-    pub(super) rows: Vec<(Chunk, String, Vec<f32>)>,
-    pub(super) pending_rows: Vec<(Chunk, String, u32)>,
+    pub(super) rows: Vec<(ChunkKey, String, Vec<f32>)>,
+    pub(super) pending_rows: Vec<(ChunkKey, String, u32)>,
 }
 
 impl VectorWriter {
@@ -91,7 +91,7 @@ impl VectorWriter {
                 self.dimension
             )));
         }
-        self.rows.push((chunk, embed_hash, vector));
+        self.rows.push((key_of(chunk), embed_hash, vector));
         if self.rows.len() >= FLUSH_ROWS {
             self.flush()?;
         }
@@ -105,7 +105,8 @@ impl VectorWriter {
         embed_hash: String,
         priority: u32,
     ) -> Result<()> {
-        self.pending_rows.push((chunk, embed_hash, priority));
+        self.pending_rows
+            .push((key_of(chunk), embed_hash, priority));
         if self.pending_rows.len() >= FLUSH_ROWS {
             self.flush()?;
         }
@@ -171,24 +172,15 @@ impl VectorWriter {
     }
 }
 
-/// The chunk columns (text, lines, embedding-input hash) of rows, in schema order.
-pub(super) fn chunk_arrays<'r>(
-    rows: impl Iterator<Item = (&'r Chunk, &'r str)> + Clone,
-) -> Vec<ArrayRef> {
-    let mut columns: Vec<ArrayRef> = TEXT_COLUMNS
-        .iter()
-        .map(|col| {
+/// The chunk columns (key columns, embedding-input hash) of rows, in schema order.
+fn chunk_arrays<'r>(rows: impl Iterator<Item = (&'r ChunkKey, &'r str)> + Clone) -> Vec<ArrayRef> {
+    let mut columns: Vec<ArrayRef> = (0..KEY_COLUMNS.len())
+        .map(|k| {
             Arc::new(StringArray::from_iter_values(
-                rows.clone().map(|(c, _)| text_of(c, col)),
+                rows.clone().map(|(key, _)| key[k].as_str()),
             )) as ArrayRef
         })
         .collect();
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.clone().map(|(c, _)| c.start_line),
-    )));
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.clone().map(|(c, _)| c.end_line),
-    )));
     columns.push(Arc::new(StringArray::from_iter_values(
         rows.map(|(_, h)| h),
     )));
