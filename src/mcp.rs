@@ -215,25 +215,80 @@ fn call_tool(session: &Session, params: &Value) -> std::result::Result<Value, (i
         Value::Object(_) => params["arguments"].clone(),
         _ => return Err((INVALID_PARAMS, "arguments must be an object".into())),
     };
-    let outcome = match name {
-        "search" => tool_search(session, &arguments),
-        "ask" => tool_ask(session, &arguments),
-        "status" => tool_status(session, &arguments),
-        "read_citation" => tool_read_citation(session, &arguments),
-        other => return Err((INVALID_PARAMS, format!("unknown tool {other}"))),
-    };
+    if !TOOL_NAMES.contains(&name) {
+        return Err((INVALID_PARAMS, format!("unknown tool {name}")));
+    }
     // Tool failures are results the model can read and act on, not protocol errors.
-    Ok(match outcome {
+    Ok(match call(session, name, &arguments, Surface::Mcp) {
         Ok(value) => json!({
             "content": [{"type": "text", "text": value.to_string()}],
             "structuredContent": value,
             "isError": false,
         }),
-        Err(message) => json!({
+        Err(
+            ToolError::Arguments(message)
+            | ToolError::NotFound(message)
+            | ToolError::Engine(message),
+        ) => json!({
             "content": [{"type": "text", "text": message}],
             "isError": true,
         }),
     })
+}
+
+/// The tools [`call`] runs.
+pub const TOOL_NAMES: [&str; 4] = ["search", "ask", "status", "read_citation"];
+
+/// Why a tool call failed.
+#[derive(Debug)]
+pub enum ToolError {
+    /// The arguments are wrong (unknown, missing or of the wrong type or range).
+    Arguments(String),
+    /// What the arguments name is not there for this principal (a citation of a file
+    /// that is not indexed and one the principal may not read get the same answer).
+    NotFound(String),
+    /// The engine failed to answer.
+    Engine(String),
+}
+
+/// Runs tool `name` of [`TOOL_NAMES`] with `arguments` (checked against its schema) for
+/// `session`, recording traces as `surface`; the same JSON as the command line's `--json`.
+pub fn call(
+    session: &Session,
+    name: &str,
+    arguments: &Value,
+    surface: Surface,
+) -> std::result::Result<Value, ToolError> {
+    let arguments = checked(arguments, name).map_err(ToolError::Arguments)?;
+    let engine = |e: Error| match e {
+        Error::CitationNotVisible(_) => ToolError::NotFound(e.to_string()),
+        Error::CitationLines { .. } => ToolError::Arguments(e.to_string()),
+        _ => ToolError::Engine(e.to_string()),
+    };
+    match name {
+        "search" => {
+            let query = arguments["query"].as_str().unwrap_or_default();
+            let scope = scope_of(arguments, 10).map_err(ToolError::Arguments)?;
+            let searched = session.search(surface, query, &scope).map_err(engine)?;
+            Ok(session.search_json(query, &searched))
+        }
+        "ask" => {
+            let question = arguments["question"].as_str().unwrap_or_default();
+            let scope = scope_of(arguments, 8).map_err(ToolError::Arguments)?;
+            let asked = session.ask(surface, question, &scope).map_err(engine)?;
+            Ok(session.ask_json(&asked))
+        }
+        "status" => session.status().map(|s| s.to_json()).map_err(engine),
+        "read_citation" => {
+            let citation = arguments["citation"].as_str().unwrap_or_default();
+            let lines = session.read_citation(citation).map_err(engine)?;
+            let mut value =
+                serde_json::to_value(&lines).map_err(|e| ToolError::Engine(e.to_string()))?;
+            value["schema_version"] = json!(JSON_SCHEMA_VERSION);
+            Ok(value)
+        }
+        other => Err(ToolError::Arguments(format!("unknown tool {other}"))),
+    }
 }
 
 /// Checks `arguments` against the tool's declared properties: unknown ones are refused
@@ -252,7 +307,7 @@ fn checked<'a>(
     for key in object.keys() {
         if schema["properties"].get(key).is_none() {
             let hint = if ["as", "user", "principal", "as_user"].contains(&key.as_str()) {
-                " (the principal is fixed when the server starts)"
+                " (the principal is fixed when the server starts, or by the request's bearer token)"
             } else {
                 ""
             };
@@ -302,41 +357,4 @@ fn scope_of(
         language,
         per_file,
     })
-}
-
-fn tool_search(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
-    let arguments = checked(arguments, "search")?;
-    let query = arguments["query"].as_str().unwrap_or_default();
-    let scope = scope_of(arguments, 10)?;
-    let searched = session
-        .search(Surface::Mcp, query, &scope)
-        .map_err(|e| e.to_string())?;
-    Ok(session.search_json(query, &searched))
-}
-
-fn tool_ask(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
-    let arguments = checked(arguments, "ask")?;
-    let question = arguments["question"].as_str().unwrap_or_default();
-    let scope = scope_of(arguments, 8)?;
-    let asked = session
-        .ask(Surface::Mcp, question, &scope)
-        .map_err(|e| e.to_string())?;
-    Ok(session.ask_json(&asked))
-}
-
-fn tool_status(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
-    checked(arguments, "status")?;
-    session
-        .status()
-        .map(|status| status.to_json())
-        .map_err(|e| e.to_string())
-}
-
-fn tool_read_citation(session: &Session, arguments: &Value) -> std::result::Result<Value, String> {
-    let arguments = checked(arguments, "read_citation")?;
-    let citation = arguments["citation"].as_str().unwrap_or_default();
-    let lines = session.read_citation(citation).map_err(|e| e.to_string())?;
-    let mut value = serde_json::to_value(&lines).map_err(|e| e.to_string())?;
-    value["schema_version"] = json!(JSON_SCHEMA_VERSION);
-    Ok(value)
 }

@@ -66,7 +66,8 @@ struct Shared {
     config: Config,
     acl: Option<Acl>,
     settings: AnswerSettings,
-    model: Mutex<Model>,
+    /// Shared with the index reopened at a newer generation built with the same model.
+    model: Arc<Mutex<Model>>,
 }
 
 /// The loaded models; a query holds them while it runs.
@@ -198,17 +199,63 @@ impl SharedIndex {
             acl,
         } = located;
         let reranker = rerank::load_if_enabled(&config.rerank, &config.model)?;
-        let settings = config.answer_settings();
-        Ok(SharedIndex {
-            shared: Arc::new(Shared {
+        let model = Arc::new(Mutex::new(Model { embedder, reranker }));
+        Ok(SharedIndex::with_model(
+            Located {
                 dir,
                 reader,
                 config,
                 acl,
+            },
+            model,
+        ))
+    }
+
+    fn with_model(located: Located, model: Arc<Mutex<Model>>) -> SharedIndex {
+        let settings = located.config.answer_settings();
+        SharedIndex {
+            shared: Arc::new(Shared {
+                dir: located.dir,
+                reader: located.reader,
+                config: located.config,
+                acl: located.acl,
                 settings,
-                model: Mutex::new(Model { embedder, reranker }),
+                model,
             }),
-        })
+        }
+    }
+
+    /// The generation this index answers from.
+    pub fn generation(&self) -> &str {
+        self.shared.reader.generation()
+    }
+
+    /// Whether a generation other than the one this index answers from is published now.
+    pub fn is_outdated(&self) -> Result<bool> {
+        Ok(self.shared.dir.current()?.as_deref() != Some(self.generation()))
+    }
+
+    /// The index of `options` opened again: its newest generation, with its configuration
+    /// and access-control list read anew. The models are this index's when the new
+    /// generation was built with the same embedding model, else loaded for it. Sessions
+    /// of this index keep answering from its generation until they are dropped.
+    pub fn reopen(&self, options: &SessionOptions) -> Result<SharedIndex> {
+        let located = Located::find(options)?;
+        let same_model = {
+            let model = self
+                .shared
+                .model
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            model
+                .embedder
+                .info()
+                .compatible_with(&located.reader.manifest().model)
+        };
+        if !same_model {
+            return SharedIndex::open(options);
+        }
+        Ok(SharedIndex::with_model(located, self.shared.model.clone()))
     }
 
     /// A session of `principal` (`None`: the operating-system user): under an ACL, what no
@@ -235,6 +282,11 @@ impl SharedIndex {
         let access = acl.access_for(principal, &reader.manifest().repo_ids());
         let filter = reader.prepare_filter(access.filter())?;
         Ok(access.with_filter(filter))
+    }
+
+    /// The configuration of the indexed root.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
     }
 
     /// Whether an access-control list applies.

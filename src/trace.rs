@@ -395,6 +395,8 @@ pub enum Surface {
     Tui,
     /// The MCP server.
     Mcp,
+    /// `codeq serve` (its HTTP API and MCP over HTTP).
+    Serve,
     /// `codeq eval`.
     Eval,
 }
@@ -407,6 +409,7 @@ impl Surface {
             Surface::Ask => "ask",
             Surface::Tui => "tui",
             Surface::Mcp => "mcp",
+            Surface::Serve => "serve",
             Surface::Eval => "eval",
         }
     }
