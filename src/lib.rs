@@ -28,6 +28,7 @@ pub mod report;
 pub mod rerank;
 pub mod runtime;
 pub mod search;
+pub mod serve;
 pub mod session;
 mod stage;
 pub mod store;

@@ -111,6 +111,23 @@ pub(super) enum Command {
     /// Serve coding agents: a Model Context Protocol server on stdin/stdout (tools search,
     /// ask, status, read_citation), as the principal fixed at start.
     Mcp,
+    /// Serve the index to a team over HTTP (search, ask, status, read_citation and MCP at
+    /// /mcp): each request's principal comes from its bearer token, never from the request.
+    Serve {
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Tokens file: `[[token]]` entries of `principal` and `sha256` (the sha256 of the
+        /// token, never the token itself), optionally `expires`.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Requests per minute each token may make (with a burst of ten seconds' worth).
+        #[arg(long, default_value_t = 120)]
+        requests_per_minute: u32,
+        /// Also write each request's query text into the access log.
+        #[arg(long)]
+        log_queries: bool,
+    },
     /// The effective configuration and where each value comes from (defaults, the user's
     /// ~/.config/codeq/config.toml, ROOT/codeq.toml, CODEQ_* variables).
     Config {

@@ -47,6 +47,12 @@ pub fn main() -> ExitCode {
             if matches!(cli.command, Some(Command::Mcp)) {
                 ignore_environment_of_served_process(&mut cli, &matches);
             }
+            if matches!(cli.command, Some(Command::Serve { .. }))
+                && let Err(err) = principals_come_from_tokens(&mut cli, &matches)
+            {
+                warn(err);
+                return ExitCode::from(2);
+            }
             cli
         }
         Err(err) => {
@@ -90,6 +96,23 @@ fn ignore_environment_of_served_process(cli: &mut Cli, matches: &clap::ArgMatche
         cli.as_user = None;
         warn("CODEQ_USER is ignored by a served process: pass --as");
     }
+}
+
+/// `codeq serve` takes each request's principal from its token: `--as` is refused, and
+/// `CODEQ_USER` is ignored.
+fn principals_come_from_tokens(
+    cli: &mut Cli,
+    matches: &clap::ArgMatches,
+) -> Result<(), &'static str> {
+    use clap::parser::ValueSource;
+    let given = |m: &clap::ArgMatches| m.value_source("as_user") == Some(ValueSource::CommandLine);
+    if given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub)) {
+        return Err(
+            "codeq serve takes each request's principal from its bearer token; --as is not accepted",
+        );
+    }
+    cli.as_user = None;
+    Ok(())
 }
 
 /// Standard output: exact for `--json`, with terminal control characters escaped for
@@ -156,6 +179,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Tui { k } => query::cmd_tui(&cli, *k),
         Command::Mcp => query::cmd_mcp(&cli),
+        Command::Serve {
+            listen,
+            tokens,
+            requests_per_minute,
+            log_queries,
+        } => {
+            crate::serve::run(crate::serve::ServeOptions {
+                index: session_options(&cli),
+                listen: listen.clone(),
+                tokens_file: tokens.clone(),
+                requests_per_minute: *requests_per_minute,
+                log_queries: *log_queries,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Trace { id, last: _ } => trace::cmd_trace(&cli, id.as_deref()),
         Command::Config { root } => status::cmd_config(&cli, root.as_deref()),
         Command::Completions { shell } => {
