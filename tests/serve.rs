@@ -268,7 +268,7 @@ fn without_a_valid_token_a_request_learns_nothing() {
 fn each_token_sees_only_what_its_principal_may_read() {
     let site = Site::new();
     let tokens = site.tokens_file(&[("alice", ALICE), ("mallory", MALLORY)]);
-    let mut server = Server::start(&site, &tokens, &[]);
+    let mut server = Server::start(&site, &tokens, &["--requests-per-minute", "6000"]);
 
     // alice reads the payments repositories only.
     let (status, found) = server.post(
@@ -371,6 +371,59 @@ fn each_token_sees_only_what_its_principal_may_read() {
     assert_eq!(status, 202);
     let (status, _, _) = server.request("GET", "/mcp", Some(ALICE), None);
     assert_eq!(status, 405);
+
+    // A question set through the server, unloaded and then by three clients at once.
+    let set = site.dir.path().join("served.toml");
+    std::fs::write(
+        &set,
+        "name = \"served\"\ntier = \"blocking\"\n\n\
+         [[question]]\nid = \"refund\"\nquestion = \"how are payments refunded?\"\nrelevant = [\"payments:src/lib.rs\"]\n\n\
+         [[question]]\nid = \"invoice\"\nquestion = \"invoice total with line items\"\nrelevant = [\"payments:src/lib.rs\"]\n\n\
+         [[question]]\nid = \"ranking\"\nquestion = \"query parsing and ranking\"\nforbidden_repos = [\"search-service\"]\n",
+    )
+    .unwrap();
+    let token_file = site.dir.path().join("alice.token");
+    std::fs::write(&token_file, format!("{ALICE}\n")).unwrap();
+    let url = format!("http://{}", server.address);
+    let eval = |token_file: &Path| {
+        codeq(
+            &site.root,
+            &[
+                "eval",
+                set.to_str().unwrap(),
+                "--server",
+                &url,
+                "--token-file",
+                token_file.to_str().unwrap(),
+                "--concurrency",
+                "3",
+                "--json",
+            ],
+        )
+    };
+    let out = eval(&token_file);
+    assert!(
+        out.status.success(),
+        "{} {}",
+        stderr(&out),
+        common::stdout(&out)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["report"]["overall"]["questions"], 2, "{run}");
+    assert_eq!(run["report"]["overall"]["hit_at_5"], 1.0, "{run}");
+    assert_eq!(run["report"]["overall"]["acl_leaks"], 0, "{run}");
+    assert_eq!(run["load"]["requests"], 9, "{run}");
+    assert_eq!(run["load"]["errors"], json!([]), "{run}");
+    assert_eq!(run["load"]["differing"], json!([]), "{run}");
+    let wrong = site.dir.path().join("wrong.token");
+    std::fs::write(&wrong, "not-a-token").unwrap();
+    let out = eval(&wrong);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("refused the token"),
+        "{}",
+        stderr(&out)
+    );
 
     // The access log names principal, route and status, not the query text.
     let line = server.wait_for_log("\"route\":\"/v1/ask\"");

@@ -172,6 +172,18 @@ pub(super) enum Command {
         /// instead of running sets.
         #[arg(long, conflicts_with_all = ["sets", "baseline", "save_baseline", "compare_index"])]
         history: bool,
+        /// Ask through a running `codeq serve` at this URL instead of opening the index:
+        /// once unloaded, then by --concurrency clients at once; fails when a request
+        /// fails or an answer under load differs from the unloaded one.
+        #[arg(long, value_name = "URL", requires = "token_file", conflicts_with_all = ["compare_index", "history"])]
+        server: Option<String>,
+        /// File holding the bearer token for --server (the token never goes on the
+        /// command line, where other users can read it).
+        #[arg(long, requires = "server")]
+        token_file: Option<PathBuf>,
+        /// Clients asking at once in the loaded run of --server.
+        #[arg(long, default_value_t = 4, requires = "server", value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
     },
     /// Benchmarks (build with --release): indexing throughput or query latency.
     Bench {

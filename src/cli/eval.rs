@@ -13,6 +13,7 @@ use super::human::age;
 use super::{open_session, output, session_options, warn};
 use crate::backlog;
 use crate::eval::history::{self, HistoryEntry};
+use crate::eval::remote::ServerRun;
 use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tier};
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::{Session, SessionOptions};
@@ -103,7 +104,7 @@ pub(super) fn cmd_eval(
             report.generation,
             report.model
         )?;
-        write_metrics_table(&mut out, &report)?;
+        write_metrics_table(&mut out, &report, true)?;
         write_lane_table(&mut out, &report)?;
         if let Some(changes) = &changes {
             write_changes(&mut out, "against the baseline", changes)?;
@@ -129,7 +130,7 @@ pub(super) fn cmd_eval(
                 other_report.generation,
                 other_report.model
             )?;
-            write_metrics_table(&mut out, other_report)?;
+            write_metrics_table(&mut out, other_report, true)?;
             write_metric_deltas(&mut out, &report.overall, &other_report.overall)?;
             write_changes(&mut out, "from A to B", flips)?;
         }
@@ -160,6 +161,104 @@ pub(super) fn cmd_eval(
                     item["question"].as_str().unwrap_or("?")
                 )?;
             }
+        }
+        if failures.is_empty() {
+            writeln!(out, "\ngate: pass")?;
+        } else {
+            writeln!(out, "\ngate: FAIL")?;
+            for f in &failures {
+                writeln!(out, "  {f}")?;
+            }
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Scores `set_paths` through a running `codeq serve` (see [`eval::remote`]): exit 1
+/// when a blocking gate fails, a request fails, or an answer under load differs.
+pub(super) fn cmd_eval_server(
+    cli: &Cli,
+    set_paths: &[PathBuf],
+    k: usize,
+    baseline: Option<&Path>,
+    (url, token_file, concurrency): (&str, &Path, usize),
+) -> anyhow::Result<ExitCode> {
+    let sets = set_paths
+        .iter()
+        .map(|p| QuestionSet::load(p))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("cannot read the token file {}", token_file.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the token file {} is empty",
+        token_file.display()
+    );
+    let run = ServerRun {
+        url: url.to_string(),
+        token,
+        concurrency,
+    };
+    let (report, load) = eval::remote::run_on_server(&sets, k, &run)?;
+    let changes = baseline
+        .map(|path| -> anyhow::Result<Changes> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+            let saved: Baseline = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a codeq eval baseline", path.display()))?;
+            let mut changes = eval::compare_with_baseline(&report, &saved);
+            // Each lane alone is not measured through a server: nothing to compare.
+            changes.lane_regressed.clear();
+            Ok(changes)
+        })
+        .transpose()?;
+    let mut failures = eval::gate_failures(&report, changes.as_ref());
+    failures.extend(
+        load.errors
+            .iter()
+            .map(|e| format!("request failed under load: {e}")),
+    );
+    failures.extend(
+        load.differing
+            .iter()
+            .map(|q| format!("answer under load differs from the unloaded one: {q}")),
+    );
+    let mut out = output(cli.json);
+    if cli.json {
+        let value = json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "server": url,
+            "report": report,
+            "load": load,
+            "baseline_changes": changes,
+            "gate_failures": failures,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "server {url} (generation {}, model {}); each lane alone is measured in process only",
+            report.generation, report.model
+        )?;
+        write_metrics_table(&mut out, &report, false)?;
+        writeln!(
+            out,
+            "\nunder load: {} clients, {} requests, p50 {:.1} ms, p95 {:.1} ms, {} errors, {} answers differing from the unloaded run",
+            load.concurrency,
+            load.requests,
+            load.latency_p50_ms,
+            load.latency_p95_ms,
+            load.errors.len(),
+            load.differing.len()
+        )?;
+        if let Some(changes) = &changes {
+            write_changes(&mut out, "against the baseline", changes)?;
         }
         if failures.is_empty() {
             writeln!(out, "\ngate: pass")?;
@@ -246,11 +345,15 @@ fn run_sets(session: &Session, sets: &[QuestionSet], k: usize) -> anyhow::Result
     Ok(report)
 }
 
-/// One row of metrics per set and overall.
-fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
-    writeln!(
+/// One row of metrics per set and overall; with `lanes`, hit@5 of each lane alone too.
+fn write_metrics_table(
+    out: &mut impl Write,
+    report: &EvalReport,
+    lanes: bool,
+) -> std::io::Result<()> {
+    write!(
         out,
-        "{:<18} {:<10} {:>3} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>6} {:>6} | {:>6} {:>6} {:>6}",
+        "{:<18} {:<10} {:>3} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>6} {:>6}",
         "set",
         "tier",
         "n",
@@ -265,10 +368,11 @@ fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Re
         "refusal",
         "p50ms",
         "p95ms",
-        "bm25@5",
-        "vec@5",
-        "hyb@5"
     )?;
+    if lanes {
+        write!(out, " | {:>6} {:>6} {:>6}", "bm25@5", "vec@5", "hyb@5")?;
+    }
+    writeln!(out)?;
     let rows = report
         .sets
         .iter()
@@ -281,9 +385,9 @@ fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Re
         })
         .chain(std::iter::once(("overall", String::new(), &report.overall)));
     for (name, tier, m) in rows {
-        writeln!(
+        write!(
             out,
-            "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6} {:>5.2} {:>5} {:>7} {:>6.1} {:>6.1} | {:>6.3} {:>6.3} {:>6.3}",
+            "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6} {:>5.2} {:>5} {:>7} {:>6.1} {:>6.1}",
             name,
             tier,
             m.questions,
@@ -298,10 +402,15 @@ fn write_metrics_table(out: &mut impl Write, report: &EvalReport) -> std::io::Re
             format!("{}/{}", m.refusals_honoured, m.refusals_expected),
             m.latency_p50_ms,
             m.latency_p95_ms,
-            m.bm25_hit_at_5,
-            m.vector_hit_at_5,
-            m.hybrid_hit_at_5,
         )?;
+        if lanes {
+            write!(
+                out,
+                " | {:>6.3} {:>6.3} {:>6.3}",
+                m.bm25_hit_at_5, m.vector_hit_at_5, m.hybrid_hit_at_5,
+            )?;
+        }
+        writeln!(out)?;
     }
     Ok(())
 }

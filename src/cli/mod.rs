@@ -241,9 +241,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sets,
             k,
             baseline,
+            server: Some(url),
+            token_file: Some(token_file),
+            concurrency,
+            ..
+        } => eval::cmd_eval_server(
+            &cli,
+            sets,
+            *k,
+            baseline.as_deref(),
+            (url, token_file, usize::from(*concurrency)),
+        ),
+        Command::Eval {
+            sets,
+            k,
+            baseline,
             save_baseline,
             compare_index,
-            history: false,
+            ..
         } => eval::cmd_eval(
             &cli,
             sets,

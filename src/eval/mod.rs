@@ -20,6 +20,7 @@ use crate::trace::Surface;
 mod gate;
 pub mod history;
 mod metrics;
+pub mod remote;
 
 use gate::missed_thresholds;
 pub use gate::{
@@ -247,11 +248,12 @@ impl EvalReport {
 /// included when `[llm]` is configured), each as its `as` principal (see
 /// [`Session::as_other`]) or as the session's, with `k` citations; every answer is traced.
 pub fn run(session: &Session, sets: &[QuestionSet], k: usize) -> Result<EvalReport> {
-    let mut reports = Vec::new();
     let mut askers: HashMap<Option<String>, Session> = HashMap::new();
-    for set in sets {
-        let mut questions = Vec::new();
-        for q in &set.questions {
+    report_of(
+        sets,
+        session.generation().to_string(),
+        session.manifest().model.id.clone(),
+        |set, q| {
             let asker = match askers.get(&q.principal) {
                 Some(asker) => asker,
                 None => {
@@ -262,8 +264,26 @@ pub fn run(session: &Session, sets: &[QuestionSet], k: usize) -> Result<EvalRepo
                     askers.entry(q.principal.clone()).or_insert(asker)
                 }
             };
-            questions.push(run_question(asker, q, set.tier, k)?);
-        }
+            run_question(asker, q, set.tier, k)
+        },
+    )
+}
+
+/// The report of `sets` on `generation` built with `model`, each question's result from
+/// `result_of`, with the per-set gates applied.
+fn report_of(
+    sets: &[QuestionSet],
+    generation: String,
+    model: String,
+    mut result_of: impl FnMut(&QuestionSet, &Question) -> Result<QuestionResult>,
+) -> Result<EvalReport> {
+    let mut reports = Vec::new();
+    for set in sets {
+        let questions = set
+            .questions
+            .iter()
+            .map(|q| result_of(set, q))
+            .collect::<Result<Vec<_>>>()?;
         let scored: Vec<&QuestionResult> = questions
             .iter()
             .filter(|q| q.tier != Tier::Backlog)
@@ -288,8 +308,8 @@ pub fn run(session: &Session, sets: &[QuestionSet], k: usize) -> Result<EvalRepo
         .filter(|q| q.tier != Tier::Backlog)
         .collect();
     Ok(EvalReport {
-        generation: session.generation().to_string(),
-        model: session.manifest().model.id.clone(),
+        generation,
+        model,
         overall: Metrics::of(&all),
         sets: reports,
     })
@@ -311,7 +331,7 @@ fn run_question(asker: &Session, q: &Question, set_tier: Tier, k: usize) -> Resu
         let files = dedup_files(results.hits.iter().map(|h| (&h.chunk.repo, &h.chunk.path)));
         lane_first_hit[slot] = first_hit(&files, &expected_grades(q));
     }
-    let mut result = score(q, &asked.value, k);
+    let mut result = score(q, &AnswerView::of(&asked.value), k);
     result.tier = q.tier.unwrap_or(set_tier);
     lane_first_hit[2] = result.first_hit;
     result.lane_first_hit = lane_first_hit;
@@ -321,14 +341,70 @@ fn run_question(asker: &Session, q: &Question, set_tier: Tier, k: usize) -> Resu
     Ok(result)
 }
 
+/// What scoring reads of an answer: its files in order, its citations and whether it was
+/// confident. Built from an [`Answer`] in process, or from the `answer` of `codeq ask
+/// --json` (a server's reply).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerView {
+    /// `repo:path` of each cited file, best first.
+    pub files: Vec<String>,
+    /// (repository, symbol, citation) of each citation, best first.
+    pub citations: Vec<(String, String, String)>,
+    /// False when the answer declined to be confident.
+    pub confident: bool,
+}
+
+impl AnswerView {
+    /// The view of an answer computed in process.
+    pub fn of(answer: &Answer) -> AnswerView {
+        AnswerView {
+            files: answer
+                .files
+                .iter()
+                .map(|f| format!("{}:{}", f.repo, f.path))
+                .collect(),
+            citations: answer
+                .citations
+                .iter()
+                .map(|c| (c.repo.clone(), c.symbol.clone(), c.citation.clone()))
+                .collect(),
+            confident: answer.confident,
+        }
+    }
+
+    /// The view of the `answer` object of an ask document (`codeq ask --json`).
+    pub fn from_json(answer: &serde_json::Value) -> std::result::Result<AnswerView, String> {
+        let text = |v: &serde_json::Value, key: &str| {
+            v[key]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("an answer's {key} is missing"))
+        };
+        let list = |key: &str| {
+            answer[key]
+                .as_array()
+                .ok_or_else(|| format!("the answer has no {key} list"))
+        };
+        Ok(AnswerView {
+            files: list("files")?
+                .iter()
+                .map(|f| Ok(format!("{}:{}", text(f, "repo")?, text(f, "path")?)))
+                .collect::<std::result::Result<_, String>>()?,
+            citations: list("citations")?
+                .iter()
+                .map(|c| Ok((text(c, "repo")?, text(c, "symbol")?, text(c, "citation")?)))
+                .collect::<std::result::Result<_, String>>()?,
+            confident: answer["confident"]
+                .as_bool()
+                .ok_or("the answer does not say whether it is confident")?,
+        })
+    }
+}
+
 /// Scores one answer against its question (lanes and latency are filled in by the caller).
-pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
+pub fn score(q: &Question, answer: &AnswerView, k: usize) -> QuestionResult {
     let grades = expected_grades(q);
-    let mut files: Vec<String> = answer
-        .files
-        .iter()
-        .map(|f| format!("{}:{}", f.repo, f.path))
-        .collect();
+    let mut files = answer.files.clone();
     files.truncate(k);
     let first_hit = first_hit(&files, &grades);
     let ndcg = ndcg_at(&files, &grades, 10);
@@ -338,7 +414,7 @@ pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
             .citations
             .iter()
             .take(5)
-            .any(|c| q.symbols.iter().any(|s| symbol_matches(&c.symbol, s)))
+            .any(|(_, symbol, _)| q.symbols.iter().any(|s| symbol_matches(symbol, s)))
     });
     let top: Vec<&String> = files.iter().take(PRECISION_FILES).collect();
     let precision = (!grades.is_empty() && !top.is_empty())
@@ -346,8 +422,8 @@ pub fn score(q: &Question, answer: &Answer, k: usize) -> QuestionResult {
     let leaks = answer
         .citations
         .iter()
-        .filter(|c| q.forbidden_repos.contains(&c.repo))
-        .map(|c| c.citation.clone())
+        .filter(|(repo, _, _)| q.forbidden_repos.contains(repo))
+        .map(|(_, _, citation)| citation.clone())
         .collect();
     QuestionResult {
         id: q.id.clone(),
