@@ -262,7 +262,9 @@ pub fn call(
     let arguments = checked(arguments, name).map_err(ToolError::Arguments)?;
     let engine = |e: Error| match e {
         Error::CitationNotVisible(_) => ToolError::NotFound(e.to_string()),
-        Error::CitationLines { .. } => ToolError::Arguments(e.to_string()),
+        Error::CitationLines { .. }
+        | Error::RepoNotVisible(_)
+        | Error::LanguageNotVisible { .. } => ToolError::Arguments(e.to_string()),
         _ => ToolError::Engine(e.to_string()),
     };
     match name {

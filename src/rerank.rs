@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// The cross-encoder reranker (`[rerank]`): off unless enabled; when on, the best
 /// `candidates` fused results of every query are re-scored by the model and re-ordered.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RerankConfig {
     /// Re-score the best fused candidates with the cross-encoder.

@@ -237,10 +237,14 @@ impl SharedIndex {
 
     /// The index of `options` opened again: its newest generation, with its configuration
     /// and access-control list read anew. The models are this index's when the new
-    /// generation was built with the same embedding model, else loaded for it. Sessions
-    /// of this index keep answering from its generation until they are dropped.
+    /// generation was built with the same embedding model and the reranker settings are
+    /// unchanged, else loaded anew. Sessions of this index keep answering from its
+    /// generation until they are dropped.
     pub fn reopen(&self, options: &SessionOptions) -> Result<SharedIndex> {
         let located = Located::find(options)?;
+        if located.config.rerank != self.shared.config.rerank {
+            return SharedIndex::open(options);
+        }
         let same_model = {
             let model = self
                 .shared

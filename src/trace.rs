@@ -395,7 +395,7 @@ pub enum Surface {
     Tui,
     /// The MCP server.
     Mcp,
-    /// `codeq serve` (its HTTP API and MCP over HTTP).
+    /// `codeq serve`'s HTTP API (its MCP endpoint records `Mcp`).
     Serve,
     /// `codeq eval`.
     Eval,

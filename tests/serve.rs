@@ -224,8 +224,14 @@ fn without_a_valid_token_a_request_learns_nothing() {
                 Some(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
             ),
         ] {
-            let (status, _, text) = server.request(method, path, token, body);
+            let (status, headers, text) = server.request(method, path, token, body);
             assert_eq!(status, 401, "{name} token, {path}");
+            assert!(
+                headers
+                    .to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                "{headers}"
+            );
             assert!(
                 text.is_empty(),
                 "{name} token, {path}: a 401 says nothing: {text}"
@@ -334,6 +340,32 @@ fn each_token_sees_only_what_its_principal_may_read() {
             .as_str()
             .map(|e| e.replace("payments:src/lib.rs", "X")),
         "a forbidden file and a missing one get the same answer"
+    );
+
+    // A repository filter naming a repository alice may not read is answered as one
+    // that does not exist.
+    let (forbidden_status, forbidden) = server.post(
+        "/v1/search",
+        ALICE,
+        &json!({"query": "query parsing", "repo": "search-service"}),
+    );
+    let (missing_status, missing) = server.post(
+        "/v1/search",
+        ALICE,
+        &json!({"query": "query parsing", "repo": "no-such-repo"}),
+    );
+    assert_eq!(
+        (forbidden_status, missing_status),
+        (400, 400),
+        "{forbidden} {missing}"
+    );
+    assert_eq!(
+        forbidden["error"]
+            .as_str()
+            .map(|e| e.replace("search-service", "X")),
+        missing["error"]
+            .as_str()
+            .map(|e| e.replace("no-such-repo", "X")),
     );
 
     // No field of a request chooses the principal.

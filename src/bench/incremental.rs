@@ -208,7 +208,7 @@ fn seed_cache(index_dir: &Path, seeds: &[PathBuf], model: &crate::embed::ModelIn
                 seed.display()
             )));
         }
-        for (_, hash, vector) in reader.all_rows()? {
+        for (hash, vector) in reader.all_vectors()? {
             vectors.insert(hash, vector);
         }
     }

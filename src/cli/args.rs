@@ -122,7 +122,7 @@ pub(super) enum Command {
         #[arg(long)]
         tokens: PathBuf,
         /// Requests per minute each token may make (with a burst of ten seconds' worth).
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
         requests_per_minute: u32,
         /// Also write each request's query text into the access log.
         #[arg(long)]

@@ -20,11 +20,11 @@ use crate::error::{Error, Result};
 
 /// Longest a single request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// Times a request over the token's rate is sent again (after the server's Retry-After).
+/// Times a request turned away for load (429, 503) is sent again.
 const RATE_RETRIES: usize = 5;
 
 /// Where the server is and how to load it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerRun {
     /// Base URL (`http://127.0.0.1:8080`).
     pub url: String,
@@ -32,6 +32,16 @@ pub struct ServerRun {
     pub token: String,
     /// Clients asking at once in the loaded run.
     pub concurrency: usize,
+}
+
+impl std::fmt::Debug for ServerRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerRun")
+            .field("url", &self.url)
+            .field("token", &"(redacted)")
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 /// What the loaded run saw.
@@ -190,8 +200,9 @@ async fn ask(
 }
 
 /// Sends a request; its JSON body, or why it failed (the status and the server's error).
-/// A request over the token's rate (429) is sent again after the wait the server names,
-/// up to [`RATE_RETRIES`] times.
+/// A request over the token's rate (429) or refused while the server is at its limit of
+/// queries in flight (503) is sent again after the wait the server names (else a
+/// second), up to [`RATE_RETRIES`] times.
 async fn send(request: reqwest::RequestBuilder) -> std::result::Result<Value, String> {
     let mut retries = 0;
     loop {
@@ -200,7 +211,7 @@ async fn send(request: reqwest::RequestBuilder) -> std::result::Result<Value, St
             .ok_or("the request cannot be sent again")?;
         let response = attempt.send().await.map_err(|e| e.to_string())?;
         let status = response.status();
-        if status.as_u16() == 429 && retries < RATE_RETRIES {
+        if matches!(status.as_u16(), 429 | 503) && retries < RATE_RETRIES {
             let wait = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)

@@ -12,10 +12,12 @@
 //! event stream, so `GET /mcp` is 405).
 //!
 //! Queries run on the blocking pool, at most [`MAX_IN_FLIGHT`] at once (then 503), each
-//! under a timeout derived from the query budget (504 when it passes; the engine's work is
-//! not interrupted). Each token has a request rate ([`rate`]). Bodies over
+//! under a timeout derived from the query budget (504 when it passes; a query already in
+//! the engine runs to its end and keeps its place in the limit, one still waiting for the
+//! blocking pool is not started). Each token has a request rate ([`rate`]). Bodies over
 //! [`MAX_BODY_BYTES`] get 413. One JSON line per request goes to standard error (principal,
-//! route, status, time; the query text only with `--log-queries`). SIGHUP reloads the
+//! route, status, time; the query text only with `--log-queries`; an engine failure's
+//! detail, which the client gets only as a generic message). SIGHUP reloads the
 //! tokens file and the ACL (a broken file keeps the old one, and the log says why); a newly
 //! published generation is picked up within [`GENERATION_POLL`], while requests already
 //! running finish on theirs. SIGTERM or Ctrl-C stops accepting connections and lets
@@ -86,13 +88,6 @@ pub fn run(options: ServeOptions) -> Result<()> {
             json!({"message": "no access-control list: every token's principal reads every repository"}),
         );
     }
-    let timeout = index
-        .config()
-        .budget
-        .query_ms
-        .map_or(DEFAULT_TIMEOUT, |ms| {
-            Duration::from_millis(ms) + TIMEOUT_GRACE
-        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("codeq-serve")
@@ -109,8 +104,9 @@ pub fn run(options: ServeOptions) -> Result<()> {
             live: Mutex::new(Live::new(index)),
             tokens: Mutex::new(Arc::new(tokens)),
             limiter: RateLimiter::per_minute(options.requests_per_minute),
-            in_flight: Semaphore::new(MAX_IN_FLIGHT),
-            timeout,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            swap: Mutex::new(()),
+            last_generation_error: Mutex::new(None),
             options,
         });
         announce(&state, address);
@@ -144,21 +140,35 @@ struct Server {
     live: Mutex<Live>,
     tokens: Mutex<Arc<Tokens>>,
     limiter: RateLimiter,
-    in_flight: Semaphore,
-    timeout: Duration,
+    in_flight: Arc<Semaphore>,
+    /// Held from reopening the index to installing it, so that a generation poll that
+    /// read the old ACL cannot install it after a SIGHUP reload installed the new one.
+    swap: Mutex<()>,
+    /// The last reason a newer generation could not be opened (logged once, not per poll).
+    last_generation_error: Mutex<Option<String>>,
 }
 
-/// The index that answers now and the sessions opened on it, one per principal.
+/// The index that answers now, the sessions opened on it (one per principal) and the
+/// request timeout its configuration sets.
 struct Live {
     index: SharedIndex,
     sessions: HashMap<String, Session>,
+    timeout: Duration,
 }
 
 impl Live {
     fn new(index: SharedIndex) -> Live {
+        let timeout = index
+            .config()
+            .budget
+            .query_ms
+            .map_or(DEFAULT_TIMEOUT, |ms| {
+                Duration::from_millis(ms) + TIMEOUT_GRACE
+            });
         Live {
             index,
             sessions: HashMap::new(),
+            timeout,
         }
     }
 }
@@ -181,15 +191,35 @@ impl Server {
         Some((principal, sha256_hex(token.as_bytes())))
     }
 
-    /// `principal`'s session on the index that answers now.
-    fn session(&self, principal: &str) -> Result<Session> {
+    /// `principal`'s session on the index that answers now, and the request timeout.
+    fn session(&self, principal: &str) -> Result<(Session, Duration)> {
+        if principal.trim().is_empty() {
+            // Never reached through a loaded tokens file; an empty principal would be
+            // the operating-system user's.
+            return Err(Error::Internal("a token without a principal".into()));
+        }
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let timeout = live.timeout;
         if let Some(session) = live.sessions.get(principal) {
-            return Ok(session.clone());
+            return Ok((session.clone(), timeout));
         }
         let session = live.index.session(Some(principal))?;
         live.sessions.insert(principal.to_string(), session.clone());
-        Ok(session)
+        Ok((session, timeout))
+    }
+
+    /// Reopens the index (when `only_if_outdated`, only if a newer generation was
+    /// published) and answers from it from now on, logging `event`. The swap lock is held
+    /// throughout, so swaps happen one at a time, each installing what it read last.
+    fn swap_index(&self, only_if_outdated: bool, event: &str) -> Result<()> {
+        let _swapping = self.swap.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = self.current_index();
+        if only_if_outdated && !index.is_outdated()? {
+            return Ok(());
+        }
+        let reopened = index.reopen(&self.options.index)?;
+        self.replace_index(reopened, event);
+        Ok(())
     }
 
     /// Answers from `index` from now on (sessions are opened anew); logs `event`.
@@ -208,27 +238,33 @@ impl Server {
     }
 }
 
-/// Picks up newly published generations.
+/// Picks up newly published generations; a generation that cannot be opened is logged
+/// once, not at every poll.
 async fn follow_generations(server: Arc<Server>) {
     let mut ticks = tokio::time::interval(GENERATION_POLL);
     loop {
         ticks.tick().await;
-        let index = server.current_index();
         let worker = server.clone();
-        let reopened = tokio::task::spawn_blocking(move || match index.is_outdated() {
-            Ok(true) => Some(index.reopen(&worker.options.index)),
-            Ok(false) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .await;
-        match reopened {
-            Ok(Some(Ok(index))) => server.replace_index(index, "new_generation"),
-            Ok(Some(Err(e))) => log_event(
+        let outcome =
+            tokio::task::spawn_blocking(move || worker.swap_index(true, "new_generation")).await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        let mut last = server
+            .last_generation_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(message) = &failure
+            && last.as_ref() != Some(message)
+        {
+            log_event(
                 "generation_error",
-                json!({"message": format!("still answering from the generation opened before: {e}")}),
-            ),
-            Ok(None) | Err(_) => {}
+                json!({"message": format!("still answering from the generation opened before: {message}")}),
+            );
         }
+        *last = failure;
     }
 }
 
@@ -247,7 +283,7 @@ async fn reload_on_hangup(server: Arc<Server>) {
         let worker = server.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let tokens = Tokens::load(&worker.options.tokens_file);
-            let index = worker.current_index().reopen(&worker.options.index);
+            let index = worker.swap_index(false, "reload_index");
             (tokens, index)
         })
         .await;
@@ -266,7 +302,7 @@ async fn reload_on_hangup(server: Arc<Server>) {
             ),
         }
         match index {
-            Ok(index) => server.replace_index(index, "reload_index"),
+            Ok(()) => {}
             Err(e) => log_event(
                 "reload_error",
                 json!({"message": format!("kept the index, configuration and access-control list loaded before: {e}")}),
@@ -363,6 +399,7 @@ async fn api_call(
                         .or_else(|| arguments.get("question"))
                         .cloned();
                 }
+                let asker = principal.clone();
                 run_query(server, &principal, move |session| {
                     match mcp::call(&session, tool, &arguments, Surface::Serve) {
                         Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
@@ -371,7 +408,11 @@ async fn api_call(
                         }
                         Err(ToolError::NotFound(message)) => error(StatusCode::NOT_FOUND, &message),
                         Err(ToolError::Engine(message)) => {
-                            error(StatusCode::INTERNAL_SERVER_ERROR, &message)
+                            log_event(
+                                "engine_error",
+                                json!({"route": route, "principal": asker, "message": message}),
+                            );
+                            engine_failed()
                         }
                     }
                 })
@@ -394,13 +435,17 @@ enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::Unauthenticated => StatusCode::UNAUTHORIZED.into_response(),
+            Refusal::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+            )
+                .into_response(),
             Refusal::OverRate(wait) => {
                 let mut response = error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many requests for this token; retry later",
                 );
-                let seconds = HeaderValue::from(wait.as_secs().max(1));
+                let seconds = HeaderValue::from((wait.as_secs_f64().ceil() as u64).max(1));
                 response.headers_mut().insert(header::RETRY_AFTER, seconds);
                 response
             }
@@ -423,30 +468,42 @@ fn admit(
 }
 
 /// Runs `query` with `principal`'s session on the blocking pool, within the in-flight
-/// limit and the timeout.
+/// limit and the timeout. The permit goes with the work: a query the timeout gave up on
+/// still counts until the engine is done with it, and one that had not started by then
+/// is not started.
 async fn run_query(
     server: &Arc<Server>,
     principal: &str,
     query: impl FnOnce(Session) -> Response + Send + 'static,
 ) -> Response {
-    let Ok(_permit) = server.in_flight.try_acquire() else {
+    let Ok(permit) = server.in_flight.clone().try_acquire_owned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is answering as many queries as it can; retry shortly",
         );
     };
-    let session = match server.session(principal) {
-        Ok(session) => session,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let (session, timeout) = match server.session(principal) {
+        Ok(found) => found,
+        Err(e) => {
+            log_event(
+                "engine_error",
+                json!({"principal": principal, "message": e.to_string()}),
+            );
+            return engine_failed();
+        }
     };
-    let task = tokio::task::spawn_blocking(move || query(session));
-    match tokio::time::timeout(server.timeout, task).await {
+    let deadline = Instant::now() + timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if Instant::now() >= deadline {
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        query(session)
+    });
+    match tokio::time::timeout(timeout, task).await {
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
-            &format!(
-                "the query took longer than {} ms",
-                server.timeout.as_millis()
-            ),
+            &format!("the query took longer than {} ms", timeout.as_millis()),
         ),
         Ok(Err(_)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -454,6 +511,15 @@ async fn run_query(
         ),
         Ok(Ok(response)) => response,
     }
+}
+
+/// What a client learns of an engine failure: that it happened. The detail (which may
+/// name server paths) goes to the server's log.
+fn engine_failed() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the query failed on the server; the server's log says why",
+    )
 }
 
 /// The tool arguments of an API body: a JSON object, with the API's `repo` (one id or a

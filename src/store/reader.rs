@@ -287,6 +287,15 @@ impl IndexReader {
             .collect())
     }
 
+    /// Every stored vector with its embedding-input hash (no chunks read).
+    pub fn all_vectors(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let rows = self.lane(|| self.vectors.all_rows())?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, hash, vector)| (hash, vector))
+            .collect())
+    }
+
     /// Each (chunk id, value) of the vector tables with its chunk, read from the lexical
     /// lane, which stores every chunk of the generation (the vector tables keep only
     /// what their filters read).
