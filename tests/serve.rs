@@ -128,37 +128,7 @@ impl Server {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.address
-        );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        let body = body.unwrap_or("");
-        if !body.is_empty() || method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = headers
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, headers.to_string(), body.to_string())
+        http(&self.address, method, path, token, body)
     }
 
     /// A POST with a JSON body; (status, parsed body or Null).
@@ -173,6 +143,44 @@ impl Server {
             libc::kill(self.child.id() as i32, signal);
         }
     }
+}
+
+/// One HTTP/1.1 request to `address`; (status, headers, body).
+fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, headers.to_string(), body.to_string())
 }
 
 impl Drop for Server {
@@ -510,8 +518,52 @@ fn sighup_reloads_tokens_keeps_a_broken_file_out_and_new_generations_are_picked_
         "{found}"
     );
 
-    // SIGTERM: the server stops cleanly.
+    // SIGTERM while questions are being answered: each is answered, then the server
+    // stops. Sixteen questions are sent at once and queue on the one model; the signal
+    // goes as soon as the first is answered, so the others are still in flight (the log
+    // shows answers after "stopping").
+    let sent = std::sync::Arc::new(std::sync::Barrier::new(17));
+    let asking: Vec<_> = (0..16)
+        .map(|i| {
+            let address = server.address.clone();
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let body = json!({"question": format!("how are payments refunded? ({i})")}).to_string();
+                let mut stream = TcpStream::connect(&address).unwrap();
+                write!(
+                    stream,
+                    "POST /v1/ask HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                sent.wait();
+                let mut reply = String::new();
+                stream.read_to_string(&mut reply).unwrap_or_default();
+                reply.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0)
+            })
+        })
+        .collect();
+    sent.wait();
+    server.wait_for_log("\"route\":\"/v1/ask\"");
     server.signal(libc::SIGTERM);
+    let statuses: Vec<u16> = asking.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        statuses, [200; 16],
+        "requests in flight at SIGTERM are answered"
+    );
+    server.wait_for_log("\"event\":\"stopped\"");
+    let stopping = server
+        .lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"stopping\""))
+        .unwrap();
+    assert!(
+        server.lines[stopping..]
+            .iter()
+            .any(|l| l.contains("\"route\":\"/v1/ask\"")),
+        "no question was still in flight at SIGTERM: {:#?}",
+        server.lines
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
