@@ -34,13 +34,7 @@ pub(super) fn cmd_eval(
     let session = open_session(cli)?;
     let report = run_sets(&session, &sets, k)?;
     let changes = match baseline {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the baseline {}", path.display()))?;
-            let saved: Baseline = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a codeq eval baseline", path.display()))?;
-            Some(eval::compare_with_baseline(&report, &saved))
-        }
+        Some(path) => Some(eval::compare_with_baseline(&report, &read_baseline(path)?)),
         None => None,
     };
     let comparison = match compare_index {
@@ -162,20 +156,9 @@ pub(super) fn cmd_eval(
                 )?;
             }
         }
-        if failures.is_empty() {
-            writeln!(out, "\ngate: pass")?;
-        } else {
-            writeln!(out, "\ngate: FAIL")?;
-            for f in &failures {
-                writeln!(out, "  {f}")?;
-            }
-        }
+        write_gate(&mut out, &failures)?;
     }
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(gate_exit(&failures))
 }
 
 /// Scores `set_paths` through a running `codeq serve` (see [`eval::remote`]): exit 1
@@ -208,11 +191,7 @@ pub(super) fn cmd_eval_server(
     let (report, load) = eval::remote::run_on_server(&sets, k, &run)?;
     let changes = baseline
         .map(|path| -> anyhow::Result<Changes> {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the baseline {}", path.display()))?;
-            let saved: Baseline = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a codeq eval baseline", path.display()))?;
-            let mut changes = eval::compare_with_baseline(&report, &saved);
+            let mut changes = eval::compare_with_baseline(&report, &read_baseline(path)?);
             // Each lane alone is not measured through a server: nothing to compare.
             changes.lane_regressed.clear();
             Ok(changes)
@@ -260,20 +239,38 @@ pub(super) fn cmd_eval_server(
         if let Some(changes) = &changes {
             write_changes(&mut out, "against the baseline", changes)?;
         }
-        if failures.is_empty() {
-            writeln!(out, "\ngate: pass")?;
-        } else {
-            writeln!(out, "\ngate: FAIL")?;
-            for f in &failures {
-                writeln!(out, "  {f}")?;
-            }
-        }
+        write_gate(&mut out, &failures)?;
     }
-    Ok(if failures.is_empty() {
+    Ok(gate_exit(&failures))
+}
+
+/// A saved baseline (`--save-baseline`'s file).
+fn read_baseline(path: &Path) -> anyhow::Result<Baseline> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a codeq eval baseline", path.display()))
+}
+
+/// The gate's verdict and each failure.
+fn write_gate(out: &mut impl Write, failures: &[String]) -> std::io::Result<()> {
+    if failures.is_empty() {
+        return writeln!(out, "\ngate: pass");
+    }
+    writeln!(out, "\ngate: FAIL")?;
+    for f in failures {
+        writeln!(out, "  {f}")?;
+    }
+    Ok(())
+}
+
+/// Exit 0 when the gate passed, 1 when it failed.
+fn gate_exit(failures: &[String]) -> ExitCode {
+    if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// The summaries of earlier eval runs on the index, oldest first: those of the session's
