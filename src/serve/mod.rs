@@ -187,8 +187,9 @@ impl Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let principal = tokens.principal_of(token, unix_now())?.to_string();
-        Some((principal, sha256_hex(token.as_bytes())))
+        let digest = sha256_hex(token.as_bytes());
+        let principal = tokens.principal_of_digest(&digest, unix_now())?.to_string();
+        Some((principal, digest))
     }
 
     /// `principal`'s session on the index that answers now, and the request timeout.

@@ -109,7 +109,11 @@ impl Tokens {
     /// The principal of `presented` at unix time `now`: `None` for an unknown or expired
     /// token. Every entry is compared, each in constant time.
     pub fn principal_of(&self, presented: &str, now: i64) -> Option<&str> {
-        let digest = sha256_hex(presented.as_bytes());
+        self.principal_of_digest(&sha256_hex(presented.as_bytes()), now)
+    }
+
+    /// [`Tokens::principal_of`] for a token already hashed (lowercase hex sha256).
+    pub fn principal_of_digest(&self, digest: &str, now: i64) -> Option<&str> {
         let mut found = None;
         for entry in &self.entries {
             let same: bool = entry.sha256.as_bytes().ct_eq(digest.as_bytes()).into();
