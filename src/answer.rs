@@ -215,6 +215,24 @@ pub struct Generated {
     pub estimated_cost_usd: Option<f64>,
     /// Time spent on the endpoint.
     pub latency_ms: f64,
+    /// What the endpoint reported of its work, when it answered.
+    #[serde(default)]
+    pub usage: Option<EndpointUsage>,
+}
+
+/// Tokens and timings an OpenAI-compatible endpoint reports with a reply (`usage`; the
+/// timings only from servers that send them, as llama.cpp's does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointUsage {
+    /// Tokens of the prompt, as the model counted them.
+    pub prompt_tokens: Option<u64>,
+    /// Tokens of the reply.
+    pub completion_tokens: Option<u64>,
+    /// Time to read the prompt, which is the time to the first reply token (llama.cpp's
+    /// `timings.prompt_ms`).
+    pub prompt_ms: Option<f64>,
+    /// Reply tokens per second while generating (llama.cpp's `timings.predicted_per_second`).
+    pub tokens_per_second: Option<f64>,
 }
 
 /// Retrieves, verifies and composes an extractive answer.

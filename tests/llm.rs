@@ -176,11 +176,18 @@ fn a_misbehaving_model_ends_in_verified_or_extractive_answers() {
     let (g, answer) = ask(&root, question, &[]);
     assert_eq!(g["fallback"], Value::Null, "{g}");
     assert_eq!(g["cited_sources"], json!([1]));
-    assert_eq!(g["prompt_version"], "codeq-answer-v1");
+    assert_eq!(g["prompt_version"], "codeq-answer-v2");
     common::assert_schema("ask", &answer);
     let sent = model.last_request();
     assert_eq!(sent["model"], "fake-model");
-    let prompt = sent["messages"][1]["content"].as_str().unwrap();
+    // System prompt, one worked example (question, answer), then the question itself.
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{sent}");
+    let prompt = messages[3]["content"].as_str().unwrap();
+    assert!(
+        prompt.contains(question) && prompt.contains("billing.py"),
+        "{prompt}"
+    );
     assert!(prompt.contains("<source n=\"1\""), "{prompt}");
     assert!(
         sent["messages"][0]["content"]
@@ -272,7 +279,7 @@ fn a_misbehaving_model_ends_in_verified_or_extractive_answers() {
     );
     assert_eq!(
         trace["trace"]["generated"]["prompt_version"],
-        "codeq-answer-v1"
+        "codeq-answer-v2"
     );
     assert_eq!(model.requests.lock().unwrap().len(), 6);
 

@@ -172,6 +172,11 @@ pub(super) enum Command {
         /// instead of running sets.
         #[arg(long, conflicts_with_all = ["sets", "baseline", "save_baseline", "compare_index"])]
         history: bool,
+        /// Score the answers `[llm]` generates too (their verified citations against the
+        /// expected files, refusals, latency, tokens), beside the extractive answers; an
+        /// error when no generated answer comes back (no `[llm]` configured).
+        #[arg(long, conflicts_with = "history")]
+        llm: bool,
         /// Ask through a running `codeq serve` at this URL instead of opening the index:
         /// once unloaded, then by --concurrency clients at once; fails when a request
         /// fails or an answer under load differs from the unloaded one.

@@ -18,22 +18,64 @@ use crate::eval::{self, Baseline, Changes, EvalReport, Metrics, QuestionSet, Tie
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::{Session, SessionOptions};
 
-/// Scores `set_paths`; exit 1 when a blocking gate fails.
+/// What every eval run takes, in process or through a server.
+pub(super) struct EvalRun<'a> {
+    set_paths: &'a [PathBuf],
+    k: usize,
+    baseline: Option<&'a Path>,
+    /// Score generated answers too (`--llm`).
+    llm: bool,
+}
+
+impl<'a> EvalRun<'a> {
+    pub(super) fn new(
+        set_paths: &'a [PathBuf],
+        k: usize,
+        baseline: Option<&'a Path>,
+        llm: bool,
+    ) -> EvalRun<'a> {
+        EvalRun {
+            set_paths,
+            k,
+            baseline,
+            llm,
+        }
+    }
+
+    fn load_sets(&self) -> crate::Result<Vec<QuestionSet>> {
+        self.set_paths
+            .iter()
+            .map(|p| QuestionSet::load(p))
+            .collect()
+    }
+
+    /// With `--llm`, an error unless some answer of `report` was generated.
+    fn check_generated(&self, report: &EvalReport, where_: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.llm || report.overall.generated.is_some(),
+            "--llm: no answer was generated: {where_} has no [llm] section (an OpenAI-compatible endpoint; `make llm-demo` shows a local one)"
+        );
+        Ok(())
+    }
+}
+
+/// Scores the sets of `run`; exit 1 when a blocking gate fails.
 pub(super) fn cmd_eval(
     cli: &Cli,
-    set_paths: &[PathBuf],
-    k: usize,
-    baseline: Option<&Path>,
+    run: &EvalRun,
     save_baseline: Option<&Path>,
     compare_index: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let sets = set_paths
-        .iter()
-        .map(|p| QuestionSet::load(p))
-        .collect::<crate::Result<Vec<_>>>()?;
+    let sets = run.load_sets()?;
     let session = open_session(cli)?;
+    anyhow::ensure!(
+        !run.llm || session.config().llm.is_some(),
+        "--llm needs an [llm] section (an OpenAI-compatible endpoint) in codeq.toml or your user configuration; `make llm-demo` shows a local one"
+    );
+    let k = run.k;
     let report = run_sets(&session, &sets, k)?;
-    let changes = match baseline {
+    run.check_generated(&report, "the configuration")?;
+    let changes = match run.baseline {
         Some(path) => Some(eval::compare_with_baseline(&report, &read_baseline(path)?)),
         None => None,
     };
@@ -100,6 +142,7 @@ pub(super) fn cmd_eval(
         )?;
         write_metrics_table(&mut out, &report, true)?;
         write_lane_table(&mut out, &report)?;
+        write_generated_table(&mut out, &report)?;
         if let Some(changes) = &changes {
             write_changes(&mut out, "against the baseline", changes)?;
         }
@@ -165,15 +208,10 @@ pub(super) fn cmd_eval(
 /// when a blocking gate fails, a request fails, or an answer under load differs.
 pub(super) fn cmd_eval_server(
     cli: &Cli,
-    set_paths: &[PathBuf],
-    k: usize,
-    baseline: Option<&Path>,
+    run: &EvalRun,
     (url, token_file, concurrency): (&str, &Path, usize),
 ) -> anyhow::Result<ExitCode> {
-    let sets = set_paths
-        .iter()
-        .map(|p| QuestionSet::load(p))
-        .collect::<crate::Result<Vec<_>>>()?;
+    let sets = run.load_sets()?;
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("cannot read the token file {}", token_file.display()))?
         .trim()
@@ -183,13 +221,15 @@ pub(super) fn cmd_eval_server(
         "the token file {} is empty",
         token_file.display()
     );
-    let run = ServerRun {
+    let server = ServerRun {
         url: url.to_string(),
         token,
         concurrency,
     };
-    let (report, load) = eval::remote::run_on_server(&sets, k, &run)?;
-    let changes = baseline
+    let (report, load) = eval::remote::run_on_server(&sets, run.k, &server)?;
+    run.check_generated(&report, "the server's configuration")?;
+    let changes = run
+        .baseline
         .map(|path| -> anyhow::Result<Changes> {
             let mut changes = eval::compare_with_baseline(&report, &read_baseline(path)?);
             // Each lane alone is not measured through a server: nothing to compare.
@@ -226,6 +266,7 @@ pub(super) fn cmd_eval_server(
             report.generation, report.model
         )?;
         write_metrics_table(&mut out, &report, false)?;
+        write_generated_table(&mut out, &report)?;
         writeln!(
             out,
             "\nunder load: {} clients, {} requests, p50 {:.1} ms, p95 {:.1} ms, {} errors, {} answers differing from the unloaded run",
@@ -408,6 +449,97 @@ fn write_metrics_table(
             )?;
         }
         writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The generated answers of each set and overall, each beside the extractive answer on
+/// the same questions (citation precision over its top files and recall@10 of its files).
+/// Latency here is the endpoint's; the metrics table's is the whole ask, generation included.
+fn write_generated_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    let Some(overall) = &report.overall.generated else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "\ngenerated answers (model {}, prompt {}), beside the extractive answer",
+        overall.models.join(", "),
+        overall.prompt_versions.join(", ")
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:<10} {:>3} {:>6} {:>6} {:>6} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7}",
+        "set",
+        "answer",
+        "n",
+        "cited",
+        "prec",
+        "recall",
+        "removed",
+        "refusal",
+        "fail",
+        "p50ms",
+        "p95ms",
+        "ttft50",
+        "tok/s",
+        "in-tok",
+        "out-tok",
+    )?;
+    let rows = report
+        .sets
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                &s.metrics,
+                s.questions.iter().collect::<Vec<_>>(),
+            )
+        })
+        .chain(std::iter::once((
+            "overall",
+            &report.overall,
+            report.questions().map(|(_, q)| q).collect(),
+        )));
+    let or_dash = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+    for (name, m, questions) in rows {
+        let Some(g) = &m.generated else { continue };
+        writeln!(
+            out,
+            "{:<18} {:<10} {:>3} {:>6.3} {:>6} {:>6} {:>7.2} {:>7} {:>5} {:>8.0} {:>8.0} {:>7} {:>6} {:>7} {:>7}",
+            name,
+            "generated",
+            g.questions,
+            g.answered,
+            or_dash(g.citation_precision, 3),
+            or_dash(g.citation_recall, 3),
+            g.removed_per_answer,
+            format!("{}/{}", g.refusals_honoured, g.refusals_expected),
+            g.endpoint_failures,
+            g.latency_p50_ms,
+            g.latency_p95_ms,
+            or_dash(g.first_token_p50_ms, 0),
+            or_dash(g.tokens_per_second, 1),
+            or_dash(g.prompt_tokens, 0),
+            or_dash(g.completion_tokens, 0),
+        )?;
+        let scored: Vec<_> = questions
+            .iter()
+            .filter(|q| q.tier != Tier::Backlog)
+            .collect();
+        let cited = scored.iter().filter(|q| !q.files.is_empty()).count() as f64
+            / scored.len().max(1) as f64;
+        writeln!(
+            out,
+            "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.2} {:>7}",
+            "",
+            "extractive",
+            scored.len(),
+            cited,
+            m.citation_precision,
+            m.recall_at_10,
+            0.0,
+            format!("{}/{}", m.refusals_honoured, m.refusals_expected),
+        )?;
     }
     Ok(())
 }

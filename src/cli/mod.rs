@@ -241,15 +241,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sets,
             k,
             baseline,
+            llm,
             server: Some(url),
             token_file: Some(token_file),
             concurrency,
             ..
         } => eval::cmd_eval_server(
             &cli,
-            sets,
-            *k,
-            baseline.as_deref(),
+            &eval::EvalRun::new(sets, *k, baseline.as_deref(), *llm),
             (url, token_file, usize::from(*concurrency)),
         ),
         Command::Eval {
@@ -258,12 +257,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             baseline,
             save_baseline,
             compare_index,
+            llm,
             ..
         } => eval::cmd_eval(
             &cli,
-            sets,
-            *k,
-            baseline.as_deref(),
+            &eval::EvalRun::new(sets, *k, baseline.as_deref(), *llm),
             save_baseline.as_deref(),
             compare_index.as_deref(),
         ),

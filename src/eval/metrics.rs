@@ -50,6 +50,9 @@ pub struct Metrics {
     pub vector_hit_at_5: f64,
     /// hit@5 fused (the ask path).
     pub hybrid_hit_at_5: f64,
+    /// The generated answers' figures, when `[llm]` wrote any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedMetrics>,
 }
 
 impl Metrics {
@@ -100,6 +103,7 @@ impl Metrics {
             bm25_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[0]),
             vector_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[1]),
             hybrid_hit_at_5: bool_mean(&|r| r.lane_hit_at_5[2]),
+            generated: GeneratedMetrics::of(results),
         }
     }
 }

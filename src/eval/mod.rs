@@ -18,6 +18,7 @@ use crate::session::Session;
 use crate::trace::Surface;
 
 mod gate;
+mod generated;
 pub mod history;
 mod metrics;
 pub mod remote;
@@ -26,6 +27,7 @@ use gate::missed_thresholds;
 pub use gate::{
     Baseline, BaselineEntry, Changes, compare_reports, compare_with_baseline, gate_failures,
 };
+pub use generated::{GeneratedMetrics, GeneratedResult, GeneratedView};
 use metrics::grade_of;
 pub use metrics::{Metrics, first_hit, ndcg_at, percentile, recall_at, symbol_matches};
 
@@ -193,6 +195,9 @@ pub struct QuestionResult {
     /// The trace of this question's answer (`codeq trace ID`), when it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// How the generated answer cited, when `[llm]` wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedResult>,
 }
 
 impl QuestionResult {
@@ -352,6 +357,8 @@ pub struct AnswerView {
     pub citations: Vec<(String, String, String)>,
     /// False when the answer declined to be confident.
     pub confident: bool,
+    /// The generated answer, when `[llm]` wrote one.
+    pub generated: Option<GeneratedView>,
 }
 
 impl AnswerView {
@@ -369,6 +376,14 @@ impl AnswerView {
                 .map(|c| (c.repo.clone(), c.symbol.clone(), c.citation.clone()))
                 .collect(),
             confident: answer.confident,
+            generated: answer.generated.clone().map(|g| {
+                GeneratedView::new(g, |n| {
+                    answer
+                        .citations
+                        .get(n.wrapping_sub(1))
+                        .map(|c| format!("{}:{}", c.repo, c.path))
+                })
+            }),
         }
     }
 
@@ -397,6 +412,17 @@ impl AnswerView {
             confident: answer["confident"]
                 .as_bool()
                 .ok_or("the answer does not say whether it is confident")?,
+            generated: match answer.get("generated") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(g) => {
+                    let generated = serde_json::from_value(g.clone())
+                        .map_err(|e| format!("the answer's generated part: {e}"))?;
+                    Some(GeneratedView::new(generated, |n| {
+                        let c = &answer["citations"][n.wrapping_sub(1)];
+                        Some(format!("{}:{}", c["repo"].as_str()?, c["path"].as_str()?))
+                    }))
+                }
+            },
         })
     }
 }
@@ -442,6 +468,10 @@ pub fn score(q: &Question, answer: &AnswerView, k: usize) -> QuestionResult {
         lane_first_hit: [None; 3],
         latency_ms: 0.0,
         trace_id: None,
+        generated: answer
+            .generated
+            .as_ref()
+            .map(|g| generated::score(g, &grades)),
     }
 }
 
@@ -533,6 +563,7 @@ mod tests {
             lane_first_hit: [None; 3],
             latency_ms: 1.0,
             trace_id: None,
+            generated: None,
         }
     }
 
