@@ -1,5 +1,6 @@
 //! The optional LLM answerer: an OpenAI-compatible chat endpoint writes the answer from the
-//! extractive answer's citations, given as numbered, delimited, untrusted sources. Every
+//! extractive answer's citations, given as numbered, delimited, untrusted sources, when that
+//! answer is confident (weak evidence is not sent: a model asked anyway answers anyway). Every
 //! citation in the reply is verified; timeouts, HTTP errors, malformed replies, budget
 //! overruns and replies without a valid citation leave the extractive answer in place, and
 //! say why.
@@ -80,6 +81,11 @@ fn default_max_answer_tokens() -> usize {
 /// The fallback of a reply that cites no source it was sent: the model declined, or
 /// answered without evidence.
 pub const NO_VALID_CITATION: &str = "the model's reply cites no valid source";
+
+/// The fallback of a question whose extractive answer is not confident: the sources are
+/// not sent, since a model asked to answer from weak evidence answers anyway.
+pub const NOT_CONFIDENT: &str =
+    "the retrieved sources do not answer the question confidently; the model was not asked";
 
 /// Text that reads as instructions to a model rather than code or documentation.
 static INJECTION: LazyLock<Regex> = LazyLock::new(|| {
@@ -447,7 +453,9 @@ pub fn generate(
     };
     let timeout = Duration::from_millis(config.timeout_ms);
     let timeout = time_left.map_or(timeout, |left| left.min(timeout));
-    let outcome = if sent.is_empty() {
+    let outcome = if !answer.confident {
+        Err(NOT_CONFIDENT.to_string())
+    } else if sent.is_empty() {
         Err("no source could be sent (none retrieved, or all flagged as instructions)".to_string())
     } else if tokens > allowance {
         Err(format!(
@@ -717,6 +725,14 @@ mod tests {
         let g = generate(&config, &answer, None, Some(0.001));
         assert!(g.fallback.unwrap().contains("cost budget"));
         assert!(g.estimated_cost_usd.is_some());
+        // Weak evidence is not sent at all, whatever the budget.
+        let unsure = Answer {
+            confident: false,
+            ..answer
+        };
+        let g = generate(&config, &unsure, None, None);
+        assert_eq!(g.fallback.as_deref(), Some(NOT_CONFIDENT));
+        assert!(g.usage.is_none());
     }
 
     #[test]

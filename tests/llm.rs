@@ -321,17 +321,39 @@ fn the_model_never_sees_and_cannot_cite_a_forbidden_repository() {
     )
     .unwrap();
     let acl = acl.to_str().unwrap();
-    model.says("Keys are rotated by rotate_vault_key [vault:keys.py:1-3] and [1].");
+    // Asked for the vault's own marker, carol's answer has no confident evidence: nothing is
+    // sent to the model at all.
     let (g, value) = ask(
         &root,
         "how is the vault key rotated SECRET_VAULT_MARKER",
         &["--acl", acl, "--as", "carol"],
     );
-    let sent = model.last_request().to_string();
+    assert_eq!(value["answer"]["confident"], false, "{value}");
     assert!(
-        !sent.contains("SECRET_VAULT_MARKER") || sent.matches("SECRET_VAULT_MARKER").count() == 1,
-        "only the question itself may carry the marker: {sent}"
+        g["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("model was not asked"),
+        "{g}"
     );
+    assert!(
+        model.requests.lock().unwrap().is_empty(),
+        "a request was sent"
+    );
+    for c in value["answer"]["citations"].as_array().unwrap() {
+        assert_eq!(c["repo"], "app", "{c}");
+    }
+
+    // A question her sources do answer, naming the vault too: the model gets only `app`'s
+    // code, and its citation of the vault is removed.
+    model.says("Keys are rotated by rotate_vault_key [vault:keys.py:1-3] and [1].");
+    let (g, value) = ask(
+        &root,
+        "how is the invoice total computed with tax, and how is the vault key rotated",
+        &["--acl", acl, "--as", "carol"],
+    );
+    let sent = model.last_request().to_string();
+    assert!(!sent.contains("SECRET_VAULT_MARKER"), "{sent}");
     assert!(
         !sent.contains("rotate_vault_key")
             && !sent.contains("vault/keys.py")
@@ -355,7 +377,7 @@ fn the_model_never_sees_and_cannot_cite_a_forbidden_repository() {
     );
     let (g, _) = ask(
         &root,
-        "how is the vault key rotated",
+        "how is the invoice total computed with tax, and how is the vault key rotated",
         &["--acl", acl, "--as", "carol"],
     );
     let text = g["text"].as_str().unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::answer::{EndpointUsage, Generated};
-use crate::llm::NO_VALID_CITATION;
+use crate::llm::{NO_VALID_CITATION, NOT_CONFIDENT};
 
 /// What scoring reads of a generated answer: the answerer's record and the files of the
 /// sources it validly cited.
@@ -59,7 +59,8 @@ pub struct GeneratedResult {
     pub recall: Option<f64>,
     /// Citations and references removed from the reply.
     pub removed: usize,
-    /// The model declined: its reply cited nothing it was sent.
+    /// No answer was generated for want of evidence: the extractive answer was not
+    /// confident (the model was not asked), or the model's reply cited nothing it was sent.
     pub declined: bool,
     /// Time spent on the endpoint, ms.
     pub latency_ms: f64,
@@ -88,7 +89,10 @@ pub(super) fn score(view: &GeneratedView, grades: &HashMap<String, u32>) -> Gene
         precision,
         recall,
         removed: g.removed.len(),
-        declined: g.fallback.as_deref() == Some(NO_VALID_CITATION),
+        declined: matches!(
+            g.fallback.as_deref(),
+            Some(NO_VALID_CITATION | NOT_CONFIDENT)
+        ),
         latency_ms: g.latency_ms,
         usage: g.usage,
     }
@@ -113,11 +117,12 @@ pub struct GeneratedMetrics {
     pub citation_recall: Option<f64>,
     /// Citations removed per reply received.
     pub removed_per_answer: f64,
-    /// Expected refusals where the model declined.
+    /// Expected refusals where nothing was generated for want of evidence.
     pub refusals_honoured: usize,
     /// Expected refusals.
     pub refusals_expected: usize,
-    /// Replies the endpoint did not give (down, timeout, error, budget).
+    /// Replies the endpoint did not give (down, timeout, error, budget); questions not sent
+    /// for want of evidence are not counted.
     pub endpoint_failures: usize,
     /// Median time on the endpoint, ms.
     pub latency_p50_ms: f64,
@@ -182,7 +187,10 @@ impl GeneratedMetrics {
             },
             refusals_honoured: expected_refusals.iter().filter(|g| g.declined).count(),
             refusals_expected: expected_refusals.len(),
-            endpoint_failures: generated.len() - replied.len(),
+            endpoint_failures: generated
+                .iter()
+                .filter(|g| g.usage.is_none() && g.fallback.as_deref() != Some(NOT_CONFIDENT))
+                .count(),
             latency_p50_ms: percentile(&latencies, 0.50),
             latency_p95_ms: percentile(&latencies, 0.95),
             first_token_p50_ms: (!first_tokens.is_empty()).then(|| percentile(&first_tokens, 0.50)),
@@ -247,5 +255,53 @@ mod tests {
         let result = score(&declined, &grades);
         assert!(!result.answered && result.declined);
         assert_eq!((result.precision, result.recall), (None, Some(0.0)));
+    }
+
+    #[test]
+    fn questions_not_sent_for_weak_evidence_are_refusals_not_failures() {
+        let grades = HashMap::from([("app:a.py".to_string(), 2)]);
+        let question = |id: &str, g: Generated, expect_refusal: bool| {
+            let mut r = super::super::score(
+                &Question {
+                    id: id.into(),
+                    question: id.into(),
+                    relevant: vec!["app:a.py".into()],
+                    secondary: vec![],
+                    symbols: vec![],
+                    lines: BTreeMap::new(),
+                    principal: None,
+                    forbidden_repos: vec![],
+                    expect_refusal,
+                    tier: None,
+                },
+                &AnswerView {
+                    files: vec!["app:a.py".into()],
+                    citations: vec![],
+                    confident: !expect_refusal,
+                    generated: None,
+                },
+                10,
+            );
+            r.generated = Some(score(
+                &GeneratedView::new(g, |_| Some("app:a.py".into())),
+                &grades,
+            ));
+            r
+        };
+        let mut unsure = generated(None, vec![], Some(NOT_CONFIDENT));
+        unsure.usage = None;
+        let mut down = generated(None, vec![], Some("cannot connect to the endpoint"));
+        down.usage = None;
+        let results = [
+            question("cited", generated(Some("a [1]"), vec![1], None), false),
+            question("unsure", unsure, true),
+            question("down", down, false),
+        ];
+        let m = GeneratedMetrics::of(&results.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(m.questions, 3);
+        assert_eq!((m.refusals_honoured, m.refusals_expected), (1, 1));
+        assert_eq!(m.endpoint_failures, 1);
+        assert!((m.answered - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(m.citation_precision, Some(1.0));
     }
 }
