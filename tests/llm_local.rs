@@ -17,14 +17,6 @@ use serde_json::Value;
 
 use common::{codeq, codeq_json, commit_all, stderr, stdout};
 
-/// Where setup puts its assets (`CODEQ_HOME`, by default `~/.cache/codeq`).
-fn codeq_home() -> PathBuf {
-    std::env::var_os("CODEQ_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeq"),
-        PathBuf::from,
-    )
-}
-
 /// llama.cpp's server on 127.0.0.1 with the smallest model; stopped when dropped.
 struct LocalModel {
     child: Child,
@@ -34,7 +26,7 @@ struct LocalModel {
 impl LocalModel {
     /// Starts the server, or says why it cannot and returns `None`.
     fn start() -> Option<LocalModel> {
-        let home = codeq_home();
+        let home = codeq::paths::codeq_home();
         let python = home.join("llm/venv/bin/python");
         let model = home.join("models/smollm2-135m-instruct-q4_1/model.gguf");
         if !python.is_file() || !model.is_file() {

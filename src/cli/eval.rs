@@ -20,42 +20,19 @@ use crate::session::{Session, SessionOptions};
 
 /// What every eval run takes, in process or through a server.
 pub(super) struct EvalRun<'a> {
-    set_paths: &'a [PathBuf],
-    k: usize,
-    baseline: Option<&'a Path>,
+    pub(super) set_paths: &'a [PathBuf],
+    pub(super) k: usize,
+    pub(super) baseline: Option<&'a Path>,
     /// Score generated answers too (`--llm`).
-    llm: bool,
+    pub(super) llm: bool,
 }
 
-impl<'a> EvalRun<'a> {
-    pub(super) fn new(
-        set_paths: &'a [PathBuf],
-        k: usize,
-        baseline: Option<&'a Path>,
-        llm: bool,
-    ) -> EvalRun<'a> {
-        EvalRun {
-            set_paths,
-            k,
-            baseline,
-            llm,
-        }
-    }
-
+impl EvalRun<'_> {
     fn load_sets(&self) -> crate::Result<Vec<QuestionSet>> {
         self.set_paths
             .iter()
             .map(|p| QuestionSet::load(p))
             .collect()
-    }
-
-    /// With `--llm`, an error unless some answer of `report` was generated.
-    fn check_generated(&self, report: &EvalReport, where_: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.llm || report.overall.generated.is_some(),
-            "--llm: no answer was generated: {where_} has no [llm] section (an OpenAI-compatible endpoint; `make llm-demo` shows a local one)"
-        );
-        Ok(())
     }
 }
 
@@ -74,7 +51,6 @@ pub(super) fn cmd_eval(
     );
     let k = run.k;
     let report = run_sets(&session, &sets, k)?;
-    run.check_generated(&report, "the configuration")?;
     let changes = match run.baseline {
         Some(path) => Some(eval::compare_with_baseline(&report, &read_baseline(path)?)),
         None => None,
@@ -227,7 +203,11 @@ pub(super) fn cmd_eval_server(
         concurrency,
     };
     let (report, load) = eval::remote::run_on_server(&sets, run.k, &server)?;
-    run.check_generated(&report, "the server's configuration")?;
+    // Only the server knows its configuration: judge by what came back.
+    anyhow::ensure!(
+        !run.llm || report.overall.generated.is_some(),
+        "--llm: the server generated no answer: its configuration has no [llm] section"
+    );
     let changes = run
         .baseline
         .map(|path| -> anyhow::Result<Changes> {
@@ -383,6 +363,15 @@ fn run_sets(session: &Session, sets: &[QuestionSet], k: usize) -> anyhow::Result
     Ok(report)
 }
 
+/// Each set's name, tier and metrics, then `overall` (no tier) with the report's.
+fn metric_rows(report: &EvalReport) -> impl Iterator<Item = (&str, Option<Tier>, &Metrics)> {
+    report
+        .sets
+        .iter()
+        .map(|s| (s.name.as_str(), Some(s.tier), &s.metrics))
+        .chain(std::iter::once(("overall", None, &report.overall)))
+}
+
 /// One row of metrics per set and overall; with `lanes`, hit@5 of each lane alone too.
 fn write_metrics_table(
     out: &mut impl Write,
@@ -411,18 +400,8 @@ fn write_metrics_table(
         write!(out, " | {:>6} {:>6} {:>6}", "bm25@5", "vec@5", "hyb@5")?;
     }
     writeln!(out)?;
-    let rows = report
-        .sets
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                format!("{:?}", s.tier).to_lowercase(),
-                &s.metrics,
-            )
-        })
-        .chain(std::iter::once(("overall", String::new(), &report.overall)));
-    for (name, tier, m) in rows {
+    for (name, tier, m) in metric_rows(report) {
+        let tier = tier.map_or(String::new(), |t| format!("{t:?}").to_lowercase());
         write!(
             out,
             "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6} {:>5.2} {:>5} {:>7} {:>6.1} {:>6.1}",
@@ -485,23 +464,8 @@ fn write_generated_table(out: &mut impl Write, report: &EvalReport) -> std::io::
         "in-tok",
         "out-tok",
     )?;
-    let rows = report
-        .sets
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                &s.metrics,
-                s.questions.iter().collect::<Vec<_>>(),
-            )
-        })
-        .chain(std::iter::once((
-            "overall",
-            &report.overall,
-            report.questions().map(|(_, q)| q).collect(),
-        )));
     let or_dash = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
-    for (name, m, questions) in rows {
+    for (name, _, m) in metric_rows(report) {
         let Some(g) = &m.generated else { continue };
         writeln!(
             out,
@@ -522,19 +486,13 @@ fn write_generated_table(out: &mut impl Write, report: &EvalReport) -> std::io::
             or_dash(g.prompt_tokens, 0),
             or_dash(g.completion_tokens, 0),
         )?;
-        let scored: Vec<_> = questions
-            .iter()
-            .filter(|q| q.tier != Tier::Backlog)
-            .collect();
-        let cited = scored.iter().filter(|q| !q.files.is_empty()).count() as f64
-            / scored.len().max(1) as f64;
         writeln!(
             out,
             "{:<18} {:<10} {:>3} {:>6.3} {:>6.3} {:>6.3} {:>7.2} {:>7}",
             "",
             "extractive",
-            scored.len(),
-            cited,
+            g.questions,
+            g.extractive_cited,
             m.citation_precision,
             m.recall_at_10,
             0.0,
@@ -551,12 +509,7 @@ fn write_lane_table(out: &mut impl Write, report: &EvalReport) -> std::io::Resul
         "\n{:<18} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6}",
         "by lane", "bm25@1", "bm25@5", "MRR", "vec@1", "vec@5", "MRR", "hyb@1", "hyb@5", "MRR"
     )?;
-    let rows = report
-        .sets
-        .iter()
-        .map(|s| (s.name.as_str(), &s.metrics))
-        .chain(std::iter::once(("overall", &report.overall)));
-    for (name, m) in rows {
+    for (name, _, m) in metric_rows(report) {
         writeln!(
             out,
             "{:<18} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3}",

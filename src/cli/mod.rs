@@ -248,7 +248,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => eval::cmd_eval_server(
             &cli,
-            &eval::EvalRun::new(sets, *k, baseline.as_deref(), *llm),
+            &eval::EvalRun {
+                set_paths: sets,
+                k: *k,
+                baseline: baseline.as_deref(),
+                llm: *llm,
+            },
             (url, token_file, usize::from(*concurrency)),
         ),
         Command::Eval {
@@ -261,7 +266,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => eval::cmd_eval(
             &cli,
-            &eval::EvalRun::new(sets, *k, baseline.as_deref(), *llm),
+            &eval::EvalRun {
+                set_paths: sets,
+                k: *k,
+                baseline: baseline.as_deref(),
+                llm: *llm,
+            },
             save_baseline.as_deref(),
             compare_index.as_deref(),
         ),

@@ -110,6 +110,8 @@ pub struct GeneratedMetrics {
     pub questions: usize,
     /// Share of them whose reply was shown (at least one verified citation).
     pub answered: f64,
+    /// Share of the same questions whose extractive answer cites at least one file.
+    pub extractive_cited: f64,
     /// Mean share of cited files that are expected, over answered questions with expected
     /// files.
     pub citation_precision: Option<f64>,
@@ -141,13 +143,14 @@ pub struct GeneratedMetrics {
 impl GeneratedMetrics {
     /// Aggregates the generated answers of `results`; `None` when none had one.
     pub(super) fn of(results: &[&QuestionResult]) -> Option<GeneratedMetrics> {
-        let (scored, generated): (Vec<&QuestionResult>, Vec<&GeneratedResult>) = results
+        let pairs: Vec<(&QuestionResult, &GeneratedResult)> = results
             .iter()
             .filter_map(|r| r.generated.as_ref().map(|g| (*r, g)))
-            .unzip();
-        if generated.is_empty() {
+            .collect();
+        if pairs.is_empty() {
             return None;
         }
+        let generated: Vec<&GeneratedResult> = pairs.iter().map(|(_, g)| *g).collect();
         let replied: Vec<&&GeneratedResult> =
             generated.iter().filter(|g| g.usage.is_some()).collect();
         let usage_mean = |f: &dyn Fn(&EndpointUsage) -> Option<f64>| {
@@ -160,9 +163,8 @@ impl GeneratedMetrics {
             .filter_map(|g| g.usage.and_then(|u| u.prompt_ms))
             .collect();
         first_tokens.sort_by(f64::total_cmp);
-        let expected_refusals: Vec<&GeneratedResult> = scored
+        let expected_refusals: Vec<&GeneratedResult> = pairs
             .iter()
-            .zip(&generated)
             .filter(|(r, _)| r.expect_refusal)
             .map(|(_, g)| *g)
             .collect();
@@ -176,6 +178,8 @@ impl GeneratedMetrics {
             models: distinct(&|g| &g.model),
             prompt_versions: distinct(&|g| &g.prompt_version),
             questions: generated.len(),
+            extractive_cited: pairs.iter().filter(|(r, _)| !r.files.is_empty()).count() as f64
+                / pairs.len() as f64,
             answered: generated.iter().filter(|g| g.answered).count() as f64
                 / generated.len() as f64,
             citation_precision: mean_of(generated.iter().filter_map(|g| g.precision)),

@@ -380,7 +380,7 @@ impl AnswerView {
                 GeneratedView::new(g, |n| {
                     answer
                         .citations
-                        .get(n.wrapping_sub(1))
+                        .get(n.checked_sub(1)?)
                         .map(|c| format!("{}:{}", c.repo, c.path))
                 })
             }),
@@ -418,7 +418,7 @@ impl AnswerView {
                     let generated = serde_json::from_value(g.clone())
                         .map_err(|e| format!("the answer's generated part: {e}"))?;
                     Some(GeneratedView::new(generated, |n| {
-                        let c = &answer["citations"][n.wrapping_sub(1)];
+                        let c = &answer["citations"][n.checked_sub(1)?];
                         Some(format!("{}:{}", c["repo"].as_str()?, c["path"].as_str()?))
                     }))
                 }

@@ -17,7 +17,6 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
-use crate::hash::sha256_hex;
 
 /// The principals a server accepts, by the sha256 of their bearer tokens.
 #[derive(Debug, Clone)]
@@ -106,13 +105,9 @@ impl Tokens {
         Ok(Tokens { entries })
     }
 
-    /// The principal of `presented` at unix time `now`: `None` for an unknown or expired
+    /// The principal of a presented token, given as its `digest` (lowercase hex sha256; the
+    /// server hashes each token once), at unix time `now`: `None` for an unknown or expired
     /// token. Every entry is compared, each in constant time.
-    pub fn principal_of(&self, presented: &str, now: i64) -> Option<&str> {
-        self.principal_of_digest(&sha256_hex(presented.as_bytes()), now)
-    }
-
-    /// [`Tokens::principal_of`] for a token already hashed (lowercase hex sha256).
     pub fn principal_of_digest(&self, digest: &str, now: i64) -> Option<&str> {
         let mut found = None;
         for entry in &self.entries {
@@ -180,6 +175,15 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    use crate::hash::sha256_hex;
+
+    impl Tokens {
+        /// The principal of the token `presented` in clear.
+        fn principal_of(&self, presented: &str, now: i64) -> Option<&str> {
+            self.principal_of_digest(&sha256_hex(presented.as_bytes()), now)
+        }
     }
 
     #[test]
