@@ -743,3 +743,80 @@ fn zig_definitions_and_qualified_symbols() {
         ],
     );
 }
+
+#[test]
+fn haskell_functions_join_their_signature_and_clauses() {
+    expect_chunks(
+        "Sample.hs",
+        &[
+            ("module", "Sample.hs", 1, 7, ""),
+            (
+                "type",
+                "Data.Sample.Stack",
+                8,
+                8,
+                "A stack of integers, top first.",
+            ),
+            (
+                "class",
+                "Data.Sample.Sized",
+                10,
+                12,
+                "Things that have a size.",
+            ),
+            (
+                "method",
+                "Data.Sample.Sized.size",
+                13,
+                14,
+                "How many elements it holds.",
+            ),
+            ("impl", "Data.Sample.Sized", 16, 16, ""),
+            ("method", "Data.Sample.Sized.size", 17, 17, ""),
+            (
+                "function",
+                "Data.Sample.push",
+                19,
+                21,
+                "Pushes a value on top.",
+            ),
+            (
+                "function",
+                "Data.Sample.total",
+                23,
+                26,
+                "Sums a list, counting an empty one as zero.",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn elixir_functions_join_their_clauses_under_their_module() {
+    expect_chunks(
+        "sample.ex",
+        &[
+            (
+                "module",
+                "Sample.Stack",
+                1,
+                6,
+                "A fixed-capacity stack of integers.",
+            ),
+            (
+                "function",
+                "Sample.Stack.push",
+                8,
+                15,
+                "Pushes a value, failing when the stack is full.",
+            ),
+            (
+                "function",
+                "Sample.Stack.total",
+                17,
+                21,
+                "Sums the stack's values.",
+            ),
+        ],
+    );
+}

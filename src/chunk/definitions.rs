@@ -42,6 +42,8 @@ pub(super) struct Def<'t> {
     pub(super) receiver: Option<String>,
     pub(super) start: usize,
     pub(super) end: usize,
+    /// Where the definition's last byte is: its node's end, or its last clause's.
+    pub(super) end_byte: usize,
     pub(super) parent: Option<usize>,
     pub(super) children: Vec<usize>,
     pub(super) symbol: String,
@@ -157,6 +159,7 @@ pub(super) fn collect_defs<'t>(
             Some(Def {
                 start: leading_start(node, grammar.syntax.leading_kinds),
                 end: end_row(node),
+                end_byte: node.end_byte(),
                 body: named.body.or_else(|| body_of(node)),
                 docstring: named.docstring,
                 receiver: named.receiver.map(|r| clean_name(&text_of(r))),
@@ -172,7 +175,10 @@ pub(super) fn collect_defs<'t>(
     if damaged {
         defs.retain(|d| !d.node.has_error());
     }
-    defs.sort_by_key(|d| (d.node.start_byte(), std::cmp::Reverse(d.node.end_byte())));
+    defs.sort_by_key(|d| (d.node.start_byte(), std::cmp::Reverse(d.end_byte)));
+    if grammar.spec.joins_clauses {
+        defs = join_clauses(defs);
+    }
     let prefix = if grammar.syntax.module_from_path {
         Some(module_path(input.path))
     } else {
@@ -183,7 +189,7 @@ pub(super) fn collect_defs<'t>(
     let mut stack: Vec<usize> = Vec::new();
     for i in 0..defs.len() {
         while let Some(&top) = stack.last() {
-            if defs[top].node.end_byte() >= defs[i].node.end_byte() {
+            if defs[top].end_byte >= defs[i].end_byte {
                 break;
             }
             stack.pop();
@@ -236,4 +242,28 @@ pub(super) fn collect_defs<'t>(
         kept[i].symbol = cap_symbol(parts.join(separator));
     }
     FoundDefs { defs: kept, prefix }
+}
+
+/// Joins each run of sibling definitions of one name and kind (a Haskell signature and the
+/// equations after it, an Elixir function's clauses) into its first member, which then
+/// spans the run. Its node stays the first clause's, so the signature and doc line are
+/// that clause's; it has no single body, so a long run is cut into windows.
+fn join_clauses(defs: Vec<Def<'_>>) -> Vec<Def<'_>> {
+    let mut joined: Vec<Def<'_>> = Vec::with_capacity(defs.len());
+    for def in defs {
+        if let Some(last) = joined.last_mut()
+            && last.name == def.name
+            && last.kind == def.kind
+            && def.node.start_byte() >= last.end_byte
+            && last.node.parent() == def.node.parent()
+        {
+            last.end = last.end.max(def.end);
+            last.end_byte = def.end_byte;
+            last.body = None;
+            last.docstring = last.docstring.or(def.docstring);
+            continue;
+        }
+        joined.push(def);
+    }
+    joined
 }

@@ -64,6 +64,9 @@ pub struct LanguageSpec {
     pub heading_windows: bool,
     /// Test and generated file names.
     pub files: FileConventions,
+    /// A definition written as adjacent clauses of one name (a Haskell type signature and
+    /// its equations, an Elixir function's clauses) is one definition spanning them all.
+    pub joins_clauses: bool,
 }
 
 const fn plain(name: &'static str, extensions: &'static [&'static str]) -> LanguageSpec {
@@ -77,6 +80,7 @@ const fn plain(name: &'static str, extensions: &'static [&'static str]) -> Langu
         syntax: None,
         heading_windows: false,
         files: NO_CONVENTIONS,
+        joins_clauses: false,
     }
 }
 
@@ -97,6 +101,7 @@ const fn coded(
         syntax: Some(syntax),
         heading_windows: false,
         files,
+        joins_clauses: false,
     }
 }
 
@@ -405,6 +410,39 @@ pub const LANGUAGES: &[LanguageSpec] = &[
         },
         NO_CONVENTIONS,
     ),
+    LanguageSpec {
+        joins_clauses: true,
+        ..coded(
+            "haskell",
+            &["hs"],
+            Syntax {
+                grammar: || tree_sitter_haskell::LANGUAGE.into(),
+                chunks: include_str!("../../grammars/haskell.scm"),
+                highlights: &[tree_sitter_haskell::HIGHLIGHTS_QUERY],
+                separator: ".",
+                module_from_path: false,
+                leading_kinds: &["haddock", "comment", "pragma"],
+            },
+            tests(&[], &["Spec.hs", "Test.hs", "Tests.hs"], &[]),
+        )
+    },
+    LanguageSpec {
+        shebangs: &["elixir"],
+        joins_clauses: true,
+        ..coded(
+            "elixir",
+            &["ex", "exs"],
+            Syntax {
+                grammar: || tree_sitter_elixir::LANGUAGE.into(),
+                chunks: include_str!("../../grammars/elixir.scm"),
+                highlights: &[tree_sitter_elixir::HIGHLIGHTS_QUERY],
+                separator: ".",
+                module_from_path: false,
+                leading_kinds: &["comment", "unary_operator"],
+            },
+            tests(&[], &["_test.exs"], &[]),
+        )
+    },
     LanguageSpec {
         heading_windows: true,
         ..plain("markdown", &["md", "markdown", "rst", "txt"])

@@ -30,7 +30,8 @@ use symbols::{cap_symbol, doc_line, end_row, file_name, signature};
 /// 5: a 1–2 line part of a container (a class attribute, Ruby's `end`) joins the piece
 ///    before it; a file its grammar mostly cannot parse keeps its intact definitions
 ///    instead of becoming all windows.
-pub const CHUNKER_VERSION: u32 = 5;
+/// 6: Haskell and Elixir grammars; a function's adjacent clauses are one definition there.
+pub const CHUNKER_VERSION: u32 = 6;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
