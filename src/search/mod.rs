@@ -27,8 +27,8 @@ use query::{DEFINES_NAMED_SYMBOL, SPELLED_EXACTLY};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
 use signals::{
-    VersionFolders, defined_symbols, file_stem, is_example_or_docs, is_legacy, is_reexport_module,
-    is_test_code, is_vendored, last_segment,
+    VersionFolders, defined_symbols, file_stem, is_example_or_docs, is_legacy, is_prose,
+    is_reexport_module, is_test_code, is_vendored, last_segment,
 };
 
 /// The RRF constant: scores are Σ 1 / (RRF_K + rank).
@@ -140,12 +140,15 @@ pub const EXACT_SPELLING_BOOST: f64 = 1.25;
 /// Factor for a file whose name the query mentions.
 pub const FILE_NAME_BOOST: f64 = 1.15;
 /// Factor for tests, fixtures and benchmarks when the query does not ask for them.
-pub const TEST_PENALTY: f64 = 0.7;
+pub const TEST_PENALTY: f64 = 0.5;
 /// Factor for vendored or generated code when the query does not ask for it.
 pub const VENDORED_PENALTY: f64 = 0.6;
 /// Factor for examples, demos and documentation sources when the query does not ask for
 /// them.
 pub const EXAMPLE_PENALTY: f64 = 0.8;
+/// Factor for prose documents (Markdown, reStructuredText, plain text) when the query does
+/// not ask for documentation: a code search answers with code first.
+pub const PROSE_PENALTY: f64 = 0.8;
 /// Factor for legacy or compatibility code, and for an older version folder beside a
 /// newer one, when the query does not ask for old code.
 pub const LEGACY_PENALTY: f64 = 0.7;

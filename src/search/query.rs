@@ -89,6 +89,11 @@ pub(super) const EXAMPLE_WORDS: &[&str] = &[
     "demos",
     "docs",
     "documentation",
+    "documented",
+    "readme",
+    "guide",
+    "manual",
+    "changelog",
     "tutorial",
 ];
 
@@ -307,6 +312,12 @@ impl QueryAnalysis {
             boosts.push(Boost {
                 reason: "examples or documentation sources (the query does not ask for them)",
                 factor: EXAMPLE_PENALTY,
+            });
+        }
+        if !self.asks_for_examples && is_prose(chunk) {
+            boosts.push(Boost {
+                reason: "prose documentation (the query does not ask for docs)",
+                factor: PROSE_PENALTY,
             });
         }
         if !self.asks_for_legacy && is_legacy(&chunk.path) {

@@ -106,6 +106,12 @@ pub(super) fn is_example_or_docs(path: &str) -> bool {
     })
 }
 
+/// A prose document (Markdown, reStructuredText, plain text): a language the registry cuts
+/// into heading-aware windows.
+pub(super) fn is_prose(chunk: &Chunk) -> bool {
+    languages::by_name(&chunk.language).is_some_and(|spec| spec.heading_windows)
+}
+
 /// Code kept for old versions: legacy, deprecated or compatibility folders.
 pub(super) fn is_legacy(path: &str) -> bool {
     in_folder(path, |dir| {

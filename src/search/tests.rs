@@ -250,6 +250,20 @@ fn tests_and_vendored_code_are_down_weighted_unless_asked_for() {
     assert!(reasons("vendored helper", &v).is_empty());
 }
 
+#[test]
+fn prose_documents_rank_below_code_unless_docs_are_asked_for() {
+    let readme = Chunk {
+        language: "markdown".into(),
+        ..chunk("README.md", "window", "README.md > Install", (1, 30))
+    };
+    let code = chunk("src/install.rs", "function", "install", (1, 30));
+    let prose = "prose documentation (the query does not ask for docs)";
+    assert_eq!(reasons("how is a release installed", &readme), [prose]);
+    assert!(reasons("how is a release installed", &code).is_empty());
+    assert!(reasons("where does the readme explain installing", &readme).is_empty());
+    assert!(reasons("installation guide", &readme).is_empty());
+}
+
 /// A hit on `chunk` with a fused score of 1 and no lane details.
 pub(super) fn hit(chunk: Chunk) -> SearchHit {
     SearchHit {
