@@ -27,6 +27,8 @@
   (#any-of? @_keyword "defmodule" "defprotocol")
   (#eq? @_attribute "moduledoc"))
 
+; A `@doc` string (a `@spec` may stand between) documents the call after it; whether that
+; call is a definition is the pattern above's to say.
 ((unary_operator
    operand: (call target: (identifier) @_attribute
      (arguments [(string (quoted_content) @doc) (sigil (quoted_content) @doc)])))
@@ -34,10 +36,9 @@
  (unary_operator)?
  .
  (call
-   target: (identifier) @_keyword
+   target: (identifier)
    (arguments .
      [(identifier) @name
       (call target: (identifier) @name)
       (binary_operator left: (call target: (identifier) @name) operator: "when")]))
- (#eq? @_attribute "doc")
- (#any-of? @_keyword "def" "defmacro" "defguard" "defdelegate" "defn"))
+ (#eq? @_attribute "doc"))

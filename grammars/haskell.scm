@@ -21,13 +21,15 @@
 (instance_declarations (function name: (variable) @name) @definition.function)
 (instance_declarations (bind name: (variable) @name) @definition.function)
 
-(_ (haddock) @doc . (signature name: (variable) @name))
-(_ (haddock) @doc . (function name: (variable) @name))
-(_ (haddock) @doc . (bind name: (variable) @name))
-(_ (haddock) @doc . (data_type name: (name) @name))
-(_ (haddock) @doc . (newtype name: (name) @name))
-(_ (haddock) @doc . (type_synonym name: (name) @name))
-(_ (haddock) @doc . (class name: (name) @name))
+(_ (haddock) @doc
+  .
+  [(signature name: (variable) @name)
+   (function name: (variable) @name)
+   (bind name: (variable) @name)
+   (data_type name: (name) @name)
+   (newtype name: (name) @name)
+   (type_synonym name: (name) @name)
+   (class name: (name) @name)])
 
 ; The grammar keeps a Haddock comment before the first declaration inside the node before
 ; it (the imports, the class head); such a comment is the first declaration's doc too.

@@ -251,13 +251,13 @@ pub(super) fn collect_defs<'t>(
 fn join_clauses(defs: Vec<Def<'_>>) -> Vec<Def<'_>> {
     let mut joined: Vec<Def<'_>> = Vec::with_capacity(defs.len());
     for def in defs {
+        // Definitions sorted by start with one parent node are siblings: they never nest.
         if let Some(last) = joined.last_mut()
             && last.name == def.name
             && last.kind == def.kind
-            && def.node.start_byte() >= last.end_byte
             && last.node.parent() == def.node.parent()
         {
-            last.end = last.end.max(def.end);
+            last.end = def.end;
             last.end_byte = def.end_byte;
             last.body = None;
             last.docstring = last.docstring.or(def.docstring);
