@@ -1,8 +1,11 @@
 //! What a query is: its terms for BM25, and whether it names code, describes behaviour,
 //! asks about usage, tests or vendored code (which sets the lanes' weights and boosts).
 
+use rust_stemmers::{Algorithm, Stemmer};
+
 use super::signals::GENERIC_STEMS;
 use super::*;
+use crate::store::MIN_STEM_CHARS;
 
 /// Words that carry no signal in a question about code.
 pub(super) const STOP_WORDS: &[&str] = &[
@@ -66,6 +69,9 @@ pub struct QueryAnalysis {
     /// Names a description spells in words: two or three adjacent words run together
     /// ("json object" → `jsonobject`, matching `JsonObject` or `json_object.py`).
     pub spelled_names: Vec<String>,
+    /// The English stems of the plain words of a description, which may name a file
+    /// (words of three letters or more, no stop words); none for a query that names code.
+    pub path_stems: Vec<String>,
     /// True when the query asks where something is used rather than defined.
     pub asks_for_usages: bool,
     /// True when the query is about tests, fixtures or benchmarks.
@@ -199,6 +205,14 @@ impl QueryAnalysis {
             QueryKind::Identifier => Vec::new(),
         };
         let mentions = |set: &[&str]| lower.iter().any(|w| set.contains(&w.as_str()));
+        let path_stems = match kind {
+            QueryKind::NaturalLanguage => query_terms(query)
+                .into_iter()
+                .filter(|t| t.len() >= 3 && t.chars().all(char::is_alphabetic))
+                .map(|t| english_stem(&t))
+                .collect(),
+            QueryKind::Identifier => Vec::new(),
+        };
         QueryAnalysis {
             kind,
             bm25_weight,
@@ -206,6 +220,7 @@ impl QueryAnalysis {
             symbols,
             spellings,
             spelled_names,
+            path_stems,
             asks_for_usages: mentions(USAGE_WORDS),
             asks_for_tests: mentions(TEST_WORDS),
             asks_for_vendored: mentions(VENDORED_WORDS),
@@ -296,6 +311,15 @@ impl QueryAnalysis {
                 factor: FILE_NAME_BOOST,
             });
         }
+        // The share of plain words adds to a name match: a file named by the words of a
+        // description ("equals builder", `EqualsBuilder.java`) is named twice.
+        let share = self.path_word_share(&chunk.path);
+        if share > 0.0 {
+            boosts.push(Boost {
+                reason: "words of the query name the file",
+                factor: 1.0 + PATH_WORDS_WEIGHT * share,
+            });
+        }
         if !self.asks_for_tests && is_test_code(chunk) {
             boosts.push(Boost {
                 reason: "test code (the query does not ask for tests)",
@@ -334,6 +358,40 @@ impl QueryAnalysis {
         }
         boosts
     }
+
+    /// The share of the description's words that a word of the file's stem matches in
+    /// some form (`store` and `creation` in "store creation" both match `createStore.ts`).
+    fn path_word_share(&self, path: &str) -> f64 {
+        if self.path_stems.is_empty() {
+            return 0.0;
+        }
+        let names: Vec<(String, String)> = code_tokens(file_stem(path))
+            .into_iter()
+            .map(|(name, _)| (english_stem(&name), name))
+            .collect();
+        let matched = self
+            .path_stems
+            .iter()
+            .filter(|stem| names.iter().any(|name| same_word(stem, name)))
+            .count();
+        matched as f64 / self.path_stems.len() as f64
+    }
+}
+
+/// The English stem of a lowercased word (`creation` → `creation`, `create` → `creat`).
+fn english_stem(word: &str) -> String {
+    Stemmer::create(Algorithm::English).stem(word).into_owned()
+}
+
+/// Whether a description's word (by its `stem`) and a file name's word (`name`, with its
+/// stem) are one word in two forms: the same stem, or one begins with the other's stem of
+/// four letters or more (`create` and `creation`, `connect` and `connector`, `utility`
+/// and `utils`; not `content` and `context`).
+fn same_word(stem: &str, (name_stem, name): &(String, String)) -> bool {
+    let long_enough = |s: &str| s.chars().count() >= MIN_STEM_CHARS;
+    stem == name_stem
+        || long_enough(stem) && name.starts_with(stem)
+        || long_enough(name_stem) && stem.starts_with(name_stem.as_str())
 }
 
 /// A name without its word separators: `json_object`, `json-object` → `jsonobject`.

@@ -108,22 +108,29 @@ fn a_description_that_spells_a_name_in_words_finds_its_definition_and_file() {
         reasons("a JSON object with named fields", &class),
         [
             "defines the name the query spells in words",
-            "file name matches the query"
+            "file name matches the query",
+            "words of the query name the file"
         ]
     );
     let module = chunk("src/equals_builder.py", "function", "append", (1, 9));
     assert_eq!(
         reasons("how the equals builder compares fields", &module),
-        ["file name matches the query"]
+        [
+            "file name matches the query",
+            "words of the query name the file"
+        ]
     );
     // A stop word breaks the run; identifiers are names already, not spelled ones.
-    assert!(reasons("json of object", &class).is_empty());
+    assert_eq!(
+        reasons("json of object", &class),
+        ["words of the query name the file"]
+    );
     assert!(QueryAnalysis::of("JsonObject").spelled_names.is_empty());
 }
 
 #[test]
 fn examples_legacy_folders_and_reexport_modules_rank_lower_unless_asked_for() {
-    let example = chunk("examples/server.py", "function", "serve", (1, 9));
+    let example = chunk("examples/app.py", "function", "serve", (1, 9));
     assert_eq!(
         reasons("start a server", &example),
         ["examples or documentation sources (the query does not ask for them)"]
@@ -224,11 +231,15 @@ fn the_exact_spelling_wins_and_only_the_first_piece_of_a_definition_counts_as_it
 }
 
 #[test]
-fn file_names_count_only_when_the_query_names_them() {
+fn a_file_name_counts_fully_only_when_the_query_names_it() {
     let c = chunk("fraud/scoring.py", "function", "risk", (1, 3));
     assert_eq!(reasons("scoring", &c), ["file name matches the query"]);
+    // A plain word of a description counts by its share of the description's words.
     let m = chunk("pkg/model.py", "function", "encode", (1, 3));
-    assert!(reasons("how is a model saved to disk", &m).is_empty());
+    let boosts = QueryAnalysis::of("how is a model saved to disk").boosts_for(&m);
+    assert_eq!(boosts.len(), 1);
+    assert_eq!(boosts[0].reason, "words of the query name the file");
+    assert!((boosts[0].factor - (1.0 + PATH_WORDS_WEIGHT / 3.0)).abs() < 1e-9);
 }
 
 #[test]
@@ -241,7 +252,8 @@ fn tests_and_vendored_code_are_down_weighted_unless_asked_for() {
             reasons("refund a payment", c),
             ["test code (the query does not ask for tests)"]
         );
-        assert!(reasons("tests for refunds", c).is_empty());
+        let asked = reasons("tests for refunds", c);
+        assert!(!asked.contains(&"test code (the query does not ask for tests)"));
     }
     assert_eq!(
         reasons("a small helper", &v),
@@ -256,12 +268,63 @@ fn prose_documents_rank_below_code_unless_docs_are_asked_for() {
         language: "markdown".into(),
         ..chunk("README.md", "window", "README.md > Install", (1, 30))
     };
-    let code = chunk("src/install.rs", "function", "install", (1, 30));
+    let code = chunk("src/deploy.rs", "function", "install", (1, 30));
     let prose = "prose documentation (the query does not ask for docs)";
     assert_eq!(reasons("how is a release installed", &readme), [prose]);
     assert!(reasons("how is a release installed", &code).is_empty());
-    assert!(reasons("where does the readme explain installing", &readme).is_empty());
+    assert!(!reasons("where does the readme explain installing", &readme).contains(&prose));
     assert!(reasons("installation guide", &readme).is_empty());
+}
+
+#[test]
+fn words_of_a_description_that_name_the_file_lift_it_by_their_share() {
+    let factor = |query: &str, path: &str| {
+        QueryAnalysis::of(query)
+            .boosts_for(&chunk(path, "function", "run", (1, 9)))
+            .iter()
+            .find(|b| b.reason == "words of the query name the file")
+            .map_or(1.0, |b| b.factor)
+    };
+    // "store" and "creation" (as `create`) of three words; "and" is a stop word.
+    let both = factor("store creation and dispatch", "src/createStore.ts");
+    assert!(
+        (both - (1.0 + PATH_WORDS_WEIGHT * 2.0 / 3.0)).abs() < 1e-9,
+        "{both}"
+    );
+    let one = factor("store creation and dispatch", "src/store.ts");
+    assert!(
+        (one - (1.0 + PATH_WORDS_WEIGHT / 3.0)).abs() < 1e-9,
+        "{one}"
+    );
+    assert_eq!(
+        factor("store creation and dispatch", "src/dispatcher.ts"),
+        1.0 + PATH_WORDS_WEIGHT / 3.0
+    );
+    assert_eq!(factor("store creation and dispatch", "src/reducer.ts"), 1.0);
+    assert_eq!(
+        factor("store creation and dispatch", "src/store/reducer.ts"),
+        1.0,
+        "a folder's name does not count"
+    );
+    assert_eq!(
+        factor("connection pooling", "src/connector.rs"),
+        1.0 + PATH_WORDS_WEIGHT / 2.0,
+        "a word that begins with the other's stem is the same word"
+    );
+    assert_eq!(
+        factor("connection pooling", "src/connect_timeout.rs"),
+        1.0 + PATH_WORDS_WEIGHT / 2.0
+    );
+    assert_eq!(
+        factor("content negotiation", "src/context.rs"),
+        1.0,
+        "neither begins with the other's stem"
+    );
+    assert_eq!(
+        factor("createStore", "src/createStore.ts"),
+        1.0,
+        "a name has its own boost"
+    );
 }
 
 /// A hit on `chunk` with a fused score of 1 and no lane details.

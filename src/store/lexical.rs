@@ -43,7 +43,7 @@ const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// `publish`) counts this share of an exact match.
 pub const WORD_FORM_WEIGHT: f32 = 0.5;
 /// Stems shorter than this match too many unrelated words to look for forms of.
-const MIN_STEM_CHARS: usize = 4;
+pub(crate) const MIN_STEM_CHARS: usize = 4;
 
 /// A BM25 match.
 #[derive(Debug, Clone, PartialEq)]

@@ -40,6 +40,7 @@ pub use cache::EmbedCache;
 pub use files::{FileRecord, FileTable};
 pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
+pub(crate) use lexical::MIN_STEM_CHARS;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use reader::{IndexReader, LaneCounts};
 pub use rollback::{KEPT_BUILDS, KeptGeneration, RolledBack};
