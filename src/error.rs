@@ -111,6 +111,28 @@ pub enum Error {
         "another `codeq index` is writing {0} right now: wait for it to finish (queries keep working meanwhile)"
     )]
     IndexLocked(PathBuf),
+    /// The object store holding an `s3://` index refused or failed a request, or holds
+    /// no index there.
+    #[error("{location}: {detail}")]
+    Remote {
+        /// The index's `s3://BUCKET/PREFIX`.
+        location: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
+    /// Another run published to the same `s3://` index after this one read what was
+    /// published; nothing of this run was published.
+    #[error(
+        "another run published {published} to {location} before {mine} could be: nothing was published by this run. Run the command again (`codeq index` then builds on {published} and reuses the vectors published there)"
+    )]
+    RemoteConflict {
+        /// The index's `s3://BUCKET/PREFIX`.
+        location: String,
+        /// The generation the other run published.
+        published: String,
+        /// The generation this run would have published.
+        mine: String,
+    },
     /// `codeq index --watch` could not watch the tree.
     #[error("{0}. On Linux, a large tree may need a higher fs.inotify.max_user_watches")]
     Watch(String),

@@ -240,6 +240,8 @@ pub fn run(
             index_path.display()
         ))
     })?;
+    // What a run that held the lock published is what this one builds on.
+    dir.refresh()?;
     let acl_required = options.acl_configured || options.acl_file.is_some();
     if !acl_required && !options.rebuild && !options.drop_acl {
         match dir.acl_requirement()? {
@@ -274,7 +276,8 @@ pub fn run(
         .filter(|t| t.chunker_version == CHUNKER_VERSION);
 
     progress.message(&format!("walking {}", root.display()));
-    let exclude = walk_exclusions(&root, &index_path, options.acl_file.as_deref());
+    // The index folder itself: for an index on object storage, its mirror.
+    let exclude = walk_exclusions(&root, dir.path(), options.acl_file.as_deref());
     let stage = Stage::start("walk");
     let scan = walk::scan(&root, &options.settings.walk_options(), &exclude)?;
     let walk_time = stage.finish();

@@ -10,6 +10,8 @@
 //!                          the previous one and a few earlier builds to roll back to)
 //!   embed-cache/           vectors of chunks that left the index, by embedding-input hash
 //! ```
+//! An index on object storage (`s3://BUCKET/PREFIX`, see `remote.rs`) is such a folder too: a
+//! mirror on each machine of the generations the bucket publishes.
 //! A generation is complete before `CURRENT` names it, so readers never see a partial
 //! one and a crash mid-index leaves the previous generation in place. An incremental run
 //! starts its generation as a copy of the current one made of hard links (LanceDB and
@@ -24,6 +26,7 @@ mod filter;
 mod lexical;
 mod manifest;
 mod reader;
+mod remote;
 mod rollback;
 mod seal;
 mod tokenizer;
@@ -75,10 +78,12 @@ const FILES_FILE: &str = "files.json";
 const READERS_FILE: &str = "readers.lock";
 const EMBED_CACHE: &str = "embed-cache";
 
-/// The index folder: generations, the published pointer and the writer lock.
+/// The index folder: generations, the published pointer and the writer lock. For an
+/// index on object storage, the local mirror of the bucket, which publishes to it.
 #[derive(Debug, Clone)]
 pub struct IndexDir {
     path: PathBuf,
+    remote: Option<Arc<remote::Remote>>,
 }
 
 /// Held while a writer builds a generation; released on drop (or when the process dies).
@@ -89,8 +94,14 @@ pub struct IndexLock {
 
 impl IndexDir {
     /// Opens the folder for writing, creating it when absent. A non-empty folder that is
-    /// not a codeq index is refused and left untouched.
+    /// not a codeq index is refused and left untouched. `s3://BUCKET/PREFIX` opens (and
+    /// creates) the index there, through this machine's mirror of it.
     pub fn create_or_open(path: &Path) -> Result<IndexDir> {
+        if let Some(location) = remote::location_of(path) {
+            let remote = remote::Remote::connect(location)?;
+            remote.ensure_format(true)?;
+            return IndexDir::mirroring(remote);
+        }
         if path.exists() {
             let is_ours = path.join(FORMAT_FILE).is_file();
             let is_empty = std::fs::read_dir(path)
@@ -105,19 +116,27 @@ impl IndexDir {
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let dir = IndexDir {
             path: path.to_path_buf(),
+            remote: None,
         };
         if !path.join(FORMAT_FILE).is_file() {
-            write_atomically(
-                &path.join(FORMAT_FILE),
-                format!("codeq-index {FORMAT_VERSION}\n").as_bytes(),
-            )?;
+            write_atomically(&path.join(FORMAT_FILE), format_line().as_bytes())?;
         }
         dir.check_format()?;
         Ok(dir)
     }
 
-    /// Opens an existing index folder for reading.
+    /// Opens an existing index folder for reading; `s3://BUCKET/PREFIX` opens the index
+    /// published there, brought into this machine's mirror.
     pub fn open(path: &Path) -> Result<IndexDir> {
+        if let Some(location) = remote::location_of(path) {
+            let remote = remote::Remote::connect(location)?;
+            remote.ensure_format(false)?;
+            let dir = IndexDir::mirroring(remote)?;
+            return match dir.current()? {
+                Some(_) => Ok(dir),
+                None => Err(remote::nothing_published(location)),
+            };
+        }
         if !path.is_dir() {
             return Err(Error::NoIndex(path.to_path_buf()));
         }
@@ -126,24 +145,54 @@ impl IndexDir {
         }
         let dir = IndexDir {
             path: path.to_path_buf(),
+            remote: None,
         };
         dir.check_format()?;
         Ok(dir)
     }
 
-    /// The folder's path.
+    /// This machine's mirror of `remote`, brought to the generation the bucket publishes.
+    fn mirroring(remote: remote::Remote) -> Result<IndexDir> {
+        let local = IndexDir::create_or_open(remote.mirror())?;
+        let dir = IndexDir {
+            remote: Some(Arc::new(remote)),
+            ..local
+        };
+        dir.refresh()?;
+        Ok(dir)
+    }
+
+    /// The folder's path (for an index on object storage, its local mirror's).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the index lives, for people: its `s3://` location, or its folder.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(remote) => remote.location().to_string(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Whether the index lives on object storage (this folder being a mirror of it).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Brings a mirror to the generation its bucket publishes now; true when that changed
+    /// the current generation. A local index has nothing to fetch.
+    pub fn refresh(&self) -> Result<bool> {
+        match &self.remote {
+            Some(remote) => remote.pull(self),
+            None => Ok(false),
+        }
     }
 
     fn check_format(&self) -> Result<()> {
         let text = std::fs::read_to_string(self.path.join(FORMAT_FILE))
             .map_err(|e| self.read_error(&self.path.join(FORMAT_FILE), e))?;
-        let found = text
-            .trim()
-            .strip_prefix("codeq-index ")
-            .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(|| Error::ForeignIndexDir(self.path.clone()))?;
+        let found = parse_format(&text).ok_or_else(|| Error::ForeignIndexDir(self.path.clone()))?;
         if found != FORMAT_VERSION {
             return Err(Error::IndexFormat {
                 dir: self.path.clone(),
@@ -362,9 +411,12 @@ impl IndexDir {
         let next = self
             .generation_names()?
             .last()
-            .and_then(|n| n[1..].parse::<u64>().ok())
+            .and_then(|n| generation_number(n))
             .map_or(1, |n| n + 1);
-        let name = format!("g{next:06}");
+        let name = match &self.remote {
+            Some(remote) => remote.claim(next)?,
+            None => generation_name(next),
+        };
         let path = self.generation_path(&name);
         if path.exists() {
             std::fs::remove_dir_all(&path)
@@ -380,7 +432,9 @@ impl IndexDir {
 
     /// Makes a finished generation the current one, atomically, and removes generations
     /// older than the previous one (kept for readers that opened it just before) except
-    /// the rollback points ([`KEPT_BUILDS`] earlier complete builds).
+    /// the rollback points ([`KEPT_BUILDS`] earlier complete builds). On object storage
+    /// the generation is uploaded and made the bucket's current one first; when another
+    /// indexer published meanwhile, nothing is published ([`Error::RemoteConflict`]).
     pub fn publish(&self, _lock: &IndexLock, finished: FinishedGeneration) -> Result<()> {
         let path = self.generation_path(&finished.name);
         let manifest = serde_json::to_vec_pretty(&finished.manifest).map_err(Error::store)?;
@@ -391,13 +445,32 @@ impl IndexDir {
         seal::write(&path, base.as_deref())?;
         write_atomically(&path.join(MANIFEST_FILE), &manifest)?;
         sync_tree(&path)?;
+        let _pulls_wait = match &self.remote {
+            Some(remote) => {
+                let sync = remote::sync_lock(self)?;
+                remote.push(self, &finished.name)?;
+                Some(sync)
+            }
+            None => None,
+        };
+        self.set_current(&finished.name)?;
+        self.prune(&finished.name, previous.as_deref())
+    }
+
+    /// Points CURRENT at `generation`, atomically.
+    fn set_current(&self, generation: &str) -> Result<()> {
         write_atomically(
             &self.path.join(CURRENT_FILE),
-            format!("{}\n", finished.name).as_bytes(),
-        )?;
-        let kept = self.rollback_points(&finished.name, previous.as_deref());
+            format!("{generation}\n").as_bytes(),
+        )
+    }
+
+    /// Removes every generation but `newest`, `previous` and the rollback points, unless
+    /// a reader has it open.
+    fn prune(&self, newest: &str, previous: Option<&str>) -> Result<()> {
+        let kept = self.rollback_points(newest, previous);
         for name in self.generation_names()? {
-            if name != finished.name && Some(&name) != previous.as_ref() && !kept.contains(&name) {
+            if name != newest && Some(name.as_str()) != previous && !kept.contains(&name) {
                 self.remove_unless_read(&name);
             }
         }
@@ -472,7 +545,8 @@ impl IndexDir {
     }
 
     /// Removes every generation but the current one and those a reader still has open,
-    /// and, with `cache`, empties the embedding cache.
+    /// and, with `cache`, empties the embedding cache. For an index on object storage,
+    /// this cleans this machine's mirror; the bucket keeps every generation.
     /// Returns the bytes freed. Needs the writer lock.
     pub fn collect_garbage(&self, _lock: &IndexLock, cache: bool) -> Result<u64> {
         let before = self.size_on_disk();
@@ -586,6 +660,26 @@ fn flock(file: &File, operation: i32) -> bool {
 
 fn is_generation_name(name: &str) -> bool {
     name.len() == 7 && name.starts_with('g') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The name of the generation numbered `n`.
+fn generation_name(n: u64) -> String {
+    format!("g{n:06}")
+}
+
+/// The number of the generation `name`.
+fn generation_number(name: &str) -> Option<u64> {
+    name.strip_prefix('g')?.parse().ok()
+}
+
+/// The content of FORMAT.
+fn format_line() -> String {
+    format!("codeq-index {FORMAT_VERSION}\n")
+}
+
+/// The format version a FORMAT file names, if it is one.
+fn parse_format(text: &str) -> Option<u32> {
+    text.trim().strip_prefix("codeq-index ")?.parse().ok()
 }
 
 /// Writes a file so that readers see either the old or the new content, never a mix.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{CURRENT_FILE, IndexDir, IndexLock, write_atomically};
+use super::{IndexDir, IndexLock};
 use crate::error::{Error, Result};
 
 /// Complete generations (every chunk with its vector) kept besides the current and the
@@ -95,7 +95,8 @@ impl IndexDir {
     /// recent complete generation older than the current one. It is checked against its
     /// seal first; nothing is deleted, so a rollback can itself be rolled forward.
     /// A generation built without an access-control list cannot replace one built under
-    /// one: that would publish every repository to every principal.
+    /// one: that would publish every repository to every principal. On object storage the
+    /// bucket's CURRENT is swapped first, and only if no indexer published meanwhile.
     pub fn rollback(&self, _lock: &IndexLock, target: Option<&str>) -> Result<RolledBack> {
         let refuse = |why: String| Error::Rollback(why);
         let current = self
@@ -136,10 +137,10 @@ impl IndexDir {
             )));
         }
         self.verify(&chosen.name, false)?;
-        write_atomically(
-            &self.path.join(CURRENT_FILE),
-            format!("{}\n", chosen.name).as_bytes(),
-        )?;
+        if let Some(remote) = &self.remote {
+            remote.republish(&chosen.name)?;
+        }
+        self.set_current(&chosen.name)?;
         Ok(RolledBack {
             from: current,
             to: KeptGeneration {

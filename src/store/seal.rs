@@ -19,17 +19,20 @@ pub(super) const SEAL_FILE: &str = "checksums.json";
 
 /// One sealed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct SealedFile {
-    bytes: u64,
-    crc32: u32,
+pub(super) struct SealedFile {
+    /// Its size.
+    pub(super) bytes: u64,
+    /// The CRC-32 of its content.
+    pub(super) crc32: u32,
     /// Modification time when sealed, nanoseconds since the epoch.
-    mtime_ns: i64,
+    pub(super) mtime_ns: i64,
 }
 
 /// Path (relative to the generation, `/`-separated) → size and checksum.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Seal {
-    files: BTreeMap<String, SealedFile>,
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Seal {
+    /// Every sealed file.
+    pub(super) files: BTreeMap<String, SealedFile>,
 }
 
 /// What is wrong with a sealed generation.
@@ -71,7 +74,7 @@ pub(super) fn is_unsealed(name: &str) -> bool {
 /// from `previous`'s seal instead of being read again.
 pub(super) fn write(path: &Path, previous: Option<&Path>) -> crate::Result<()> {
     let known: BTreeMap<String, SealedFile> = previous
-        .and_then(|p| read_seal(p).ok().flatten())
+        .and_then(|p| read(p).ok().flatten())
         .map(|s| s.files)
         .unwrap_or_default();
     let mut seal = Seal::default();
@@ -101,7 +104,7 @@ pub(super) fn write(path: &Path, previous: Option<&Path>) -> crate::Result<()> {
 /// time moved or with `checksums` always, with its content. A generation without a seal
 /// passes.
 pub(super) fn check(path: &Path, checksums: bool) -> Result<(), Damage> {
-    let Some(seal) = read_seal(path)? else {
+    let Some(seal) = read(path)? else {
         return Ok(());
     };
     for (rel, sealed) in &seal.files {
@@ -141,7 +144,8 @@ pub(super) fn first_unreadable(path: &Path) -> Option<PathBuf> {
     })
 }
 
-fn read_seal(path: &Path) -> Result<Option<Seal>, Damage> {
+/// The seal of the generation folder `path`; `None` when it has none.
+pub(super) fn read(path: &Path) -> Result<Option<Seal>, Damage> {
     let file = path.join(SEAL_FILE);
     match std::fs::read(&file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -159,7 +163,19 @@ fn sealed_files(root: &Path) -> std::io::Result<Vec<String>> {
 
 /// Every file below `root` whose name `keep` accepts, relative and `/`-separated, sorted.
 fn files_below(root: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
+    Ok(below(root, keep)?.1)
+}
+
+/// Every folder below `root`, relative and `/`-separated, sorted (empty ones included:
+/// a copy of the generation recreates them).
+pub(super) fn folders_below(root: &Path) -> std::io::Result<Vec<String>> {
+    Ok(below(root, |_| false)?.0)
+}
+
+/// The folders below `root`, and the files whose name `keep` accepts, both relative and
+/// `/`-separated, sorted.
+fn below(root: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<(Vec<String>, Vec<String>)> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
     let mut folders = vec![PathBuf::new()];
     while let Some(rel) = folders.pop() {
         for entry in std::fs::read_dir(root.join(&rel))? {
@@ -168,14 +184,16 @@ fn files_below(root: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<Vec<
             let child = rel.join(&name);
             let kind = entry.file_type()?;
             if kind.is_dir() {
+                dirs.push(child.to_string_lossy().into_owned());
                 folders.push(child);
             } else if kind.is_file() && keep(&name) {
-                out.push(child.to_string_lossy().into_owned());
+                files.push(child.to_string_lossy().into_owned());
             }
         }
     }
-    out.sort();
-    Ok(out)
+    dirs.sort();
+    files.sort();
+    Ok((dirs, files))
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {

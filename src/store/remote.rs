@@ -1,0 +1,750 @@
+//! An index on S3-compatible object storage (`--index-dir s3://BUCKET/PREFIX`): the bucket
+//! holds the published generations, and each machine keeps a mirror of the generation it
+//! reads or builds on, an ordinary index folder in `$CODEQ_HOME/remote/<hash>/`.
+//!
+//! ```text
+//! PREFIX/FORMAT                             "codeq-index 1", written once
+//! PREFIX/CURRENT                            the published generation: the one key ever
+//!                                           replaced, and only by compare-and-swap
+//! PREFIX/generations/gNNNNNN/CLAIM          written first, if absent: claims the name
+//! PREFIX/generations/gNNNNNN/files/REL      the files this generation was the first to have
+//! PREFIX/generations/gNNNNNN/listing.json   its seal, its manifest and the key of every
+//!                                           file (an unchanged one keeps the key of the
+//!                                           generation that first uploaded it)
+//! ```
+//! A reader pulls the generation CURRENT names into its mirror: files its previous
+//! generation has unchanged are linked, the others downloaded and checked against the
+//! seal, and the mirror is then queried as a local index. A writer builds and seals a
+//! generation in its mirror as for a local index, uploads the files that changed and the
+//! listing, then replaces CURRENT only if it still names the generation the build
+//! started from: of two writers, the later one is told to run again, and nobody's
+//! generation is half-published. Both lanes (LanceDB and tantivy files) travel under the
+//! one pointer, so a reader never mixes generations.
+//!
+//! Credentials, the endpoint and the region come from the standard `AWS_*` variables
+//! only; they are never printed or stored (the S3 client's builder, whose debug output
+//! holds the secret key, is never formatted).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as Key;
+use object_store::{
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
+    RetryConfig, UpdateVersion,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::manifest::is_plain_relative;
+use super::seal::{self, SEAL_FILE, Seal, SealedFile};
+use super::{
+    CURRENT_FILE, FORMAT_FILE, GENERATIONS, IndexDir, MANIFEST_FILE, flock, format_line,
+    generation_name, generation_number, is_generation_name, parse_format, sync_tree,
+    write_atomically,
+};
+use crate::error::{Error, Result};
+use crate::runtime::block_on;
+
+const SCHEME: &str = "s3://";
+const LISTING_FILE: &str = "listing.json";
+const CLAIM_FILE: &str = "CLAIM";
+/// Layout version of `listing.json`.
+const LISTING_FORMAT: u32 = 1;
+/// Serializes pulls into one mirror, and a pull with a publish.
+const SYNC_LOCK: &str = "sync.lock";
+/// Files uploaded or downloaded at once.
+const TRANSFERS: usize = 8;
+/// Names tried past the newest one when other runs have claimed them.
+const MAX_CLAIMS: u64 = 100;
+/// Retries of a failed request, and the time they may take: an unreachable endpoint is
+/// reported within seconds, not after the client's default three minutes.
+const RETRIES: usize = 4;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `s3://…` location `path` names, if it names one.
+pub(super) fn location_of(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| p.starts_with(SCHEME))
+}
+
+/// The error for a location where no generation was ever published.
+pub(super) fn nothing_published(location: &str) -> Error {
+    remote_error(
+        location,
+        format!(
+            "no codeq index is published here: run `codeq index ROOT --index-dir {location}` first"
+        ),
+    )
+}
+
+/// The bucket's CURRENT as this process last read or wrote it.
+#[derive(Debug, Clone)]
+struct Pointer {
+    generation: String,
+    e_tag: Option<String>,
+}
+
+/// An index in a bucket, and where this machine mirrors it.
+pub(super) struct Remote {
+    location: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: Key,
+    mirror: PathBuf,
+    /// What a publish from this process replaces: the generation its build started from.
+    pointer: Mutex<Option<Pointer>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A published generation as the bucket describes it: everything a mirror needs to
+/// recreate its folder.
+#[derive(Debug, Serialize, Deserialize)]
+struct Listing {
+    format: u32,
+    generation: String,
+    /// The generation's seal, as written in its `checksums.json`.
+    seal: Seal,
+    /// Sealed file → its key below the prefix.
+    keys: BTreeMap<String, String>,
+    /// Every folder of the generation, empty ones included.
+    dirs: Vec<String>,
+    /// The generation's `manifest.json`.
+    manifest: serde_json::Value,
+}
+
+impl Listing {
+    /// Checks that the listing describes `generation` and names only plain paths inside
+    /// the generation's folder and keys inside the index: a crafted bucket must not make
+    /// a mirror write elsewhere.
+    fn check(&self, generation: &str) -> Result<(), String> {
+        if self.format != LISTING_FORMAT {
+            return Err(format!(
+                "listing format {}, this codeq reads {LISTING_FORMAT}",
+                self.format
+            ));
+        }
+        if self.generation != generation {
+            return Err(format!("it describes {:?}", self.generation));
+        }
+        for rel in self.seal.files.keys() {
+            let name = rel.rsplit('/').next().unwrap_or_default();
+            if !is_plain_relative(rel) || seal::is_unsealed(name) {
+                return Err(format!("it seals {rel:?}, which a generation cannot hold"));
+            }
+            match self.keys.get(rel) {
+                Some(key) if is_plain_relative(key) && key.starts_with(GENERATIONS) => {}
+                Some(key) => return Err(format!("{rel:?} is stored at {key:?}")),
+                None => return Err(format!("{rel:?} has no key")),
+            }
+        }
+        if self.keys.len() != self.seal.files.len() {
+            return Err("it has keys of files it does not seal".into());
+        }
+        match self.dirs.iter().find(|dir| !is_plain_relative(dir)) {
+            Some(dir) => Err(format!("it has the folder {dir:?}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Remote {
+    /// Sets up the S3 client for `location` (`s3://BUCKET/PREFIX`) from the `AWS_*`
+    /// variables. Nothing is requested yet.
+    pub(super) fn connect(location: &str) -> Result<Remote> {
+        let (bucket, prefix) = parse_location(location)?;
+        // reqwest, as object_store uses it here, has no TLS crypto of its own: ring is
+        // installed once for the process (an earlier install is as good).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                max_retries: RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            });
+        let setting = |key: AmazonS3ConfigKey| builder.get_config_value(&key);
+        let endpoint = setting(AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| setting(AmazonS3ConfigKey::Endpoint))
+            .unwrap_or_default();
+        let allow_http = setting(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "true" | "on" | "yes" | "y"
+                )
+            });
+        if endpoint.starts_with("http://") && !allow_http {
+            return Err(remote_error(
+                location,
+                "AWS_ENDPOINT_URL is a plain http:// endpoint: set AWS_ALLOW_HTTP=true to allow an unencrypted connection, or use https://",
+            ));
+        }
+        let store = builder
+            .build()
+            .map_err(|e| remote_error(location, format!("cannot set up the S3 client: {e}")))?;
+        let id =
+            crate::hash::sha256_parts(&[endpoint.as_bytes(), bucket.as_bytes(), prefix.as_bytes()]);
+        Ok(Remote {
+            location: location.trim_end_matches('/').to_string(),
+            store: Arc::new(store),
+            prefix: Key::from(prefix),
+            mirror: crate::paths::codeq_home().join("remote").join(&id[..16]),
+            pointer: Mutex::new(None),
+        })
+    }
+
+    /// `s3://BUCKET/PREFIX`.
+    pub(super) fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// This machine's mirror folder of the index.
+    pub(super) fn mirror(&self) -> &Path {
+        &self.mirror
+    }
+
+    /// Checks the index's FORMAT; with `create`, writes it when the prefix holds nothing
+    /// yet (objects that are not an index are refused and left untouched).
+    pub(super) fn ensure_format(&self, create: bool) -> Result<()> {
+        let key = self.key(FORMAT_FILE);
+        let found = match self.get(&key)? {
+            Some((bytes, _)) => bytes,
+            None if !create => return Err(nothing_published(&self.location)),
+            None => {
+                let listed = block_on(self.store.list(Some(&self.prefix)).next());
+                if let Some(object) = listed {
+                    object.map_err(|e| self.failed(&e))?;
+                    return Err(self.error(
+                        "holds objects that are not a codeq index: choose an empty prefix (nothing was changed)",
+                    ));
+                }
+                match self.put(&key, format_line().into_bytes(), PutMode::Create) {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(self.failed(&e)),
+                }
+                self.get(&key)?.map(|(bytes, _)| bytes).unwrap_or_default()
+            }
+        };
+        let foreign = || {
+            self.error("holds a FORMAT that is not a codeq index's: choose another prefix (nothing was changed)")
+        };
+        let text = String::from_utf8(found).map_err(|_| foreign())?;
+        match parse_format(&text).ok_or_else(foreign)? {
+            found if found == super::FORMAT_VERSION => Ok(()),
+            found => Err(Error::IndexFormat {
+                dir: PathBuf::from(&self.location),
+                found,
+                expected: super::FORMAT_VERSION,
+            }),
+        }
+    }
+
+    /// Brings `mirror` to the generation the bucket's CURRENT names: files of the
+    /// mirror's current generation with the same seal entry are linked, the others
+    /// downloaded and checked. True when the mirror's current generation changed.
+    /// Older generations go as after a publish, unless a writer on this machine runs.
+    pub(super) fn pull(&self, mirror: &IndexDir) -> Result<bool> {
+        let _sync = sync_lock(mirror)?;
+        let pointer = self.read_pointer()?;
+        let local = mirror.current()?;
+        let changed = match &pointer {
+            Some(p) if local.as_deref() != Some(p.generation.as_str()) => {
+                self.install(mirror, &p.generation, local.as_deref())?;
+                true
+            }
+            _ => false,
+        };
+        // Only once the mirror holds it: a publish replaces what the mirror builds on.
+        *self.pointer.lock().unwrap_or_else(PoisonError::into_inner) = pointer;
+        Ok(changed)
+    }
+
+    /// Makes `generation` the mirror's current one, recreating it unless the mirror has
+    /// it as sealed (its own publish), then removes older ones as a publish does.
+    fn install(&self, mirror: &IndexDir, generation: &str, local: Option<&str>) -> Result<()> {
+        let listing = self.listing(generation)?;
+        let folder = mirror.generation_path(generation);
+        let complete = folder.join(MANIFEST_FILE).is_file()
+            && seal::read(&folder).ok().flatten().as_ref() == Some(&listing.seal);
+        if !complete {
+            self.materialize(mirror, &listing, local)?;
+        }
+        mirror.set_current(generation)?;
+        match mirror.lock() {
+            Ok(_writer) => mirror.prune(generation, local),
+            // A writer on this machine builds a generation that must not go.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Claims the name of a new generation in the bucket: the first free one from `next`
+    /// on, and past the published one.
+    pub(super) fn claim(&self, next: u64) -> Result<String> {
+        let published = self
+            .pointer()
+            .and_then(|p| generation_number(&p.generation))
+            .map_or(1, |n| n + 1);
+        let first = next.max(published);
+        let claim = serde_json::json!({
+            "host": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+            "pid": std::process::id(),
+            "started_unix": std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        });
+        let body = serde_json::to_vec(&claim).map_err(Error::store)?;
+        for name in (first..first + MAX_CLAIMS).map(generation_name) {
+            let key = self.key(&format!("{GENERATIONS}/{name}/{CLAIM_FILE}"));
+            match self.put(&key, body.clone(), PutMode::Create) {
+                Ok(_) => return Ok(name),
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(self.failed(&e)),
+            }
+        }
+        Err(self.error(format!(
+            "the generation names {} to {} are all claimed by other runs: wait for them to finish",
+            generation_name(first),
+            generation_name(first + MAX_CLAIMS - 1)
+        )))
+    }
+
+    /// Publishes the sealed generation `generation` of `mirror`: uploads the files the
+    /// generation this process started from does not have alike, then the listing, then
+    /// makes it the bucket's CURRENT if CURRENT still names that generation.
+    pub(super) fn push(&self, mirror: &IndexDir, generation: &str) -> Result<()> {
+        let folder = mirror.generation_path(generation);
+        let sealed = seal::read(&folder)
+            .map_err(|damage| mirror.damaged(generation, damage.detail()))?
+            .ok_or_else(|| {
+                Error::Internal("a generation was pushed before it was sealed".into())
+            })?;
+        let base = match self.pointer() {
+            Some(pointer) => Some(self.listing(&pointer.generation)?),
+            None => None,
+        };
+        let mut keys = BTreeMap::new();
+        let mut uploads = Vec::new();
+        for (rel, entry) in &sealed.files {
+            let kept = base
+                .as_ref()
+                .filter(|base| base.seal.files.get(rel) == Some(entry))
+                .and_then(|base| base.keys.get(rel));
+            let key = match kept {
+                Some(key) => key.clone(),
+                None => {
+                    let key = format!("{GENERATIONS}/{generation}/files/{rel}");
+                    uploads.push((folder.join(rel), self.key(&key)));
+                    key
+                }
+            };
+            keys.insert(rel.clone(), key);
+        }
+        let uploaded = uploads.len();
+        block_on(
+            futures::stream::iter(uploads)
+                .map(|(file, key)| self.upload(file, key))
+                .buffer_unordered(TRANSFERS)
+                .try_collect::<Vec<()>>(),
+        )?;
+        let manifest_path = folder.join(MANIFEST_FILE);
+        let manifest = std::fs::read(&manifest_path)
+            .map_err(|e| Error::io(format!("cannot read {}", manifest_path.display()), e))
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(Error::store))?;
+        let listing = Listing {
+            format: LISTING_FORMAT,
+            generation: generation.to_string(),
+            dirs: seal::folders_below(&folder)
+                .map_err(|e| Error::io(format!("cannot list {}", folder.display()), e))?,
+            seal: sealed,
+            keys,
+            manifest,
+        };
+        let body = serde_json::to_vec(&listing).map_err(Error::store)?;
+        self.put(&self.listing_key(generation), body, PutMode::Create)
+            .map_err(|e| self.failed(&e))?;
+        tracing::info!(
+            generation,
+            uploaded,
+            files = listing.seal.files.len(),
+            "uploaded a generation"
+        );
+        self.swap_current(generation)
+    }
+
+    /// Makes `generation`, published here before, the bucket's CURRENT again, if no other
+    /// run published since this process read CURRENT.
+    pub(super) fn republish(&self, generation: &str) -> Result<()> {
+        self.listing(generation)?;
+        self.swap_current(generation)
+    }
+
+    /// Replaces CURRENT by `generation` if it still is what this process read or wrote
+    /// (created if there was none).
+    fn swap_current(&self, generation: &str) -> Result<()> {
+        let mode = match self.pointer() {
+            Some(Pointer { e_tag, .. }) => PutMode::Update(UpdateVersion {
+                e_tag,
+                version: None,
+            }),
+            None => PutMode::Create,
+        };
+        let body = format!("{generation}\n").into_bytes();
+        match self.put(&self.key(CURRENT_FILE), body, mode) {
+            Ok(result) => {
+                *self.pointer.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pointer {
+                    generation: generation.to_string(),
+                    e_tag: result.e_tag,
+                });
+                Ok(())
+            }
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Err(Error::RemoteConflict {
+                location: self.location.clone(),
+                published: self
+                    .read_pointer()?
+                    .map_or_else(|| "another generation".into(), |p| p.generation),
+                mine: generation.to_string(),
+            }),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// Recreates `listing`'s generation in `mirror`, in a folder that listings of
+    /// generations ignore until it is complete.
+    fn materialize(&self, mirror: &IndexDir, listing: &Listing, base: Option<&str>) -> Result<()> {
+        let name = &listing.generation;
+        let part = mirror.generation_path(&format!("{name}.part"));
+        let io =
+            |what: &str, path: &Path, e| Error::io(format!("cannot {what} {}", path.display()), e);
+        if part.exists() {
+            std::fs::remove_dir_all(&part).map_err(|e| io("clear", &part, e))?;
+        }
+        for dir in std::iter::once(&String::new()).chain(&listing.dirs) {
+            let path = part.join(dir);
+            std::fs::create_dir_all(&path).map_err(|e| io("create", &path, e))?;
+        }
+        let base = base.map(|b| mirror.generation_path(b));
+        let base_seal = base
+            .as_deref()
+            .and_then(|b| seal::read(b).ok().flatten())
+            .unwrap_or_default();
+        let mut downloads = Vec::new();
+        for (rel, entry) in &listing.seal.files {
+            let target = part.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+            }
+            let linked = base_seal.files.get(rel) == Some(entry)
+                && base
+                    .as_deref()
+                    .is_some_and(|b| std::fs::hard_link(b.join(rel), &target).is_ok());
+            if !linked {
+                downloads.push((self.key(&listing.keys[rel]), target, *entry));
+            }
+        }
+        block_on(
+            futures::stream::iter(downloads)
+                .map(|(key, target, entry)| self.download(key, target, entry))
+                .buffer_unordered(TRANSFERS)
+                .try_collect::<Vec<()>>(),
+        )?;
+        let seal = serde_json::to_vec(&listing.seal).map_err(Error::store)?;
+        write_atomically(&part.join(SEAL_FILE), &seal)?;
+        let manifest = serde_json::to_vec_pretty(&listing.manifest).map_err(Error::store)?;
+        write_atomically(&part.join(MANIFEST_FILE), &manifest)?;
+        sync_tree(&part)?;
+        let folder = mirror.generation_path(name);
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| io("replace", &folder, e))?;
+        }
+        std::fs::rename(&part, &folder).map_err(|e| io("create", &folder, e))
+    }
+
+    /// Downloads one sealed file to `target`, refused unless it has the size and
+    /// checksum sealed; it gets the sealed modification time, so that opening the
+    /// generation finds it as written without reading it again.
+    async fn download(&self, key: Key, target: PathBuf, entry: SealedFile) -> Result<()> {
+        let mut tmp = target.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write_error = |e| Error::io(format!("cannot write {}", tmp.display()), e);
+        let object = self.store.get(&key).await.map_err(|e| self.failed(&e))?;
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(write_error)?;
+        let mut stream = object.into_stream();
+        let mut crc = crc32fast::Hasher::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.failed(&e))?;
+            crc.update(&chunk);
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(write_error)?;
+        }
+        if bytes != entry.bytes || crc.finalize() != entry.crc32 {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(self.damaged(format!(
+                "{key} does not have the size and checksum its generation sealed"
+            )));
+        }
+        file.sync_all().await.map_err(write_error)?;
+        let sealed_time = UNIX_EPOCH + Duration::from_nanos(entry.mtime_ns.max(0) as u64);
+        file.into_std()
+            .await
+            .set_modified(sealed_time)
+            .map_err(write_error)?;
+        tokio::fs::rename(&tmp, &target)
+            .await
+            .map_err(|e| Error::io(format!("cannot create {}", target.display()), e))
+    }
+
+    /// Uploads one file (in parts when it is large).
+    async fn upload(&self, file: PathBuf, key: Key) -> Result<()> {
+        let mut source = tokio::fs::File::open(&file)
+            .await
+            .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+        let mut sink = BufWriter::new(Arc::clone(&self.store), key);
+        let copied = match tokio::io::copy(&mut source, &mut sink).await {
+            Ok(_) => sink.shutdown().await,
+            Err(e) => Err(e),
+        };
+        let Err(e) = copied else {
+            return Ok(());
+        };
+        let _ = sink.abort().await;
+        Err(
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<object_store::Error>())
+            {
+                Some(inner) => self.failed(inner),
+                None => Error::io(format!("cannot upload {}", file.display()), e),
+            },
+        )
+    }
+
+    /// The listing of `generation`, checked.
+    fn listing(&self, generation: &str) -> Result<Listing> {
+        let key = self.listing_key(generation);
+        let (bytes, _) = self
+            .get(&key)?
+            .ok_or_else(|| self.damaged(format!("{generation} has no {LISTING_FILE}")))?;
+        let listing: Listing =
+            serde_json::from_slice(&bytes).map_err(|e| self.damaged(format!("{key}: {e}")))?;
+        listing
+            .check(generation)
+            .map_err(|why| self.damaged(format!("{key}: {why}")))?;
+        Ok(listing)
+    }
+
+    /// The bucket's CURRENT now; `None` when nothing was published.
+    fn read_pointer(&self) -> Result<Option<Pointer>> {
+        let Some((bytes, e_tag)) = self.get(&self.key(CURRENT_FILE))? else {
+            return Ok(None);
+        };
+        let generation = String::from_utf8_lossy(&bytes).trim().to_string();
+        if !is_generation_name(&generation) {
+            return Err(self.damaged(format!("CURRENT names {generation:?}")));
+        }
+        Ok(Some(Pointer { generation, e_tag }))
+    }
+
+    fn pointer(&self) -> Option<Pointer> {
+        self.pointer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An object's bytes and ETag; `None` when it does not exist.
+    fn get(&self, key: &Key) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        let fetched = block_on(async {
+            let object = self.store.get(key).await?;
+            let e_tag = object.meta.e_tag.clone();
+            Ok((object.bytes().await?.to_vec(), e_tag))
+        });
+        match fetched {
+            Ok(found) => Ok(Some(found)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    fn put(&self, key: &Key, bytes: Vec<u8>, mode: PutMode) -> object_store::Result<PutResult> {
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        block_on(self.store.put_opts(key, PutPayload::from(bytes), options))
+    }
+
+    /// The key of `rel` (`/`-separated) below the prefix.
+    fn key(&self, rel: &str) -> Key {
+        rel.split('/').fold(self.prefix.clone(), Key::join)
+    }
+
+    fn listing_key(&self, generation: &str) -> Key {
+        self.key(&format!("{GENERATIONS}/{generation}/{LISTING_FILE}"))
+    }
+
+    /// A failed request, said for people: denied access names the variables to check,
+    /// a request that never got an answer the endpoint.
+    fn failed(&self, err: &object_store::Error) -> Error {
+        use object_store::Error as E;
+        let detail = match err {
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => format!(
+                "access denied ({err}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials) and what they may do in this bucket"
+            ),
+            E::Generic { .. } => format!(
+                "{err}; check AWS_ENDPOINT_URL (or AWS_REGION) and that the object store is reachable"
+            ),
+            _ => err.to_string(),
+        };
+        self.error(detail)
+    }
+
+    fn error(&self, detail: impl Into<String>) -> Error {
+        remote_error(&self.location, detail)
+    }
+
+    fn damaged(&self, detail: String) -> Error {
+        Error::CorruptIndex {
+            dir: PathBuf::from(&self.location),
+            detail,
+        }
+    }
+}
+
+/// Held while a mirror is brought up to date or published from: one process at a time.
+pub(super) fn sync_lock(mirror: &IndexDir) -> Result<File> {
+    let path = mirror.path.join(SYNC_LOCK);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    if !flock(&file, libc::LOCK_EX) {
+        return Err(Error::io(
+            format!("cannot lock {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(file)
+}
+
+fn remote_error(location: &str, detail: impl Into<String>) -> Error {
+    Error::Remote {
+        location: location.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The bucket and the prefix of `s3://BUCKET/PREFIX` (the prefix may be empty).
+fn parse_location(location: &str) -> Result<(&str, &str)> {
+    let rest = location.strip_prefix(SCHEME).unwrap_or(location);
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_end_matches('/');
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok {
+        // A URL with credentials in it is not repeated.
+        let shown = if location.contains('@') {
+            "the --index-dir URL"
+        } else {
+            location
+        };
+        return Err(remote_error(
+            shown,
+            "not s3://BUCKET/PREFIX with a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens (credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never in the URL)",
+        ));
+    }
+    if !prefix.is_empty() && !is_plain_relative(prefix) {
+        return Err(remote_error(
+            location,
+            "the prefix after the bucket must be a plain path (no empty, . or .. parts)",
+        ));
+    }
+    Ok((bucket, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_parsed_and_credentials_in_them_never_repeated() {
+        assert_eq!(
+            parse_location("s3://codeq/team/a").unwrap(),
+            ("codeq", "team/a")
+        );
+        assert_eq!(parse_location("s3://codeq/").unwrap(), ("codeq", ""));
+        assert_eq!(
+            parse_location("s3://my.bucket-1").unwrap(),
+            ("my.bucket-1", "")
+        );
+        let leaked = parse_location("s3://AKID:hunter2@codeq/team").unwrap_err();
+        assert!(!leaked.to_string().contains("hunter2"), "{leaked}");
+        for bad in [
+            "s3://Codeq/x",
+            "s3://ab/x",
+            "s3://codeq/../x",
+            "s3://codeq/a//b",
+        ] {
+            assert!(parse_location(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_listing_that_would_write_outside_the_mirror_is_refused() {
+        let entry = SealedFile {
+            bytes: 1,
+            crc32: 0,
+            mtime_ns: 0,
+        };
+        let listing = |rel: &str, key: &str, dir: &str| Listing {
+            format: LISTING_FORMAT,
+            generation: "g000002".into(),
+            seal: Seal {
+                files: BTreeMap::from([(rel.to_string(), entry)]),
+            },
+            keys: BTreeMap::from([(rel.to_string(), key.to_string())]),
+            dirs: vec![dir.to_string()],
+            manifest: serde_json::Value::Null,
+        };
+        let good = "generations/g000001/files/tantivy/a.idx";
+        listing("tantivy/a.idx", good, "tantivy")
+            .check("g000002")
+            .unwrap();
+        assert!(
+            listing("tantivy/a.idx", good, "tantivy")
+                .check("g000003")
+                .is_err()
+        );
+        for (rel, key, dir) in [
+            ("../../etc/x", good, "tantivy"),
+            ("/etc/x", good, "tantivy"),
+            ("manifest.json", good, "tantivy"),
+            ("tantivy/a.idx", "../other/x", "tantivy"),
+            ("tantivy/a.idx", "FORMAT", "tantivy"),
+            ("tantivy/a.idx", good, "../up"),
+        ] {
+            assert!(
+                listing(rel, key, dir).check("g000002").is_err(),
+                "{rel} {key} {dir}"
+            );
+        }
+    }
+}
