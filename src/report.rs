@@ -217,7 +217,7 @@ impl Status {
         let mut value = json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "access": access.mode(),
-            "index_dir": dir.path(),
+            "index_dir": dir.location(),
             "generation": reader.generation(),
             "created_unix": manifest.created_unix,
             "root": manifest.root,

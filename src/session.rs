@@ -230,8 +230,10 @@ impl SharedIndex {
         self.shared.reader.generation()
     }
 
-    /// Whether a generation other than the one this index answers from is published now.
+    /// Whether a generation other than the one this index answers from is published now
+    /// (on object storage, the bucket is asked, and a new generation is fetched).
     pub fn is_outdated(&self) -> Result<bool> {
+        self.shared.dir.refresh()?;
         Ok(self.shared.dir.current()?.as_deref() != Some(self.generation()))
     }
 
@@ -541,9 +543,15 @@ impl Session {
         self.reader().generation()
     }
 
-    /// The index folder.
+    /// The index folder (for an index on object storage, this machine's mirror of it,
+    /// which keeps the traces and the eval history).
     pub fn index_dir(&self) -> &Path {
         self.dir().path()
+    }
+
+    /// Where the index lives, for people: its `s3://` location, or its folder.
+    pub fn index_location(&self) -> String {
+        self.dir().location()
     }
 
     /// The configuration of the indexed root.

@@ -78,7 +78,8 @@ fn locked_whole_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexLock)> {
     Ok((dir, lock))
 }
 
-/// Frees older generations (and the embedding cache with `cache`).
+/// Frees older generations (and the embedding cache with `cache`). On object storage only
+/// this machine's mirror is cleaned: the bucket's generations are kept.
 pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
     let (dir, lock) = locked_whole_index(cli)?;
     let freed = dir.collect_garbage(&lock, cache)?;
@@ -87,10 +88,19 @@ pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            json!({"schema_version": JSON_SCHEMA_VERSION, "freed_bytes": freed})
+            json!({"schema_version": JSON_SCHEMA_VERSION, "freed_bytes": freed,
+                   "remote_generations_kept": dir.is_remote()})
         )?;
     } else {
         writeln!(out, "freed {}", human_bytes(freed))?;
+        if dir.is_remote() {
+            writeln!(
+                out,
+                "only this machine's mirror ({}) was cleaned: the generations in {} are kept (codeq does not collect garbage on object storage yet)",
+                dir.path().display(),
+                dir.location()
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,7 @@ pub(super) fn cmd_status(cli: &Cli) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "index {} (generation {}, built {})",
-            session.index_dir().display(),
+            session.index_location(),
             session.generation(),
             age(manifest.created_unix)
         )?;
