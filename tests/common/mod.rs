@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mcp;
+pub mod seaweed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

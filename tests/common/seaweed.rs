@@ -1,0 +1,223 @@
+//! A real S3-compatible server for the object-storage tests: SeaweedFS's `weed mini`, one
+//! per test, on private ports, with a bucket and credentials of its own; stopped (SIGTERM)
+//! when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+
+/// The bucket every server has.
+pub const BUCKET: &str = "codeq";
+const ACCESS_KEY: &str = "codeq-tests";
+/// How long a server may take to answer signed requests.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `weed mini`.
+pub struct Seaweed {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of its S3 API.
+    pub endpoint: String,
+    /// The secret key it accepts: unique, so that a test can look for it in any output.
+    pub secret: String,
+    dir: tempfile::TempDir,
+}
+
+/// The `weed` binary: `$CODEQ_WEED`, else the one `scripts/setup.sh` installs. Missing, the
+/// test fails and says how to install it.
+fn weed_binary() -> PathBuf {
+    let weed = std::env::var_os("CODEQ_WEED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| codeq::paths::codeq_home().join("seaweedfs").join("weed"));
+    assert!(
+        weed.is_file(),
+        "SeaweedFS is not installed at {}: run scripts/setup.sh (or set CODEQ_WEED to a weed binary)",
+        weed.display()
+    );
+    weed
+}
+
+/// `n` ports free now on 127.0.0.1 (held together while chosen, so they differ).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl Seaweed {
+    /// Starts a server with the bucket [`BUCKET`] and waits until it answers signed
+    /// requests.
+    pub fn start() -> Seaweed {
+        let weed = weed_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let p = free_ports(11);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let secret = format!("s3cret-{}-{nanos}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let child = Command::new(weed)
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-bucket={BUCKET}"))
+            .arg(format!("-s3.port={}", p[0]))
+            .arg(format!("-s3.port.grpc={}", p[1]))
+            .arg(format!("-master.port={}", p[2]))
+            .arg(format!("-master.port.grpc={}", p[3]))
+            .arg(format!("-filer.port={}", p[4]))
+            .arg(format!("-filer.port.grpc={}", p[5]))
+            .arg(format!("-volume.port={}", p[6]))
+            .arg(format!("-volume.port.grpc={}", p[7]))
+            .arg(format!("-debug.port={}", p[8]))
+            .arg(format!("-admin.port={}", p[9]))
+            .arg(format!("-admin.port.grpc={}", p[10]))
+            .args([
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-volume.max=2",
+                "-master.telemetry=false",
+            ])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start weed mini");
+        let server = Seaweed {
+            child,
+            endpoint: format!("http://127.0.0.1:{}", p[0]),
+            secret,
+            dir,
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    fn wait_until_ready(&self) {
+        let store = self.store();
+        let started = Instant::now();
+        loop {
+            let listed = codeq::runtime::block_on(store.list(None).try_collect::<Vec<_>>());
+            match listed {
+                Ok(_) => return,
+                Err(e) if started.elapsed() > START_TIMEOUT => panic!(
+                    "weed mini did not serve the bucket within {START_TIMEOUT:?} ({e}); its log:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+                ),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// The `AWS_*` variables that reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
+        ]
+    }
+
+    /// A client of the bucket, for tests that look at or damage what codeq stored.
+    pub fn store(&self) -> Arc<AmazonS3> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(&self.secret)
+            .build()
+            .unwrap();
+        Arc::new(store)
+    }
+
+    /// Every key below `prefix` in the bucket.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let store = self.store();
+        let prefix = Key::from(prefix);
+        let mut keys: Vec<String> =
+            codeq::runtime::block_on(store.list(Some(&prefix)).try_collect::<Vec<_>>())
+                .unwrap()
+                .into_iter()
+                .map(|meta| meta.location.to_string())
+                .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child, whose pid we hold until `wait`.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// One machine: its own `CODEQ_HOME` (so its own mirrors), with the models and ONNX
+/// Runtime `scripts/setup.sh` installed on this one.
+pub struct Machine {
+    home: tempfile::TempDir,
+}
+
+impl Machine {
+    /// A machine with nothing mirrored yet.
+    pub fn new() -> Machine {
+        let home = tempfile::tempdir().unwrap();
+        let installed = codeq::paths::codeq_home();
+        for asset in ["models", "ort"] {
+            std::os::unix::fs::symlink(installed.join(asset), home.path().join(asset)).unwrap();
+        }
+        Machine { home }
+    }
+
+    /// Its `CODEQ_HOME`.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `codeq ARGS` on this machine in `cwd`, with `env` as its only `AWS_*` variables.
+    pub fn command(&self, cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_codeq"));
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("CODEQ_INDEX_DIR")
+            .env("CODEQ_HOME", self.home.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(env.iter().map(|(k, v)| (*k, v)));
+        command
+    }
+
+    /// Runs `codeq ARGS` to the end.
+    pub fn run(&self, cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+        self.command(cwd, args, env).output().expect("run codeq")
+    }
+}
