@@ -141,7 +141,7 @@ pub const EXACT_SPELLING_BOOST: f64 = 1.25;
 pub const FILE_NAME_BOOST: f64 = 1.15;
 /// Weight of the share of a description's words that the file's name holds: the factor is
 /// `1 + weight × share` ("store creation" lifts `createStore.ts`).
-pub const PATH_WORDS_WEIGHT: f64 = 0.5;
+pub const PATH_WORDS_WEIGHT: f64 = 0.25;
 /// Factor for tests, fixtures and benchmarks when the query does not ask for them.
 pub const TEST_PENALTY: f64 = 0.5;
 /// Factor for vendored or generated code when the query does not ask for it.
