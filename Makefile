@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint self-eval bench bench-query bench-peers llm llm-small llm-demo llm-bench
+.PHONY: setup build demo test lint self-eval bench bench-query bench-serve bench-peers llm llm-small llm-demo llm-bench
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -79,6 +79,16 @@ bench-query: setup
 	cargo build --release --locked
 	$(CARGO_TARGET_DIR)/release/codeq index $(CORPUS) --index-dir $(BENCH_INDEX)
 	$(CARGO_TARGET_DIR)/release/codeq bench query --index-dir $(BENCH_INDEX) --chunks $(CHUNKS)
+
+## A `codeq serve` process under CLIENTS clients x REQUESTS searches each, beside the same
+## queries in process, on CORPUS's index replicated to CHUNKS chunks, release build.
+CLIENTS ?= 20
+REQUESTS ?= 200
+bench-serve: setup
+	cargo build --release --locked
+	$(CARGO_TARGET_DIR)/release/codeq index $(CORPUS) --index-dir $(BENCH_INDEX)
+	$(CARGO_TARGET_DIR)/release/codeq bench serve --index-dir $(BENCH_INDEX) --chunks $(CHUNKS) \
+		--clients $(CLIENTS) --requests $(REQUESTS)
 
 ## codeq beside semble on CORPUS (index time, warm/MCP/cold query latency, size, memory),
 ## release build; semble is installed into a venv under ~/.cache/codeq/bench-peers from

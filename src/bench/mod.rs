@@ -3,7 +3,8 @@
 //! access-control filtering.
 //!
 //! `incremental` measures re-indexing (issue 5); `embed` the model's throughput and
-//! `coverage` the time to the first answer and to full vector coverage (issue 9).
+//! `coverage` the time to the first answer and to full vector coverage (issue 9); `serve`
+//! a `codeq serve` process under concurrent clients against the same queries in process.
 //!
 //! Budgets (issue 3): warm p50 ≤ 20 ms without a reranker at ≥ 100k chunks, and the ACL
 //! filter costs under 10%. Numbers belong in the closing notes, never in tests.
@@ -11,10 +12,12 @@
 mod coverage;
 mod embed;
 mod incremental;
+mod serve;
 
 pub use coverage::{CoverageBench, coverage_bench};
 pub use embed::{EmbedFigures, embed_bench};
 pub use incremental::{IncrementalBench, IncrementalBenchOptions, incremental_bench};
+pub use serve::{ServeBench, ServeLoad, serve_bench};
 
 use std::collections::HashSet;
 use std::path::Path;

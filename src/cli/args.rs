@@ -223,6 +223,28 @@ pub(super) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A `codeq serve` process on loopback under --clients clients sending --requests
+    /// searches each, beside the same queries in process, on the query benchmark's index
+    /// (the current index or --source indexes replicated to --chunks chunks) under an ACL
+    /// of two principals: latency p50/p95, throughput, errors, leaks and answers that
+    /// differ from the in-process ones.
+    Serve {
+        /// Chunks in the benchmark index.
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// Clients sending at once.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Searches each client sends.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Index folders whose rows seed the corpus (default: the current index).
+        #[arg(long)]
+        source: Vec<PathBuf>,
+        /// Where to build the benchmark index (deleted first; default: a temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Re-indexing cost on a large index: no change, one changed file, a branch switch
     /// and back (wall time, peak memory, embedding-cache hit rate), on --copies copies of
     /// the given source trees, each its own git repository.

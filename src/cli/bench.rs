@@ -149,6 +149,67 @@ fn in_bench_dir<T>(
     result
 }
 
+/// A `codeq serve` process under load beside the same queries in process.
+pub(super) fn cmd_bench_serve(
+    cli: &Cli,
+    load: bench::ServeLoad,
+    sources: &[PathBuf],
+    out_dir: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (corpus, _, config) = bench_corpus(cli, sources)?;
+    let exe = std::env::current_exe()?;
+    let figures = in_bench_dir(out_dir, |index_dir| {
+        eprintln!(
+            "codeq: replicating {} chunks to at least {} chunks in {}",
+            corpus.len(),
+            load.chunks,
+            index_dir.display()
+        );
+        bench::serve_bench(&corpus, index_dir, config.index.ann_policy(), load, &exe)
+    })?;
+    let mut out = output(cli.json);
+    if cli.json {
+        return print_bench_json(&mut out, &figures);
+    }
+    let f = &figures;
+    writeln!(
+        out,
+        "index        {} chunks, written in {:.1}s; {} distinct queries, k = 10",
+        f.chunks,
+        f.build.as_secs_f64(),
+        f.queries
+    )?;
+    writeln!(out, "{:<34} {:>9} {:>9}", "search", "p50 ms", "p95 ms")?;
+    for (what, p50, p95) in [
+        (
+            "in process (engine)",
+            f.in_process_p50_ms,
+            f.in_process_p95_ms,
+        ),
+        ("server, one client", f.unloaded_p50_ms, f.unloaded_p95_ms),
+        (
+            &*format!("server, {} clients at once", f.clients),
+            f.loaded_p50_ms,
+            f.loaded_p95_ms,
+        ),
+    ] {
+        writeln!(out, "{what:<34} {p50:>9.1} {p95:>9.1}")?;
+    }
+    writeln!(
+        out,
+        "under load   {} requests, {:.1}/s, p50 {:.2}x in process; {} errors, {} leaks, {} answers differ",
+        f.requests, f.throughput_per_s, f.loaded_vs_in_process, f.errors, f.leaks, f.differing
+    )?;
+    for why in &f.first_errors {
+        writeln!(out, "  error: {why}")?;
+    }
+    Ok(if f.errors == 0 && f.leaks == 0 && f.differing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// `{"schema_version", "bench"}` on one line.
 fn print_bench_json(
     out: &mut impl Write,

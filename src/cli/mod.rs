@@ -289,6 +289,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => bench::cmd_bench_query(&cli, *chunks, *rounds, source, out.as_deref()),
         Command::Bench {
             what:
+                BenchCommand::Serve {
+                    chunks,
+                    clients,
+                    requests,
+                    source,
+                    out,
+                },
+        } => bench::cmd_bench_serve(
+            &cli,
+            crate::bench::ServeLoad {
+                chunks: *chunks,
+                clients: (*clients).max(1),
+                requests: *requests,
+            },
+            source,
+            out.as_deref(),
+        ),
+        Command::Bench {
+            what:
                 BenchCommand::Vectors {
                     chunks,
                     ann,
