@@ -1,11 +1,9 @@
 //! What a query is: its terms for BM25, and whether it names code, describes behaviour,
 //! asks about usage, tests or vendored code (which sets the lanes' weights and boosts).
 
-use rust_stemmers::{Algorithm, Stemmer};
-
 use super::signals::GENERIC_STEMS;
 use super::*;
-use crate::store::MIN_STEM_CHARS;
+use crate::store::{MIN_STEM_CHARS, english_stem};
 
 /// Words that carry no signal in a question about code.
 pub(super) const STOP_WORDS: &[&str] = &[
@@ -209,7 +207,7 @@ impl QueryAnalysis {
             QueryKind::NaturalLanguage => query_terms(query)
                 .into_iter()
                 .filter(|t| t.len() >= 3 && t.chars().all(char::is_alphabetic))
-                .map(|t| english_stem(&t))
+                .map(|t| english_stem(&t).into_owned())
                 .collect(),
             QueryKind::Identifier => Vec::new(),
         };
@@ -367,7 +365,7 @@ impl QueryAnalysis {
         }
         let names: Vec<(String, String)> = code_tokens(file_stem(path))
             .into_iter()
-            .map(|(name, _)| (english_stem(&name), name))
+            .map(|(name, _)| (english_stem(&name).into_owned(), name))
             .collect();
         let matched = self
             .path_stems
@@ -376,11 +374,6 @@ impl QueryAnalysis {
             .count();
         matched as f64 / self.path_stems.len() as f64
     }
-}
-
-/// The English stem of a lowercased word (`creation` → `creation`, `create` → `creat`).
-fn english_stem(word: &str) -> String {
-    Stemmer::create(Algorithm::English).stem(word).into_owned()
 }
 
 /// Whether a description's word (by its `stem`) and a file name's word (`name`, with its

@@ -26,11 +26,9 @@ use tantivy::{
     SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument, Term, doc,
 };
 
-use rust_stemmers::{Algorithm, Stemmer};
-
 use super::ChunkFilter;
 use super::filter::PerFilterCache;
-use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
+use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer, MIN_STEM_CHARS, english_stem};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 
@@ -42,8 +40,6 @@ const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// A query term matched in another form of the same word ("published" matching
 /// `publish`) counts this share of an exact match.
 pub const WORD_FORM_WEIGHT: f32 = 0.5;
-/// Stems shorter than this match too many unrelated words to look for forms of.
-pub(crate) const MIN_STEM_CHARS: usize = 4;
 
 /// A BM25 match.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,10 +243,9 @@ impl LexicalReader {
         words: &[String],
         exact: &[String],
     ) -> Result<BTreeSet<String>> {
-        let stemmer = Stemmer::create(Algorithm::English);
         let mut forms = BTreeSet::new();
         for word in words {
-            let stem = stemmer.stem(word);
+            let stem = english_stem(word);
             if stem.chars().count() < MIN_STEM_CHARS {
                 continue;
             }
@@ -271,7 +266,7 @@ impl LexicalReader {
                     if !term.starts_with(stem.as_ref()) {
                         break;
                     }
-                    if !exact.iter().any(|e| e == term) && stemmer.stem(term) == stem {
+                    if !exact.iter().any(|e| e == term) && english_stem(term) == stem {
                         forms.insert(term.to_string());
                     }
                 }

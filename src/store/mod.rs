@@ -43,11 +43,10 @@ pub use cache::EmbedCache;
 pub use files::{FileRecord, FileTable};
 pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
-pub(crate) use lexical::MIN_STEM_CHARS;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use reader::{IndexReader, LaneCounts};
 pub use rollback::{KEPT_BUILDS, KeptGeneration, RolledBack};
-pub use tokenizer::code_tokens;
+pub use tokenizer::{MIN_STEM_CHARS, code_tokens, english_stem};
 pub use vectors::{AnnIndex, AnnPolicy};
 pub use writer::{FinishedGeneration, GenerationWriter};
 

@@ -2,6 +2,9 @@
 //! `snake_case` and `camelCase` boundaries, so `parseConfigFile` matches `parse`, `config`,
 //! `file` and `parseconfigfile`.
 
+use std::borrow::Cow;
+
+use rust_stemmers::{Algorithm, Stemmer};
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Name under which the tokenizer is registered in the tantivy index.
@@ -9,6 +12,15 @@ pub const CODE_TOKENIZER: &str = "code";
 
 /// Identifiers longer than this are noise (hashes, base64) and are not indexed.
 const MAX_TOKEN_CHARS: usize = 64;
+
+/// Stems shorter than this match too many unrelated words to count as a word's forms.
+pub const MIN_STEM_CHARS: usize = 4;
+
+/// The English stem of a lowercased word (`published` → `publish`, `create` → `creat`):
+/// what the BM25 lane's word forms and the ranking's file-name words compare.
+pub fn english_stem(word: &str) -> Cow<'_, str> {
+    Stemmer::create(Algorithm::English).stem(word)
+}
 
 /// The tantivy [`Tokenizer`] over [`code_tokens`].
 #[derive(Clone, Default)]
