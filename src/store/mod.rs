@@ -204,7 +204,7 @@ impl IndexDir {
 
     /// Takes the writer lock without waiting; a held lock is [`Error::IndexLocked`].
     pub fn lock(&self) -> Result<IndexLock> {
-        let file = self.lock_file()?;
+        let file = self.lock_file(LOCK_FILE)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             return Err(Error::IndexLocked(self.path.clone()));
         }
@@ -214,7 +214,7 @@ impl IndexDir {
     /// Takes the writer lock, waiting for a run that holds it to finish; `waiting` is
     /// called first when it has to wait. Runs on one index are thereby serialized.
     pub fn lock_waiting(&self, waiting: impl FnOnce()) -> Result<IndexLock> {
-        let file = self.lock_file()?;
+        let file = self.lock_file(LOCK_FILE)?;
         if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             return Ok(IndexLock { _file: file });
         }
@@ -225,8 +225,9 @@ impl IndexDir {
         Ok(IndexLock { _file: file })
     }
 
-    fn lock_file(&self) -> Result<File> {
-        let path = self.path.join(LOCK_FILE);
+    /// The lock file `name` of the folder, created when absent.
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.path.join(name);
         File::options()
             .create(true)
             .truncate(false)

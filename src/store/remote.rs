@@ -98,6 +98,9 @@ pub(super) struct Remote {
     mirror: PathBuf,
     /// What a publish from this process replaces: the generation its build started from.
     pointer: Mutex<Option<Pointer>>,
+    /// The listing this process last read or wrote: a listing never changes once written,
+    /// and the next publish builds on it.
+    last_listing: Mutex<Option<Arc<Listing>>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -202,6 +205,7 @@ impl Remote {
             prefix: Key::from(prefix),
             mirror: crate::paths::codeq_home().join("remote").join(&id[..16]),
             pointer: Mutex::new(None),
+            last_listing: Mutex::new(None),
         })
     }
 
@@ -360,7 +364,7 @@ impl Remote {
         let manifest = std::fs::read(&manifest_path)
             .map_err(|e| Error::io(format!("cannot read {}", manifest_path.display()), e))
             .and_then(|bytes| serde_json::from_slice(&bytes).map_err(Error::store))?;
-        let listing = Listing {
+        let listing = Arc::new(Listing {
             format: LISTING_FORMAT,
             generation: generation.to_string(),
             dirs: seal::folders_below(&folder)
@@ -368,10 +372,11 @@ impl Remote {
             seal: sealed,
             keys,
             manifest,
-        };
-        let body = serde_json::to_vec(&listing).map_err(Error::store)?;
+        });
+        let body = serde_json::to_vec(&*listing).map_err(Error::store)?;
         self.put(&self.listing_key(generation), body, PutMode::Create)
             .map_err(|e| self.failed(&e))?;
+        self.remember(Arc::clone(&listing));
         tracing::info!(
             generation,
             uploaded,
@@ -533,8 +538,17 @@ impl Remote {
         )
     }
 
-    /// The listing of `generation`, checked.
-    fn listing(&self, generation: &str) -> Result<Listing> {
+    /// The listing of `generation`, checked; read from the bucket unless it is the one
+    /// this process last read or wrote.
+    fn listing(&self, generation: &str) -> Result<Arc<Listing>> {
+        let last = self
+            .last_listing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(listing) = last.as_ref().filter(|l| l.generation == generation) {
+            return Ok(Arc::clone(listing));
+        }
+        drop(last);
         let key = self.listing_key(generation);
         let (bytes, _) = self
             .get(&key)?
@@ -544,7 +558,16 @@ impl Remote {
         listing
             .check(generation)
             .map_err(|why| self.damaged(format!("{key}: {why}")))?;
+        let listing = Arc::new(listing);
+        self.remember(Arc::clone(&listing));
         Ok(listing)
+    }
+
+    fn remember(&self, listing: Arc<Listing>) {
+        *self
+            .last_listing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listing);
     }
 
     /// The bucket's CURRENT now; `None` when nothing was published.
@@ -627,16 +650,10 @@ impl Remote {
 
 /// Held while a mirror is brought up to date or published from: one process at a time.
 pub(super) fn sync_lock(mirror: &IndexDir) -> Result<File> {
-    let path = mirror.path.join(SYNC_LOCK);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let file = mirror.lock_file(SYNC_LOCK)?;
     if !flock(&file, libc::LOCK_EX) {
         return Err(Error::io(
-            format!("cannot lock {}", path.display()),
+            format!("cannot lock {}", mirror.path.join(SYNC_LOCK).display()),
             std::io::Error::last_os_error(),
         ));
     }
