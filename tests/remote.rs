@@ -177,46 +177,24 @@ fn an_index_published_to_s3_answers_on_another_machine_as_a_local_one_does() {
         &weed,
     );
 
+    // The citations of one command against the bucket (the other machine) and against
+    // the local index of the same root.
+    let on_both = |command: &[&str]| {
+        let remote = [command, &["--index-dir", INDEX, "--json"]].concat();
+        let here = [command, &["--index-dir", local, "--json"]].concat();
+        (
+            citations(&json(&ok(reader.run(dir.path(), &remote, &env), &weed))),
+            citations(&json(&ok(writer.run(dir.path(), &here, &[]), &weed))),
+        )
+    };
     for query in ["transfer_funds", "audit record of a balance change"] {
-        let remote = ok(
-            reader.run(
-                dir.path(),
-                &["search", query, "--index-dir", INDEX, "--json"],
-                &env,
-            ),
-            &weed,
-        );
-        let here = ok(
-            writer.run(
-                dir.path(),
-                &["search", query, "--index-dir", local, "--json"],
-                &[],
-            ),
-            &weed,
-        );
-        let found = citations(&json(&remote));
+        let (found, here) = on_both(&["search", query]);
         assert!(!found.is_empty(), "{query}");
-        assert_eq!(found, citations(&json(&here)), "{query}");
+        assert_eq!(found, here, "{query}");
     }
-    let question = "how is money moved between two accounts?";
-    let remote = ok(
-        reader.run(
-            dir.path(),
-            &["ask", question, "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    );
-    let here = ok(
-        writer.run(
-            dir.path(),
-            &["ask", question, "--index-dir", local, "--json"],
-            &[],
-        ),
-        &weed,
-    );
-    assert_eq!(citations(&json(&remote)), citations(&json(&here)));
-    assert!(citations(&json(&remote))[0].contains("src/ledger.rs"));
+    let (found, here) = on_both(&["ask", "how is money moved between two accounts?"]);
+    assert_eq!(found, here);
+    assert!(found[0].contains("src/ledger.rs"));
 
     // CODEQ_INDEX_DIR names the index as --index-dir does; status shows the bucket.
     let mut with_variable = env.clone();

@@ -193,24 +193,23 @@ pub fn serve_bench(
             }
         }
     }
-    let p = |samples: &mut Vec<f64>, q: f64| {
+    for samples in [&mut in_process, &mut unloaded, &mut loaded] {
         samples.sort_by(f64::total_cmp);
-        percentile(samples, q)
-    };
-    let in_process_p50_ms = p(&mut in_process, 0.50);
-    let loaded_p50_ms = p(&mut loaded, 0.50);
+    }
+    let in_process_p50_ms = percentile(&in_process, 0.50);
+    let loaded_p50_ms = percentile(&loaded, 0.50);
     Ok(ServeBench {
         chunks,
         queries: queries.len(),
         build,
         in_process_p50_ms,
-        in_process_p95_ms: p(&mut in_process, 0.95),
-        unloaded_p50_ms: p(&mut unloaded, 0.50),
-        unloaded_p95_ms: p(&mut unloaded, 0.95),
+        in_process_p95_ms: percentile(&in_process, 0.95),
+        unloaded_p50_ms: percentile(&unloaded, 0.50),
+        unloaded_p95_ms: percentile(&unloaded, 0.95),
         clients: load.clients,
         requests: outcomes.len(),
         loaded_p50_ms,
-        loaded_p95_ms: p(&mut loaded, 0.95),
+        loaded_p95_ms: percentile(&loaded, 0.95),
         throughput_per_s: outcomes.len() as f64 / wall.as_secs_f64().max(f64::EPSILON),
         loaded_vs_in_process: loaded_p50_ms / in_process_p50_ms.max(f64::EPSILON),
         errors,
