@@ -5,11 +5,18 @@
 //! The benchmark index is the query benchmark's (real rows replicated to `--chunks`), under
 //! an ACL that gives each of two principals half the repositories, each with a token. The
 //! same sample of queries is asked: in process by each principal (one warm-up round, then
-//! timed), once per query through the server by one client (round trip without load), then
-//! by `clients` clients at once, alternating the two tokens, `requests` each, every client
-//! starting at another point of the sample. A loaded answer whose citations differ from
-//! the principal's in-process ones counts as differing, one that cites a repository its
-//! principal may not read as a leak, and a failed request as an error.
+//! timed), in process again by `clients` threads at once (the engine under the same load
+//! as the server will get), once per query through the server by one client (round trip
+//! without load), then by `clients` clients at once, alternating the two tokens,
+//! `requests` each, every client starting at another point of the sample. A loaded
+//! answer whose citations differ from the principal's in-process ones counts as
+//! differing, one that cites a repository its principal may not read as a leak, and a
+//! failed request as an error.
+//!
+//! Under load, a request's latency is mostly its wait for the requests ahead of it: with
+//! more clients than cores, neither the server nor the engine alone can answer one in the
+//! time of an unloaded query. What the server adds is therefore its loaded p50 over the
+//! engine's loaded p50, both with `clients` callers at once.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -25,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::eval::percentile;
 use crate::hash::sha256_hex;
 use crate::search::QueryScope;
-use crate::session::{SessionOptions, SharedIndex};
+use crate::session::{Session, SessionOptions, SharedIndex};
 use crate::store::AnnPolicy;
 use crate::trace::Surface;
 
@@ -74,8 +81,15 @@ pub struct ServeBench {
     pub loaded_p95_ms: f64,
     /// Requests answered per second under load.
     pub throughput_per_s: f64,
-    /// Loaded p50 over in-process p50.
+    /// In process, `clients` threads at once, `requests` each: p50.
+    pub in_process_loaded_p50_ms: f64,
+    /// In process under load: p95.
+    pub in_process_loaded_p95_ms: f64,
+    /// Loaded p50 over in-process p50 (both at once and one at a time).
     pub loaded_vs_in_process: f64,
+    /// Loaded p50 through the server over in-process p50 with as many callers at once:
+    /// what the server adds under equal load.
+    pub loaded_vs_in_process_loaded: f64,
     /// Requests that failed, and the first few reasons.
     pub errors: usize,
     /// The first reasons of failed requests.
@@ -115,13 +129,24 @@ pub fn serve_bench(
         .collect();
     let files = BenchFiles::write(&readable)?;
     let queries = sample_queries(&corpus.rows);
+    let shared = SharedIndex::open(&SessionOptions {
+        index_dir: Some(out_dir.to_path_buf()),
+        acl_file: Some(files.acl.clone()),
+        ..SessionOptions::default()
+    })?;
+    let sessions = PRINCIPALS
+        .iter()
+        .map(|principal| shared.session(Some(principal)))
+        .collect::<Result<Vec<_>>>()?;
     let mut expected = Vec::new();
     let mut in_process = Vec::new();
-    for principal in PRINCIPALS {
-        let (answers, samples) = in_process_answers(out_dir, &files.acl, principal, &queries)?;
+    for session in &sessions {
+        let (answers, samples) = in_process_answers(session, &queries)?;
         expected.push(answers);
         in_process.extend(samples);
     }
+    let mut in_process_loaded = in_process_under_load(&sessions, &queries, load)?;
+    drop((sessions, shared));
     let server = Server::start(codeq_exe, out_dir, &files)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -146,8 +171,7 @@ pub fn serve_bench(
             async move {
                 let principal = c % PRINCIPALS.len();
                 let mut outcomes = Vec::with_capacity(load.requests);
-                for i in 0..load.requests {
-                    let index = (i + c * queries.len() / load.clients.max(1)) % queries.len();
+                for index in client_schedule(c, load, queries.len()) {
                     let asked = Instant::now();
                     let token = &files.tokens[principal];
                     let answer = server.search(client, token, &queries[index]).await;
@@ -193,10 +217,16 @@ pub fn serve_bench(
             }
         }
     }
-    for samples in [&mut in_process, &mut unloaded, &mut loaded] {
+    for samples in [
+        &mut in_process,
+        &mut in_process_loaded,
+        &mut unloaded,
+        &mut loaded,
+    ] {
         samples.sort_by(f64::total_cmp);
     }
     let in_process_p50_ms = percentile(&in_process, 0.50);
+    let in_process_loaded_p50_ms = percentile(&in_process_loaded, 0.50);
     let loaded_p50_ms = percentile(&loaded, 0.50);
     Ok(ServeBench {
         chunks,
@@ -211,7 +241,10 @@ pub fn serve_bench(
         loaded_p50_ms,
         loaded_p95_ms: percentile(&loaded, 0.95),
         throughput_per_s: outcomes.len() as f64 / wall.as_secs_f64().max(f64::EPSILON),
+        in_process_loaded_p50_ms,
+        in_process_loaded_p95_ms: percentile(&in_process_loaded, 0.95),
         loaded_vs_in_process: loaded_p50_ms / in_process_p50_ms.max(f64::EPSILON),
+        loaded_vs_in_process_loaded: loaded_p50_ms / in_process_loaded_p50_ms.max(f64::EPSILON),
         errors,
         first_errors,
         differing,
@@ -220,30 +253,20 @@ pub fn serve_bench(
     })
 }
 
-/// The citations of each query's in-process search by `principal` under the ACL file
-/// `acl`, and the timed samples (one warm-up round, then two timed ones).
+/// The citations of each query's in-process search in `session`, and the timed samples
+/// (one warm-up round, then two timed ones).
 fn in_process_answers(
-    index_dir: &Path,
-    acl: &Path,
-    principal: &str,
+    session: &Session,
     queries: &[String],
 ) -> Result<(Vec<Vec<String>>, Vec<f64>)> {
-    let options = SessionOptions {
-        index_dir: Some(index_dir.to_path_buf()),
-        acl_file: Some(acl.to_path_buf()),
-        ..SessionOptions::default()
-    };
-    let session = SharedIndex::open(&options)?.session(Some(principal))?;
-    let scope = QueryScope {
-        k: K,
-        ..QueryScope::default()
-    };
     let mut expected = Vec::with_capacity(queries.len());
     let mut samples = Vec::with_capacity(2 * queries.len());
     for round in 0..3 {
         for query in queries {
             let started = Instant::now();
-            let results = session.search(Surface::Search, query, &scope)?.value;
+            let results = session
+                .search(Surface::Search, query, &query_scope())?
+                .value;
             if round == 0 {
                 expected.push(results.hits.iter().map(|h| h.chunk.citation()).collect());
             } else {
@@ -252,6 +275,54 @@ fn in_process_answers(
         }
     }
     Ok((expected, samples))
+}
+
+/// The in-process latencies of `load.clients` threads searching at once, each in the
+/// session of its principal and on the schedule its HTTP client will follow.
+fn in_process_under_load(
+    sessions: &[Session],
+    queries: &[String],
+    load: ServeLoad,
+) -> Result<Vec<f64>> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..load.clients)
+            .map(|c| {
+                let session = &sessions[c % sessions.len()];
+                scope.spawn(move || {
+                    client_schedule(c, load, queries.len())
+                        .map(|index| {
+                            let started = Instant::now();
+                            session.search(Surface::Search, &queries[index], &query_scope())?;
+                            Ok(elapsed_ms(started))
+                        })
+                        .collect::<Result<Vec<f64>>>()
+                })
+            })
+            .collect();
+        let mut samples = Vec::with_capacity(load.clients * load.requests);
+        for thread in threads {
+            let thread_samples = thread
+                .join()
+                .map_err(|_| Error::Internal("a benchmark thread panicked".into()))??;
+            samples.extend(thread_samples);
+        }
+        Ok(samples)
+    })
+}
+
+/// The sample indexes client `client` asks, in order: `load.requests` of them, starting
+/// at its own point of the sample so that the clients do not ask in lockstep.
+fn client_schedule(client: usize, load: ServeLoad, queries: usize) -> impl Iterator<Item = usize> {
+    let start = client * queries / load.clients.max(1);
+    (0..load.requests).map(move |i| (start + i) % queries)
+}
+
+/// The search every benchmark query runs: the top [`K`], no filters.
+fn query_scope() -> QueryScope {
+    QueryScope {
+        k: K,
+        ..QueryScope::default()
+    }
 }
 
 fn elapsed_ms(since: Instant) -> f64 {

@@ -186,6 +186,11 @@ pub(super) fn cmd_bench_serve(
             f.in_process_p50_ms,
             f.in_process_p95_ms,
         ),
+        (
+            &*format!("in process, {} threads at once", f.clients),
+            f.in_process_loaded_p50_ms,
+            f.in_process_loaded_p95_ms,
+        ),
         ("server, one client", f.unloaded_p50_ms, f.unloaded_p95_ms),
         (
             &*format!("server, {} clients at once", f.clients),
@@ -197,8 +202,15 @@ pub(super) fn cmd_bench_serve(
     }
     writeln!(
         out,
-        "under load   {} requests, {:.1}/s, p50 {:.2}x in process; {} errors, {} leaks, {} answers differ",
-        f.requests, f.throughput_per_s, f.loaded_vs_in_process, f.errors, f.leaks, f.differing
+        "under load   {} requests, {:.1}/s; p50 {:.2}x in process at once, {:.2}x one at a time; \
+         {} errors, {} leaks, {} answers differ",
+        f.requests,
+        f.throughput_per_s,
+        f.loaded_vs_in_process_loaded,
+        f.loaded_vs_in_process,
+        f.errors,
+        f.leaks,
+        f.differing
     )?;
     for why in &f.first_errors {
         writeln!(out, "  error: {why}")?;
