@@ -145,6 +145,7 @@ impl Config {
             acl_configured: self.acl().is_some(),
             acl_file: None,
             drop_acl: false,
+            shard: None,
         }
     }
 

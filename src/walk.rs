@@ -183,6 +183,32 @@ pub struct Scan {
     pub skipped: SkipCounts,
 }
 
+impl Scan {
+    /// Keeps only the repositories `keep` accepts, and their files.
+    pub fn retain_repos(&mut self, keep: impl Fn(&Repo) -> bool) {
+        let mut renumbered = vec![None; self.repos.len()];
+        let mut kept = 0;
+        for (old, repo) in self.repos.iter().enumerate() {
+            if keep(repo) {
+                renumbered[old] = Some(kept);
+                kept += 1;
+            }
+        }
+        let mut old = 0;
+        self.repos.retain(|_| {
+            old += 1;
+            renumbered[old - 1].is_some()
+        });
+        self.files.retain_mut(|file| match renumbered[file.repo] {
+            Some(new) => {
+                file.repo = new;
+                true
+            }
+            None => false,
+        });
+    }
+}
+
 /// A file's text, ready for chunking.
 #[derive(Debug)]
 pub struct TextFile {

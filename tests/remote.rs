@@ -519,3 +519,236 @@ fn a_damaged_object_is_refused_by_a_fresh_mirror() {
         "the damaged generation was installed"
     );
 }
+
+/// Four git repositories in `dir/org`, one documented function each; `payments` and
+/// `rates` fall in shard 0/2, `ledger` and `audit` in shard 1/2.
+fn org(dir: &Path) -> PathBuf {
+    let root = dir.join("org");
+    for (repo, function, doc) in [
+        ("payments", "settle_card_payment", "Settles a card payment"),
+        (
+            "rates",
+            "refresh_exchange_rates",
+            "Refreshes exchange rates",
+        ),
+        ("ledger", "post_journal_entry", "Posts a journal entry"),
+        ("audit", "export_audit_trail", "Exports the audit trail"),
+    ] {
+        let path = root.join(repo);
+        std::fs::create_dir_all(path.join("src")).unwrap();
+        let code = format!("/// {doc}.\npub fn {function}() -> u32 {{\n    7\n}}\n");
+        std::fs::write(path.join("src/lib.rs"), code).unwrap();
+        commit_all(&path, &[]);
+    }
+    root
+}
+
+/// The path of the generation `generation` once a machine's mirror builds it.
+fn wait_for_build(machine: &Machine, child: &mut Child, generation: &str) -> PathBuf {
+    let started = Instant::now();
+    loop {
+        let building = machine
+            .home()
+            .join("remote")
+            .read_dir()
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path().join("generations").join(generation))
+            .find(|p| p.is_dir());
+        if let Some(path) = building {
+            return path;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the indexer ended before it built {generation}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn two_shard_workers_build_one_index_and_the_loser_builds_on_the_winner() {
+    let weed = Seaweed::start();
+    let env = weed.env();
+    let (first, second, reader) = (Machine::new(), Machine::new(), Machine::new());
+    let dir = tempfile::tempdir().unwrap();
+    let root = org(dir.path());
+    let halves: [codeq::index::Shard; 2] = ["0/2".parse().unwrap(), "1/2".parse().unwrap()];
+    for (repo, shard) in [("payments", 0), ("rates", 0), ("ledger", 1), ("audit", 1)] {
+        assert!(
+            halves[shard].contains(repo),
+            "{repo} is not in {}",
+            halves[shard]
+        );
+    }
+    fn shard_run(shard: &str) -> [&str; 7] {
+        [
+            "index",
+            ".",
+            "--index-dir",
+            INDEX,
+            "--shard",
+            shard,
+            "--json",
+        ]
+    }
+
+    // The second worker starts first and is held once it claimed g000001, so the first
+    // one publishes while it builds: its compare-and-swap must then fail.
+    let mut held = second
+        .command(&root, &shard_run("1/2"), &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let claimed = wait_for_build(&second, &mut held, "g000001");
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(held.id() as i32, libc::SIGSTOP) };
+    assert!(!claimed.join("manifest.json").exists(), "stopped too late");
+    let won = json(&ok(first.run(&root, &shard_run("0/2"), &env), &weed));
+    assert_eq!(won["index"]["generation"], "g000002", "{won}");
+    assert_eq!(bucket_current(&weed), "g000002");
+
+    unsafe { libc::kill(held.id() as i32, libc::SIGCONT) };
+    let report = json(&ok(held.wait_with_output().unwrap(), &weed));
+    // Its g000001 lost to g000002; it built again on that, and published.
+    assert_eq!(report["index"]["generation"], "g000003", "{report}");
+    assert_eq!(bucket_current(&weed), "g000003");
+    // The vectors of its first attempt came back from the embedding cache.
+    assert_eq!(
+        report["index"]["changes"]["vectors_embedded"], 0,
+        "{report}"
+    );
+
+    // Another machine sees every repository of both shards.
+    let status = json(&ok(
+        reader.run(
+            dir.path(),
+            &["status", "--index-dir", INDEX, "--json"],
+            &env,
+        ),
+        &weed,
+    ));
+    let mut repos: Vec<&str> = status["repos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no repos in {status}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    repos.sort_unstable();
+    assert_eq!(repos, ["audit", "ledger", "payments", "rates"], "{status}");
+    assert_eq!(status["lanes"]["consistent"], true, "{status}");
+    assert_eq!(status["lanes"]["chunks"], 4, "{status}");
+    for (function, repo) in [
+        ("settle_card_payment", "payments"),
+        ("refresh_exchange_rates", "rates"),
+        ("post_journal_entry", "ledger"),
+        ("export_audit_trail", "audit"),
+    ] {
+        let found = json(&ok(
+            reader.run(
+                dir.path(),
+                &["search", function, "--index-dir", INDEX, "--json"],
+                &env,
+            ),
+            &weed,
+        ));
+        assert_eq!(found["results"][0]["repo"], repo, "{function}: {found}");
+    }
+
+    // A shard whose repositories did not change publishes nothing; the other shard's
+    // repositories are left alone even when this worker's root lacks them.
+    std::fs::remove_dir_all(root.join("payments")).unwrap();
+    let again = json(&ok(first.run(&root, &shard_run("1/2"), &env), &weed));
+    assert_eq!(again["index"]["changes"]["up_to_date"], true, "{again}");
+    let shrunk = json(&ok(first.run(&root, &shard_run("0/2"), &env), &weed));
+    assert_eq!(shrunk["index"]["repos"], 1, "{shrunk}");
+    let status = json(&ok(
+        reader.run(
+            dir.path(),
+            &["status", "--index-dir", INDEX, "--json"],
+            &env,
+        ),
+        &weed,
+    ));
+    assert_eq!(status["repos"].as_array().unwrap().len(), 3, "{status}");
+}
+
+#[test]
+fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing_twice() {
+    let weed = Seaweed::start();
+    let env = weed.env();
+    let (worker, reader) = (Machine::new(), Machine::new());
+    let dir = tempfile::tempdir().unwrap();
+    let root = bank(dir.path());
+    let shard_run = [
+        "index",
+        ".",
+        "--index-dir",
+        INDEX,
+        "--shard",
+        "0/1",
+        "--json",
+    ];
+    ok(worker.run(&root, &shard_run, &env), &weed);
+    let published = bucket_current(&weed);
+    let cache_versions = |machine: &Machine| {
+        let versions = mirror(machine).join("embed-cache/evicted.lance/_versions");
+        versions.read_dir().map_or(0, |d| d.count())
+    };
+    let versions_before = cache_versions(&worker);
+    const NEW_FUNCTIONS: usize = 300;
+    std::fs::write(root.join("src/fees.rs"), fees(NEW_FUNCTIONS)).unwrap();
+    commit_all(&root, &[]);
+
+    let mut child = worker
+        .command(&root, &shard_run, &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let building = wait_for_build(&worker, &mut child, "g000002");
+    // Killed once the first new vectors are committed to the embedding cache (a new
+    // version of its table), long before all are.
+    let started = Instant::now();
+    while cache_versions(&worker) == versions_before {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before it was killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!building.join("manifest.json").exists(), "killed too late");
+
+    // The last published index still answers, from another machine.
+    assert_eq!(bucket_current(&weed), published);
+    let found = json(&ok(
+        reader.run(
+            dir.path(),
+            &["search", "transfer_funds", "--index-dir", INDEX, "--json"],
+            &env,
+        ),
+        &weed,
+    ));
+    assert!(citations(&found)[0].contains("src/ledger.rs"), "{found}");
+
+    let rerun = json(&ok(worker.run(&root, &shard_run, &env), &weed));
+    let changes = &rerun["index"]["changes"];
+    let embedded = changes["vectors_embedded"].as_u64().unwrap();
+    let reused = changes["vectors_reused"].as_u64().unwrap();
+    assert!(reused > 0, "{rerun}");
+    assert!(embedded < NEW_FUNCTIONS as u64, "{rerun}");
+    let found = json(&ok(
+        reader.run(
+            dir.path(),
+            &["search", "fee_tier_250", "--index-dir", INDEX, "--json"],
+            &env,
+        ),
+        &weed,
+    ));
+    assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::backlog::Verdict;
+use crate::index::Shard;
 use crate::store::AnnIndex;
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,12 @@ pub(super) enum Command {
         /// principal then sees every repository); without it such a run is refused.
         #[arg(long)]
         drop_acl: bool,
+        /// Index only shard I of N (I/N, from 0): the repositories whose path hashes into
+        /// it. The index's other repositories stay as published, so N indexers, on one
+        /// machine or several, build one index together; on object storage a worker that
+        /// loses the race to publish builds again on the winner's generation.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
     },
     /// Show what is indexed, how fresh it is, and whether both lanes agree.
     Status,

@@ -11,7 +11,7 @@ use super::human::{age, human_bytes};
 use super::progress::TerminalProgress;
 use super::{describe_error, load_embedder, output, session_options, warn};
 use crate::config::Config;
-use crate::index::{self, IndexOptions, IndexReport};
+use crate::index::{self, IndexOptions, IndexReport, Shard};
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::WholeIndex;
 use crate::store::{IndexDir, IndexLock};
@@ -21,7 +21,7 @@ use crate::walk;
 pub(super) fn cmd_index(
     cli: &Cli,
     root: &Path,
-    (rebuild, drop_acl): (bool, bool),
+    (rebuild, drop_acl, shard): (bool, bool, Option<Shard>),
     watch: bool,
 ) -> anyhow::Result<ExitCode> {
     let checked_root = walk::check_root(root)?;
@@ -32,6 +32,7 @@ pub(super) fn cmd_index(
         rebuild,
         acl_file: cli.acl.clone(),
         drop_acl,
+        shard,
         ..config.index_options(checked_root)
     };
     let mut index_once = |options: &IndexOptions| -> anyhow::Result<()> {

@@ -35,6 +35,7 @@ use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 mod backfill;
 mod pipeline;
 mod settings;
+mod shard;
 mod watch;
 mod worktree;
 
@@ -43,6 +44,7 @@ use pipeline::{
     CHUNKER_STACK_BYTES, FileOutcome, READ_AHEAD, Run, embed_timed, join_path, produce,
 };
 pub use settings::IndexConfig;
+pub use shard::Shard;
 pub use watch::watch;
 pub use worktree::{WorkingTreeChanges, changes_since_indexed};
 use worktree::{manifest_states, repo_states};
@@ -70,6 +72,9 @@ pub struct IndexOptions {
     /// one: every principal then sees every repository. Without it (or `rebuild`) such a
     /// run is refused, so a forgotten ACL never opens the index up.
     pub drop_acl: bool,
+    /// Index only the repositories of this shard and leave the others as the generation
+    /// this run builds on has them (one of several indexers of one index).
+    pub shard: Option<Shard>,
 }
 
 /// Receives progress while indexing; the CLI draws bars, tests ignore it.
@@ -221,7 +226,45 @@ pub fn default_index_dir(root: &Path) -> PathBuf {
 
 /// Brings the index of `options.root` up to date: publishes a new generation unless
 /// nothing changed.
+///
+/// A shard's run that loses the race to publish on object storage (another worker
+/// published first) builds again on the winner's generation, up to [`SHARD_ATTEMPTS`]
+/// times; the vectors it computed are kept in the embedding cache as they are computed,
+/// so an attempt (or a rerun after the worker was killed) embeds nothing twice.
 pub fn run(
+    options: &IndexOptions,
+    embedder: &mut dyn Embedder,
+    progress: &dyn IndexProgress,
+) -> Result<IndexReport> {
+    let mut attempt = 1;
+    loop {
+        match run_once(options, embedder, progress) {
+            Err(Error::RemoteConflict { published, .. })
+                if options.shard.is_some() && attempt < SHARD_ATTEMPTS =>
+            {
+                progress.message(&format!(
+                    "another indexer published {published} first; building on it (attempt {} of {SHARD_ATTEMPTS})",
+                    attempt + 1
+                ));
+                std::thread::sleep(retry_pause(attempt));
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// How many times a shard's run builds and tries to publish before it gives up.
+pub const SHARD_ATTEMPTS: u32 = 8;
+
+/// The pause before attempt `attempt + 1`: growing, and spread by the clock's nanoseconds
+/// so that workers that lost together do not collide again in step.
+fn retry_pause(attempt: u32) -> Duration {
+    let spread_ms = unix_nanos().rem_euclid(500_000_000) / 1_000_000;
+    Duration::from_millis(200 * u64::from(attempt) + spread_ms as u64)
+}
+
+fn run_once(
     options: &IndexOptions,
     embedder: &mut dyn Embedder,
     progress: &dyn IndexProgress,
@@ -279,17 +322,26 @@ pub fn run(
     // The index folder itself: for an index on object storage, its mirror.
     let exclude = walk_exclusions(&root, dir.path(), options.acl_file.as_deref());
     let stage = Stage::start("walk");
-    let scan = walk::scan(&root, &options.settings.walk_options(), &exclude)?;
+    let mut scan = walk::scan(&root, &options.settings.walk_options(), &exclude)?;
+    if let Some(shard) = options.shard {
+        scan.retain_repos(|repo| shard.contains(&repo.id));
+        progress.message(&format!(
+            "shard {shard}: {} repositories of this root",
+            scan.repos.len()
+        ));
+    }
     let walk_time = stage.finish();
-    let plan = Plan::new(&scan, recorded.as_ref());
+    let plan = Plan::new(&scan, recorded.as_ref(), options.shard);
     progress.scanned(plan.to_chunk.len(), scan.repos.len());
 
     if let (Some(previous), true) = (&previous, plan.changes_nothing()) {
         let manifest = previous.manifest();
         let same_state = manifest.root == scan.root
             && manifest.acl_required == acl_required
-            && repo_states(&scan) == manifest_states(manifest)
-            && plan.skipped(&scan).counts == manifest.totals.skipped.counts;
+            && same_repo_states(&scan, manifest, options.shard)
+            // The skip counts a shard's run records are its own shard's.
+            && (options.shard.is_some()
+                || plan.skipped(&scan).counts == manifest.totals.skipped.counts);
         if same_state && manifest.totals.pending > 0 {
             // An earlier run was stopped while embedding: carry on where it stopped.
             progress.message(&format!(
@@ -336,7 +388,11 @@ pub fn run(
     writer.remove_files(&plan.to_remove)?;
     let chunker = Chunker::new(ChunkLimits::default());
     let mut run = Run::new(&model, options.settings.write_batch, &mut cache);
-    run.defer_embedding = plan.to_chunk.len() > options.settings.lexical_first_files;
+    // A shard publishes once, whole: lexical-first rounds would each race the other
+    // workers to publish. Its fresh vectors go to the cache as they are computed.
+    run.defer_embedding =
+        options.shard.is_none() && plan.to_chunk.len() > options.settings.lexical_first_files;
+    run.cache_fresh_vectors = options.shard.is_some();
     let producer_time = std::thread::scope(|scope| -> Result<Duration> {
         let (sender, receiver) = mpsc::sync_channel::<FileOutcome>(READ_AHEAD);
         let producer = std::thread::Builder::new()
@@ -374,7 +430,25 @@ pub fn run(
     let mut files = plan.kept;
     files.extend(run.written);
     files.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
-    let mut manifest = new_manifest(&scan, &generation, &model, &files, skipped, &changes);
+    let carried = match (options.shard, &previous) {
+        (Some(shard), Some(previous)) => previous
+            .manifest()
+            .repos
+            .iter()
+            .filter(|repo| !shard.contains(&repo.id))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut manifest = new_manifest(
+        &scan,
+        &carried,
+        &generation,
+        &model,
+        &files,
+        skipped,
+        &changes,
+    );
     manifest.acl_required = acl_required;
     manifest.embed_rate = match run.embed_time.is_zero() {
         true => previous.as_ref().map_or(0.0, |p| p.manifest().embed_rate),
@@ -545,8 +619,10 @@ struct Plan {
 
 impl Plan {
     /// Compares the scan with `recorded`: a file whose stat the table trusts is kept
-    /// unread; any other recorded file is hashed and kept when its bytes are the same.
-    fn new(scan: &Scan, recorded: Option<&FileTable>) -> Plan {
+    /// unread; any other recorded file is hashed and kept when its bytes are the same. A
+    /// recorded file the scan lacks is removed, unless it belongs to a repository outside
+    /// `shard`: another indexer's, kept as it is.
+    fn new(scan: &Scan, recorded: Option<&FileTable>, shard: Option<Shard>) -> Plan {
         let mut plan = Plan {
             kept: Vec::new(),
             to_chunk: Vec::new(),
@@ -603,11 +679,13 @@ impl Plan {
                 }
             }
         }
-        plan.to_remove.extend(
-            records
-                .into_keys()
-                .map(|(repo, path)| (repo.to_string(), path.to_string())),
-        );
+        for ((repo, path), record) in records {
+            if shard.is_some_and(|shard| !shard.contains(repo)) {
+                plan.kept.push(record.clone());
+            } else {
+                plan.to_remove.push((repo.to_string(), path.to_string()));
+            }
+        }
         plan
     }
 
@@ -683,8 +761,24 @@ fn finish_report(
 }
 
 /// The manifest of a generation holding `files`.
+/// True when the scanned repositories are at the branch, commit and state the manifest
+/// records; with a shard, only its repositories of the manifest count.
+fn same_repo_states(scan: &Scan, manifest: &Manifest, shard: Option<Shard>) -> bool {
+    let mut scanned = repo_states(scan);
+    let mut recorded = manifest_states(manifest);
+    if let Some(shard) = shard {
+        recorded.retain(|state| shard.contains(&state.0));
+        scanned.sort();
+        recorded.sort();
+    }
+    scanned == recorded
+}
+
+/// The manifest of a new generation: the scanned repositories, then `carried` (records of
+/// repositories outside this run's shard, unchanged).
 fn new_manifest(
     scan: &Scan,
+    carried: &[RepoRecord],
     generation: &str,
     model: &ModelInfo,
     files: &[FileRecord],
@@ -726,6 +820,7 @@ fn new_manifest(
                 ignored_entries: git.ignored_entries,
             }
         })
+        .chain(carried.iter().cloned())
         .collect();
     Manifest {
         format: FORMAT_VERSION,

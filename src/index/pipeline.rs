@@ -105,6 +105,9 @@ pub(super) struct Run<'a> {
     pub(super) batch_size: usize,
     /// Chunks without a reusable vector go to the pending table instead of the model.
     pub(super) defer_embedding: bool,
+    /// Fresh vectors also go to the embedding cache at once, so that a run which never
+    /// publishes (killed, or beaten to it by another shard's indexer) loses none of them.
+    pub(super) cache_fresh_vectors: bool,
     pub(super) pending: Vec<Chunk>,
     /// Records of the files chunked in this run.
     pub(super) written: Vec<FileRecord>,
@@ -126,6 +129,7 @@ impl<'a> Run<'a> {
             cache,
             batch_size,
             defer_embedding: false,
+            cache_fresh_vectors: false,
             pending: Vec::with_capacity(batch_size * 2),
             written: Vec::new(),
             skipped: SkipCounts::default(),
@@ -235,9 +239,15 @@ impl<'a> Run<'a> {
         self.changes.vectors_embedded += fresh.len();
         self.changes.vectors_reused += chunks.len() - fresh.len();
         let stage = Stage::start("store");
-        for (&i, vector) in missing.iter().zip(fresh) {
-            vectors.insert(hashes[i].clone(), vector);
+        let fresh: HashMap<String, Vec<f32>> = missing
+            .iter()
+            .map(|&i| hashes[i].clone())
+            .zip(fresh)
+            .collect();
+        if self.cache_fresh_vectors {
+            self.cache.keep(fresh.clone());
         }
+        vectors.extend(fresh);
         for (chunk, hash) in chunks.into_iter().zip(hashes) {
             let vector = vectors
                 .get(&hash)

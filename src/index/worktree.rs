@@ -44,7 +44,7 @@ pub fn changes_since_indexed(
         &config.walk_options(),
         &walk_exclusions(root, dir.path(), acl_file),
     )?;
-    let plan = Plan::new(&scan, Some(&recorded));
+    let plan = Plan::new(&scan, Some(&recorded), None);
     let mut by_repo: HashMap<String, WorkingTreeChanges> = HashMap::new();
     let mut removed: HashSet<(&str, &str)> = plan
         .to_remove
