@@ -133,6 +133,12 @@ pub enum Error {
         /// The generation this run would have published.
         mine: String,
     },
+    /// A shard's run cannot build on the published index (why, in words): it would drop
+    /// the other shards' repositories.
+    #[error(
+        "{0}; a run with --shard only re-lays its own repositories on the published index. Run `codeq index ROOT` once without --shard (with --rebuild if asked), then the shard workers again"
+    )]
+    ShardNeedsWholeRun(String),
     /// `codeq index --watch` could not watch the tree.
     #[error("{0}. On Linux, a large tree may need a higher fs.inotify.max_user_watches")]
     Watch(String),

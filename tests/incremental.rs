@@ -806,3 +806,67 @@ fn a_rollback_cannot_return_an_acl_guarded_index_to_a_generation_built_without_o
     let now = std::fs::read_to_string(ws.index_dir().join("CURRENT")).unwrap();
     assert_eq!(now, guarded, "a refused rollback changes nothing");
 }
+
+#[test]
+fn a_shard_run_indexes_only_its_repositories_and_keeps_the_others() {
+    let ws = Workspace::new();
+    let (_, status) = common::codeq_json(&ws.root, &["status"]);
+    let shards: [codeq::index::Shard; 2] = ["0/2".parse().unwrap(), "1/2".parse().unwrap()];
+    // (id, path) of a repository of the shard.
+    let repo_in = |shard: &codeq::index::Shard| {
+        status["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["is_git"] == true && shard.contains(r["id"].as_str().unwrap()))
+            .map(|r| (r["id"].as_str().unwrap(), r["path"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("no repository of the fixture falls in {shard}: {status}"))
+    };
+    let probed: Vec<&str> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let (id, path) = repo_in(shard);
+            let probe = format!("{path}/shard_probe.py");
+            ws.write(
+                &probe,
+                &format!("def quokka_probe_{i}():\n    return {i}\n"),
+            );
+            id
+        })
+        .collect();
+    let indexed = |shard: &str| {
+        let (out, report) = common::codeq_json(&ws.root, &["index", ".", "--shard", shard]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        report["index"].clone()
+    };
+    // Whether the probe function of shard i is the top hit for its name.
+    let found = |i: usize| {
+        let probe = format!("quokka_probe_{i}");
+        let (out, found) = common::codeq_json(&ws.root, &["search", &probe]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let top = &found["results"][0];
+        top["repo"] == probed[i] && top["citation"].as_str().unwrap().contains("shard_probe.py")
+    };
+    // Shard 0 takes its new file only; the other shard's repositories stay as they were.
+    let first = indexed("0/2");
+    assert_eq!(first["changes"]["files_added"], 1, "{first}");
+    assert_eq!(first["changes"]["files_removed"], 0, "{first}");
+    assert!(found(0) && !found(1));
+    let second = indexed("1/2");
+    assert_eq!(second["changes"]["files_added"], 1, "{second}");
+    assert!(found(0) && found(1));
+    let files = |report: &serde_json::Value| report["totals"]["files"].as_u64().unwrap();
+    assert_eq!(files(&second), files(&first) + 1, "{second}");
+    assert_eq!(indexed("0/2")["changes"]["up_to_date"], true);
+
+    // A rebuild would drop the other shards' repositories: refused, nothing published.
+    let (out, _) = common::codeq_json(&ws.root, &["index", ".", "--shard", "0/2", "--rebuild"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("once without --shard"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(found(0) && found(1));
+}

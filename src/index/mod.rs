@@ -317,6 +317,13 @@ fn run_once(
         .as_ref()
         .and_then(|p| dir.file_table(p.generation()))
         .filter(|t| t.chunker_version == CHUNKER_VERSION);
+    if options.shard.is_some() && recorded.is_none() && dir.current()?.is_some() {
+        return Err(Error::ShardNeedsWholeRun(if options.rebuild {
+            "--rebuild replaces every repository of the index".into()
+        } else {
+            "the published index was built by another version of codeq's chunker or index".into()
+        }));
+    }
 
     progress.message(&format!("walking {}", root.display()));
     // The index folder itself: for an index on object storage, its mirror.
