@@ -21,62 +21,10 @@ use codeq::store::{
     AnnIndex, AnnPolicy, ChunkFilter, IndexDir, IndexReader, PathPattern, RepoScope,
 };
 use codeq::trace::Surface;
+use common::attack::{assert_no_marker, attack_queries, forbidden, truncate};
 use common::{ACL, Fixture, codeq, codeq_json, fixture, stderr, stdout};
 
 const PRINCIPALS: [&str; 4] = ["alice", "carol", "dave", "mallory"];
-
-/// Text that only a reader of (repo, path) may ever see; `None` as path: anything of repo.
-const MARKERS: &[(&str, Option<&str>, &str)] = &[
-    ("payments", Some("src/lib.rs"), "refund_payment"),
-    ("payments", Some("src/lib.rs"), "total_with_tax"),
-    ("payments", Some("src/lib.rs"), "LineItem"),
-    ("payments", Some("src/lib.rs"), "tax_rate_percent"),
-    ("payments", Some("src/lib.rs"), "src/lib.rs"),
-    ("payments", Some("src/legacy.txt"), "legacy.txt"),
-    ("payments", Some("src/legacy.txt"), "old till"),
-    ("payments", Some("README.md"), "Invoices, refunds"),
-    ("payments/plugins/fraud", None, "payments/plugins/fraud"),
-    (
-        "payments/plugins/fraud",
-        Some("fraud/scoring.py"),
-        "FraudScorer",
-    ),
-    (
-        "payments/plugins/fraud",
-        Some("fraud/scoring.py"),
-        "score_transaction",
-    ),
-    (
-        "payments/plugins/fraud",
-        Some("fraud/scoring.py"),
-        "SUSPICIOUS_COUNTRIES",
-    ),
-    (
-        "payments/plugins/fraud",
-        Some("fraud/scoring.py"),
-        "scoring.py",
-    ),
-    ("search-service", None, "search-service"),
-    (
-        "search-service",
-        Some("service/query.py"),
-        "parse_query_string",
-    ),
-    ("search-service", Some("service/query.py"), "rank_documents"),
-    (
-        "search-service",
-        Some("service/query.py"),
-        "service/query.py",
-    ),
-    ("search-service", Some("service/query.py"), "math.log"),
-    (
-        "search-service",
-        Some("README.md"),
-        "Query parsing and ranking",
-    ),
-    (".", Some("notes/todo.md"), "todo.md"),
-    (".", Some("notes/todo.md"), "gateway keys"),
-];
 
 /// The fixture corpus with the ACL in its codeq.toml (written after indexing, as an
 /// administrator would add it to an existing index).
@@ -90,81 +38,6 @@ fn acl_fixture() -> &'static Fixture {
         std::fs::write(path, text).unwrap();
     });
     fx
-}
-
-/// Markers `filter` forbids.
-fn forbidden(filter: &ChunkFilter) -> Vec<&'static str> {
-    MARKERS
-        .iter()
-        .filter(|(repo, path, _)| match path {
-            Some(p) => !filter.admits(repo, p),
-            None => !filter.admits_repo(repo),
-        })
-        .map(|(_, _, marker)| *marker)
-        .collect()
-}
-
-fn assert_no_marker(output: &str, markers: &[&str], context: &str) {
-    for marker in markers {
-        assert!(
-            !output.contains(marker),
-            "{context}: output mentions {marker:?}, which the principal may not read:\n{output}"
-        );
-    }
-}
-
-/// Queries an attacker would try: copied identifiers, lines, paths and repo names, glob-,
-/// SQL- and path-traversal-like strings, empty and huge input.
-fn attack_queries() -> Vec<String> {
-    let mut queries: Vec<String> = MARKERS.iter().map(|(_, _, m)| m.to_string()).collect();
-    for source in [
-        common::PAYMENTS_LIB,
-        common::FRAUD_SCORING,
-        common::SEARCH_QUERY,
-    ] {
-        queries.extend(
-            source
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.len() > 3)
-                .map(str::to_string),
-        );
-    }
-    for q in [
-        "payments",
-        "corpus",
-        "payments:src/lib.rs",
-        "fraud/scoring.py",
-        "notes/todo.md",
-        "rotate the payment gateway keys",
-        "*",
-        "**",
-        "payments*",
-        "search-*",
-        "*:*",
-        "%",
-        "_",
-        "?",
-        "' OR '1'='1",
-        "repo = 'payments' OR repo IS NOT NULL",
-        "regexp_like(path, '.*')",
-        "repo:payments path:*",
-        "../payments/src/lib.rs",
-        "group:payments",
-        "\\",
-        "",
-        "   ",
-    ] {
-        queries.push(q.to_string());
-    }
-    let huge: String = MARKERS
-        .iter()
-        .map(|(_, _, m)| *m)
-        .collect::<Vec<_>>()
-        .join(" ")
-        .repeat(2000);
-    queries.push(huge);
-    queries
 }
 
 fn open_reader(fx: &Fixture) -> (IndexReader, Config, FastEmbedder) {
@@ -805,10 +678,6 @@ fn a_path_restricted_principal_does_not_see_repository_state() {
             .any(|r| r["head"].is_string()),
         "{alice}"
     );
-}
-
-fn truncate(query: &str) -> String {
-    query.chars().take(60).collect()
 }
 
 /// The library example (`examples/as_principal.rs`, built by `cargo test`) queries through

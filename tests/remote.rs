@@ -2,7 +2,8 @@
 //! `weed mini`, started per test): an index published from one machine answers on
 //! another as a local one does, a re-index uploads only what changed, a writer that lost
 //! the race to publish is told so and nothing of it is published, credential and endpoint
-//! mistakes are named without the secret, and a damaged object is never served.
+//! mistakes are named without the secret, a damaged object is never served, and a server
+//! of an ACL-guarded index shows each token only what its principal may read.
 
 mod common;
 
@@ -13,10 +14,14 @@ use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use codeq::acl::Acl;
+use codeq::session::{SessionOptions, SharedIndex};
+use codeq::store::ChunkFilter;
+use common::attack::{self, assert_no_marker, attack_queries, truncate};
 use common::seaweed::{Machine, Seaweed};
-use common::{commit_all, stderr};
+use common::{ACL, commit_all, stderr};
 use object_store::{ObjectStoreExt, PutPayload};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const INDEX: &str = "s3://codeq/team";
 
@@ -96,26 +101,44 @@ fn bucket_current(weed: &Seaweed) -> String {
 struct Served {
     child: Child,
     log: mpsc::Receiver<String>,
+    /// `127.0.0.1:PORT`, where it listens.
+    address: String,
 }
 
 impl Served {
+    /// Serves alice's token `token-of-alice`.
     fn start(machine: &Machine, dir: &Path, env: &[(&str, String)]) -> Served {
-        let tokens = dir.join("tokens.toml");
-        let digest = codeq::hash::sha256_hex(b"token-of-alice");
-        std::fs::write(
-            &tokens,
-            format!("[[token]]\nprincipal = \"alice\"\nsha256 = \"{digest}\"\n"),
-        )
-        .unwrap();
-        let args = [
+        Served::with_tokens(machine, dir, env, &[("alice", "token-of-alice")], &[])
+    }
+
+    /// Serves the bearer tokens of `tokens` (principal, token), with `extra` arguments; the
+    /// tokens file is written to `dir`, which is also the server's working directory.
+    fn with_tokens(
+        machine: &Machine,
+        dir: &Path,
+        env: &[(&str, String)],
+        tokens: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Served {
+        let tokens_file = dir.join("tokens.toml");
+        let text: String = tokens
+            .iter()
+            .map(|(principal, token)| {
+                let digest = codeq::hash::sha256_hex(token.as_bytes());
+                format!("[[token]]\nprincipal = \"{principal}\"\nsha256 = \"{digest}\"\n")
+            })
+            .collect();
+        std::fs::write(&tokens_file, text).unwrap();
+        let mut args = vec![
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--tokens",
-            tokens.to_str().unwrap(),
+            tokens_file.to_str().unwrap(),
             "--index-dir",
             INDEX,
         ];
+        args.extend(extra);
         let mut child = machine
             .command(dir, &args, env)
             .stdout(Stdio::null())
@@ -131,8 +154,18 @@ impl Served {
                 }
             }
         });
-        let served = Served { child, log };
-        served.wait_for(&["listening on http://"]);
+        let mut served = Served {
+            child,
+            log,
+            address: String::new(),
+        };
+        let line = served.wait_for(&["listening on http://"]);
+        served.address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
         served
     }
 
@@ -751,4 +784,507 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
         &weed,
     ));
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
+}
+
+/// What `codeq serve` knows of a principal: nothing but its bearer token. The test knows
+/// what its ACL grants it.
+struct Principal {
+    name: &'static str,
+    token: String,
+    /// What the ACL lets it read, computed by the library from the ACL text.
+    filter: ChunkFilter,
+    /// The markers of `common::attack` it may not see.
+    forbidden: Vec<&'static str>,
+    /// The repositories its status lists (id, files, chunks, paths), as the library shows
+    /// them on the fixture's local index under the same ACL.
+    visible: Vec<Value>,
+}
+
+/// The parts of a status's repositories that do not depend on where the index is.
+fn repo_counts(status: &Value) -> Vec<Value> {
+    status["repos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no repos in {status}"))
+        .iter()
+        .map(|r| json!({"id": r["id"], "files": r["files"], "chunks": r["chunks"], "paths": r["paths"]}))
+        .collect()
+}
+
+/// Every principal the ACL names, and mallory, whom it does not.
+const PRINCIPALS: [&str; 6] = ["alice", "bob", "carol", "dave", "admin", "mallory"];
+
+/// Request fields and headers that claim to be someone else; none may change who asks.
+const CLAIMED_FIELDS: [&str; 4] = ["as", "principal", "user", "as_user"];
+const CLAIMED_HEADERS: [&str; 4] = [
+    "x-codeq-principal",
+    "x-codeq-user",
+    "x-forwarded-user",
+    "x-remote-user",
+];
+
+/// A keep-alive HTTP client of a served index. Every request also carries headers that
+/// claim to be `admin`.
+struct Api {
+    /// Keeps its connections open between requests.
+    http: reqwest::Client,
+    /// One connection per request, for bodies the server refuses unread: the connection
+    /// such a refusal leaves is not one to send the next request on.
+    oversized: reqwest::Client,
+    base: String,
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+impl Api {
+    fn new(address: &str) -> Api {
+        let mut claims = reqwest::header::HeaderMap::new();
+        for name in CLAIMED_HEADERS {
+            claims.insert(name, reqwest::header::HeaderValue::from_static("admin"));
+        }
+        let client = |pooled: bool| {
+            let builder = reqwest::Client::builder()
+                .default_headers(claims.clone())
+                .timeout(Duration::from_secs(120));
+            match pooled {
+                true => builder,
+                false => builder.pool_max_idle_per_host(0),
+            }
+            .build()
+            .unwrap()
+        };
+        Api {
+            http: client(true),
+            oversized: client(false),
+            base: format!("http://{address}"),
+            requests: Default::default(),
+        }
+    }
+
+    /// `POST route` with `body` (or `GET route` without) as `token`: (status, body). An
+    /// oversized body whose connection the server closed before answering (it may refuse
+    /// it before reading it) is status 0.
+    fn call(&self, route: &str, token: &str, body: Option<&Value>) -> (u16, String) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = format!("{}{route}", self.base);
+        let oversized = body_is_oversized(body);
+        let client = if oversized {
+            &self.oversized
+        } else {
+            &self.http
+        };
+        let request = match body {
+            Some(body) => client.post(url).json(body),
+            None => client.get(url),
+        }
+        .bearer_auth(token);
+        codeq::runtime::block_on(async move {
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    (status, response.text().await.unwrap_or_default())
+                }
+                Err(e) if oversized => (0, format!("{e}")),
+                Err(e) => panic!("{route}: {e:?}"),
+            }
+        })
+    }
+}
+
+/// More than `codeq serve` reads of a body (64 KiB).
+fn body_is_oversized(body: Option<&Value>) -> bool {
+    body.is_some_and(|b| b.to_string().len() > 64 * 1024)
+}
+
+/// What a `/v1/search` or `/v1/ask` answer showed: the (repo, path, citation) of its
+/// results, and its text without the echo of the query.
+#[derive(Default)]
+struct Shown {
+    results: Vec<[String; 3]>,
+    text: String,
+}
+
+/// Checks one `/v1/search` or `/v1/ask` answer to `p`: no forbidden marker outside the
+/// echo of the query, and every result or citation one `p` may read.
+fn check_answer(p: &Principal, status: u16, body: &str, context: &str) -> Shown {
+    let context = format!("{context} (HTTP {status})");
+    if status != 200 {
+        assert_no_marker(body, &p.forbidden, &context);
+        return Shown::default();
+    }
+    let mut doc: Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{context}: not JSON ({e}): {body}"));
+    // The query is echoed (query, terms, analysis; an answer's question): everything
+    // else must be free of forbidden text.
+    for echo in ["query", "terms", "analysis"] {
+        doc[echo] = Value::Null;
+    }
+    if doc.get("answer").is_some() {
+        doc["answer"]["question"] = Value::Null;
+    }
+    let text = doc.to_string();
+    assert_no_marker(&text, &p.forbidden, &context);
+    let listed = doc["results"]
+        .as_array()
+        .or_else(|| doc["answer"]["citations"].as_array())
+        .unwrap_or_else(|| panic!("{context}: no results in {doc}"));
+    let results = listed
+        .iter()
+        .map(|hit| {
+            let field = |name: &str| hit[name].as_str().unwrap_or_default().to_string();
+            let (repo, path) = (field("repo"), field("path"));
+            assert!(
+                p.filter.admits(&repo, &path),
+                "{context}: {} was shown {repo}:{path}, which it may not read: {hit}",
+                p.name
+            );
+            [repo, path, field("citation")]
+        })
+        .collect();
+    Shown { results, text }
+}
+
+/// What one principal's attack found: (repo, path, citation) of every result, the markers
+/// its answers held besides the echo of its query, and how many of its searches and
+/// questions found something.
+#[derive(Default)]
+struct Findings {
+    results: Vec<[String; 3]>,
+    seen: std::collections::BTreeSet<&'static str>,
+    answered: usize,
+}
+
+impl Findings {
+    fn record(&mut self, shown: Shown) {
+        self.seen.extend(
+            attack::MARKERS
+                .iter()
+                .map(|(_, _, m)| *m)
+                .filter(|m| shown.text.contains(m)),
+        );
+        self.answered += usize::from(!shown.results.is_empty());
+        self.results.extend(shown.results);
+    }
+}
+
+/// Every attack query through `/v1/search` (also with a body field claiming `admin`),
+/// every fourth and a few questions through `/v1/ask`, restricted by each repository id
+/// and a few patterns, and `/v1/status`, as `p`.
+fn attack_as(api: &Api, p: &Principal, queries: &[String], repos: &[String]) -> Findings {
+    let mut found = Findings::default();
+    for (i, query) in queries.iter().enumerate() {
+        let context = format!("{} searching {:?}", p.name, truncate(query));
+        let body = json!({"query": query, "k": 20});
+        let (status, text) = api.call("/v1/search", &p.token, Some(&body));
+        match status {
+            200 => {}
+            0 | 413 => assert!(body_is_oversized(Some(&body)), "{context}: {status}"),
+            400 => assert!(query.trim().is_empty(), "{context}: {text}"),
+            other => panic!("{context}: HTTP {other}: {text}"),
+        }
+        found.record(check_answer(p, status, &text, &context));
+        for field in CLAIMED_FIELDS {
+            let mut claimed = body.clone();
+            claimed[field] = json!("admin");
+            let (status, text) = api.call("/v1/search", &p.token, Some(&claimed));
+            let context = format!("{context} claiming {field}: admin");
+            // Refused (400, or 413 for the huge body), or answered as p: never as admin.
+            assert!(
+                matches!(status, 200 | 400 | 413 | 0),
+                "{context}: HTTP {status}: {text}"
+            );
+            check_answer(p, status, &text, &context);
+        }
+        if i % 4 == 0 {
+            let (status, text) = api.call("/v1/ask", &p.token, Some(&json!({"question": query})));
+            let context = format!("{} asking {:?}", p.name, truncate(query));
+            assert!(
+                status == 200
+                    || body_is_oversized(Some(&json!({"question": query})))
+                    || query.trim().is_empty(),
+                "{context}: HTTP {status}: {text}"
+            );
+            found.record(check_answer(p, status, &text, &context));
+        }
+    }
+    for question in [
+        "how is a payment refunded?",
+        "how is the fraud risk of a transaction scored?",
+        "how are search results ranked?",
+        "which keys must be rotated?",
+    ] {
+        let (status, text) = api.call("/v1/ask", &p.token, Some(&json!({"question": question})));
+        let context = format!("{} asking {question:?}", p.name);
+        assert_eq!(status, 200, "{context}: {text}");
+        found.record(check_answer(p, status, &text, &context));
+    }
+    // A repository or language filter narrows what p reads, never widens it; a
+    // repository p may not read is refused as a missing one is.
+    let scoped = |repo: &str| {
+        let body = json!({"query": "refund payment ranking query fraud", "k": 20, "repo": repo});
+        let (status, text) = api.call("/v1/search", &p.token, Some(&body));
+        let error = serde_json::from_str::<Value>(&text).ok().and_then(|doc| {
+            let error = doc["error"].as_str()?;
+            Some(error.replace(repo, "X"))
+        });
+        (status, text, error)
+    };
+    let (_, _, missing) = scoped("no-such-repo");
+    assert!(
+        missing.is_some(),
+        "{}: no error for a missing repository",
+        p.name
+    );
+    let patterns = [
+        "*",
+        "payments*",
+        "..",
+        "payments/plugins/fraud/..",
+        "PAYMENTS",
+    ];
+    for repo in repos.iter().map(String::as_str).chain(patterns) {
+        let context = format!("{} searching repo {repo:?}", p.name);
+        let (status, text, error) = scoped(repo);
+        if status == 200 {
+            assert!(p.filter.admits_repo(repo), "{context}: {text}");
+            check_answer(p, status, &text, &context);
+        } else {
+            assert_eq!(status, 400, "{context}: {text}");
+            assert_eq!(
+                error, missing,
+                "{context}: refused unlike a missing repository"
+            );
+        }
+    }
+    for lang in ["rust", "python", "markdown", "text", "*"] {
+        let body = json!({"query": "refund payment ranking query fraud", "k": 20, "lang": lang});
+        let (status, text) = api.call("/v1/search", &p.token, Some(&body));
+        let context = format!("{} searching lang {lang:?}", p.name);
+        assert!(status == 200 || status == 400, "{context}: {status} {text}");
+        check_answer(p, status, &text, &context);
+    }
+    let (status, text) = api.call("/v1/status", &p.token, None);
+    let context = format!("{} status", p.name);
+    assert_eq!(status, 200, "{context}: {text}");
+    assert_no_marker(&text, &p.forbidden, &context);
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(repo_counts(&status), p.visible, "{context}: {status}");
+    found
+}
+
+/// `/v1/read_citation` as `p` of every citation in `citations` it may not read, and of
+/// crafted ones that climb out of a file it may read: refused as a missing file is,
+/// without content.
+fn read_forbidden_citations(api: &Api, p: &Principal, citations: &[[String; 3]]) {
+    // The error of a citation (its echo replaced by X) and its status.
+    let refusal = |citation: &str| {
+        let (status, text) = api.call(
+            "/v1/read_citation",
+            &p.token,
+            Some(&json!({"citation": citation})),
+        );
+        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let error = doc["error"].as_str().map(|e| e.replace(citation, "X"));
+        (status, text, error)
+    };
+    let (_, _, missing) = refusal("no-such-repo:no/such/file.rs:1-3");
+    assert!(missing.is_some(), "{}: no error for a missing file", p.name);
+    let mut crafted: Vec<String> = Vec::new();
+    for [repo, path, citation] in citations {
+        if p.filter.admits(repo, path) {
+            continue;
+        }
+        crafted.push(citation.clone());
+        let (_, range) = citation.rsplit_once(':').unwrap();
+        crafted.push(format!("{repo}:{path}:1-200"));
+        crafted.push(format!("{repo}:./{path}:{range}"));
+        crafted.push(format!("{repo}:/{path}:{range}"));
+        crafted.push(format!("{repo}/:{path}:{range}"));
+        crafted.push(format!("{repo}:README.md/../{path}:{range}"));
+        crafted.push(format!("{repo}:{path}\u{0}:{range}"));
+        crafted.push(format!("{}:{path}:{range}", repo.to_uppercase()));
+    }
+    for repo in ["search-service", "payments", "payments/plugins/fraud", "."] {
+        crafted.push(format!("{repo}:README.md/../service/query.py:1-5"));
+        crafted.push(format!("{repo}:../payments/src/lib.rs:1-5"));
+        crafted.push(format!("{repo}:../../notes/todo.md:1-3"));
+    }
+    crafted.sort();
+    crafted.dedup();
+    for citation in &crafted {
+        let context = format!("{} reading {citation:?}", p.name);
+        let (status, text, error) = refusal(citation);
+        if status == 200 {
+            // Only a citation that names a file p may read, read in place.
+            let read: Value = serde_json::from_str(&text).unwrap();
+            let (repo, path) = (
+                read["repo"].as_str().unwrap(),
+                read["path"].as_str().unwrap(),
+            );
+            assert!(p.filter.admits(repo, path), "{context}: {text}");
+            assert_no_marker(&text, &p.forbidden, &context);
+            continue;
+        }
+        // Refused exactly as a file that is not there: the same status and message, which
+        // echoes the citation as given and nothing of the file.
+        assert_eq!(status, 404, "{context}: {text}");
+        assert_eq!(error, missing, "{context}: {text}");
+    }
+}
+
+/// `tests/acl.rs`'s attack on an index in the bucket: one machine publishes the fixture
+/// corpus under the ACL, another serves it to a token per principal without the corpus
+/// (the ACL named with --acl), and every principal sends every attack query, claims to be
+/// admin, narrows to each repository and reads citations it may not read. No answer holds
+/// text the principal may not read, and each principal's status is the one the library
+/// shows on a local index of the same corpus.
+#[test]
+fn an_acl_guarded_index_in_s3_serves_each_token_only_what_its_principal_may_read() {
+    let started = Instant::now();
+    // The same corpus indexed locally, to learn from the library what each principal may
+    // read; built while the bucket's index is.
+    let fixture = std::thread::spawn(common::fixture);
+    let weed = Seaweed::start();
+    let env = weed.env();
+    let (writer, reader) = (Machine::new(), Machine::new());
+    let dir = tempfile::tempdir().unwrap();
+
+    // The fixture corpus with the ACL in its codeq.toml, published by the writer.
+    let root = dir.path().join("corpus");
+    common::build_corpus(&root);
+    let config = root.join("codeq.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}{ACL}")).unwrap();
+    ok(
+        writer.run(&root, &["index", ".", "--index-dir", INDEX], &env),
+        &weed,
+    );
+    let indexed = started.elapsed();
+
+    // The reader has no corpus and no codeq.toml: it names the ACL with --acl.
+    let served_dir = tempfile::tempdir().unwrap();
+    let acl_file = served_dir.path().join("acl.toml");
+    std::fs::write(&acl_file, ACL).unwrap();
+    let tokens: Vec<(&str, String)> = PRINCIPALS
+        .iter()
+        .map(|p| (*p, format!("{p}-token-{}", std::process::id())))
+        .collect();
+    let token_refs: Vec<(&str, &str)> = tokens.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let served = Served::with_tokens(
+        &reader,
+        served_dir.path(),
+        &env,
+        &token_refs,
+        &[
+            "--acl",
+            acl_file.to_str().unwrap(),
+            "--requests-per-minute",
+            "100000",
+        ],
+    );
+
+    // What each principal may read: from the ACL, on the same corpus indexed locally.
+    let acl = Acl::load(&acl_file).unwrap();
+    let local = SessionOptions {
+        index_dir: Some(fixture.join().unwrap().index_dir.clone()),
+        acl_file: Some(acl_file.clone()),
+        ..SessionOptions::default()
+    };
+    let local = SharedIndex::open(&local).unwrap();
+    let repos = local.session(Some("admin")).unwrap().manifest().repo_ids();
+    let principals: Vec<Principal> = tokens
+        .into_iter()
+        .map(|(name, token)| {
+            let filter = acl.filter_for(name, &repos);
+            let status = local.session(Some(name)).unwrap().status().unwrap();
+            Principal {
+                name,
+                token,
+                forbidden: attack::forbidden(&filter),
+                filter,
+                visible: repo_counts(&status.to_json()),
+            }
+        })
+        .collect();
+    assert!(
+        principals
+            .iter()
+            .all(|p| p.forbidden.is_empty() == (p.name == "admin")),
+        "only admin may read every marker"
+    );
+
+    let api = Api::new(&served.address);
+    let mut queries = attack_queries();
+    // The huge query is refused for its size; its first 60 000 bytes fit in a body.
+    let huge = queries.last().unwrap();
+    queries.push(huge.chars().take(60_000).collect());
+    let attacked = Instant::now();
+    let findings: Vec<Findings> = std::thread::scope(|scope| {
+        let threads: Vec<_> = principals
+            .iter()
+            .map(|p| scope.spawn(|| attack_as(&api, p, &queries, &repos)))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let searched = attacked.elapsed();
+
+    // Controls: the server is not simply returning nothing. Everyone the ACL grants
+    // something finds it; admin's answers hold every marker, so the checks above could
+    // see one where it does not belong; mallory finds nothing.
+    for (p, found) in principals.iter().zip(&findings) {
+        let grants = repos.iter().any(|r| p.filter.admits_repo(r));
+        if grants {
+            assert!(
+                found.answered > 10,
+                "{}: only {} queries found anything",
+                p.name,
+                found.answered
+            );
+        } else {
+            assert_eq!(found.answered, 0, "{}", p.name);
+        }
+    }
+    let admin = &findings[PRINCIPALS.iter().position(|p| *p == "admin").unwrap()];
+    let unseen: Vec<&str> = attack::MARKERS
+        .iter()
+        .map(|(_, _, m)| *m)
+        .filter(|m| !admin.seen.contains(m))
+        .collect();
+    assert!(unseen.is_empty(), "admin never saw {unseen:?}");
+
+    // Every citation anyone was shown, read by each principal who may not read it.
+    let mut citations: Vec<[String; 3]> = findings.iter().flat_map(|f| f.results.clone()).collect();
+    citations.sort();
+    citations.dedup();
+    std::thread::scope(|scope| {
+        for p in &principals {
+            let citations = &citations;
+            let api = &api;
+            scope.spawn(move || read_forbidden_citations(api, p, citations));
+        }
+    });
+    // And one each may read is read.
+    for (p, found) in principals.iter().zip(&findings) {
+        let Some([_, _, citation]) = found.results.first() else {
+            continue;
+        };
+        let (status, text) = api.call(
+            "/v1/read_citation",
+            &p.token,
+            Some(&json!({"citation": citation})),
+        );
+        assert_eq!(status, 200, "{} reading {citation}: {text}", p.name);
+        assert_no_marker(
+            &text,
+            &p.forbidden,
+            &format!("{} reading {citation}", p.name),
+        );
+    }
+    let requests = api.requests.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{requests} requests by {} principals, {} attack queries: indexed in {indexed:?}, attacked in {searched:?}, {:?} in all",
+        principals.len(),
+        queries.len(),
+        started.elapsed()
+    );
+    drop(served);
 }

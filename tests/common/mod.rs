@@ -2,6 +2,7 @@
 //! indexed once per test binary with the real model, LanceDB and tantivy.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod mcp;
 pub mod seaweed;
 
