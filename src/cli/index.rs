@@ -3,18 +3,19 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::args::Cli;
-use super::human::{age, human_bytes};
+use super::human::{age, human_bytes, human_duration};
 use super::progress::TerminalProgress;
 use super::{describe_error, load_embedder, output, session_options, warn};
 use crate::config::Config;
 use crate::index::{self, IndexOptions, IndexReport, Shard};
 use crate::report::JSON_SCHEMA_VERSION;
 use crate::session::WholeIndex;
-use crate::store::{IndexDir, IndexLock};
+use crate::store::{BucketGc, IndexDir, IndexLock, KeptBecause, LeasePurpose};
 use crate::walk;
 
 /// Indexes `root` once, then again on every change with `watch`.
@@ -79,31 +80,106 @@ fn locked_whole_index(cli: &Cli) -> anyhow::Result<(IndexDir, IndexLock)> {
     Ok((dir, lock))
 }
 
-/// Frees older generations (and the embedding cache with `cache`). On object storage only
-/// this machine's mirror is cleaned: the bucket's generations are kept.
+/// Frees older generations (and the embedding cache with `cache`) in this machine's index
+/// folder or mirror, and, on object storage, in the bucket: what no kept generation needs,
+/// keeping every generation a live reader or writer holds a lease on.
 pub(super) fn cmd_gc(cli: &Cli, cache: bool) -> anyhow::Result<ExitCode> {
     let (dir, lock) = locked_whole_index(cli)?;
     let freed = dir.collect_garbage(&lock, cache)?;
+    let bucket = dir.collect_bucket_garbage(&lock)?;
     let mut out = output(cli.json);
     if cli.json {
         writeln!(
             out,
             "{}",
             json!({"schema_version": JSON_SCHEMA_VERSION, "freed_bytes": freed,
-                   "remote_generations_kept": dir.is_remote()})
+                   "bucket": bucket})
         )?;
-    } else {
-        writeln!(out, "freed {}", human_bytes(freed))?;
-        if dir.is_remote() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &bucket {
+        None => writeln!(out, "freed {}", human_bytes(freed))?,
+        Some(bucket) => {
             writeln!(
                 out,
-                "only this machine's mirror ({}) was cleaned: the generations in {} are kept (codeq does not collect garbage on object storage yet)",
-                dir.path().display(),
-                dir.location()
+                "freed {} in this machine's mirror ({})",
+                human_bytes(freed),
+                dir.path().display()
             )?;
+            write_bucket_gc(&mut out, bucket)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What gc deleted from the bucket and why each remaining generation stays.
+fn write_bucket_gc(out: &mut impl Write, bucket: &BucketGc) -> std::io::Result<()> {
+    let names = |list: &[String]| match list {
+        [] => String::new(),
+        [one] => format!(" ({one})"),
+        [first, .., last] => format!(" ({first} … {last})"),
+    };
+    writeln!(
+        out,
+        "deleted from {}: {} generations{}, {} objects ({}), {} expired leases",
+        bucket.location,
+        bucket.deleted_generations.len(),
+        names(&bucket.deleted_generations),
+        bucket.deleted_objects,
+        human_bytes(bucket.deleted_bytes),
+        bucket.expired_leases_deleted,
+    )?;
+    if bucket.referenced_objects_kept > 0 {
+        writeln!(
+            out,
+            "kept {} objects of deleted generations that kept generations still use",
+            bucket.referenced_objects_kept
+        )?;
+    }
+    let now = unix_now();
+    for kept in &bucket.kept {
+        let reasons: Vec<String> = kept
+            .reasons
+            .iter()
+            .filter_map(|reason| match reason {
+                KeptBecause::Current => Some("current".into()),
+                KeptBecause::Previous => Some("the previous generation".into()),
+                KeptBecause::RollbackPoint => Some("a rollback point".into()),
+                KeptBecause::Lease {
+                    this_process: true, ..
+                } => None,
+                KeptBecause::Lease {
+                    purpose,
+                    host,
+                    pid,
+                    expires_unix,
+                    ..
+                } => Some(format!(
+                    "a live {} holds it ({host}, pid {pid}; its lease expires in {} unless renewed)",
+                    match purpose {
+                        LeasePurpose::Read => "reader",
+                        LeasePurpose::Write => "writer",
+                    },
+                    human_duration(Duration::from_secs(expires_unix.saturating_sub(now)))
+                )),
+                KeptBecause::Recent { last_written_unix } => Some(format!(
+                    "written {} (a writer may still be publishing it; kept for {} after its last write)",
+                    age(*last_written_unix),
+                    human_duration(Duration::from_secs(bucket.grace_secs))
+                )),
+            })
+            .collect();
+        if !reasons.is_empty() {
+            writeln!(out, "kept {}: {}", kept.generation, reasons.join("; "))?;
+        }
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Republishes an earlier kept generation. Needs the whole index (the writer lock, and

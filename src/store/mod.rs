@@ -45,6 +45,7 @@ pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use reader::{IndexReader, LaneCounts};
+pub use remote::{BucketGc, KeptBecause, KeptInBucket, LeasePurpose};
 pub use rollback::{KEPT_BUILDS, KeptGeneration, RolledBack};
 pub use tokenizer::{MIN_STEM_CHARS, code_tokens, english_stem};
 pub use vectors::{AnnIndex, AnnPolicy};
@@ -83,6 +84,9 @@ const EMBED_CACHE: &str = "embed-cache";
 pub struct IndexDir {
     path: PathBuf,
     remote: Option<Arc<remote::Remote>>,
+    /// On object storage, in the copy a reader keeps: the lease on the generation it
+    /// reads, let go with the reader.
+    _reading: Option<Arc<remote::Lease>>,
 }
 
 /// Held while a writer builds a generation; released on drop (or when the process dies).
@@ -116,6 +120,7 @@ impl IndexDir {
         let dir = IndexDir {
             path: path.to_path_buf(),
             remote: None,
+            _reading: None,
         };
         if !path.join(FORMAT_FILE).is_file() {
             write_atomically(&path.join(FORMAT_FILE), format_line().as_bytes())?;
@@ -145,6 +150,7 @@ impl IndexDir {
         let dir = IndexDir {
             path: path.to_path_buf(),
             remote: None,
+            _reading: None,
         };
         dir.check_format()?;
         Ok(dir)
@@ -502,7 +508,19 @@ impl IndexDir {
                 false => Error::NoIndex(self.path.clone()),
             });
         };
-        IndexReader::open(self, &generation)
+        match &self.remote {
+            // The lease lives in the reader's copy of the folder, as long as the reader.
+            Some(remote) => {
+                let leased = IndexDir {
+                    _reading: Some(Arc::new(
+                        remote.lease(&generation, remote::LeasePurpose::Read),
+                    )),
+                    ..self.clone()
+                };
+                IndexReader::open(&leased, &generation)
+            }
+            None => IndexReader::open(self, &generation),
+        }
     }
 
     /// Links the current generation's vector tables into `out` and builds `ann` there from
@@ -546,8 +564,8 @@ impl IndexDir {
 
     /// Removes every generation but the current one and those a reader still has open,
     /// and, with `cache`, empties the embedding cache. For an index on object storage,
-    /// this cleans this machine's mirror; the bucket keeps every generation.
-    /// Returns the bytes freed. Needs the writer lock.
+    /// this cleans this machine's mirror; [`IndexDir::collect_bucket_garbage`] cleans the
+    /// bucket. Returns the bytes freed. Needs the writer lock.
     pub fn collect_garbage(&self, _lock: &IndexLock, cache: bool) -> Result<u64> {
         let before = self.size_on_disk();
         let current = self.current()?;
@@ -562,6 +580,18 @@ impl IndexDir {
                 .map_err(|e| Error::io(format!("cannot remove {}", cache_dir.display()), e))?;
         }
         Ok(before.saturating_sub(self.size_on_disk()))
+    }
+
+    /// For an index on object storage, deletes from the bucket the generations nothing
+    /// keeps (neither the current one, the previous one, a rollback point, a live reader's
+    /// or writer's lease, nor a recent write) and every object no kept listing references;
+    /// `None` for a local index. Needs the writer lock (of this machine: writers elsewhere
+    /// are kept by their leases and the grace period).
+    pub fn collect_bucket_garbage(&self, _lock: &IndexLock) -> Result<Option<BucketGc>> {
+        match &self.remote {
+            Some(remote) => remote.collect_garbage().map(Some),
+            None => Ok(None),
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! PREFIX/generations/gNNNNNN/listing.json   its seal, its manifest and the key of every
 //!                                           file (an unchanged one keeps the key of the
 //!                                           generation that first uploaded it)
+//! PREFIX/leases/gNNNNNN-PURPOSE-HOST-….json a process reads (or writes) that generation
+//!                                           until `expires_unix`: `codeq gc` keeps it
 //! ```
 //! A reader pulls the generation CURRENT names into its mirror: files its previous
 //! generation has unchanged are linked, the others downloaded and checked against the
@@ -21,23 +23,29 @@
 //! generation is half-published. Both lanes (LanceDB and tantivy files) travel under the
 //! one pointer, so a reader never mixes generations.
 //!
+//! Every process that opens a generation, and every writer for the generation it claimed,
+//! holds a **lease** on it in the bucket, renewed in the background and deleted when let
+//! go; `codeq gc` keeps leased generations, recent ones and the rollback points, and
+//! deletes every other object below `generations/` that no kept listing references.
+//!
 //! Credentials, the endpoint and the region come from the standard `AWS_*` variables
 //! only; they are never printed or stored (the S3 client's builder, whose debug output
 //! holds the secret key, is never formatted).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
 use object_store::{
-    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
-    RetryConfig, UpdateVersion,
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    PutResult, RetryConfig, UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -45,12 +53,20 @@ use tokio::io::AsyncWriteExt;
 use super::manifest::is_plain_relative;
 use super::seal::{self, SEAL_FILE, Seal, SealedFile};
 use super::{
-    CURRENT_FILE, FORMAT_FILE, GENERATIONS, IndexDir, MANIFEST_FILE, flock, format_line,
-    generation_name, generation_number, is_generation_name, parse_format, sync_tree,
+    CURRENT_FILE, FORMAT_FILE, GENERATIONS, IndexDir, KEPT_BUILDS, MANIFEST_FILE, flock,
+    format_line, generation_name, generation_number, is_generation_name, parse_format, sync_tree,
     write_atomically,
 };
 use crate::error::{Error, Result};
 use crate::runtime::block_on;
+
+mod gc;
+mod lease;
+
+pub use gc::{BucketGc, KeptBecause, KeptInBucket};
+pub(in crate::store) use lease::Lease;
+pub use lease::LeasePurpose;
+use lease::hostname;
 
 const SCHEME: &str = "s3://";
 const LISTING_FILE: &str = "listing.json";
@@ -67,6 +83,33 @@ const MAX_CLAIMS: u64 = 100;
 /// reported within seconds, not after the client's default three minutes.
 const RETRIES: usize = 4;
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The folder of lease objects below the prefix.
+const LEASES: &str = "leases";
+/// Layout version of a lease object.
+const LEASE_FORMAT: u32 = 1;
+/// How long a lease keeps its generation from `codeq gc` unless renewed. A holder renews it
+/// once a third of it has passed, so two renewals in a row may fail (a network blip)
+/// before it lapses; a holder killed without letting go (SIGKILL, power loss) keeps its
+/// generation from gc for at most this long, which delays a cleanup by minutes, not days.
+const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+/// Test knob: the lease TTL in seconds instead of [`LEASE_TTL`] (documented for tests only).
+const LEASE_TTL_VAR: &str = "CODEQ_LEASE_TTL_SECS";
+/// The longest a lease keeps its generation after it was written, whatever it declares: a
+/// crafted or misconfigured lease cannot keep a generation from gc for good.
+const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long `codeq gc` keeps a generation numbered above the current one after its newest
+/// object was written: a writer may be between its uploads, or between its listing and
+/// the swap of CURRENT. A live writer is kept by its lease whatever its age; this covers a
+/// writer whose lease could not be written, and one hour is far longer than any pause
+/// between two uploads of one publish while abandoned claims still go at the next daily gc.
+const CLAIM_GRACE: Duration = Duration::from_secs(60 * 60);
+/// Test knob: the grace period in seconds instead of [`CLAIM_GRACE`].
+const CLAIM_GRACE_VAR: &str = "CODEQ_CLAIM_GRACE_SECS";
+/// How long letting a lease go may wait for its deletion (best effort: an undeleted lease
+/// expires by itself).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Plans `codeq gc` makes when CURRENT or the leases change while it plans.
+const GC_ATTEMPTS: usize = 3;
 
 /// The `s3://…` location `path` names, if it names one.
 pub(super) fn location_of(path: &Path) -> Option<&str> {
@@ -101,6 +144,10 @@ pub(super) struct Remote {
     /// The listing this process last read or wrote: a listing never changes once written,
     /// and the next publish builds on it.
     last_listing: Mutex<Option<Arc<Listing>>>,
+    /// The read lease on the generation this process last pulled or published.
+    serving: Mutex<Option<Lease>>,
+    /// The write lease on the generation this process claimed and has not published yet.
+    claimed: Mutex<Option<Lease>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -206,6 +253,8 @@ impl Remote {
             mirror: crate::paths::codeq_home().join("remote").join(&id[..16]),
             pointer: Mutex::new(None),
             last_listing: Mutex::new(None),
+            serving: Mutex::new(None),
+            claimed: Mutex::new(None),
         })
     }
 
@@ -263,6 +312,10 @@ impl Remote {
         let _sync = sync_lock(mirror)?;
         let pointer = self.read_pointer()?;
         let local = mirror.current()?;
+        if let Some(p) = &pointer {
+            // Before anything is fetched, so that gc leaves what is being downloaded.
+            self.serve(&p.generation);
+        }
         let changed = match &pointer {
             Some(p) if local.as_deref() != Some(p.generation.as_str()) => {
                 self.install(mirror, &p.generation, local.as_deref())?;
@@ -302,15 +355,20 @@ impl Remote {
             .map_or(1, |n| n + 1);
         let first = next.max(published);
         let claim = serde_json::json!({
-            "host": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+            "host": hostname(),
             "pid": std::process::id(),
-            "started_unix": std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "started_unix": unix_now(),
         });
         let body = serde_json::to_vec(&claim).map_err(Error::store)?;
         for name in (first..first + MAX_CLAIMS).map(generation_name) {
             let key = self.key(&format!("{GENERATIONS}/{name}/{CLAIM_FILE}"));
             match self.put(&key, body.clone(), PutMode::Create) {
-                Ok(_) => return Ok(name),
+                Ok(_) => {
+                    // Kept from gc while this process builds and uploads it, however long.
+                    let lease = self.lease(&name, LeasePurpose::Write);
+                    *self.claimed.lock().unwrap_or_else(PoisonError::into_inner) = Some(lease);
+                    return Ok(name);
+                }
                 Err(object_store::Error::AlreadyExists { .. }) => continue,
                 Err(e) => return Err(self.failed(&e)),
             }
@@ -383,14 +441,44 @@ impl Remote {
             files = listing.seal.files.len(),
             "uploaded a generation"
         );
-        self.swap_current(generation)
+        self.swap_current(generation)?;
+        self.serve(generation);
+        *self.claimed.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
     }
 
     /// Makes `generation`, published here before, the bucket's CURRENT again, if no other
-    /// run published since this process read CURRENT.
+    /// run published since this process read CURRENT, and if the bucket still has it as
+    /// this machine keeps it (`codeq gc` may have collected it, and a later writer reused
+    /// its name). It is leased first, so a gc that plans meanwhile keeps it.
     pub(super) fn republish(&self, generation: &str) -> Result<()> {
-        self.listing(generation)?;
-        self.swap_current(generation)
+        let lease = self.lease(generation, LeasePurpose::Read);
+        if self.get(&self.listing_key(generation))?.is_none() {
+            return Err(Error::Rollback(format!(
+                "{generation} is no longer in {} (`codeq gc` collected it there); choose a generation the bucket still has, or rebuild",
+                self.location
+            )));
+        }
+        let listing = self.listing(generation)?;
+        let local = self.mirror.join(GENERATIONS).join(generation);
+        if seal::read(&local).ok().flatten().as_ref() != Some(&listing.seal) {
+            return Err(Error::Rollback(format!(
+                "the {generation} in {} is not the one this machine keeps (it was collected and its name used again); choose another generation",
+                self.location
+            )));
+        }
+        self.swap_current(generation)?;
+        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(lease);
+        Ok(())
+    }
+
+    /// Holds the read lease of `generation` as this process's served one (unless it
+    /// already does), letting the previous one go.
+    fn serve(&self, generation: &str) {
+        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        if serving.as_ref().map(Lease::generation) != Some(generation) {
+            *serving = Some(self.lease(generation, LeasePurpose::Read));
+        }
     }
 
     /// Replaces CURRENT by `generation` if it still is what this process read or wrote
@@ -646,6 +734,13 @@ impl Remote {
             detail,
         }
     }
+}
+
+/// The clock, in Unix seconds.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Held while a mirror is brought up to date or published from: one process at a time.
