@@ -183,6 +183,31 @@ fn http(
     (status, headers.to_string(), body.to_string())
 }
 
+/// The head of the response to a search with `body`, sent as a keep-alive client sends
+/// it (no `Connection: close` of its own), in lower case.
+fn keep_alive_response_head(address: &str, token: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/search HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may answer and stop reading before the whole body is sent.
+    let _ = stream.write_all(body.as_bytes());
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&raw).to_ascii_lowercase()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -392,9 +417,13 @@ fn each_token_sees_only_what_its_principal_may_read() {
     // Limits: k, body size, a body that is not an object.
     let (status, _) = server.post("/v1/search", ALICE, &json!({"query": "x", "k": 500}));
     assert_eq!(status, 400);
-    let huge = json!({"query": "x".repeat(100_000)});
-    let (status, _) = server.post("/v1/search", ALICE, &huge);
+    let huge = json!({"query": "x".repeat(100_000)}).to_string();
+    let (status, _, _) = server.request("POST", "/v1/search", Some(ALICE), Some(&huge));
     assert_eq!(status, 413);
+    // The unread body ends the connection: a keep-alive client is told so.
+    let headers = keep_alive_response_head(&server.address, ALICE, &huge);
+    assert!(headers.starts_with("http/1.1 413"), "{headers}");
+    assert!(headers.contains("connection: close"), "{headers}");
     let (status, _, _) = server.request("POST", "/v1/search", Some(ALICE), Some("[1, 2]"));
     assert_eq!(status, 400);
 
