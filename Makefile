@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/codeq/target
 CODEQ := $(CARGO_TARGET_DIR)/debug/codeq
 DEMO_INDEX := $(CURDIR)/.codeq
 
-.PHONY: setup build demo test lint self-eval bench bench-query bench-serve bench-peers llm llm-small llm-demo llm-bench
+.PHONY: setup build demo test lint self-eval bench bench-query bench-serve bench-peers bench-remote llm llm-small llm-demo llm-bench
 
 ## Install system packages, ONNX Runtime and the embedding model (idempotent).
 setup:
@@ -96,3 +96,10 @@ bench-serve: setup
 bench-peers: setup
 	cargo build --release --locked
 	./scripts/bench-vs-semble.py $(CORPUS) --codeq $(CARGO_TARGET_DIR)/release/codeq
+
+## The index on local disk beside the same index in a SeaweedFS bucket on loopback (index
+## time with 1 and 2 shard workers, bytes stored and fetched, query latency); CORPUS must
+## be a folder of git repositories. Release build. Not part of `make test`.
+bench-remote: setup
+	cargo build --release --locked
+	./scripts/bench-remote.py $(CORPUS) --codeq $(CARGO_TARGET_DIR)/release/codeq

@@ -279,15 +279,23 @@ impl Remote {
                 let listed = block_on(self.store.list(Some(&self.prefix)).next());
                 if let Some(object) = listed {
                     object.map_err(|e| self.failed(&e))?;
-                    return Err(self.error(
-                        "holds objects that are not a codeq index: choose an empty prefix (nothing was changed)",
-                    ));
+                    // Another indexer may have started this index since the first read
+                    // (shard workers starting together): then its FORMAT is there now.
+                    match self.get(&key)? {
+                        Some((bytes, _)) => bytes,
+                        None => {
+                            return Err(self.error(
+                                "holds objects that are not a codeq index: choose an empty prefix (nothing was changed)",
+                            ));
+                        }
+                    }
+                } else {
+                    match self.put(&key, format_line().into_bytes(), PutMode::Create) {
+                        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                        Err(e) => return Err(self.failed(&e)),
+                    }
+                    self.get(&key)?.map(|(bytes, _)| bytes).unwrap_or_default()
                 }
-                match self.put(&key, format_line().into_bytes(), PutMode::Create) {
-                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(self.failed(&e)),
-                }
-                self.get(&key)?.map(|(bytes, _)| bytes).unwrap_or_default()
             }
         };
         let foreign = || {
