@@ -18,27 +18,10 @@ use codeq::acl::Acl;
 use codeq::session::{SessionOptions, SharedIndex};
 use codeq::store::ChunkFilter;
 use common::attack::{self, assert_no_marker, attack_queries, truncate};
-use common::seaweed::{Machine, Seaweed};
+use common::seaweed::{AUDIT, INDEX, Machine, Seaweed, bank};
 use common::{ACL, commit_all, stderr};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-
-const INDEX: &str = "s3://codeq/team";
-
-const LEDGER: &str = "/// Moves money between two accounts and records both entries.\npub fn transfer_funds(from: &mut i64, to: &mut i64, amount: i64) {\n    *from -= amount;\n    *to += amount;\n}\n";
-const AUDIT: &str = "/// Writes an audit record for every balance change.\npub fn audit_balance_change(account: &str, delta: i64) -> String {\n    format!(\"{account}: {delta}\")\n}\n";
-const RATES: &str = "\"\"\"Currency conversion.\"\"\"\n\n\ndef convert_currency(amount, rate):\n    \"\"\"Converts an amount with a fixed exchange rate.\"\"\"\n    return amount * rate\n";
-
-/// A small git repository in `dir/bank`.
-fn bank(dir: &Path) -> PathBuf {
-    let root = dir.join("bank");
-    std::fs::create_dir_all(root.join("src")).unwrap();
-    std::fs::write(root.join("src/ledger.rs"), LEDGER).unwrap();
-    std::fs::write(root.join("src/audit.rs"), AUDIT).unwrap();
-    std::fs::write(root.join("src/rates.py"), RATES).unwrap();
-    commit_all(&root, &[]);
-    root
-}
 
 /// A Rust file of `n` small documented functions (`fee_tier_0` …).
 fn fees(n: usize) -> String {
@@ -74,6 +57,18 @@ fn citations(doc: &Value) -> Vec<String> {
     list.iter()
         .map(|c| c["citation"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// `codeq search QUERY --index-dir INDEX --json` on `machine`: succeeded, parsed.
+fn search_on(
+    machine: &Machine,
+    cwd: &Path,
+    query: &str,
+    env: &[(&str, String)],
+    weed: &Seaweed,
+) -> Value {
+    let args = ["search", query, "--index-dir", INDEX, "--json"];
+    json(&ok(machine.run(cwd, &args, env), weed))
 }
 
 /// The one mirror folder a machine has.
@@ -428,14 +423,7 @@ fn a_writer_that_lost_the_race_is_told_to_run_again_and_its_rerun_succeeds() {
         &weed,
     ));
     assert_eq!(rerun["index"]["changes"]["vectors_embedded"], 0, "{rerun}");
-    let found = json(&ok(
-        slow.run(
-            dir.path(),
-            &["search", "fee_tier_42", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let found = search_on(&slow, dir.path(), "fee_tier_42", &env, &weed);
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
 }
 
@@ -679,14 +667,7 @@ fn two_shard_workers_build_one_index_and_the_loser_builds_on_the_winner() {
         ("post_journal_entry", "ledger"),
         ("export_audit_trail", "audit"),
     ] {
-        let found = json(&ok(
-            reader.run(
-                dir.path(),
-                &["search", function, "--index-dir", INDEX, "--json"],
-                &env,
-            ),
-            &weed,
-        ));
+        let found = search_on(&reader, dir.path(), function, &env, &weed);
         assert_eq!(found["results"][0]["repo"], repo, "{function}: {found}");
     }
 
@@ -759,14 +740,7 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
 
     // The last published index still answers, from another machine.
     assert_eq!(bucket_current(&weed), published);
-    let found = json(&ok(
-        reader.run(
-            dir.path(),
-            &["search", "transfer_funds", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let found = search_on(&reader, dir.path(), "transfer_funds", &env, &weed);
     assert!(citations(&found)[0].contains("src/ledger.rs"), "{found}");
 
     let rerun = json(&ok(worker.run(&root, &shard_run, &env), &weed));
@@ -775,14 +749,7 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
     let reused = changes["vectors_reused"].as_u64().unwrap();
     assert!(reused > 0, "{rerun}");
     assert!(embedded < NEW_FUNCTIONS as u64, "{rerun}");
-    let found = json(&ok(
-        reader.run(
-            dir.path(),
-            &["search", "fee_tier_250", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let found = search_on(&reader, dir.path(), "fee_tier_250", &env, &weed);
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
 }
 

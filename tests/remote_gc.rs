@@ -6,31 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::seaweed::{Machine, Seaweed};
+use common::seaweed::{INDEX, Machine, Seaweed, bank};
 use common::{commit_all, stderr};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::Value;
-
-const INDEX: &str = "s3://codeq/team";
-
-const LEDGER: &str = "/// Moves money between two accounts and records both entries.\npub fn transfer_funds(from: &mut i64, to: &mut i64, amount: i64) {\n    *from -= amount;\n    *to += amount;\n}\n";
-const AUDIT: &str = "/// Writes an audit record for every balance change.\npub fn audit_balance_change(account: &str, delta: i64) -> String {\n    format!(\"{account}: {delta}\")\n}\n";
-const RATES: &str = "\"\"\"Currency conversion.\"\"\"\n\n\ndef convert_currency(amount, rate):\n    \"\"\"Converts an amount with a fixed exchange rate.\"\"\"\n    return amount * rate\n";
-
-/// A small git repository in `dir/bank`.
-fn bank(dir: &Path) -> PathBuf {
-    let root = dir.join("bank");
-    std::fs::create_dir_all(root.join("src")).unwrap();
-    std::fs::write(root.join("src/ledger.rs"), LEDGER).unwrap();
-    std::fs::write(root.join("src/audit.rs"), AUDIT).unwrap();
-    std::fs::write(root.join("src/rates.py"), RATES).unwrap();
-    commit_all(&root, &[]);
-    root
-}
 
 /// Changes one file of `root` (a new small function in `src/extra.rs`) and publishes
 /// the change from `writer`; returns the generation published.

@@ -13,6 +13,8 @@ use object_store::ObjectStore;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 
+use super::commit_all;
+
 /// The bucket every server has.
 pub const BUCKET: &str = "codeq";
 const ACCESS_KEY: &str = "codeq-tests";
@@ -220,4 +222,23 @@ impl Machine {
     pub fn run(&self, cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
         self.command(cwd, args, env).output().expect("run codeq")
     }
+}
+
+/// The index every object-storage test writes.
+pub const INDEX: &str = "s3://codeq/team";
+
+const LEDGER: &str = "/// Moves money between two accounts and records both entries.\npub fn transfer_funds(from: &mut i64, to: &mut i64, amount: i64) {\n    *from -= amount;\n    *to += amount;\n}\n";
+/// The source of `src/audit.rs` in [`bank`].
+pub const AUDIT: &str = "/// Writes an audit record for every balance change.\npub fn audit_balance_change(account: &str, delta: i64) -> String {\n    format!(\"{account}: {delta}\")\n}\n";
+const RATES: &str = "\"\"\"Currency conversion.\"\"\"\n\n\ndef convert_currency(amount, rate):\n    \"\"\"Converts an amount with a fixed exchange rate.\"\"\"\n    return amount * rate\n";
+
+/// A small git repository in `dir/bank`.
+pub fn bank(dir: &Path) -> PathBuf {
+    let root = dir.join("bank");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/ledger.rs"), LEDGER).unwrap();
+    std::fs::write(root.join("src/audit.rs"), AUDIT).unwrap();
+    std::fs::write(root.join("src/rates.py"), RATES).unwrap();
+    commit_all(&root, &[]);
+    root
 }
