@@ -59,15 +59,15 @@ fn citations(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `codeq search QUERY --index-dir INDEX --json` on `machine`: succeeded, parsed.
-fn search_on(
+/// `codeq ARGS --index-dir INDEX --json` on `machine`: succeeded, parsed.
+fn on_bucket(
     machine: &Machine,
     cwd: &Path,
-    query: &str,
+    args: &[&str],
     env: &[(&str, String)],
     weed: &Seaweed,
 ) -> Value {
-    let args = ["search", query, "--index-dir", INDEX, "--json"];
+    let args = [args, &["--index-dir", INDEX, "--json"]].concat();
     json(&ok(machine.run(cwd, &args, env), weed))
 }
 
@@ -257,14 +257,7 @@ fn an_incremental_run_uploads_only_what_changed_and_readers_follow() {
         writer.run(&root, &["index", ".", "--index-dir", INDEX], &env),
         &weed,
     );
-    let first = json(&ok(
-        reader.run(
-            dir.path(),
-            &["status", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let first = on_bucket(&reader, dir.path(), &["status"], &env, &weed);
     let served = Served::start(&reader, dir.path(), &env);
 
     std::fs::write(
@@ -317,14 +310,7 @@ fn an_incremental_run_uploads_only_what_changed_and_readers_follow() {
         &weed,
     ));
     assert!(citations(&found)[0].contains("src/audit.rs"), "{found}");
-    let status = json(&ok(
-        reader.run(
-            dir.path(),
-            &["status", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let status = on_bucket(&reader, dir.path(), &["status"], &env, &weed);
     assert_eq!(status["generation"], generation.as_str());
     let pulled = mirror(&reader).join("generations").join(&generation);
     let linked = walk_files(&pulled)
@@ -423,7 +409,7 @@ fn a_writer_that_lost_the_race_is_told_to_run_again_and_its_rerun_succeeds() {
         &weed,
     ));
     assert_eq!(rerun["index"]["changes"]["vectors_embedded"], 0, "{rerun}");
-    let found = search_on(&slow, dir.path(), "fee_tier_42", &env, &weed);
+    let found = on_bucket(&slow, dir.path(), &["search", "fee_tier_42"], &env, &weed);
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
 }
 
@@ -643,14 +629,7 @@ fn two_shard_workers_build_one_index_and_the_loser_builds_on_the_winner() {
     );
 
     // Another machine sees every repository of both shards.
-    let status = json(&ok(
-        reader.run(
-            dir.path(),
-            &["status", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let status = on_bucket(&reader, dir.path(), &["status"], &env, &weed);
     let mut repos: Vec<&str> = status["repos"]
         .as_array()
         .unwrap_or_else(|| panic!("no repos in {status}"))
@@ -667,7 +646,7 @@ fn two_shard_workers_build_one_index_and_the_loser_builds_on_the_winner() {
         ("post_journal_entry", "ledger"),
         ("export_audit_trail", "audit"),
     ] {
-        let found = search_on(&reader, dir.path(), function, &env, &weed);
+        let found = on_bucket(&reader, dir.path(), &["search", function], &env, &weed);
         assert_eq!(found["results"][0]["repo"], repo, "{function}: {found}");
     }
 
@@ -678,14 +657,7 @@ fn two_shard_workers_build_one_index_and_the_loser_builds_on_the_winner() {
     assert_eq!(again["index"]["changes"]["up_to_date"], true, "{again}");
     let shrunk = json(&ok(first.run(&root, &shard_run("0/2"), &env), &weed));
     assert_eq!(shrunk["index"]["repos"], 1, "{shrunk}");
-    let status = json(&ok(
-        reader.run(
-            dir.path(),
-            &["status", "--index-dir", INDEX, "--json"],
-            &env,
-        ),
-        &weed,
-    ));
+    let status = on_bucket(&reader, dir.path(), &["status"], &env, &weed);
     assert_eq!(status["repos"].as_array().unwrap().len(), 3, "{status}");
 }
 
@@ -740,7 +712,13 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
 
     // The last published index still answers, from another machine.
     assert_eq!(bucket_current(&weed), published);
-    let found = search_on(&reader, dir.path(), "transfer_funds", &env, &weed);
+    let found = on_bucket(
+        &reader,
+        dir.path(),
+        &["search", "transfer_funds"],
+        &env,
+        &weed,
+    );
     assert!(citations(&found)[0].contains("src/ledger.rs"), "{found}");
 
     let rerun = json(&ok(worker.run(&root, &shard_run, &env), &weed));
@@ -749,7 +727,13 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
     let reused = changes["vectors_reused"].as_u64().unwrap();
     assert!(reused > 0, "{rerun}");
     assert!(embedded < NEW_FUNCTIONS as u64, "{rerun}");
-    let found = search_on(&reader, dir.path(), "fee_tier_250", &env, &weed);
+    let found = on_bucket(
+        &reader,
+        dir.path(),
+        &["search", "fee_tier_250"],
+        &env,
+        &weed,
+    );
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
 }
 
