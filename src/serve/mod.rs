@@ -131,7 +131,20 @@ fn router(state: Arc<Server>) -> Router {
         .route("/v1/read_citation", post(read_citation))
         .route("/mcp", post(mcp_message).get(mcp_stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(close_after_oversized_body))
         .with_state(state)
+}
+
+/// A body refused for its size is left unread on the connection, which the server then
+/// drops: the response says so, or a keep-alive client would send its next request into
+/// a closed connection.
+async fn close_after_oversized_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The server's state, shared by every request.
