@@ -34,6 +34,7 @@ use crate::walk::{self, FileEntry, Scan, SkipCounts, SkipReason};
 
 mod backfill;
 mod pipeline;
+mod plan;
 mod settings;
 mod shard;
 mod watch;
@@ -43,6 +44,7 @@ use backfill::{Embedded, embed_pending};
 use pipeline::{
     CHUNKER_STACK_BYTES, FileOutcome, READ_AHEAD, Run, embed_timed, join_path, produce,
 };
+use plan::Plan;
 pub use settings::IndexConfig;
 pub use shard::Shard;
 pub use watch::watch;
@@ -607,117 +609,6 @@ fn ensure_same_model(built_with: &ModelInfo, model: &ModelInfo) -> Result<()> {
         loaded_model: model.id.clone(),
         loaded_dim: model.dimension,
     })
-}
-
-/// What the walk found compared with the previous generation's file table.
-struct Plan {
-    /// Records of files whose bytes are unchanged (with their current stat).
-    kept: Vec<FileRecord>,
-    /// Indexes into `scan.files` of the files to chunk.
-    to_chunk: Vec<usize>,
-    /// Files whose chunks the new generation must not keep (repository, path).
-    to_remove: Vec<(String, String)>,
-    /// Files skipped when read for their hash (binary, unreadable).
-    read_skips: SkipCounts,
-    rehashed: usize,
-    modified: usize,
-    added: usize,
-}
-
-impl Plan {
-    /// Compares the scan with `recorded`: a file whose stat the table trusts is kept
-    /// unread; any other recorded file is hashed and kept when its bytes are the same. A
-    /// recorded file the scan lacks is removed, unless it belongs to a repository outside
-    /// `shard`: another indexer's, kept as it is.
-    fn new(scan: &Scan, recorded: Option<&FileTable>, shard: Option<Shard>) -> Plan {
-        let mut plan = Plan {
-            kept: Vec::new(),
-            to_chunk: Vec::new(),
-            to_remove: Vec::new(),
-            read_skips: SkipCounts::default(),
-            rehashed: 0,
-            modified: 0,
-            added: 0,
-        };
-        let Some(table) = recorded else {
-            plan.to_chunk = (0..scan.files.len()).collect();
-            plan.added = scan.files.len();
-            return plan;
-        };
-        let mut records = table.by_key();
-        for (i, entry) in scan.files.iter().enumerate() {
-            let repo = &scan.repos[entry.repo];
-            let Some(record) = records.remove(&(repo.id.as_str(), entry.rel_path.as_str())) else {
-                // Read now so that a file skipped on every run (binary) is not news.
-                match walk::read_text(entry) {
-                    Ok(_) => {
-                        plan.to_chunk.push(i);
-                        plan.added += 1;
-                    }
-                    Err(reason) => plan
-                        .read_skips
-                        .add(reason, join_path(&repo.rel_path, &entry.rel_path)),
-                }
-                continue;
-            };
-            if table.trusts(record, entry.stamp) {
-                plan.kept.push(record.clone());
-                continue;
-            }
-            match walk::read_text(entry) {
-                Ok(file) if file.hash == record.file_hash => {
-                    plan.rehashed += 1;
-                    plan.kept.push(FileRecord {
-                        stamp: entry.stamp,
-                        ..record.clone()
-                    });
-                }
-                Ok(_) => {
-                    plan.to_chunk.push(i);
-                    plan.to_remove
-                        .push((repo.id.clone(), entry.rel_path.clone()));
-                    plan.modified += 1;
-                }
-                Err(reason) => {
-                    plan.read_skips
-                        .add(reason, join_path(&repo.rel_path, &entry.rel_path));
-                    plan.to_remove
-                        .push((repo.id.clone(), entry.rel_path.clone()));
-                }
-            }
-        }
-        for ((repo, path), record) in records {
-            if shard.is_some_and(|shard| !shard.contains(repo)) {
-                plan.kept.push(record.clone());
-            } else {
-                plan.to_remove.push((repo.to_string(), path.to_string()));
-            }
-        }
-        plan
-    }
-
-    /// True when no file has to be chunked or removed.
-    fn changes_nothing(&self) -> bool {
-        self.to_chunk.is_empty() && self.to_remove.is_empty()
-    }
-
-    /// Files skipped by the walk and by the hashing reads.
-    fn skipped(&self, scan: &Scan) -> SkipCounts {
-        let mut skipped = scan.skipped.clone();
-        skipped.merge(self.read_skips.clone());
-        skipped
-    }
-
-    fn changes(&self) -> Changes {
-        Changes {
-            files_unchanged: self.kept.len(),
-            files_rehashed: self.rehashed,
-            files_modified: self.modified,
-            files_added: self.added,
-            files_removed: self.to_remove.len() - self.modified,
-            ..Changes::default()
-        }
-    }
 }
 
 /// What the walk leaves out besides the configured ignores: the index itself, the

@@ -2,8 +2,11 @@
 //! rollback points, leased and recent generations) and what it deletes (every other object
 //! under `generations/` that no kept listing references, and expired leases).
 
-use super::lease::{LeaseBody, claim_grace, hostname};
+use super::lease::{LEASE_FORMAT, LEASE_TTL, LEASES, LeaseBody, MAX_LEASE, claim_grace, hostname};
 use super::*;
+
+/// Plans `codeq gc` makes when CURRENT or the leases change while it plans.
+const GC_ATTEMPTS: usize = 3;
 
 /// What `codeq gc` did in the bucket of an index on object storage.
 #[derive(Debug, Clone, Serialize)]

@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// The folder of lease objects below the prefix.
+pub(super) const LEASES: &str = "leases";
+/// Layout version of a lease object.
+pub(super) const LEASE_FORMAT: u32 = 1;
+/// How long a lease keeps its generation from `codeq gc` unless renewed. A holder renews it
+/// once a third of it has passed, so two renewals in a row may fail (a network blip)
+/// before it lapses; a holder killed without letting go (SIGKILL, power loss) keeps its
+/// generation from gc for at most this long, which delays a cleanup by minutes, not days.
+pub(super) const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+/// Test knob: the lease TTL in seconds instead of [`LEASE_TTL`] (documented for tests only).
+pub(super) const LEASE_TTL_VAR: &str = "CODEQ_LEASE_TTL_SECS";
+/// The longest a lease keeps its generation after it was written, whatever it declares: a
+/// crafted or misconfigured lease cannot keep a generation from gc for good.
+pub(super) const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long `codeq gc` keeps a generation numbered above the current one after its newest
+/// object was written: a writer may be between its uploads, or between its listing and
+/// the swap of CURRENT. A live writer is kept by its lease whatever its age; this covers a
+/// writer whose lease could not be written, and one hour is far longer than any pause
+/// between two uploads of one publish while abandoned claims still go at the next daily gc.
+pub(super) const CLAIM_GRACE: Duration = Duration::from_secs(60 * 60);
+/// Test knob: the grace period in seconds instead of [`CLAIM_GRACE`].
+pub(super) const CLAIM_GRACE_VAR: &str = "CODEQ_CLAIM_GRACE_SECS";
+/// How long letting a lease go may wait for its deletion (best effort: an undeleted lease
+/// expires by itself).
+pub(super) const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a lease holder does with its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

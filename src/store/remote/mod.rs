@@ -62,11 +62,13 @@ use crate::runtime::block_on;
 
 mod gc;
 mod lease;
+mod listing;
 
 pub use gc::{BucketGc, KeptBecause, KeptInBucket};
 pub(in crate::store) use lease::Lease;
 pub use lease::LeasePurpose;
 use lease::hostname;
+use listing::Listing;
 
 const SCHEME: &str = "s3://";
 const LISTING_FILE: &str = "listing.json";
@@ -83,33 +85,6 @@ const MAX_CLAIMS: u64 = 100;
 /// reported within seconds, not after the client's default three minutes.
 const RETRIES: usize = 4;
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The folder of lease objects below the prefix.
-const LEASES: &str = "leases";
-/// Layout version of a lease object.
-const LEASE_FORMAT: u32 = 1;
-/// How long a lease keeps its generation from `codeq gc` unless renewed. A holder renews it
-/// once a third of it has passed, so two renewals in a row may fail (a network blip)
-/// before it lapses; a holder killed without letting go (SIGKILL, power loss) keeps its
-/// generation from gc for at most this long, which delays a cleanup by minutes, not days.
-const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
-/// Test knob: the lease TTL in seconds instead of [`LEASE_TTL`] (documented for tests only).
-const LEASE_TTL_VAR: &str = "CODEQ_LEASE_TTL_SECS";
-/// The longest a lease keeps its generation after it was written, whatever it declares: a
-/// crafted or misconfigured lease cannot keep a generation from gc for good.
-const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
-/// How long `codeq gc` keeps a generation numbered above the current one after its newest
-/// object was written: a writer may be between its uploads, or between its listing and
-/// the swap of CURRENT. A live writer is kept by its lease whatever its age; this covers a
-/// writer whose lease could not be written, and one hour is far longer than any pause
-/// between two uploads of one publish while abandoned claims still go at the next daily gc.
-const CLAIM_GRACE: Duration = Duration::from_secs(60 * 60);
-/// Test knob: the grace period in seconds instead of [`CLAIM_GRACE`].
-const CLAIM_GRACE_VAR: &str = "CODEQ_CLAIM_GRACE_SECS";
-/// How long letting a lease go may wait for its deletion (best effort: an undeleted lease
-/// expires by itself).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Plans `codeq gc` makes when CURRENT or the leases change while it plans.
-const GC_ATTEMPTS: usize = 3;
 
 /// The `s3://…` location `path` names, if it names one.
 pub(super) fn location_of(path: &Path) -> Option<&str> {
@@ -155,57 +130,6 @@ impl std::fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("location", &self.location)
             .finish_non_exhaustive()
-    }
-}
-
-/// A published generation as the bucket describes it: everything a mirror needs to
-/// recreate its folder.
-#[derive(Debug, Serialize, Deserialize)]
-struct Listing {
-    format: u32,
-    generation: String,
-    /// The generation's seal, as written in its `checksums.json`.
-    seal: Seal,
-    /// Sealed file → its key below the prefix.
-    keys: BTreeMap<String, String>,
-    /// Every folder of the generation, empty ones included.
-    dirs: Vec<String>,
-    /// The generation's `manifest.json`.
-    manifest: serde_json::Value,
-}
-
-impl Listing {
-    /// Checks that the listing describes `generation` and names only plain paths inside
-    /// the generation's folder and keys inside the index: a crafted bucket must not make
-    /// a mirror write elsewhere.
-    fn check(&self, generation: &str) -> Result<(), String> {
-        if self.format != LISTING_FORMAT {
-            return Err(format!(
-                "listing format {}, this codeq reads {LISTING_FORMAT}",
-                self.format
-            ));
-        }
-        if self.generation != generation {
-            return Err(format!("it describes {:?}", self.generation));
-        }
-        for rel in self.seal.files.keys() {
-            let name = rel.rsplit('/').next().unwrap_or_default();
-            if !is_plain_relative(rel) || seal::is_unsealed(name) {
-                return Err(format!("it seals {rel:?}, which a generation cannot hold"));
-            }
-            match self.keys.get(rel) {
-                Some(key) if is_plain_relative(key) && key.starts_with(GENERATIONS) => {}
-                Some(key) => return Err(format!("{rel:?} is stored at {key:?}")),
-                None => return Err(format!("{rel:?} has no key")),
-            }
-        }
-        if self.keys.len() != self.seal.files.len() {
-            return Err("it has keys of files it does not seal".into());
-        }
-        match self.dirs.iter().find(|dir| !is_plain_relative(dir)) {
-            Some(dir) => Err(format!("it has the folder {dir:?}")),
-            None => Ok(()),
-        }
     }
 }
 
@@ -824,47 +748,6 @@ mod tests {
             "s3://codeq/a//b",
         ] {
             assert!(parse_location(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_listing_that_would_write_outside_the_mirror_is_refused() {
-        let entry = SealedFile {
-            bytes: 1,
-            crc32: 0,
-            mtime_ns: 0,
-        };
-        let listing = |rel: &str, key: &str, dir: &str| Listing {
-            format: LISTING_FORMAT,
-            generation: "g000002".into(),
-            seal: Seal {
-                files: BTreeMap::from([(rel.to_string(), entry)]),
-            },
-            keys: BTreeMap::from([(rel.to_string(), key.to_string())]),
-            dirs: vec![dir.to_string()],
-            manifest: serde_json::Value::Null,
-        };
-        let good = "generations/g000001/files/tantivy/a.idx";
-        listing("tantivy/a.idx", good, "tantivy")
-            .check("g000002")
-            .unwrap();
-        assert!(
-            listing("tantivy/a.idx", good, "tantivy")
-                .check("g000003")
-                .is_err()
-        );
-        for (rel, key, dir) in [
-            ("../../etc/x", good, "tantivy"),
-            ("/etc/x", good, "tantivy"),
-            ("manifest.json", good, "tantivy"),
-            ("tantivy/a.idx", "../other/x", "tantivy"),
-            ("tantivy/a.idx", "FORMAT", "tantivy"),
-            ("tantivy/a.idx", good, "../up"),
-        ] {
-            assert!(
-                listing(rel, key, dir).check("g000002").is_err(),
-                "{rel} {key} {dir}"
-            );
         }
     }
 }
