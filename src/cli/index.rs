@@ -136,7 +136,7 @@ fn write_bucket_gc(out: &mut impl Write, bucket: &BucketGc) -> std::io::Result<(
             bucket.referenced_objects_kept
         )?;
     }
-    let now = unix_now();
+    let now = crate::store::unix_now();
     for kept in &bucket.kept {
         let reasons: Vec<String> = kept
             .reasons
@@ -174,12 +174,6 @@ fn write_bucket_gc(out: &mut impl Write, bucket: &BucketGc) -> std::io::Result<(
         }
     }
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Republishes an earlier kept generation. Needs the whole index (the writer lock, and

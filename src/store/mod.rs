@@ -45,6 +45,7 @@ pub use filter::{ChunkFilter, PathPattern, RepoScope};
 pub use lexical::LexicalHit;
 pub use manifest::{Manifest, RepoRecord, Totals};
 pub use reader::{IndexReader, LaneCounts};
+pub(crate) use remote::unix_now;
 pub use remote::{BucketGc, KeptBecause, KeptInBucket, LeasePurpose};
 pub use rollback::{KEPT_BUILDS, KeptGeneration, RolledBack};
 pub use tokenizer::{MIN_STEM_CHARS, code_tokens, english_stem};

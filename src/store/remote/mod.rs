@@ -669,7 +669,7 @@ impl Remote {
 }
 
 /// The clock, in Unix seconds.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
