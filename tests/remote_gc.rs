@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,15 +126,47 @@ fn leases(weed: &Seaweed) -> Vec<Value> {
         .collect()
 }
 
+/// A bank repository indexed into a fresh server's bucket as g000001 by `writer`;
+/// `reader` is another machine.
+struct Published {
+    weed: Seaweed,
+    env: Vec<(&'static str, String)>,
+    writer: Machine,
+    reader: Machine,
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Published {
+    fn start() -> Published {
+        let weed = Seaweed::start();
+        let env = weed.env();
+        let (writer, reader) = (Machine::new(), Machine::new());
+        let dir = tempfile::tempdir().unwrap();
+        let root = bank(dir.path());
+        ok(writer.run(&root, &["index", ".", "--index-dir", INDEX], &env));
+        Published {
+            weed,
+            env,
+            writer,
+            reader,
+            dir,
+            root,
+        }
+    }
+}
+
 #[test]
 fn gc_deletes_old_generations_and_keeps_every_object_the_current_one_references() {
     let started = Instant::now();
-    let weed = Seaweed::start();
-    let env = weed.env();
-    let (writer, reader) = (Machine::new(), Machine::new());
-    let dir = tempfile::tempdir().unwrap();
-    let root = bank(dir.path());
-    ok(writer.run(&root, &["index", ".", "--index-dir", INDEX], &env));
+    let Published {
+        weed,
+        env,
+        writer,
+        reader,
+        dir,
+        root,
+    } = Published::start();
     let mut published = vec!["g000001".to_string()];
     for n in 1..=5 {
         published.push(publish_a_change(&writer, &root, &env, n));
@@ -246,12 +278,14 @@ impl Drop for Reader {
 #[test]
 fn a_live_readers_generation_is_kept_and_named_until_its_lease_expires() {
     let started = Instant::now();
-    let weed = Seaweed::start();
-    let env = weed.env();
-    let (writer, reader) = (Machine::new(), Machine::new());
-    let dir = tempfile::tempdir().unwrap();
-    let root = bank(dir.path());
-    ok(writer.run(&root, &["index", ".", "--index-dir", INDEX], &env));
+    let Published {
+        weed,
+        env,
+        writer,
+        reader,
+        dir,
+        root,
+    } = Published::start();
 
     // A reader on g000001 whose lease lives a few seconds unless renewed.
     const TTL: u64 = 6;
