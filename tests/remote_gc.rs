@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::object_server::ObjectServer;
 use common::seaweed::{INDEX, Machine, Seaweed, bank};
 use common::{commit_all, stderr};
 use object_store::{ObjectStoreExt, PutPayload};

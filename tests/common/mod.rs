@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod azurite;
 pub mod mcp;
+pub mod object_server;
 pub mod seaweed;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! per test, on private ports, with a bucket and credentials of its own; stopped (SIGTERM)
 //! when dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -10,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path as Key;
+use object_store::aws::AmazonS3Builder;
 
 use super::commit_all;
+use super::object_server::{ObjectServer, free_ports};
 
 /// The bucket every server has.
 pub const BUCKET: &str = "codeq";
@@ -43,17 +42,6 @@ fn weed_binary() -> PathBuf {
         weed.display()
     );
     weed
-}
-
-/// `n` ports free now on 127.0.0.1 (held together while chosen, so they differ).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 impl Seaweed {
@@ -127,9 +115,14 @@ impl Seaweed {
             }
         }
     }
+}
 
-    /// The `AWS_*` variables that reach this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+impl ObjectServer for Seaweed {
+    fn index(&self) -> &'static str {
+        INDEX
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".into()),
@@ -139,8 +132,11 @@ impl Seaweed {
         ]
     }
 
-    /// A client of the bucket, for tests that look at or damage what codeq stored.
-    pub fn store(&self) -> Arc<AmazonS3> {
+    fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    fn store(&self) -> Arc<dyn ObjectStore> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
@@ -152,20 +148,6 @@ impl Seaweed {
             .build()
             .unwrap();
         Arc::new(store)
-    }
-
-    /// Every key below `prefix` in the bucket.
-    pub fn keys(&self, prefix: &str) -> Vec<String> {
-        let store = self.store();
-        let prefix = Key::from(prefix);
-        let mut keys: Vec<String> =
-            codeq::runtime::block_on(store.list(Some(&prefix)).try_collect::<Vec<_>>())
-                .unwrap()
-                .into_iter()
-                .map(|meta| meta.location.to_string())
-                .collect();
-        keys.sort();
-        keys
     }
 }
 

@@ -1,4 +1,5 @@
-//! An index on S3-compatible object storage (`--index-dir s3://BUCKET/PREFIX`): the bucket
+//! An index on object storage (`--index-dir s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or
+//! `gs://BUCKET/PREFIX`; see `provider.rs`): the bucket
 //! holds the published generations, and each machine keeps a mirror of the generation it
 //! reads or builds on, an ordinary index folder in `$CODEQ_HOME/remote/<hash>/`.
 //!
@@ -28,9 +29,9 @@
 //! go; `codeq gc` keeps leased generations, recent ones and the rollback points, and
 //! deletes every other object below `generations/` that no kept listing references.
 //!
-//! Credentials, the endpoint and the region come from the standard `AWS_*` variables
-//! only; they are never printed or stored (the S3 client's builder, whose debug output
-//! holds the secret key, is never formatted).
+//! Credentials and the endpoint come from each platform's standard variables only
+//! (`AWS_*`, `AZURE_*`, `GOOGLE_*`); they are never printed or stored (a client's builder,
+//! whose debug output holds the secret, is never formatted).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
@@ -40,12 +41,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
 use object_store::{
-    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    PutResult, RetryConfig, UpdateVersion,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
+    UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -63,14 +63,15 @@ use crate::runtime::block_on;
 mod gc;
 mod lease;
 mod listing;
+mod provider;
 
 pub use gc::{BucketGc, KeptBecause, KeptInBucket};
 pub(in crate::store) use lease::Lease;
 pub use lease::LeasePurpose;
 use lease::hostname;
 use listing::Listing;
+use provider::Provider;
 
-const SCHEME: &str = "s3://";
 const LISTING_FILE: &str = "listing.json";
 const CLAIM_FILE: &str = "CLAIM";
 /// Layout version of `listing.json`.
@@ -81,14 +82,10 @@ const SYNC_LOCK: &str = "sync.lock";
 const TRANSFERS: usize = 8;
 /// Names tried past the newest one when other runs have claimed them.
 const MAX_CLAIMS: u64 = 100;
-/// Retries of a failed request, and the time they may take: an unreachable endpoint is
-/// reported within seconds, not after the client's default three minutes.
-const RETRIES: usize = 4;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `s3://…` location `path` names, if it names one.
+/// The object-store location (`s3://…`, `az://…`, `gs://…`) `path` names, if it names one.
 pub(super) fn location_of(path: &Path) -> Option<&str> {
-    path.to_str().filter(|p| p.starts_with(SCHEME))
+    path.to_str().filter(|p| Provider::of(p).is_some())
 }
 
 /// The error for a location where no generation was ever published.
@@ -105,12 +102,15 @@ pub(super) fn nothing_published(location: &str) -> Error {
 #[derive(Debug, Clone)]
 struct Pointer {
     generation: String,
-    e_tag: Option<String>,
+    /// What the compare-and-swap matches: the ETag (S3, Azure) or the object's version
+    /// (Google Cloud Storage's generation number).
+    version: UpdateVersion,
 }
 
 /// An index in a bucket, and where this machine mirrors it.
 pub(super) struct Remote {
     location: String,
+    provider: Provider,
     store: Arc<dyn ObjectStore>,
     prefix: Key,
     mirror: PathBuf,
@@ -134,45 +134,22 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// Sets up the S3 client for `location` (`s3://BUCKET/PREFIX`) from the `AWS_*`
-    /// variables. Nothing is requested yet.
+    /// Sets up the client for `location` (`s3://`, `az://` or `gs://BUCKET/PREFIX`) from
+    /// its platform's standard variables. Nothing is requested yet.
     pub(super) fn connect(location: &str) -> Result<Remote> {
-        let (bucket, prefix) = parse_location(location)?;
-        // reqwest, as object_store uses it here, has no TLS crypto of its own: ring is
-        // installed once for the process (an earlier install is as good).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                max_retries: RETRIES,
-                retry_timeout: RETRY_TIMEOUT,
-                ..RetryConfig::default()
-            });
-        let setting = |key: AmazonS3ConfigKey| builder.get_config_value(&key);
-        let endpoint = setting(AmazonS3ConfigKey::S3Endpoint)
-            .or_else(|| setting(AmazonS3ConfigKey::Endpoint))
-            .unwrap_or_default();
-        let allow_http = setting(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
-            .is_some_and(|v| {
-                matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "1" | "true" | "on" | "yes" | "y"
-                )
-            });
-        if endpoint.starts_with("http://") && !allow_http {
-            return Err(remote_error(
-                location,
-                "AWS_ENDPOINT_URL is a plain http:// endpoint: set AWS_ALLOW_HTTP=true to allow an unencrypted connection, or use https://",
-            ));
-        }
-        let store = builder
-            .build()
-            .map_err(|e| remote_error(location, format!("cannot set up the S3 client: {e}")))?;
-        let id =
-            crate::hash::sha256_parts(&[endpoint.as_bytes(), bucket.as_bytes(), prefix.as_bytes()]);
+        let (provider, bucket, prefix) = parse_location(location)?;
+        let connected = provider
+            .connect(bucket)
+            .map_err(|detail| remote_error(location, detail))?;
+        let id = crate::hash::sha256_parts(&[
+            connected.service.as_bytes(),
+            bucket.as_bytes(),
+            prefix.as_bytes(),
+        ]);
         Ok(Remote {
             location: location.trim_end_matches('/').to_string(),
-            store: Arc::new(store),
+            provider,
+            store: connected.store,
             prefix: Key::from(prefix),
             mirror: crate::paths::codeq_home().join("remote").join(&id[..16]),
             pointer: Mutex::new(None),
@@ -182,7 +159,7 @@ impl Remote {
         })
     }
 
-    /// `s3://BUCKET/PREFIX`.
+    /// `s3://BUCKET/PREFIX` (or `az://`, `gs://`).
     pub(super) fn location(&self) -> &str {
         &self.location
     }
@@ -417,10 +394,7 @@ impl Remote {
     /// (created if there was none).
     fn swap_current(&self, generation: &str) -> Result<()> {
         let mode = match self.pointer() {
-            Some(Pointer { e_tag, .. }) => PutMode::Update(UpdateVersion {
-                e_tag,
-                version: None,
-            }),
+            Some(Pointer { version, .. }) => PutMode::Update(version),
             None => PutMode::Create,
         };
         let body = format!("{generation}\n").into_bytes();
@@ -428,7 +402,10 @@ impl Remote {
             Ok(result) => {
                 *self.pointer.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pointer {
                     generation: generation.to_string(),
-                    e_tag: result.e_tag,
+                    version: UpdateVersion {
+                        e_tag: result.e_tag,
+                        version: result.version,
+                    },
                 });
                 Ok(())
             }
@@ -592,14 +569,17 @@ impl Remote {
 
     /// The bucket's CURRENT now; `None` when nothing was published.
     fn read_pointer(&self) -> Result<Option<Pointer>> {
-        let Some((bytes, e_tag)) = self.get(&self.key(CURRENT_FILE))? else {
+        let Some((bytes, version)) = self.get(&self.key(CURRENT_FILE))? else {
             return Ok(None);
         };
         let generation = String::from_utf8_lossy(&bytes).trim().to_string();
         if !is_generation_name(&generation) {
             return Err(self.damaged(format!("CURRENT names {generation:?}")));
         }
-        Ok(Some(Pointer { generation, e_tag }))
+        Ok(Some(Pointer {
+            generation,
+            version,
+        }))
     }
 
     fn pointer(&self) -> Option<Pointer> {
@@ -609,12 +589,15 @@ impl Remote {
             .clone()
     }
 
-    /// An object's bytes and ETag; `None` when it does not exist.
-    fn get(&self, key: &Key) -> Result<Option<(Vec<u8>, Option<String>)>> {
+    /// An object's bytes and version; `None` when it does not exist.
+    fn get(&self, key: &Key) -> Result<Option<(Vec<u8>, UpdateVersion)>> {
         let fetched = block_on(async {
             let object = self.store.get(key).await?;
-            let e_tag = object.meta.e_tag.clone();
-            Ok((object.bytes().await?.to_vec(), e_tag))
+            let version = UpdateVersion {
+                e_tag: object.meta.e_tag.clone(),
+                version: object.meta.version.clone(),
+            };
+            Ok((object.bytes().await?.to_vec(), version))
         });
         match fetched {
             Ok(found) => Ok(Some(found)),
@@ -645,11 +628,12 @@ impl Remote {
     fn failed(&self, err: &object_store::Error) -> Error {
         use object_store::Error as E;
         let detail = match err {
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => format!(
-                "access denied ({err}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials) and what they may do in this bucket"
-            ),
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+                format!("access denied ({err}): {}", self.provider.credential_hint())
+            }
             E::Generic { .. } => format!(
-                "{err}; check AWS_ENDPOINT_URL (or AWS_REGION) and that the object store is reachable"
+                "{err}; {} and that the object store is reachable",
+                self.provider.endpoint_hint()
             ),
             _ => err.to_string(),
         };
@@ -694,26 +678,21 @@ fn remote_error(location: &str, detail: impl Into<String>) -> Error {
     }
 }
 
-/// The bucket and the prefix of `s3://BUCKET/PREFIX` (the prefix may be empty).
-fn parse_location(location: &str) -> Result<(&str, &str)> {
-    let rest = location.strip_prefix(SCHEME).unwrap_or(location);
+/// The provider, the bucket and the prefix of `s3://BUCKET/PREFIX` (or `az://`, `gs://`;
+/// the prefix may be empty).
+fn parse_location(location: &str) -> Result<(Provider, &str, &str)> {
+    let provider = Provider::of(location).unwrap_or(Provider::S3);
+    let rest = location.strip_prefix(provider.scheme()).unwrap_or(location);
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_end_matches('/');
-    let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    if !bucket_ok {
+    if !provider.valid_bucket(bucket) {
         // A URL with credentials in it is not repeated.
         let shown = if location.contains('@') {
             "the --index-dir URL"
         } else {
             location
         };
-        return Err(remote_error(
-            shown,
-            "not s3://BUCKET/PREFIX with a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens (credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never in the URL)",
-        ));
+        return Err(remote_error(shown, format!("not {}", provider.form())));
     }
     if !prefix.is_empty() && !is_plain_relative(prefix) {
         return Err(remote_error(
@@ -721,7 +700,7 @@ fn parse_location(location: &str) -> Result<(&str, &str)> {
             "the prefix after the bucket must be a plain path (no empty, . or .. parts)",
         ));
     }
-    Ok((bucket, prefix))
+    Ok((provider, bucket, prefix))
 }
 
 #[cfg(test)]
@@ -732,22 +711,42 @@ mod tests {
     fn locations_are_parsed_and_credentials_in_them_never_repeated() {
         assert_eq!(
             parse_location("s3://codeq/team/a").unwrap(),
-            ("codeq", "team/a")
+            (Provider::S3, "codeq", "team/a")
         );
-        assert_eq!(parse_location("s3://codeq/").unwrap(), ("codeq", ""));
+        assert_eq!(
+            parse_location("s3://codeq/").unwrap(),
+            (Provider::S3, "codeq", "")
+        );
         assert_eq!(
             parse_location("s3://my.bucket-1").unwrap(),
-            ("my.bucket-1", "")
+            (Provider::S3, "my.bucket-1", "")
+        );
+        assert_eq!(
+            parse_location("az://codeq-index/team").unwrap(),
+            (Provider::Azure, "codeq-index", "team")
+        );
+        assert_eq!(
+            parse_location("gs://my_bucket.1/a/b").unwrap(),
+            (Provider::Gcs, "my_bucket.1", "a/b")
         );
         let leaked = parse_location("s3://AKID:hunter2@codeq/team").unwrap_err();
         assert!(!leaked.to_string().contains("hunter2"), "{leaked}");
+        let leaked = parse_location("az://acct:a2V5@codeq/team").unwrap_err();
+        assert!(!leaked.to_string().contains("a2V5"), "{leaked}");
+        assert!(leaked.to_string().contains("AZURE_STORAGE_ACCOUNT_KEY"));
         for bad in [
             "s3://Codeq/x",
             "s3://ab/x",
             "s3://codeq/../x",
             "s3://codeq/a//b",
+            "s3://my_bucket/x",
+            "az://my.container/x",
+            "gs://UPPER/x",
         ] {
             assert!(parse_location(bad).is_err(), "{bad}");
         }
+        assert!(location_of(Path::new("gs://codeq/team")).is_some());
+        assert!(location_of(Path::new("az://codeq/team")).is_some());
+        assert!(location_of(Path::new("https://codeq/team")).is_none());
     }
 }
