@@ -229,7 +229,7 @@ impl Status {
         });
         let (storage, generations) = if access.sees_everything() {
             let storage = (dir.disk_usage()?, reader.upkeep()?);
-            (Some(storage), dir.kept_generations()?)
+            (Some(storage), dir.rollback_candidates()?)
         } else {
             (None, Vec::new())
         };

@@ -243,6 +243,55 @@ fn gc_deletes_old_generations_and_keeps_every_object_the_current_one_references(
     // Nothing more to collect.
     let again = gc(&writer, dir.path(), &env);
     assert_eq!(again["deleted_objects"], 0, "{again}");
+
+    // That machine lists what the bucket keeps, though it has only the current one, and
+    // rolls back to one it never had; one gc deleted is refused by name.
+    let status = json(&ok(fresh.run(
+        dir.path(),
+        &["status", "--index-dir", INDEX, "--json"],
+        &env,
+    )));
+    let listed: Vec<(String, bool)> = status["generations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{status}"))
+        .iter()
+        .map(|g| {
+            let name = g["name"].as_str().unwrap().to_string();
+            (name, g["on_this_machine"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("g000003".to_string(), false),
+            ("g000004".to_string(), false),
+            ("g000005".to_string(), false),
+            ("g000006".to_string(), true),
+        ],
+        "{status}"
+    );
+    let rollback = |target: &str| {
+        fresh.run(
+            dir.path(),
+            &["rollback", target, "--index-dir", INDEX, "--json"],
+            &env,
+        )
+    };
+    let gone = rollback("g000001");
+    assert_eq!(gone.status.code(), Some(2), "{}", stderr(&gone));
+    assert!(
+        stderr(&gone).contains("no generation g000001 is kept"),
+        "{}",
+        stderr(&gone)
+    );
+    let rolled = json(&ok(rollback("g000003")));
+    assert_eq!(rolled["rollback"]["to"]["name"], "g000003", "{rolled}");
+    let status = json(&ok(writer.run(
+        dir.path(),
+        &["status", "--index-dir", INDEX, "--json"],
+        &env,
+    )));
+    assert_eq!(status["generation"], "g000003", "{status}");
     eprintln!("took {:?}", started.elapsed());
 }
 

@@ -149,13 +149,18 @@ fn write_generations(out: &mut impl Write, generations: &[KeptGeneration]) -> st
         };
         writeln!(
             out,
-            "  {}  {:<15} built {:<10} model {}, chunker v{}, {} chunks",
+            "  {}  {:<15} built {:<10} model {}, chunker v{}, {} chunks{}",
             g.name,
             state,
             age(g.created_unix),
             g.model,
             g.chunker_version,
-            g.chunks
+            g.chunks,
+            if g.on_this_machine {
+                ""
+            } else {
+                " (in the bucket only)"
+            }
         )?;
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{IndexDir, IndexLock};
+use super::{IndexDir, IndexLock, Manifest};
 use crate::error::{Error, Result};
 
 /// Complete generations (every chunk with its vector) kept besides the current and the
@@ -32,9 +32,26 @@ pub struct KeptGeneration {
     pub pending: usize,
     /// Whether it was built under an access-control list.
     pub acl_required: bool,
+    /// Whether this machine has it on disk; for an index on object storage, a generation
+    /// only the bucket has is fetched when it is rolled back to.
+    pub on_this_machine: bool,
 }
 
 impl KeptGeneration {
+    fn new(name: String, current: bool, manifest: Manifest, on_this_machine: bool) -> Self {
+        KeptGeneration {
+            name,
+            current,
+            created_unix: manifest.created_unix,
+            model: manifest.model.id,
+            chunker_version: manifest.chunker_version,
+            chunks: manifest.totals.chunks,
+            pending: manifest.totals.pending,
+            acl_required: manifest.acl_required,
+            on_this_machine,
+        }
+    }
+
     /// Every chunk has its vector: a build that finished, not a round of background vectors.
     pub fn complete(&self) -> bool {
         self.pending == 0
@@ -60,18 +77,28 @@ impl IndexDir {
             .into_iter()
             .filter_map(|name| {
                 let manifest = self.manifest(&name).ok()?;
-                Some(KeptGeneration {
-                    current: current.as_deref() == Some(name.as_str()),
-                    created_unix: manifest.created_unix,
-                    model: manifest.model.id,
-                    chunker_version: manifest.chunker_version,
-                    chunks: manifest.totals.chunks,
-                    pending: manifest.totals.pending,
-                    acl_required: manifest.acl_required,
-                    name,
-                })
+                let current = current.as_deref() == Some(name.as_str());
+                Some(KeptGeneration::new(name, current, manifest, true))
             })
             .collect())
+    }
+
+    /// The generations a rollback can choose, oldest first: those kept here and, for an
+    /// index on object storage, every one the bucket still has.
+    pub fn rollback_candidates(&self) -> Result<Vec<KeptGeneration>> {
+        let mut kept = self.kept_generations()?;
+        let Some(remote) = &self.remote else {
+            return Ok(kept);
+        };
+        let current = self.current()?;
+        for (name, manifest) in remote.published_generations()? {
+            if !kept.iter().any(|g| g.name == name) {
+                let current = current.as_deref() == Some(name.as_str());
+                kept.push(KeptGeneration::new(name, current, manifest, false));
+            }
+        }
+        kept.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(kept)
     }
 
     /// The generations a publish of `newest` keeps besides `newest` and the previous
@@ -102,14 +129,14 @@ impl IndexDir {
         let current = self
             .current()?
             .ok_or_else(|| Error::NoIndex(self.path.clone()))?;
-        let kept = self.kept_generations()?;
+        let kept = self.rollback_candidates()?;
         let chosen = match target {
             Some(name) => kept
                 .iter()
                 .find(|g| g.name == name)
                 .ok_or_else(|| {
                     refuse(format!(
-                        "no generation {name} is kept here; `codeq status` lists the kept ones"
+                        "no generation {name} is kept here or in the index's bucket; `codeq status` lists the kept ones"
                     ))
                 })?
                 .clone(),
@@ -136,15 +163,21 @@ impl IndexDir {
                 chosen.name
             )));
         }
-        self.verify(&chosen.name, false)?;
         if let Some(remote) = &self.remote {
+            if !chosen.on_this_machine {
+                remote.fetch_generation(self, &chosen.name)?;
+            }
+            self.verify(&chosen.name, false)?;
             remote.republish(&chosen.name)?;
+        } else {
+            self.verify(&chosen.name, false)?;
         }
         self.set_current(&chosen.name)?;
         Ok(RolledBack {
             from: current,
             to: KeptGeneration {
                 current: true,
+                on_this_machine: true,
                 ..chosen
             },
         })

@@ -53,7 +53,7 @@ use tokio::io::AsyncWriteExt;
 use super::manifest::is_plain_relative;
 use super::seal::{self, SEAL_FILE, Seal, SealedFile};
 use super::{
-    CURRENT_FILE, FORMAT_FILE, GENERATIONS, IndexDir, KEPT_BUILDS, MANIFEST_FILE, flock,
+    CURRENT_FILE, FORMAT_FILE, GENERATIONS, IndexDir, KEPT_BUILDS, MANIFEST_FILE, Manifest, flock,
     format_line, generation_name, generation_number, is_generation_name, parse_format, sync_tree,
     write_atomically,
 };
@@ -354,6 +354,45 @@ impl Remote {
         self.serve(generation);
         *self.claimed.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
+    }
+
+    /// Every generation published to the bucket (one with a listing: a claim without one
+    /// was never published), oldest first, with its manifest.
+    pub(super) fn published_generations(&self) -> Result<Vec<(String, Manifest)>> {
+        let below = self.key(GENERATIONS);
+        let listed =
+            block_on(self.store.list_with_delimiter(Some(&below))).map_err(|e| self.failed(&e))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|folder| folder.filename().map(str::to_string))
+            .filter(|name| is_generation_name(name))
+            .collect();
+        names.sort();
+        let mut published = Vec::new();
+        for name in names {
+            let Some((bytes, _)) = self.get(&self.listing_key(&name))? else {
+                continue;
+            };
+            let listing: Listing = serde_json::from_slice(&bytes)
+                .map_err(|e| self.damaged(format!("{name}/{LISTING_FILE}: {e}")))?;
+            listing
+                .check(&name)
+                .map_err(|why| self.damaged(format!("{name}/{LISTING_FILE}: {why}")))?;
+            let manifest = serde_json::from_value(listing.manifest)
+                .map_err(|e| self.damaged(format!("{name}/{LISTING_FILE}: its manifest: {e}")))?;
+            published.push((name, manifest));
+        }
+        Ok(published)
+    }
+
+    /// Recreates the published `generation` in `mirror` beside its current one, which
+    /// stays current (a rollback then republishes it).
+    pub(super) fn fetch_generation(&self, mirror: &IndexDir, generation: &str) -> Result<()> {
+        let _sync = sync_lock(mirror)?;
+        let listing = self.listing(generation)?;
+        let local = mirror.current()?;
+        self.materialize(mirror, &listing, local.as_deref())
     }
 
     /// Makes `generation`, published here before, the bucket's CURRENT again, if no other
