@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use object_store::ObjectStore;
 use object_store::azure::MicrosoftAzureBuilder;
 
-use super::object_server::{ObjectServer, free_ports};
+use super::object_server::{ObjectServer, START_ATTEMPTS, free_ports, port_taken};
 
 /// The account every emulator has.
 const ACCOUNT: &str = "codeqtests";
@@ -47,8 +47,21 @@ fn azurite_script() -> PathBuf {
 }
 
 impl Azurite {
-    /// Starts an emulator with the container `codeq` and waits until it answers.
+    /// Starts an emulator with the container `codeq` and waits until it answers; on other
+    /// ports again if another test took its port before it bound it.
     pub fn start() -> Azurite {
+        for attempt in 1.. {
+            let mut server = Azurite::spawn();
+            match server.create_container() {
+                Ok(()) => return server,
+                Err(log) if attempt < START_ATTEMPTS && port_taken(&log) => continue,
+                Err(log) => panic!("Azurite did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn spawn() -> Azurite {
         let script = azurite_script();
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(1)[0];
@@ -73,29 +86,32 @@ impl Azurite {
             .stderr(log)
             .spawn()
             .expect("start Azurite (node)");
-        let server = Azurite {
+        Azurite {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             key,
             dir,
-        };
-        server.create_container();
-        server
+        }
     }
 
     /// Creates the container (object_store reads and writes blobs but makes no
-    /// containers), retrying until the emulator listens.
-    fn create_container(&self) {
+    /// containers), retrying until the emulator listens; its log if it ended or timed out
+    /// first.
+    fn create_container(&mut self) -> Result<(), String> {
         let started = Instant::now();
+        let log =
+            || std::fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default();
         loop {
             match codeq::runtime::block_on(self.put_container()) {
-                Ok(201) => return,
+                Ok(201) => return Ok(()),
                 Ok(status) => panic!("Azurite refused to create the container: HTTP {status}"),
-                Err(e) if started.elapsed() > START_TIMEOUT => panic!(
-                    "Azurite did not answer within {START_TIMEOUT:?} ({e}); its log:\n{}",
-                    std::fs::read_to_string(self.dir.path().join("azurite.log"))
-                        .unwrap_or_default()
-                ),
+                Err(e) if started.elapsed() > START_TIMEOUT => {
+                    return Err(format!(
+                        "no answer within {START_TIMEOUT:?} ({e})\n{}",
+                        log()
+                    ));
+                }
+                Err(_) if self.child.try_wait().ok().flatten().is_some() => return Err(log()),
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }

@@ -38,6 +38,14 @@ pub trait ObjectServer {
     }
 }
 
+/// Starts of a server whose port another process took before it bound it.
+pub const START_ATTEMPTS: u32 = 3;
+
+/// True when a server's log says it could not bind its port.
+pub fn port_taken(log: &str) -> bool {
+    log.contains("address already in use") || log.contains("EADDRINUSE")
+}
+
 /// `n` ports free now on 127.0.0.1 (held together while chosen, so they differ).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)

@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 
 use super::commit_all;
-use super::object_server::{ObjectServer, free_ports};
+use super::object_server::{ObjectServer, START_ATTEMPTS, free_ports, port_taken};
 
 /// The bucket every server has.
 pub const BUCKET: &str = "codeq";
@@ -46,8 +46,21 @@ fn weed_binary() -> PathBuf {
 
 impl Seaweed {
     /// Starts a server with the bucket [`BUCKET`] and waits until it answers signed
-    /// requests.
+    /// requests. Its ports were free when chosen, but another test may take one before
+    /// it binds: then it starts again on other ports.
     pub fn start() -> Seaweed {
+        for attempt in 1.. {
+            let mut server = Seaweed::spawn();
+            match server.wait_until_ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < START_ATTEMPTS && port_taken(&log) => continue,
+                Err(log) => panic!("weed mini did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn spawn() -> Seaweed {
         let weed = weed_binary();
         let dir = tempfile::tempdir().unwrap();
         let p = free_ports(11);
@@ -90,27 +103,30 @@ impl Seaweed {
             .stderr(log)
             .spawn()
             .expect("start weed mini");
-        let server = Seaweed {
+        Seaweed {
             child,
             endpoint: format!("http://127.0.0.1:{}", p[0]),
             secret,
             dir,
-        };
-        server.wait_until_ready();
-        server
+        }
     }
 
-    fn wait_until_ready(&self) {
+    /// Waits until the server answers; its log if it ended or timed out first.
+    fn wait_until_ready(&mut self) -> Result<(), String> {
         let store = self.store();
         let started = Instant::now();
+        let log = || std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
         loop {
             let listed = codeq::runtime::block_on(store.list(None).try_collect::<Vec<_>>());
             match listed {
-                Ok(_) => return,
-                Err(e) if started.elapsed() > START_TIMEOUT => panic!(
-                    "weed mini did not serve the bucket within {START_TIMEOUT:?} ({e}); its log:\n{}",
-                    std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
-                ),
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() > START_TIMEOUT => {
+                    return Err(format!(
+                        "not serving within {START_TIMEOUT:?} ({e})\n{}",
+                        log()
+                    ));
+                }
+                Err(_) if self.child.try_wait().ok().flatten().is_some() => return Err(log()),
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
