@@ -292,6 +292,29 @@ fn gc_deletes_old_generations_and_keeps_every_object_the_current_one_references(
         &env,
     )));
     assert_eq!(status["generation"], "g000003", "{status}");
+
+    // A generation a gc is deleting (its mark, as a gc writes it before its last reading
+    // of the leases) is refused; a gc that stopped before taking its marks off leaves them
+    // to the next gc, which takes off those of generations it keeps.
+    let mark = "team/generations/g000004/DELETING";
+    put(&weed, mark, b"gc\n".to_vec());
+    let marked = rollback("g000004");
+    assert_eq!(marked.status.code(), Some(2), "{}", stderr(&marked));
+    assert!(
+        stderr(&marked).contains("`codeq gc` is deleting g000004"),
+        "{}",
+        stderr(&marked)
+    );
+    let bucket = gc(&writer, dir.path(), &env);
+    assert!(kept_for(&bucket, "g000004").is_some(), "{bucket}");
+    assert!(get(&weed, mark).is_none(), "the stale mark is still there");
+    assert!(
+        weed.keys("team/generations")
+            .iter()
+            .all(|k| !k.ends_with("/DELETING"))
+    );
+    let rolled = json(&ok(rollback("g000004")));
+    assert_eq!(rolled["rollback"]["to"]["name"], "g000004", "{rolled}");
     eprintln!("took {:?}", started.elapsed());
 }
 

@@ -164,11 +164,12 @@ impl IndexDir {
             )));
         }
         if let Some(remote) = &self.remote {
+            let held = remote.hold_for_rollback(&chosen.name)?;
             if !chosen.on_this_machine {
                 remote.fetch_generation(self, &chosen.name)?;
             }
             self.verify(&chosen.name, false)?;
-            remote.republish(&chosen.name)?;
+            remote.republish(&chosen.name, held)?;
         } else {
             self.verify(&chosen.name, false)?;
         }

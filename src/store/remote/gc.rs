@@ -110,6 +110,8 @@ struct GcPlan {
     /// becomes free last).
     doomed: Vec<ObjectMeta>,
     dropped: BTreeSet<String>,
+    /// Generations marked as being deleted by an earlier gc that stopped.
+    marked: BTreeSet<String>,
     referenced_kept: usize,
     expired_leases: Vec<ObjectMeta>,
 }
@@ -127,9 +129,13 @@ impl Remote {
         let plan = loop {
             attempt += 1;
             let plan = self.plan_gc()?;
+            // Marked before the last reading of the leases: a rollback that leased one of
+            // them before finds the mark, one that leased it after is seen below.
+            self.mark_deleting(&plan.dropped, true)?;
             if self.plan_still_holds(&plan)? {
                 break plan;
             }
+            self.mark_deleting(&plan.dropped, false)?;
             if attempt == GC_ATTEMPTS {
                 return Err(self.error(
                     "the index kept changing while `codeq gc` planned (publishes, rollbacks or new readers): nothing was deleted; run it again",
@@ -147,6 +153,8 @@ impl Remote {
             deleted_objects += objects;
             deleted_bytes += bytes;
         }
+        // Last, so that a generation never loses its mark while any of it is left.
+        self.mark_deleting(&plan.dropped.union(&plan.marked).cloned().collect(), false)?;
         let (expired_leases_deleted, _) = self.delete_all(plan.expired_leases.iter().collect())?;
         let own = (hostname(), std::process::id());
         let kept: Vec<KeptInBucket> = plan
@@ -201,6 +209,7 @@ impl Remote {
             .ok_or_else(|| nothing_published(&self.location))?
             .generation;
         let mut objects: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
+        let mut marked = BTreeSet::new();
         let listed: Vec<ObjectMeta> = block_on(
             self.store
                 .list(Some(&self.key(GENERATIONS)))
@@ -215,7 +224,13 @@ impl Remote {
                 .and_then(|mut parts| parts.next())
                 .map(|part| part.as_ref().to_string());
             // Objects that are not a generation's are not codeq's to delete.
-            if let Some(name) = name.filter(|n| is_generation_name(n)) {
+            let Some(name) = name.filter(|n| is_generation_name(n)) else {
+                continue;
+            };
+            // A mark an earlier gc left when it stopped: taken off at the end of this one.
+            if meta.location.filename() == Some(DELETING_FILE) {
+                marked.insert(name);
+            } else {
                 objects.entry(name).or_default().push(meta);
             }
         }
@@ -319,9 +334,36 @@ impl Remote {
             kept,
             doomed,
             dropped,
+            marked,
             referenced_kept,
             expired_leases,
         })
+    }
+
+    /// Puts the mark of a generation being deleted on each of `generations`, or takes it
+    /// off.
+    fn mark_deleting(&self, generations: &BTreeSet<String>, on: bool) -> Result<()> {
+        let keys: Vec<Key> = generations.iter().map(|g| self.deleting_key(g)).collect();
+        block_on(
+            futures::stream::iter(keys)
+                .map(|key| async move {
+                    match on {
+                        true => self
+                            .store
+                            .put(&key, PutPayload::from_static(b"gc\n"))
+                            .await
+                            .map(|_| ()),
+                        false => match self.store.delete(&key).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                            Err(e) => Err(e),
+                        },
+                    }
+                })
+                .buffer_unordered(TRANSFERS)
+                .try_collect::<Vec<()>>(),
+        )
+        .map(|_| ())
+        .map_err(|e| self.failed(&e))
     }
 
     /// Whether CURRENT and the live leases still name only generations `plan` keeps.

@@ -12,6 +12,7 @@
 //! PREFIX/generations/gNNNNNN/listing.json   its seal, its manifest and the key of every
 //!                                           file (an unchanged one keeps the key of the
 //!                                           generation that first uploaded it)
+//! PREFIX/generations/gNNNNNN/DELETING       `codeq gc` is deleting it: no rollback to it
 //! PREFIX/leases/gNNNNNN-PURPOSE-HOST-….json a process reads (or writes) that generation
 //!                                           until `expires_unix`: `codeq gc` keeps it
 //! ```
@@ -74,6 +75,8 @@ use provider::Provider;
 
 const LISTING_FILE: &str = "listing.json";
 const CLAIM_FILE: &str = "CLAIM";
+/// Marks a generation `codeq gc` is deleting (see [`Remote::hold_for_rollback`]).
+const DELETING_FILE: &str = "DELETING";
 /// Layout version of `listing.json`.
 const LISTING_FORMAT: u32 = 1;
 /// Serializes pulls into one mirror, and a pull with a publish.
@@ -395,18 +398,33 @@ impl Remote {
         self.materialize(mirror, &listing, local.as_deref())
     }
 
-    /// Makes `generation`, published here before, the bucket's CURRENT again, if no other
-    /// run published since this process read CURRENT, and if the bucket still has it as
-    /// this machine keeps it (`codeq gc` may have collected it, and a later writer reused
-    /// its name). It is leased first, so a gc that plans meanwhile keeps it.
-    pub(super) fn republish(&self, generation: &str) -> Result<()> {
+    /// Leases `generation` for a rollback to it, then checks that the bucket still has it
+    /// and that no `codeq gc` is deleting it. gc marks what it will delete before its last
+    /// reading of the leases, and a rollback leases before it looks for the mark: one of
+    /// the two always sees the other, so gc never deletes the generation a rollback swaps
+    /// CURRENT to.
+    pub(in crate::store) fn hold_for_rollback(&self, generation: &str) -> Result<Lease> {
         let lease = self.lease(generation, LeasePurpose::Read);
+        if self.get(&self.deleting_key(generation))?.is_some() {
+            return Err(Error::Rollback(format!(
+                "`codeq gc` is deleting {generation} from {} right now; choose a generation it keeps (`codeq status` lists them)",
+                self.location
+            )));
+        }
         if self.get(&self.listing_key(generation))?.is_none() {
             return Err(Error::Rollback(format!(
                 "{generation} is no longer in {} (`codeq gc` collected it there); choose a generation the bucket still has, or rebuild",
                 self.location
             )));
         }
+        Ok(lease)
+    }
+
+    /// Makes `generation`, held by [`Remote::hold_for_rollback`], the bucket's CURRENT
+    /// again, if no other run published since this process read CURRENT, and if the bucket
+    /// has it as this machine keeps it (`codeq gc` may have collected it, and a later writer
+    /// reused its name).
+    pub(in crate::store) fn republish(&self, generation: &str, held: Lease) -> Result<()> {
         let listing = self.listing(generation)?;
         let local = self.mirror.join(GENERATIONS).join(generation);
         if seal::read(&local).ok().flatten().as_ref() != Some(&listing.seal) {
@@ -416,7 +434,7 @@ impl Remote {
             )));
         }
         self.swap_current(generation)?;
-        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(lease);
+        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
         Ok(())
     }
 
@@ -660,6 +678,11 @@ impl Remote {
 
     fn listing_key(&self, generation: &str) -> Key {
         self.key(&format!("{GENERATIONS}/{generation}/{LISTING_FILE}"))
+    }
+
+    /// The mark `codeq gc` puts on a generation it is about to delete.
+    fn deleting_key(&self, generation: &str) -> Key {
+        self.key(&format!("{GENERATIONS}/{generation}/{DELETING_FILE}"))
     }
 
     /// A failed request, said for people: denied access names the variables to check,
