@@ -480,6 +480,50 @@ fn azure_credential_and_endpoint_mistakes_fail_clearly_without_printing_the_key(
     );
 }
 
+/// gs:// goes through the same path as s3:// and az://; with no Google Cloud Storage
+/// server to test against (docs/OBJECT-STORAGE.md says why), what can be checked here is
+/// that its client is set up from the standard variables and that an endpoint that does
+/// not answer fails clearly, without the key.
+#[test]
+fn a_gs_index_whose_endpoint_does_not_answer_fails_clearly_without_printing_the_key() {
+    let machine = Machine::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = bank(dir.path());
+    let private_key = "gcs-private-key-that-must-not-be-printed";
+    let key_file = dir.path().join("service-account.json");
+    let account = json!({
+        "private_key": private_key,
+        "private_key_id": "codeq-tests",
+        "client_email": "codeq-tests@example.invalid",
+        "disable_oauth": true,
+        "gcs_base_url": format!("http://127.0.0.1:{}", closed_port()),
+    });
+    std::fs::write(&key_file, account.to_string()).unwrap();
+    let env = [("GOOGLE_SERVICE_ACCOUNT", key_file.display().to_string())];
+    for args in [
+        vec!["index", ".", "--index-dir", "gs://codeq/team"],
+        vec!["status", "--index-dir", "gs://codeq/team"],
+    ] {
+        let out = machine.run(&root, &args, &env);
+        assert_no_secret(&out, private_key);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(message.contains("gs://codeq/team"), "{message}");
+        assert!(message.contains("check GOOGLE_BASE_URL"), "{message}");
+    }
+    let out = machine.run(
+        &root,
+        &["status", "--index-dir", "gs://Not_A_Bucket/x"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not gs://BUCKET/PREFIX"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -199,7 +199,8 @@ impl Machine {
         self.home.path()
     }
 
-    /// `codeq ARGS` on this machine in `cwd`, with `env` as its only `AWS_*` variables.
+    /// `codeq ARGS` on this machine in `cwd`, with `env` as its only object-store variables
+    /// (`AWS_*`, `AZURE_*`, `AZURITE_*`, `GOOGLE_*`).
     pub fn command(&self, cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_codeq"));
         command
@@ -208,7 +209,10 @@ impl Machine {
             .env_remove("CODEQ_INDEX_DIR")
             .env("CODEQ_HOME", self.home.path());
         for (key, _) in std::env::vars() {
-            if key.starts_with("AWS_") {
+            if ["AWS_", "AZURE_", "AZURITE_", "GOOGLE_"]
+                .iter()
+                .any(|platform| key.starts_with(platform))
+            {
                 command.env_remove(key);
             }
         }
