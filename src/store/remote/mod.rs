@@ -71,7 +71,8 @@ pub(in crate::store) use lease::Lease;
 pub use lease::LeasePurpose;
 use lease::hostname;
 use listing::Listing;
-use provider::Provider;
+pub(super) use provider::location_of;
+use provider::{Provider, parse_location};
 
 const LISTING_FILE: &str = "listing.json";
 const CLAIM_FILE: &str = "CLAIM";
@@ -85,11 +86,6 @@ const SYNC_LOCK: &str = "sync.lock";
 const TRANSFERS: usize = 8;
 /// Names tried past the newest one when other runs have claimed them.
 const MAX_CLAIMS: u64 = 100;
-
-/// The object-store location (`s3://…`, `az://…`, `gs://…`) `path` names, if it names one.
-pub(super) fn location_of(path: &Path) -> Option<&str> {
-    path.to_str().filter(|p| Provider::of(p).is_some())
-}
 
 /// The error for a location where no generation was ever published.
 pub(super) fn nothing_published(location: &str) -> Error {
@@ -737,78 +733,5 @@ fn remote_error(location: &str, detail: impl Into<String>) -> Error {
     Error::Remote {
         location: location.to_string(),
         detail: detail.into(),
-    }
-}
-
-/// The provider, the bucket and the prefix of `s3://BUCKET/PREFIX` (or `az://`, `gs://`;
-/// the prefix may be empty).
-fn parse_location(location: &str) -> Result<(Provider, &str, &str)> {
-    let provider = Provider::of(location).unwrap_or(Provider::S3);
-    let rest = location.strip_prefix(provider.scheme()).unwrap_or(location);
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let prefix = prefix.trim_end_matches('/');
-    if !provider.valid_bucket(bucket) {
-        // A URL with credentials in it is not repeated.
-        let shown = if location.contains('@') {
-            "the --index-dir URL"
-        } else {
-            location
-        };
-        return Err(remote_error(shown, format!("not {}", provider.form())));
-    }
-    if !prefix.is_empty() && !is_plain_relative(prefix) {
-        return Err(remote_error(
-            location,
-            "the prefix after the bucket must be a plain path (no empty, . or .. parts)",
-        ));
-    }
-    Ok((provider, bucket, prefix))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations_are_parsed_and_credentials_in_them_never_repeated() {
-        assert_eq!(
-            parse_location("s3://codeq/team/a").unwrap(),
-            (Provider::S3, "codeq", "team/a")
-        );
-        assert_eq!(
-            parse_location("s3://codeq/").unwrap(),
-            (Provider::S3, "codeq", "")
-        );
-        assert_eq!(
-            parse_location("s3://my.bucket-1").unwrap(),
-            (Provider::S3, "my.bucket-1", "")
-        );
-        assert_eq!(
-            parse_location("az://codeq-index/team").unwrap(),
-            (Provider::Azure, "codeq-index", "team")
-        );
-        assert_eq!(
-            parse_location("gs://my_bucket.1/a/b").unwrap(),
-            (Provider::Gcs, "my_bucket.1", "a/b")
-        );
-        let leaked = parse_location("s3://AKID:hunter2@codeq/team").unwrap_err();
-        assert!(!leaked.to_string().contains("hunter2"), "{leaked}");
-        let leaked = parse_location("az://acct:a2V5@codeq/team").unwrap_err();
-        assert!(!leaked.to_string().contains("a2V5"), "{leaked}");
-        assert!(leaked.to_string().contains("AZURE_STORAGE_ACCOUNT_KEY"));
-        for bad in [
-            "s3://Codeq/x",
-            "s3://ab/x",
-            "s3://codeq/../x",
-            "s3://codeq/a//b",
-            "s3://my_bucket/x",
-            "az://my.container/x",
-            "gs://UPPER/x",
-        ] {
-            assert!(parse_location(bad).is_err(), "{bad}");
-        }
-        assert!(location_of(Path::new("gs://codeq/team")).is_some());
-        assert!(location_of(Path::new("az://codeq/team")).is_some());
-        assert!(location_of(Path::new("https://codeq/team")).is_none());
     }
 }
