@@ -163,15 +163,16 @@ impl IndexDir {
                 chosen.name
             )));
         }
-        if let Some(remote) = &self.remote {
-            let held = remote.hold_for_rollback(&chosen.name)?;
-            if !chosen.on_this_machine {
-                remote.fetch_generation(self, &chosen.name)?;
-            }
-            self.verify(&chosen.name, false)?;
+        let held = match &self.remote {
+            Some(remote) => Some(remote.hold_for_rollback(&chosen.name)?),
+            None => None,
+        };
+        if let Some(remote) = self.remote.as_ref().filter(|_| !chosen.on_this_machine) {
+            remote.fetch_generation(self, &chosen.name)?;
+        }
+        self.verify(&chosen.name, false)?;
+        if let (Some(remote), Some(held)) = (&self.remote, held) {
             remote.republish(&chosen.name, held)?;
-        } else {
-            self.verify(&chosen.name, false)?;
         }
         self.set_current(&chosen.name)?;
         Ok(RolledBack {

@@ -370,14 +370,9 @@ impl Remote {
         names.sort();
         let mut published = Vec::new();
         for name in names {
-            let Some((bytes, _)) = self.get(&self.listing_key(&name))? else {
+            let Some(listing) = self.read_listing(&name)? else {
                 continue;
             };
-            let listing: Listing = serde_json::from_slice(&bytes)
-                .map_err(|e| self.damaged(format!("{name}/{LISTING_FILE}: {e}")))?;
-            listing
-                .check(&name)
-                .map_err(|why| self.damaged(format!("{name}/{LISTING_FILE}: {why}")))?;
             let manifest = serde_json::from_value(listing.manifest)
                 .map_err(|e| self.damaged(format!("{name}/{LISTING_FILE}: its manifest: {e}")))?;
             published.push((name, manifest));
@@ -407,12 +402,14 @@ impl Remote {
                 self.location
             )));
         }
-        if self.get(&self.listing_key(generation))?.is_none() {
+        let Some(listing) = self.read_listing(generation)? else {
             return Err(Error::Rollback(format!(
                 "{generation} is no longer in {} (`codeq gc` collected it there); choose a generation the bucket still has, or rebuild",
                 self.location
             )));
-        }
+        };
+        // The fetch and the republish that follow read it from here.
+        self.remember(Arc::new(listing));
         Ok(lease)
     }
 
@@ -599,18 +596,27 @@ impl Remote {
             return Ok(Arc::clone(listing));
         }
         drop(last);
-        let key = self.listing_key(generation);
-        let (bytes, _) = self
-            .get(&key)?
+        let listing = self
+            .read_listing(generation)?
             .ok_or_else(|| self.damaged(format!("{generation} has no {LISTING_FILE}")))?;
+        let listing = Arc::new(listing);
+        self.remember(Arc::clone(&listing));
+        Ok(listing)
+    }
+
+    /// The listing of `generation` read from the bucket and checked; `None` when it has
+    /// none (never published, or collected).
+    fn read_listing(&self, generation: &str) -> Result<Option<Listing>> {
+        let key = self.listing_key(generation);
+        let Some((bytes, _)) = self.get(&key)? else {
+            return Ok(None);
+        };
         let listing: Listing =
             serde_json::from_slice(&bytes).map_err(|e| self.damaged(format!("{key}: {e}")))?;
         listing
             .check(generation)
             .map_err(|why| self.damaged(format!("{key}: {why}")))?;
-        let listing = Arc::new(listing);
-        self.remember(Arc::clone(&listing));
-        Ok(listing)
+        Ok(Some(listing))
     }
 
     fn remember(&self, listing: Arc<Listing>) {
