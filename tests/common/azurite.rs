@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use object_store::ObjectStore;
 use object_store::azure::MicrosoftAzureBuilder;
 
-use super::object_server::{ObjectServer, START_ATTEMPTS, free_ports, port_taken};
+use super::object_server::{ObjectServer, free_ports, start_on_free_ports, unique_secret};
 
 /// The account every emulator has.
 const ACCOUNT: &str = "codeqtests";
@@ -50,26 +50,14 @@ impl Azurite {
     /// Starts an emulator with the container `codeq` and waits until it answers; on other
     /// ports again if another test took its port before it bound it.
     pub fn start() -> Azurite {
-        for attempt in 1.. {
-            let mut server = Azurite::spawn();
-            match server.create_container() {
-                Ok(()) => return server,
-                Err(log) if attempt < START_ATTEMPTS && port_taken(&log) => continue,
-                Err(log) => panic!("Azurite did not start; its log:\n{log}"),
-            }
-        }
-        unreachable!()
+        start_on_free_ports("Azurite", Azurite::spawn, Azurite::create_container)
     }
 
     fn spawn() -> Azurite {
         let script = azurite_script();
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(1)[0];
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let key = STANDARD.encode(format!("azure-secret-{}-{nanos}", std::process::id()));
+        let key = STANDARD.encode(unique_secret("azure-secret"));
         let log = std::fs::File::create(dir.path().join("azurite.log")).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();

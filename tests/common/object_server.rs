@@ -39,11 +39,40 @@ pub trait ObjectServer {
 }
 
 /// Starts of a server whose port another process took before it bound it.
-pub const START_ATTEMPTS: u32 = 3;
+const START_ATTEMPTS: u32 = 3;
+
+/// Starts a server with `spawn` and waits with `ready`, which returns the server's log
+/// when it ended or timed out first. Its ports were free when chosen, but another test
+/// may take one before it binds: then it starts again on other ports.
+pub fn start_on_free_ports<S>(
+    what: &str,
+    spawn: impl Fn() -> S,
+    ready: impl Fn(&mut S) -> Result<(), String>,
+) -> S {
+    for attempt in 1..=START_ATTEMPTS {
+        let mut server = spawn();
+        match ready(&mut server) {
+            Ok(()) => return server,
+            Err(log) if attempt < START_ATTEMPTS && port_taken(&log) => continue,
+            Err(log) => panic!("{what} did not start; its log:\n{log}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
 
 /// True when a server's log says it could not bind its port.
-pub fn port_taken(log: &str) -> bool {
+fn port_taken(log: &str) -> bool {
     log.contains("address already in use") || log.contains("EADDRINUSE")
+}
+
+/// A secret no other test or run uses (`PREFIX-PID-NANOS`), so that a test can look for it
+/// in any output.
+pub fn unique_secret(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// `n` ports free now on 127.0.0.1 (held together while chosen, so they differ).

@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 
 use super::commit_all;
-use super::object_server::{ObjectServer, START_ATTEMPTS, free_ports, port_taken};
+use super::object_server::{ObjectServer, free_ports, start_on_free_ports, unique_secret};
 
 /// The bucket every server has.
 pub const BUCKET: &str = "codeq";
@@ -49,26 +49,14 @@ impl Seaweed {
     /// requests. Its ports were free when chosen, but another test may take one before
     /// it binds: then it starts again on other ports.
     pub fn start() -> Seaweed {
-        for attempt in 1.. {
-            let mut server = Seaweed::spawn();
-            match server.wait_until_ready() {
-                Ok(()) => return server,
-                Err(log) if attempt < START_ATTEMPTS && port_taken(&log) => continue,
-                Err(log) => panic!("weed mini did not start; its log:\n{log}"),
-            }
-        }
-        unreachable!()
+        start_on_free_ports("weed mini", Seaweed::spawn, Seaweed::wait_until_ready)
     }
 
     fn spawn() -> Seaweed {
         let weed = weed_binary();
         let dir = tempfile::tempdir().unwrap();
         let p = free_ports(11);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let secret = format!("s3cret-{}-{nanos}", std::process::id());
+        let secret = unique_secret("s3cret");
         let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
