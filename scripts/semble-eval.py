@@ -12,7 +12,8 @@ repos):
 - ask, file level: `codeq eval --json -k 10` (files deduped, first occurrence).
 
 Resumable: each finished repo is appended to WORK/results.LABEL.jsonl and skipped on the
-next run (--fresh re-scores). A repo that cannot be checked out (not fetched, pinned
+next run (--fresh re-scores); a repo left out (no checkout, or no index with --no-index) is
+tried again. A repo that cannot be checked out (not fetched, pinned
 revision missing from the snapshot) is reported and left out of every mean.
 
 Prints per-repo, per-language and per-category (semantic / architecture / symbol) tables
@@ -119,7 +120,10 @@ def run_repo(args, meta, tasks):
     model = ["--model-dir", args.model_dir] if args.model_dir else []
     started = time.monotonic()
     command = [args.codeq, "index", str(root), "--index-dir", str(index_dir), "--json", *model]
-    if args.no_index and index_dir.is_dir():
+    if args.no_index:
+        # Never build an index here: another run may be building this one right now.
+        if not index_dir.is_dir():
+            return {"repo": name, "language": meta["language"], "skipped": f"no index {index_dir.name}"}
         command = [args.codeq, "status", "--index-dir", str(index_dir)]
     indexed = subprocess.run(command, capture_output=True, text=True)
     if indexed.returncode != 0:
@@ -244,7 +248,8 @@ def main():
                     "change: the re-index reuses the vectors of unchanged chunks)")
     ap.add_argument("--model-dir", help="index with this model folder (a model A/B)")
     ap.add_argument("--no-index", action="store_true", help="query the --index-label indexes as "
-                    "they are (a ranking change measured on indexes of another chunker)")
+                    "they are (a ranking change measured on indexes of another chunker); a repo "
+                    "without one is left out, never indexed")
     ap.add_argument("--mirrors", default="/work/.mirror", help="where fetched bare git dirs live")
     ap.add_argument("--only", default="", help="comma-separated repo names")
     ap.add_argument("--language", default="", help="comma-separated languages")
@@ -264,8 +269,8 @@ def main():
         kept = [r for r in load(results_path).values() if r["repo"] not in {m["name"] for m in chosen}]
         results_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     for meta in chosen:
-        if meta["name"] in done:
-            continue
+        if "tasks" in done.get(meta["name"], {}):
+            continue  # scored; a repo left out last time is tried again
         record = run_repo(args, meta, [t for t in tasks if t["repo"] == meta["name"]])
         with open(results_path, "a") as f:
             f.write(json.dumps(record) + "\n")
