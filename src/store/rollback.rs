@@ -163,16 +163,19 @@ impl IndexDir {
                 chosen.name
             )));
         }
+        // A bucket index: held against gc, fetched when only the bucket has it, republished.
         let held = match &self.remote {
-            Some(remote) => Some(remote.hold_for_rollback(&chosen.name)?),
+            Some(remote) => Some((remote, remote.hold_for_rollback(&chosen.name)?)),
             None => None,
         };
-        if let Some(remote) = self.remote.as_ref().filter(|_| !chosen.on_this_machine) {
+        if let Some((remote, _)) = &held
+            && !chosen.on_this_machine
+        {
             remote.fetch_generation(self, &chosen.name)?;
         }
         self.verify(&chosen.name, false)?;
-        if let (Some(remote), Some(held)) = (&self.remote, held) {
-            remote.republish(&chosen.name, held)?;
+        if let Some((remote, lease)) = held {
+            remote.republish(&chosen.name, lease)?;
         }
         self.set_current(&chosen.name)?;
         Ok(RolledBack {

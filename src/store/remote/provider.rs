@@ -251,26 +251,21 @@ mod tests {
 
     #[test]
     fn locations_are_parsed_and_credentials_in_them_never_repeated() {
-        assert_eq!(
-            parse_location("s3://codeq/team/a").unwrap(),
-            (Provider::S3, "codeq", "team/a")
-        );
-        assert_eq!(
-            parse_location("s3://codeq/").unwrap(),
-            (Provider::S3, "codeq", "")
-        );
-        assert_eq!(
-            parse_location("s3://my.bucket-1").unwrap(),
-            (Provider::S3, "my.bucket-1", "")
-        );
-        assert_eq!(
-            parse_location("az://codeq-index/team").unwrap(),
-            (Provider::Azure, "codeq-index", "team")
-        );
-        assert_eq!(
-            parse_location("gs://my_bucket.1/a/b").unwrap(),
-            (Provider::Gcs, "my_bucket.1", "a/b")
-        );
+        for (location, parsed) in [
+            ("s3://codeq/team/a", (Provider::S3, "codeq", "team/a")),
+            ("s3://codeq/", (Provider::S3, "codeq", "")),
+            ("s3://my.bucket-1", (Provider::S3, "my.bucket-1", "")),
+            (
+                "az://codeq-index/team",
+                (Provider::Azure, "codeq-index", "team"),
+            ),
+            (
+                "gs://my_bucket.1/a/b",
+                (Provider::Gcs, "my_bucket.1", "a/b"),
+            ),
+        ] {
+            assert_eq!(parse_location(location).unwrap(), parsed, "{location}");
+        }
         let leaked = parse_location("s3://AKID:hunter2@codeq/team").unwrap_err();
         assert!(!leaked.to_string().contains("hunter2"), "{leaked}");
         let leaked = parse_location("az://acct:a2V5@codeq/team").unwrap_err();
