@@ -31,7 +31,9 @@ use symbols::{cap_symbol, doc_line, end_row, file_name, signature};
 ///    before it; a file its grammar mostly cannot parse keeps its intact definitions
 ///    instead of becoming all windows.
 /// 6: Haskell and Elixir grammars; a function's adjacent clauses are one definition there.
-pub const CHUNKER_VERSION: u32 = 6;
+/// 7: an oversized definition also splits inside a statement too long to be one chunk (a
+///    shell `case`, a `switch`, a returned object literal).
+pub const CHUNKER_VERSION: u32 = 7;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,12 @@
 
 use super::*;
 
-/// Splits an oversized definition at its body's top-level statements.
+/// How deep [`split_at_statements`] looks inside a statement too long to stand alone.
+const MAX_SPLIT_DEPTH: usize = 6;
+
+/// Splits an oversized definition at its body's statements: the top-level ones, and
+/// inside one that is itself too long (a shell dispatcher's `case`, a `switch`, a returned
+/// object literal) at its own parts, so a single giant statement does not stay one chunk.
 /// Returns `None` when the body cannot be split into two or more parts.
 pub(super) fn split_at_statements(
     body: Option<Node<'_>>,
@@ -12,12 +17,8 @@ pub(super) fn split_at_statements(
     lines: &LineIndex,
     limits: &ChunkLimits,
 ) -> Option<Vec<(usize, usize)>> {
-    let body = body?;
-    let mut walker = body.walk();
-    let statement_ends: Vec<usize> = body
-        .named_children(&mut walker)
-        .map(|s| end_row(s).min(end))
-        .collect();
+    let mut statement_ends = Vec::new();
+    cut_rows(body?, end, lines, limits, 0, &mut statement_ends);
     let mut parts = Vec::new();
     let mut part_start = start;
     let mut last_end: Option<usize> = None;
@@ -34,6 +35,30 @@ pub(super) fn split_at_statements(
     }
     parts.push((part_start, end));
     (parts.len() > 1).then_some(parts)
+}
+
+/// Pushes the last row of each of `node`'s named children (capped at `end`), in order,
+/// and before the end of a child too long to be one chunk, the ends of that child's own
+/// parts, down to [`MAX_SPLIT_DEPTH`].
+fn cut_rows(
+    node: Node<'_>,
+    end: usize,
+    lines: &LineIndex,
+    limits: &ChunkLimits,
+    depth: usize,
+    rows: &mut Vec<usize>,
+) {
+    let mut walker = node.walk();
+    for child in node.named_children(&mut walker) {
+        let child_end = end_row(child).min(end);
+        let child_start = child.start_position().row.min(child_end);
+        let too_long = child_end + 1 - child_start > limits.max_lines
+            || lines.range_bytes(child_start, child_end) > limits.max_bytes;
+        if too_long && depth < MAX_SPLIT_DEPTH {
+            cut_rows(child, end, lines, limits, depth + 1, rows);
+        }
+        rows.push(child_end);
+    }
 }
 
 /// Cuts rows `start..=end` into windows, preferring to end a window at a blank line

@@ -162,6 +162,59 @@ fn oversized_functions_split_at_statements_with_the_signature_kept() {
     );
 }
 
+/// The parts of an oversized definition: each within the limits, tiling it exactly, all
+/// with its symbol.
+fn assert_split_within_limits(chunks: &[Chunk], symbol: &str, lines: (u32, u32)) {
+    assert!(chunks.len() >= 3, "{:?}", summary(chunks));
+    assert!(
+        chunks.iter().all(|c| c.symbol == symbol),
+        "{:?}",
+        summary(chunks)
+    );
+    let limits = ChunkLimits::default();
+    for c in chunks {
+        let rows = (c.end_line - c.start_line + 1) as usize;
+        assert!(rows <= limits.max_lines, "{:?}", summary(chunks));
+        assert!(c.content.len() <= limits.max_bytes, "{:?}", summary(chunks));
+    }
+    assert_eq!(chunks[0].start_line, lines.0);
+    assert_eq!(chunks.last().unwrap().end_line, lines.1);
+    for pair in chunks.windows(2) {
+        assert_eq!(pair[0].end_line + 1, pair[1].start_line);
+    }
+}
+
+#[test]
+fn one_giant_statement_splits_at_its_own_parts() {
+    // A shell dispatcher: after one line of setup, the body is one `case` with an arm per
+    // command.
+    let mut src = String::from("dispatch() {\n  local cmd=\"$1\"\n  case \"$cmd\" in\n");
+    for arm in 0..40 {
+        src.push_str(&format!(
+            "    cmd{arm})\n      echo one {arm}\n      echo two {arm}\n    ;;\n"
+        ));
+    }
+    src.push_str("  esac\n}\n");
+    let chunks = chunks_of("tool.sh", &src);
+    assert_split_within_limits(&chunks, "dispatch", (1, 165));
+    let arm = chunks
+        .iter()
+        .find(|c| c.content.contains("cmd20)"))
+        .unwrap();
+    assert!(arm.content.contains("echo two 20"), "an arm stays whole");
+
+    // A factory whose body is one returned object literal.
+    let mut src = String::from("function createApi() {\n  const base = 1;\n  return {\n");
+    for m in 0..50 {
+        src.push_str(&format!(
+            "    method{m}(x) {{\n      return x + {m};\n    }},\n"
+        ));
+    }
+    src.push_str("  };\n}\n");
+    let chunks = chunks_of("api.js", &src);
+    assert_split_within_limits(&chunks, "createApi", (1, 155));
+}
+
 #[test]
 fn tiny_neighbours_are_merged() {
     let src = "\
