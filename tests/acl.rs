@@ -218,10 +218,42 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
         let scoped = vectors(&full, &alice, &mut embedder);
         let reference = vectors(&alone, &alone_filter, &mut embedder);
         assert_same_scores(&scoped, &reference, &format!("vectors {query:?}"));
+
+        // Both lanes fused, with every prior after fusion (for descriptions, how often
+        // the code mentions a file's name): the final scores agree too.
+        let hybrid = |reader: &IndexReader, filter: &ChunkFilter, e: &mut FastEmbedder| {
+            let options = SearchOptions {
+                k: 100,
+                filter: filter.clone(),
+                ..SearchOptions::default()
+            };
+            scores(
+                search::search(reader, e, None, query, &options)
+                    .unwrap()
+                    .hits
+                    .into_iter()
+                    .map(|h| (h.chunk.chunk_id, h.score)),
+            )
+        };
+        let scoped = hybrid(&full, &alice, &mut embedder);
+        let reference = hybrid(&alone, &alone_filter, &mut embedder);
+        assert_same_scores(&scoped, &reference, &format!("hybrid {query:?}"));
     }
     assert!(
         native_differs,
         "the control never differed: the queries do not exercise shared terms"
+    );
+
+    // The counts behind that prior come from the admitted chunks only.
+    let words: Vec<String> = ["query", "scoring", "score", "ledger", "refund"]
+        .map(String::from)
+        .to_vec();
+    let scoped = full.mentions(&words, &alice).unwrap();
+    assert_eq!(scoped, alone.mentions(&words, &alone_filter).unwrap());
+    assert_ne!(
+        scoped,
+        full.mentions(&words, &ChunkFilter::everything()).unwrap(),
+        "control: the forbidden repositories mention none of the words"
     );
 }
 

@@ -1,11 +1,15 @@
 //! How files count in a chunk ranking. A file with several matching chunks is likelier the
 //! one a person would open (support), and its second and third chunks are worth less than
 //! another file's best (saturation), so ten results spread over the files that matter
-//! instead of filling up with pieces of one.
+//! instead of filling up with pieces of one. For a description, a file named for what the
+//! rest of the code mentions most is likelier where a concept lives (mentions).
 
 use std::collections::HashMap;
 
+use super::signals::{GENERIC_STEMS, file_stem};
 use super::{Boost, SearchHit};
+use crate::error::Result;
+use crate::store::{ChunkFilter, IndexReader};
 
 /// Share of a file's next best chunk scores added to its best one.
 pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
@@ -14,6 +18,79 @@ pub const SUPPORTING_CHUNKS: usize = 2;
 /// Factor for each chunk of a file that already has a better one in the ranking: the
 /// second chunk gets it once, the third twice, and so on.
 pub const FILE_SATURATION: f64 = 0.5;
+
+/// Weight of how often the code mentions a file's name: a hit's factor is
+/// `1 + weight × ln(1 + m) / ln(1 + n)` when `m` of the `n` chunks the query may see hold
+/// its file's stem in their code (measured on the whole public suite, docs/EVAL.md).
+pub const MENTIONS_WEIGHT: f64 = 0.15;
+
+/// Shorter file stems are too often plain words or abbreviations to count as names.
+const MIN_MENTIONED_STEM_CHARS: usize = 4;
+
+/// The reason recorded for the mentions factor.
+const MENTIONED: &str = "the code often mentions this file's name";
+
+/// Lifts each hit by how often the code `filter` admits mentions its file's stem
+/// (`Router.php` where hundreds of chunks say `router`): the file a concept is
+/// named after and used through, rather than one that uses it. Meant for descriptions;
+/// a query that names code already says which definition it wants. Counts come from the
+/// admitted chunks only, so a principal's ranking does not depend on what they may not read.
+pub(super) fn lift_mentioned_files(
+    reader: &IndexReader,
+    filter: &ChunkFilter,
+    hits: &mut [SearchHit],
+) -> Result<()> {
+    let mut stems: Vec<String> = hits
+        .iter()
+        .filter_map(|h| mentionable_stem(&h.chunk.path))
+        .collect();
+    stems.sort();
+    stems.dedup();
+    let (mentions, chunks) = reader.mentions(&stems, filter)?;
+    if chunks == 0 {
+        return Ok(());
+    }
+    let factors: HashMap<&str, f64> = stems
+        .iter()
+        .zip(mentions)
+        .filter(|&(_, m)| m > 0)
+        .map(|(stem, m)| (stem.as_str(), mentions_factor(m, chunks)))
+        .collect();
+    for hit in hits {
+        let factor =
+            mentionable_stem(&hit.chunk.path).and_then(|s| factors.get(s.as_str()).copied());
+        if let Some(factor) = factor {
+            hit.boosts.push(Boost {
+                reason: MENTIONED,
+                factor,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The factor for a file whose stem `mentions` of `chunks` chunks hold.
+fn mentions_factor(mentions: u64, chunks: u64) -> f64 {
+    let share = (1.0 + mentions as f64).ln() / (1.0 + chunks as f64).ln();
+    1.0 + MENTIONS_WEIGHT * share.min(1.0)
+}
+
+/// File stems that stand for their folder: a module's index file (`search/mod.rs`,
+/// `router/__init__.py`, `store/index.ts`) is named by the folder it opens.
+const FOLDER_INDEX_STEMS: &[&str] = &["mod", "__init__", "index"];
+
+/// The name a file goes by, lowercased as the index holds code tokens: its stem, or its
+/// folder's name for a module's index file; none when too short or too common to name
+/// anything.
+fn mentionable_stem(path: &str) -> Option<String> {
+    let mut stem = file_stem(path);
+    if FOLDER_INDEX_STEMS.contains(&stem) {
+        stem = path.rsplit('/').nth(1).unwrap_or_default();
+    }
+    let stem = stem.to_lowercase();
+    (stem.chars().count() >= MIN_MENTIONED_STEM_CHARS && !GENERIC_STEMS.contains(&stem.as_str()))
+        .then_some(stem)
+}
 
 /// The file a hit belongs to.
 fn file_key(hit: &SearchHit) -> (&str, &str) {
@@ -84,6 +161,53 @@ mod tests {
 
     fn order(hits: &[SearchHit]) -> Vec<String> {
         hits.iter().map(|h| h.chunk.chunk_id.clone()).collect()
+    }
+
+    #[test]
+    fn the_more_the_code_mentions_a_file_the_more_it_counts_up_to_the_weight() {
+        let n = 10_000;
+        let factors: Vec<f64> = [1, 10, 100, 1000, n]
+            .map(|m| mentions_factor(m, n))
+            .to_vec();
+        assert!(factors.windows(2).all(|w| w[0] < w[1]), "{factors:?}");
+        assert!(factors[0] > 1.0);
+        assert!((factors[4] - (1.0 + MENTIONS_WEIGHT)).abs() < 1e-9);
+        // The share is of the chunks the query may see: the same count weighs more in a
+        // smaller visible corpus.
+        assert!(mentions_factor(100, 1000) > mentions_factor(100, n));
+    }
+
+    #[test]
+    fn only_a_stem_that_can_name_something_is_counted() {
+        assert_eq!(
+            mentionable_stem("src/Routing/Router.php").as_deref(),
+            Some("router")
+        );
+        assert_eq!(
+            mentionable_stem("chi/mux.go"),
+            None,
+            "too short to be a name"
+        );
+        assert_eq!(
+            mentionable_stem("pkg/utils.ts"),
+            None,
+            "a generic file name"
+        );
+        assert_eq!(
+            mentionable_stem("src/search/mod.rs").as_deref(),
+            Some("search"),
+            "a module's index file goes by its folder's name"
+        );
+        assert_eq!(
+            mentionable_stem("router/__init__.py").as_deref(),
+            Some("router")
+        );
+        assert_eq!(mentionable_stem("index.ts"), None, "no folder to go by");
+        assert_eq!(
+            mentionable_stem("src/createStore.ts").as_deref(),
+            Some("createstore"),
+            "lowercased, as the index holds code tokens"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Hybrid retrieval: BM25 over code tokens and exact vector search, both restricted by the
 //! same [`ChunkFilter`] before ranking, fused with weighted reciprocal rank fusion, then
 //! adjusted by what the query asks for (definitions, file names, tests), deduplicated and
-//! re-scored by file (support and saturation, [`files`]); with `[rerank]` on, the best
+//! re-scored by file (support, saturation and, for descriptions, how often the code
+//! mentions a file's name: [`files`]); with `[rerank]` on, the best
 //! hits are then re-scored by a cross-encoder.
 //!
 //! Every adjustment is recorded on the hit ([`SearchHit::boosts`]) so `--json` output and
@@ -341,6 +342,9 @@ pub fn search(
                 factor: LEGACY_PENALTY,
             });
         }
+    }
+    if analysis.kind == QueryKind::NaturalLanguage {
+        files::lift_mentioned_files(reader, &options.filter, &mut candidates)?;
     }
     prefer_definitions_outside_tests(&analysis, &mut candidates);
     keep_definition_boost_on_headers(&analysis, &mut candidates);

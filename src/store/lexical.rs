@@ -376,16 +376,9 @@ impl LexicalReader {
                 // tantivy's own statistics still count the documents of files deleted or
                 // changed since the index was built, until a merge drops them: an index
                 // updated in place would rank differently from one built afresh.
-                let totals = match self.live.get() {
-                    Some(totals) => totals,
-                    None => {
-                        let computed = live_totals(&searcher, f)?;
-                        self.live.get_or_init(|| computed)
-                    }
-                };
                 let stats = ScopedStatistics {
                     searcher: &searcher,
-                    totals,
+                    totals: self.live_totals(&searcher)?,
                     fields: f,
                 };
                 searcher
@@ -429,6 +422,54 @@ impl LexicalReader {
                 Ok(LexicalHit { chunk, score })
             })
             .collect()
+    }
+
+    /// For each of `words`, how many chunks `filter` admits hold it in their code, and how
+    /// many chunks it admits: counted over the admitted live documents only, like the
+    /// BM25 statistics, so chunks a principal may not read change neither number.
+    pub(super) fn mentions(
+        &self,
+        words: &[String],
+        filter: &ChunkFilter,
+    ) -> Result<(Vec<u64>, u64)> {
+        let searcher = self.reader.searcher();
+        let terms = words
+            .iter()
+            .map(|w| Term::from_field_text(self.fields.content, w));
+        let scoped = self.scoped_totals(&searcher, filter)?;
+        let totals = match scoped {
+            Some(ref totals) => Some(totals),
+            None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
+                Some(self.live_totals(&searcher)?)
+            }
+            None => None,
+        };
+        let Some(totals) = totals else {
+            let counts = terms
+                .map(|t| searcher.doc_freq(&t))
+                .collect::<tantivy::Result<_>>()
+                .map_err(Error::store)?;
+            return Ok((counts, searcher.num_docs()));
+        };
+        let stats = ScopedStatistics {
+            searcher: &searcher,
+            totals,
+            fields: self.fields,
+        };
+        let counts = terms
+            .map(|t| stats.doc_freq(&t))
+            .collect::<tantivy::Result<_>>()
+            .map_err(Error::store)?;
+        Ok((counts, totals.docs))
+    }
+
+    /// The totals of every live document, computed once per reader.
+    fn live_totals(&self, searcher: &Searcher) -> Result<&ScopedTotals> {
+        if let Some(totals) = self.live.get() {
+            return Ok(totals);
+        }
+        let computed = live_totals(searcher, self.fields)?;
+        Ok(self.live.get_or_init(|| computed))
     }
 
     /// The stored chunks of these ids, in their order, one per id (from its first live

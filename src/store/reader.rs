@@ -154,6 +154,15 @@ impl IndexReader {
         Ok(hits)
     }
 
+    /// For each of `words` (lowercased code tokens), how many chunks `filter` admits
+    /// mention it in their code, and how many chunks it admits. Only admitted chunks count.
+    pub fn mentions(&self, words: &[String], filter: &ChunkFilter) -> Result<(Vec<u64>, u64)> {
+        if filter.is_empty_set() || words.is_empty() {
+            return Ok((vec![0; words.len()], 0));
+        }
+        self.lane(|| self.lexical.mentions(words, filter))
+    }
+
     /// Nearest neighbours by cosine distance, with the filter applied before ranking:
     /// through the generation's ANN index if it has one.
     pub fn nearest(
