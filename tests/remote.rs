@@ -784,9 +784,17 @@ fn a_killed_shard_worker_leaves_the_published_index_and_its_rerun_embeds_nothing
     ];
     ok(worker.run(&root, &shard_run, &env), &weed);
     let published = bucket_current(&weed);
+    // Committed versions only: Lance writes a manifest under a staging name
+    // (`….manifest-<uuid>`) and renames it when the commit succeeds, so counting every
+    // entry would see a version that a kill can still undo.
     let cache_versions = |machine: &Machine| {
         let versions = mirror(machine).join("embed-cache/evicted.lance/_versions");
-        versions.read_dir().map_or(0, |d| d.count())
+        versions.read_dir().map_or(0, |entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest"))
+                .count()
+        })
     };
     let versions_before = cache_versions(&worker);
     const NEW_FUNCTIONS: usize = 300;
