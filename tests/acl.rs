@@ -251,9 +251,36 @@ fn forbidden_chunks_do_not_shift_the_scores_of_allowed_ones() {
     let scoped = full.mentions(&words, &alice).unwrap();
     assert_eq!(scoped, alone.mentions(&words, &alone_filter).unwrap());
     assert_ne!(
-        scoped,
-        full.mentions(&words, &ChunkFilter::everything()).unwrap(),
+        scoped.0,
+        full.mentions(&words, &ChunkFilter::everything()).unwrap().0,
         "control: the forbidden repositories mention none of the words"
+    );
+    // And the prior is applied: a description's hits carry it where their file's name is
+    // mentioned.
+    let options = SearchOptions {
+        k: 10,
+        filter: alice.clone(),
+        ..SearchOptions::default()
+    };
+    let found = search::search(
+        &full,
+        &mut embedder,
+        None,
+        "return a risk score for one transaction",
+        &options,
+    )
+    .unwrap();
+    assert!(
+        found.hits.iter().any(|h| h
+            .boosts
+            .iter()
+            .any(|b| b.reason.contains("mentions this file's name") && b.factor > 1.0)),
+        "{:?}",
+        found
+            .hits
+            .iter()
+            .map(|h| (&h.chunk.path, &h.boosts))
+            .collect::<Vec<_>>()
     );
 }
 

@@ -24,7 +24,7 @@ pub(super) fn split_at_statements(
     let mut last_end: Option<usize> = None;
     for stmt_end in statement_ends {
         if let Some(prev) = last_end {
-            let too_long = stmt_end + 1 - part_start > limits.max_lines
+            let too_long = (stmt_end + 1).saturating_sub(part_start) > limits.max_lines
                 || lines.range_bytes(part_start, stmt_end) > limits.max_bytes;
             if too_long && prev >= part_start && prev < end {
                 parts.push((part_start, prev));

@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use super::signals::{GENERIC_STEMS, file_stem};
+use super::signals::{GENERIC_STEMS, file_stem, is_package_index};
 use super::{Boost, SearchHit};
 use crate::error::Result;
-use crate::store::{ChunkFilter, IndexReader};
+use crate::store::{ChunkFilter, IndexReader, code_tokens};
 
 /// Share of a file's next best chunk scores added to its best one.
 pub const FILE_SUPPORT_WEIGHT: f64 = 0.25;
@@ -75,21 +75,20 @@ fn mentions_factor(mentions: u64, chunks: u64) -> f64 {
     1.0 + MENTIONS_WEIGHT * share.min(1.0)
 }
 
-/// File stems that stand for their folder: a module's index file (`search/mod.rs`,
-/// `router/__init__.py`, `store/index.ts`) is named by the folder it opens.
-const FOLDER_INDEX_STEMS: &[&str] = &["mod", "__init__", "index"];
-
-/// The name a file goes by, lowercased as the index holds code tokens: its stem, or its
-/// folder's name for a module's index file; none when too short or too common to name
-/// anything.
+/// The name a file goes by, as the index holds it among code tokens: its stem, or its
+/// folder's name for a package's index file (`search/mod.rs`, `router/__init__.py`); none
+/// when that name is too short or too common to name anything, or is not one code token
+/// (`rate-limiter`), so that the index could not count it.
 fn mentionable_stem(path: &str) -> Option<String> {
-    let mut stem = file_stem(path);
-    if FOLDER_INDEX_STEMS.contains(&stem) {
-        stem = path.rsplit('/').nth(1).unwrap_or_default();
-    }
-    let stem = stem.to_lowercase();
-    (stem.chars().count() >= MIN_MENTIONED_STEM_CHARS && !GENERIC_STEMS.contains(&stem.as_str()))
-        .then_some(stem)
+    let name = match is_package_index(path) {
+        true => path.rsplit('/').nth(1).unwrap_or_default(),
+        false => file_stem(path),
+    };
+    let (token, _) = code_tokens(name)
+        .into_iter()
+        .find(|(_, span)| *span == (0..name.len()))?;
+    (token.chars().count() >= MIN_MENTIONED_STEM_CHARS && !GENERIC_STEMS.contains(&token.as_str()))
+        .then_some(token)
 }
 
 /// The file a hit belongs to.
@@ -203,6 +202,20 @@ mod tests {
             Some("router")
         );
         assert_eq!(mentionable_stem("index.ts"), None, "no folder to go by");
+        assert_eq!(
+            mentionable_stem("site/docs/index.html"),
+            None,
+            "only a package's index file goes by its folder"
+        );
+        assert_eq!(
+            mentionable_stem("src/rate-limiter.ts"),
+            None,
+            "not one code token: the index holds `rate` and `limiter`"
+        );
+        assert_eq!(
+            mentionable_stem("src/rate_limiter.ts").as_deref(),
+            Some("rate_limiter")
+        );
         assert_eq!(
             mentionable_stem("src/createStore.ts").as_deref(),
             Some("createstore"),

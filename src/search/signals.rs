@@ -125,14 +125,19 @@ pub(super) fn is_legacy(path: &str) -> bool {
 /// A package's index file (`__init__.py`, `mod.rs`, `index.ts`) outside any definition:
 /// mostly imports and re-exports of what its siblings define.
 pub(super) fn is_reexport_module(chunk: &Chunk) -> bool {
-    let name = file_name(&chunk.path);
-    let index_file = name == "__init__.py"
+    is_package_index(&chunk.path) && !is_definition(&chunk.kind)
+}
+
+/// A package's index file: `__init__.py`, `mod.rs`, `index.ts` and its JavaScript kin.
+/// The package is named by its folder, not by the file.
+pub(super) fn is_package_index(path: &str) -> bool {
+    let name = file_name(path);
+    name == "__init__.py"
         || name == "mod.rs"
         || matches!(
             name.split_once('.'),
             Some(("index", "ts" | "js" | "mjs" | "tsx" | "jsx"))
-        );
-    index_file && !is_definition(&chunk.kind)
+        )
 }
 
 /// Whether any folder of `path` (not its file name) satisfies `test`.
