@@ -174,7 +174,7 @@ fn tool_list() -> Value {
         props
     };
     let one_per_file = |mut props: Value| {
-        props["files"] = json!({"type": "boolean", "description": "one result per file (its best chunk): files ranked as ask ranks them"});
+        props["files"] = json!({"type": "boolean", "description": "one result per file (its best chunk), files in the order of their best chunks"});
         props
     };
     json!([

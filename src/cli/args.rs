@@ -88,7 +88,9 @@ pub(super) enum Command {
         /// Only chunks of this language (rust, python, markdown, …).
         #[arg(long = "lang")]
         language: Option<String>,
-        /// One result per file (its best chunk): files ranked as `ask` ranks them.
+        /// One result per file (its best chunk), files in the order of their best chunks;
+        /// a file's other chunks among the first k results support it (`ask` counts them
+        /// over its larger pool, so its order can differ).
         #[arg(long)]
         files: bool,
     },
