@@ -40,10 +40,11 @@ pub(super) fn lift_mentioned_files(
     filter: &ChunkFilter,
     hits: &mut [SearchHit],
 ) -> Result<()> {
-    let mut stems: Vec<String> = hits
+    let names: Vec<Option<String>> = hits
         .iter()
-        .filter_map(|h| mentionable_stem(&h.chunk.path))
+        .map(|h| mentionable_stem(&h.chunk.path))
         .collect();
+    let mut stems: Vec<String> = names.iter().flatten().cloned().collect();
     stems.sort();
     stems.dedup();
     let (mentions, chunks) = reader.mentions(&stems, filter)?;
@@ -56,9 +57,8 @@ pub(super) fn lift_mentioned_files(
         .filter(|&(_, m)| m > 0)
         .map(|(stem, m)| (stem.as_str(), mentions_factor(m, chunks)))
         .collect();
-    for hit in hits {
-        let factor =
-            mentionable_stem(&hit.chunk.path).and_then(|s| factors.get(s.as_str()).copied());
+    for (hit, name) in hits.iter_mut().zip(&names) {
+        let factor = name.as_deref().and_then(|s| factors.get(s).copied());
         if let Some(factor) = factor {
             hit.boosts.push(Boost {
                 reason: MENTIONED,

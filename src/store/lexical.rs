@@ -371,24 +371,24 @@ impl LexicalReader {
         }
         let collector = TopDocs::with_limit(limit).order_by_score();
         let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
-        let top = match self.scoped_totals(&searcher, filter)? {
-            None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
+        let top = match self.statistics(&searcher, filter)? {
+            Statistics::Native => searcher
+                .search(&terms_query, &collector)
+                .map_err(Error::store)?,
+            Statistics::Live(totals) => {
                 // tantivy's own statistics still count the documents of files deleted or
                 // changed since the index was built, until a merge drops them: an index
                 // updated in place would rank differently from one built afresh.
                 let stats = ScopedStatistics {
                     searcher: &searcher,
-                    totals: self.live_totals(&searcher)?,
+                    totals,
                     fields: f,
                 };
                 searcher
                     .search_with_statistics_provider(&terms_query, &collector, &stats)
                     .map_err(Error::store)?
             }
-            None => searcher
-                .search(&terms_query, &collector)
-                .map_err(Error::store)?,
-            Some(totals) => {
+            Statistics::Scoped(totals) => {
                 // BM25 statistics (document count, field lengths, document frequencies)
                 // come from the admitted documents only: chunks a principal may not read
                 // must not shift the scores of the ones they may.
@@ -436,20 +436,17 @@ impl LexicalReader {
         let terms = words
             .iter()
             .map(|w| Term::from_field_text(self.fields.content, w));
-        let scoped = self.scoped_totals(&searcher, filter)?;
-        let totals = match scoped {
-            Some(ref totals) => Some(totals),
-            None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
-                Some(self.live_totals(&searcher)?)
+        let statistics = self.statistics(&searcher, filter)?;
+        let totals = match &statistics {
+            Statistics::Native => {
+                let counts = terms
+                    .map(|t| searcher.doc_freq(&t))
+                    .collect::<tantivy::Result<_>>()
+                    .map_err(Error::store)?;
+                return Ok((counts, searcher.num_docs()));
             }
-            None => None,
-        };
-        let Some(totals) = totals else {
-            let counts = terms
-                .map(|t| searcher.doc_freq(&t))
-                .collect::<tantivy::Result<_>>()
-                .map_err(Error::store)?;
-            return Ok((counts, searcher.num_docs()));
+            Statistics::Live(totals) => *totals,
+            Statistics::Scoped(totals) => totals,
         };
         let stats = ScopedStatistics {
             searcher: &searcher,
@@ -461,6 +458,18 @@ impl LexicalReader {
             .collect::<tantivy::Result<_>>()
             .map_err(Error::store)?;
         Ok((counts, totals.docs))
+    }
+
+    /// Where a query's statistics come from under `filter`: tantivy's own, the live
+    /// documents' when some are deleted, or the admitted documents' when it restricts.
+    fn statistics(&self, searcher: &Searcher, filter: &ChunkFilter) -> Result<Statistics<'_>> {
+        Ok(match self.scoped_totals(searcher, filter)? {
+            Some(totals) => Statistics::Scoped(totals),
+            None if searcher.segment_readers().iter().any(|s| s.has_deletes()) => {
+                Statistics::Live(self.live_totals(searcher)?)
+            }
+            None => Statistics::Native,
+        })
     }
 
     /// The totals of every live document, computed once per reader.
@@ -554,6 +563,16 @@ impl LexicalReader {
         self.totals.insert(key, totals.clone());
         Ok(Some(totals))
     }
+}
+
+/// Where the BM25 statistics of one query come from.
+enum Statistics<'r> {
+    /// tantivy's own: the filter admits everything and no document is deleted.
+    Native,
+    /// Every live document's, on an index that still holds deleted ones.
+    Live(&'r ScopedTotals),
+    /// The admitted documents' of a restricting filter.
+    Scoped(ScopedTotals),
 }
 
 /// The chunk stored in the document at `address`.
