@@ -172,19 +172,16 @@ pub enum Error {
         /// The loader's complaint.
         detail: String,
     },
-    /// The loaded model is not the one the index was built with.
-    #[error(
-        "the index was built with model {index_model} ({index_dim} dimensions) but model {loaded_model} ({loaded_dim} dimensions) is loaded: point --model-dir at the index's model, or rebuild with `codeq index ROOT --rebuild`"
-    )]
+    /// The loaded model is not the one the index was built with (see
+    /// `ModelInfo::refusal`, which words each part).
+    #[error("the index was built with {built_with}, but the loaded model {differs}: {remedy}")]
     ModelMismatch {
-        /// Model id recorded in the index.
-        index_model: String,
-        /// Dimension recorded in the index.
-        index_dim: usize,
-        /// Model id of the loaded embedder.
-        loaded_model: String,
-        /// Dimension of the loaded embedder.
-        loaded_dim: usize,
+        /// The index's model: id, dimension and token limit.
+        built_with: String,
+        /// What the loaded model does differently.
+        differs: String,
+        /// How to go on.
+        remedy: String,
     },
     /// Embedding failed at run time.
     #[error("embedding failed: {0}")]

@@ -265,6 +265,36 @@ fn a_different_model_is_refused_until_rebuild() {
     assert_eq!(reader.manifest().totals.reused, 0);
 }
 
+/// The same model cutting chunks at another token limit makes other vectors too. The
+/// refusal says which setting differs, not "model X is loaded" for the index's own model X.
+#[test]
+fn another_token_limit_is_refused_and_named() {
+    let fx = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let index = index_copy(scratch.path());
+    let before = current_generation(&index);
+    let built_with = IndexDir::open(&index).unwrap().reader().unwrap();
+    let limit = built_with.manifest().model.max_length;
+    drop(built_with);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codeq"))
+        .args(["index", ".", "--index-dir", index.to_str().unwrap()])
+        .current_dir(&fx.root)
+        .env("CODEQ_MODEL_MAX_LENGTH", (limit / 2).to_string())
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &out,
+        &[
+            &format!("{limit} tokens per chunk"),
+            &format!("cuts chunks at {} tokens", limit / 2),
+            &format!("model.max_length = {limit}"),
+            "--rebuild",
+        ],
+    );
+    assert_eq!(current_generation(&index), before);
+}
+
 #[test]
 fn a_second_indexer_waits_for_the_first_and_says_so() {
     use std::io::{BufRead, BufReader};

@@ -40,6 +40,54 @@ impl ModelInfo {
             && self.dimension == other.dimension
             && self.max_length == other.max_length
     }
+
+    /// The error refusing to mix vectors of an index built with `self` and of `loaded`,
+    /// naming the first thing that differs, so that two models of the same id (another
+    /// file, another token limit) do not read as the same model.
+    pub fn refusal(&self, loaded: &ModelInfo) -> Error {
+        const REBUILD: &str = "rebuild with `codeq index ROOT --rebuild`";
+        let built_with = format!(
+            "model {} ({} dimensions, {} tokens per chunk)",
+            self.id, self.dimension, self.max_length
+        );
+        let model_remedy = format!("point --model-dir at the index's model, or {REBUILD}");
+        let (differs, remedy) = if self.id != loaded.id || self.dimension != loaded.dimension {
+            (
+                format!("is {} ({} dimensions)", loaded.id, loaded.dimension),
+                model_remedy,
+            )
+        } else if self.file_sha256 != loaded.file_sha256 {
+            (
+                format!(
+                    "is another model file under the same id (sha256 {} where the index has {})",
+                    short_hash(&loaded.file_sha256),
+                    short_hash(&self.file_sha256)
+                ),
+                model_remedy,
+            )
+        } else {
+            (
+                format!(
+                    "cuts chunks at {} tokens (model.max_length in codeq.toml, or CODEQ_MODEL_MAX_LENGTH)",
+                    loaded.max_length
+                ),
+                format!(
+                    "set model.max_length = {} to keep this index, or {REBUILD}",
+                    self.max_length
+                ),
+            )
+        };
+        Error::ModelMismatch {
+            built_with,
+            differs,
+            remedy,
+        }
+    }
+}
+
+/// The first 12 hex digits of a sha256, enough to tell two files apart in a message.
+fn short_hash(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }
 
 /// Embedding model settings (`[model]`).

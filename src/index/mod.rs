@@ -603,12 +603,7 @@ fn ensure_same_model(built_with: &ModelInfo, model: &ModelInfo) -> Result<()> {
     if built_with.compatible_with(model) {
         return Ok(());
     }
-    Err(Error::ModelMismatch {
-        index_model: built_with.id.clone(),
-        index_dim: built_with.dimension,
-        loaded_model: model.id.clone(),
-        loaded_dim: model.dimension,
-    })
+    Err(built_with.refusal(model))
 }
 
 /// What the walk leaves out besides the configured ignores: the index itself, the

@@ -239,12 +239,7 @@ pub fn search(
 ) -> Result<SearchResults> {
     let built_with = &reader.manifest().model;
     if !built_with.compatible_with(embedder.info()) {
-        return Err(Error::ModelMismatch {
-            index_model: built_with.id.clone(),
-            index_dim: built_with.dimension,
-            loaded_model: embedder.info().id.clone(),
-            loaded_dim: embedder.info().dimension,
-        });
+        return Err(built_with.refusal(embedder.info()));
     }
     let started = Instant::now();
     let mut timings = SearchTimings::default();
