@@ -14,7 +14,8 @@ repos):
 Resumable: each finished repo is appended to WORK/results.LABEL.jsonl and skipped on the
 next run (--fresh re-scores); a repo left out (no checkout, or no index with --no-index) is
 tried again. A repo that cannot be checked out (not fetched, pinned
-revision missing from the snapshot) is reported and left out of every mean.
+revision missing from the snapshot) is reported and left out of every mean; with --unpinned a
+snapshot without the pinned revision is measured at its HEAD instead, and said so.
 
 Prints per-repo, per-language and per-category (semantic / architecture / symbol) tables
 for both paths beside the peers' published numbers (semble-peers.csv); --compare LABEL adds
@@ -23,7 +24,7 @@ Not part of CI: it needs fetched corpora.
 
 usage: scripts/semble-eval.py --codeq BIN --work DIR [--label L] [--index-label L] [--only A,B]
        [--language go,java] [--fresh] [--compare LABEL] [--markdown FILE]
-       [--seed-from LABEL] [--model-dir DIR] [--no-index]
+       [--seed-from LABEL] [--model-dir DIR] [--no-index] [--unpinned]
 """
 import argparse, csv, json, math, pathlib, shutil, subprocess, sys, time
 
@@ -91,8 +92,13 @@ def run_repo(args, meta, tasks):
     name = meta["name"]
     work = pathlib.Path(args.work)
     dest = work / name
+    bare = bare_dir(args.mirrors, meta)
+    revision = meta["revision"]
+    if args.unpinned and not has_commit(bare, revision):
+        revision = snapshot_head(bare) or revision
+        dest = work / f"{name}@{revision[:12]}"
     try:
-        absent = checkout(bare_dir(args.mirrors, meta), meta["revision"], dest)
+        absent = checkout(bare, revision, dest)
         if absent:
             print(f"{name}: {len(absent)} files absent from the snapshot, e.g. {absent[0]}", file=sys.stderr)
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
@@ -142,8 +148,22 @@ def run_repo(args, meta, tasks):
         scored.append({"idx": t["idx"], "category": t["category"],
                        "search": ndcg(chunks, targets(t), chunk_hit),
                        "ask": ndcg(files, file_targets, hit)})
-    return {"repo": name, "language": meta["language"], "index_s": round(index_s, 1), "lanes": lanes,
-            "tasks": scored}
+    record = {"repo": name, "language": meta["language"], "index_s": round(index_s, 1), "lanes": lanes,
+              "tasks": scored}
+    if revision != meta["revision"]:
+        record["unpinned"] = revision
+    return record
+
+
+def has_commit(bare, revision):
+    return subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-e", f"{revision}^{{commit}}"],
+                          capture_output=True).returncode == 0
+
+
+def snapshot_head(bare):
+    """The commit the snapshot's HEAD names, or None without one."""
+    out = subprocess.run(["git", "--git-dir", str(bare), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def load(path):
@@ -232,6 +252,11 @@ def report(results, peers, other):
         delta = lambda path: mean(repo_score(r, path) - repo_score(other[r["repo"]], path) for r in shared)
         parts.append(f"Against the compared build on the {len(shared)} repositories both have: "
                      f"search {fmt(delta('search'), True)}, ask {fmt(delta('ask'), True)}.")
+    unpinned = [r["repo"] for r in scored if "unpinned" in r]
+    if unpinned:
+        parts.append(f"Not at the suite's pinned revision ({len(unpinned)}: {', '.join(unpinned)}): each was "
+                     "measured at its snapshot's HEAD, so its tasks may name code that has moved, and the "
+                     "peers' numbers beside it are from another revision.")
     skipped = [r for r in results if "skipped" in r]
     if skipped:
         parts.append("Left out: " + "; ".join(f"{r['repo']} ({r['skipped'][:80]})" for r in skipped))
@@ -251,6 +276,9 @@ def main():
                     "they are (a ranking change measured on indexes of another chunker); a repo "
                     "without one is left out, never indexed")
     ap.add_argument("--mirrors", default="/work/.mirror", help="where fetched bare git dirs live")
+    ap.add_argument("--unpinned", action="store_true", help="a repo whose snapshot lacks the pinned "
+                    "revision is measured at the snapshot's HEAD instead of left out (use its own --label: "
+                    "the peers measured another revision)")
     ap.add_argument("--only", default="", help="comma-separated repo names")
     ap.add_argument("--language", default="", help="comma-separated languages")
     ap.add_argument("--fresh", action="store_true", help="re-score repos that already have results")
