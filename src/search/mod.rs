@@ -24,7 +24,7 @@ mod query;
 mod signals;
 
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
-use query::{DEFINES_NAMED_SYMBOL, SPELLED_EXACTLY};
+use query::{DEFINES_NAMED_SYMBOL, Naming, SPELLED_EXACTLY};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
 use signals::{
@@ -342,6 +342,7 @@ pub fn search(
         files::lift_mentioned_files(reader, &options.filter, &mut candidates)?;
     }
     prefer_definitions_outside_tests(&analysis, &mut candidates);
+    prefer_the_exact_case(&analysis, &mut candidates);
     keep_definition_boost_on_headers(&analysis, &mut candidates);
     for hit in &mut candidates {
         hit.score = hit.boosts.iter().fold(hit.fused_score, |s, b| s * b.factor);
@@ -494,6 +495,39 @@ fn prefer_definitions_outside_tests(analysis: &QueryAnalysis, candidates: &mut [
             is_test_code(&hit.chunk) && named(hit).is_some_and(|n| outside_tests.contains(&n));
         if stub {
             withdraw_definition_boost(hit, "a test's stand-in for a symbol the code defines");
+        }
+    }
+}
+
+/// Case tells symbols apart: `Timeout` the class and `timeout` the property that holds
+/// one, Go's exported `Client` and unexported `client`. When the query spells a name with
+/// capitals and a candidate defines it in exactly that spelling, a definition of the name
+/// in another case loses the definition boost. A name typed in lower case names no case,
+/// so every spelling of it keeps its boost.
+fn prefer_the_exact_case(analysis: &QueryAnalysis, candidates: &mut [SearchHit]) {
+    fn defined<'h>(analysis: &QueryAnalysis, hit: &'h SearchHit) -> Option<(&'h str, Naming)> {
+        analysis
+            .named_definition(&hit.chunk)
+            .filter(|_| hit.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))
+            .map(|d| (last_segment(d.symbol), d.naming))
+    }
+    let capitalised_and_defined: std::collections::HashSet<String> = candidates
+        .iter()
+        .filter_map(|hit| defined(analysis, hit))
+        .filter(|(name, naming)| {
+            *naming == Naming::ExactSpelling && name.chars().any(char::is_uppercase)
+        })
+        .map(|(name, _)| name.to_lowercase())
+        .collect();
+    if capitalised_and_defined.is_empty() {
+        return;
+    }
+    for hit in candidates.iter_mut() {
+        let other_case = defined(analysis, hit).is_some_and(|(name, naming)| {
+            naming == Naming::Name && capitalised_and_defined.contains(&name.to_lowercase())
+        });
+        if other_case {
+            withdraw_definition_boost(hit, "defines the name in another case than the query's");
         }
     }
 }

@@ -453,3 +453,55 @@ fn a_test_that_redefines_a_named_symbol_loses_the_definition_boost_to_the_code()
     let hits = scored(vec![stub]);
     assert_eq!(reasons(&hits[0])[0], "defines the named symbol");
 }
+
+#[test]
+fn a_capitalised_name_prefers_its_exact_case_and_a_lower_case_one_prefers_none() {
+    let scored = |query: &str, chunks: &[Chunk]| -> Vec<Vec<&'static str>> {
+        let analysis = QueryAnalysis::of(query);
+        let mut hits: Vec<SearchHit> = chunks
+            .iter()
+            .map(|c| SearchHit {
+                boosts: analysis.boosts_for(c),
+                ..hit(c.clone())
+            })
+            .collect();
+        prefer_the_exact_case(&analysis, &mut hits);
+        hits.iter()
+            .map(|h| h.boosts.iter().map(|b| b.reason).collect())
+            .collect()
+    };
+    let class = chunk("httpx/_config.py", "class", "_config.Timeout", (72, 84));
+    let property = chunk(
+        "httpx/_client.py",
+        "method",
+        "_client.BaseClient.timeout",
+        (253, 255),
+    );
+    let both = [property.clone(), class.clone()];
+
+    let hits = scored("Timeout", &both);
+    assert_eq!(
+        hits[0],
+        ["defines the name in another case than the query's"]
+    );
+    assert_eq!(
+        hits[1],
+        [
+            "defines the named symbol",
+            "spelled exactly as in the query"
+        ]
+    );
+    // Without the exact spelling among the candidates, the other case is what there is.
+    let hits = scored("Timeout", std::slice::from_ref(&property));
+    assert_eq!(hits[0], ["defines the named symbol"]);
+    // A name typed in lower case names no case: the class keeps its boost.
+    let hits = scored("timeout", &both);
+    assert_eq!(
+        hits[0],
+        [
+            "defines the named symbol",
+            "spelled exactly as in the query"
+        ]
+    );
+    assert_eq!(hits[1], ["defines the named symbol"]);
+}
