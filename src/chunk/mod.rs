@@ -33,7 +33,8 @@ use symbols::{cap_symbol, doc_line, end_row, file_name, signature};
 /// 6: Haskell and Elixir grammars; a function's adjacent clauses are one definition there.
 /// 7: an oversized definition also splits inside a statement too long to be one chunk (a
 ///    shell `case`, a `switch`, a returned object literal).
-pub const CHUNKER_VERSION: u32 = 7;
+/// 8: a license comment right above a definition is not its doc line.
+pub const CHUNKER_VERSION: u32 = 8;
 
 /// One semantic unit of code, as stored in the index (without its vector).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

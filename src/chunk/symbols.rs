@@ -60,15 +60,43 @@ const DOC_MARKERS: &[&str] = &[
 /// First line of the definition's doc comment (the comments among the siblings right before
 /// it) or of its docstring (the query's `@doc` capture).
 pub(super) fn doc_line(def: &Def<'_>, leading_kinds: &[&str], text: &str) -> String {
-    let first_comment = leading_nodes(def.node, leading_kinds)
+    let comments: Vec<Node<'_>> = leading_nodes(def.node, leading_kinds)
         .into_iter()
-        .find(|n| n.kind().contains("comment"));
+        .filter(|n| n.kind().contains("comment"))
+        .collect();
+    let text_of = |n: &Node<'_>| text.get(n.byte_range()).unwrap_or_default();
+    // A license right above the definition is no doc of it. A block comment is the whole
+    // notice, and a doc comment may follow it; a notice in line comments is one node per
+    // line, and where it ends cannot be told, so no comment line is taken then.
+    let first_comment = match comments.first() {
+        Some(first) if is_license(text_of(first)) => comments
+            .get(1)
+            .filter(|_| text_of(first).contains('\n'))
+            .copied(),
+        first => first.copied(),
+    };
     first_comment
         .into_iter()
         .chain(def.docstring)
         .find_map(|node| first_doc_text(text.get(node.byte_range()).unwrap_or_default()))
         .map(|line| truncate_chars(&line, 200))
         .unwrap_or_default()
+}
+
+/// Words only a license or copyright notice uses (matched in lower case).
+const LICENSE_MARKERS: &[&str] = &[
+    "copyright",
+    "spdx-license-identifier",
+    "licensed under",
+    "permission is hereby granted",
+];
+
+/// Whether a comment is a license or copyright notice: a file's license header right above
+/// its first definition is no doc of that definition (a class would read "Copyright 2020
+/// Example Corp." in every answer that cites it).
+fn is_license(comment: &str) -> bool {
+    let lower = comment.to_lowercase();
+    LICENSE_MARKERS.iter().any(|marker| lower.contains(marker))
 }
 
 /// The first line of a comment or docstring with something in it, punctuation removed.

@@ -404,3 +404,57 @@ end
         ])
     );
 }
+
+#[test]
+fn a_license_right_above_a_definition_is_not_its_doc() {
+    let doc_of = |path: &str, text: &str, symbol: &str| {
+        chunks_of(path, text)
+            .into_iter()
+            .find(|c| c.symbol == symbol)
+            .map(|c| c.doc)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no chunk {symbol} in {path}: {:?}",
+                    summary(&chunks_of(path, text))
+                )
+            })
+    };
+    let java = "\
+/*
+ * Copyright 2020 Example Corp.
+ * Licensed under the Apache License, Version 2.0.
+ */
+/** Decides whether a caller may act again. */
+public class Limit {
+    public boolean allow(long now, long last, long gap) {
+        return now - last >= gap;
+    }
+}
+";
+    assert_eq!(
+        doc_of("src/Limit.java", java, "Limit"),
+        "Decides whether a caller may act again."
+    );
+    let without_javadoc = java.replace("/** Decides whether a caller may act again. */\n", "");
+    assert_eq!(doc_of("src/Limit.java", &without_javadoc, "Limit"), "");
+
+    let go = "\
+// Copyright 2015 The Example Authors. All rights reserved.
+// Use of this source code is governed by a BSD-style license.
+func Allow(now, last, gap int64) bool {
+\treturn now-last >= gap
+}
+";
+    assert_eq!(doc_of("rate/limit.go", go, "Allow"), "");
+
+    // A doc comment that only mentions a license stays the doc.
+    let python = "\
+# Reads the LICENSE file of a package.
+def license_of(root):
+    return (root / \"LICENSE\").read_text().splitlines()[0]
+";
+    assert_eq!(
+        doc_of("pkg/licenses.py", python, "pkg.licenses.license_of"),
+        "Reads the LICENSE file of a package."
+    );
+}
