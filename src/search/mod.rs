@@ -8,7 +8,7 @@
 //! Every adjustment is recorded on the hit ([`SearchHit::boosts`]) so `--json` output and
 //! traces show why a chunk ranks where it does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -24,7 +24,7 @@ mod query;
 mod signals;
 
 use crate::store::{ChunkFilter, IndexReader, code_tokens};
-use query::{DEFINES_NAMED_SYMBOL, Naming, SPELLED_EXACTLY};
+use query::{DEFINES_NAMED_SYMBOL, NamedDefinition, Naming, SPELLED_EXACTLY};
 pub use query::{QueryAnalysis, QueryKind, query_terms};
 pub use signals::embedding_priority;
 use signals::{
@@ -479,24 +479,13 @@ fn prefer_definitions_outside_tests(analysis: &QueryAnalysis, candidates: &mut [
     if analysis.asks_for_tests {
         return;
     }
-    let named = |h: &SearchHit| {
-        analysis
-            .named_definition(&h.chunk)
-            .filter(|_| h.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))
-            .map(|d| last_segment(d.symbol).to_lowercase())
-    };
-    let outside_tests: std::collections::HashSet<String> = candidates
-        .iter()
-        .filter(|h| !is_test_code(&h.chunk))
-        .filter_map(named)
-        .collect();
-    for hit in candidates.iter_mut() {
-        let stub =
-            is_test_code(&hit.chunk) && named(hit).is_some_and(|n| outside_tests.contains(&n));
-        if stub {
-            withdraw_definition_boost(hit, "a test's stand-in for a symbol the code defines");
-        }
-    }
+    hand_definition_boost_over(
+        analysis,
+        candidates,
+        |hit, _| !is_test_code(&hit.chunk),
+        |hit, _| is_test_code(&hit.chunk),
+        "a test's stand-in for a symbol the code defines",
+    );
 }
 
 /// Case tells symbols apart: `Timeout` the class and `timeout` the property that holds
@@ -505,29 +494,54 @@ fn prefer_definitions_outside_tests(analysis: &QueryAnalysis, candidates: &mut [
 /// in another case loses the definition boost. A name typed in lower case names no case,
 /// so every spelling of it keeps its boost.
 fn prefer_the_exact_case(analysis: &QueryAnalysis, candidates: &mut [SearchHit]) {
-    fn defined<'h>(analysis: &QueryAnalysis, hit: &'h SearchHit) -> Option<(&'h str, Naming)> {
-        analysis
-            .named_definition(&hit.chunk)
-            .filter(|_| hit.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))
-            .map(|d| (last_segment(d.symbol), d.naming))
-    }
-    let capitalised_and_defined: std::collections::HashSet<String> = candidates
+    hand_definition_boost_over(
+        analysis,
+        candidates,
+        |_, named| {
+            named.naming == Naming::ExactSpelling
+                && last_segment(named.symbol).chars().any(char::is_uppercase)
+        },
+        |_, named| named.naming == Naming::Name,
+        "defines the name in another case than the query's",
+    );
+}
+
+/// Among the candidates holding the definition boost for a name the query names: where a
+/// `preferred` definition of a name is found, the definitions of the same name (compared
+/// without case) that `yield` to it lose the boost, with `why` in its place.
+fn hand_definition_boost_over(
+    analysis: &QueryAnalysis,
+    candidates: &mut [SearchHit],
+    preferred: impl Fn(&SearchHit, &NamedDefinition<'_>) -> bool,
+    yields: impl Fn(&SearchHit, &NamedDefinition<'_>) -> bool,
+    why: &'static str,
+) {
+    // Per candidate: the boosted name it defines, lowercased, and whether it is preferred
+    // or yields.
+    let judged: Vec<Option<(String, bool, bool)>> = candidates
         .iter()
-        .filter_map(|hit| defined(analysis, hit))
-        .filter(|(name, naming)| {
-            *naming == Naming::ExactSpelling && name.chars().any(char::is_uppercase)
+        .map(|hit| {
+            let named = analysis
+                .named_definition(&hit.chunk)
+                .filter(|_| hit.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))?;
+            Some((
+                last_segment(named.symbol).to_lowercase(),
+                preferred(hit, &named),
+                yields(hit, &named),
+            ))
         })
-        .map(|(name, _)| name.to_lowercase())
         .collect();
-    if capitalised_and_defined.is_empty() {
-        return;
-    }
-    for hit in candidates.iter_mut() {
-        let other_case = defined(analysis, hit).is_some_and(|(name, naming)| {
-            naming == Naming::Name && capitalised_and_defined.contains(&name.to_lowercase())
-        });
-        if other_case {
-            withdraw_definition_boost(hit, "defines the name in another case than the query's");
+    let preferred_names: HashSet<&str> = judged
+        .iter()
+        .flatten()
+        .filter(|(_, preferred, _)| *preferred)
+        .map(|(name, ..)| name.as_str())
+        .collect();
+    for (hit, judged) in candidates.iter_mut().zip(&judged) {
+        if let Some((name, _, true)) = judged
+            && preferred_names.contains(name.as_str())
+        {
+            withdraw_definition_boost(hit, why);
         }
     }
 }
