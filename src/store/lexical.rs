@@ -440,16 +440,12 @@ impl LexicalReader {
             .iter()
             .map(|w| Term::from_field_text(self.fields.content, w));
         let statistics = self.statistics(&searcher, filter)?;
-        let totals = match &statistics {
-            Statistics::Native => {
-                let counts = terms
-                    .map(|t| searcher.doc_freq(&t))
-                    .collect::<tantivy::Result<_>>()
-                    .map_err(Error::store)?;
-                return Ok((counts, searcher.num_docs()));
-            }
-            Statistics::Live(totals) => *totals,
-            Statistics::Scoped(totals) => totals,
+        let Some(totals) = statistics.totals() else {
+            let counts = terms
+                .map(|t| searcher.doc_freq(&t))
+                .collect::<tantivy::Result<_>>()
+                .map_err(Error::store)?;
+            return Ok((counts, searcher.num_docs()));
         };
         let stats = ScopedStatistics {
             searcher: &searcher,

@@ -29,6 +29,17 @@ pub(super) enum Statistics<'r> {
     Scoped(ScopedTotals),
 }
 
+impl Statistics<'_> {
+    /// The totals to count with; `None` for tantivy's own.
+    pub(super) fn totals(&self) -> Option<&ScopedTotals> {
+        match self {
+            Statistics::Native => None,
+            Statistics::Live(totals) => Some(totals),
+            Statistics::Scoped(totals) => Some(totals),
+        }
+    }
+}
+
 /// The admitted documents of one filter: a membership map per segment, and the document
 /// and token counts per searched field (symbol, path, content) BM25 needs.
 #[derive(Clone)]
