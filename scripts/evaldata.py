@@ -20,8 +20,7 @@ def checkout(bare, rev, dest):
     when `rev` is not in the snapshot or the checkout fails otherwise."""
     if dest.exists():
         return None
-    subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-e", f"{rev}^{{tree}}"],
-                   check=True, capture_output=True)
+    _find_tree(bare, rev).check_returncode()
     with tempfile.TemporaryDirectory() as scratch:
         env = dict(os.environ, GIT_INDEX_FILE=str(pathlib.Path(scratch) / "index"))
         git = ["git", "--git-dir", str(bare)]
@@ -34,3 +33,19 @@ def checkout(bare, rev, dest):
     if done.returncode != 0 and (other or not absent):
         raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)
     return absent
+
+
+def has_revision(bare, rev):
+    """Whether the snapshot in the bare git dir `bare` holds the tree of `rev`."""
+    return _find_tree(bare, rev).returncode == 0
+
+
+def head_revision(bare):
+    """The commit the snapshot's HEAD names, or None without one."""
+    out = subprocess.run(["git", "--git-dir", str(bare), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _find_tree(bare, rev):
+    return subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-e", f"{rev}^{{tree}}"],
+                          capture_output=True)

@@ -28,7 +28,7 @@ usage: scripts/semble-eval.py --codeq BIN --work DIR [--label L] [--index-label 
 """
 import argparse, csv, json, math, pathlib, shutil, subprocess, sys, time
 
-from evaldata import EVALDATA, checkout
+from evaldata import EVALDATA, checkout, has_revision, head_revision
 
 CATEGORIES = ("semantic", "architecture", "symbol")
 PEERS = ("semble", "coderankembed-hybrid", "semble-bm25-only")
@@ -94,8 +94,8 @@ def run_repo(args, meta, tasks):
     dest = work / name
     bare = bare_dir(args.mirrors, meta)
     revision = meta["revision"]
-    if args.unpinned and not has_commit(bare, revision):
-        revision = snapshot_head(bare) or revision
+    if args.unpinned and not has_revision(bare, revision):
+        revision = head_revision(bare) or revision
         dest = work / f"{name}@{revision[:12]}"
     try:
         absent = checkout(bare, revision, dest)
@@ -153,17 +153,6 @@ def run_repo(args, meta, tasks):
     if revision != meta["revision"]:
         record["unpinned"] = revision
     return record
-
-
-def has_commit(bare, revision):
-    return subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-e", f"{revision}^{{commit}}"],
-                          capture_output=True).returncode == 0
-
-
-def snapshot_head(bare):
-    """The commit the snapshot's HEAD names, or None without one."""
-    out = subprocess.run(["git", "--git-dir", str(bare), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def load(path):
