@@ -375,44 +375,40 @@ impl LexicalReader {
         let collector = TopDocs::with_limit(limit).order_by_score();
         let terms_query: Box<dyn Query> = Box::new(BooleanQuery::new(should));
         let statistics = self.statistics(&searcher, filter)?;
-        let top = match statistics.totals() {
-            None => searcher
-                .search(&terms_query, &collector)
-                .map_err(Error::store)?,
-            Some(totals) => {
-                // Live: tantivy's own statistics still count the documents of files deleted
-                // or changed since the index was built, until a merge drops them, so an
-                // index updated in place would rank differently from one built afresh.
-                // Scoped: BM25 statistics (document count, field lengths, document
-                // frequencies) come from the admitted documents only, so chunks a principal
-                // may not read do not shift the scores of the ones they may.
-                let stats = ScopedStatistics {
-                    searcher: &searcher,
-                    totals,
-                    fields: f,
-                };
-                let query: Box<dyn Query> = match statistics {
-                    Statistics::Scoped(_) if totals.docs == 0 => return Ok(Vec::new()),
-                    // The filter restricts, it does not score: a scoring clause would add
-                    // its own idf (larger for small repositories) to every hit. It is the
-                    // admitted documents the totals already hold, not the filter query run
-                    // again (its term sets cost 0.7–1.3 ms per query at 100k chunks).
-                    Statistics::Scoped(_) => Box::new(BooleanQuery::new(vec![
-                        (Occur::Must, terms_query),
-                        (
-                            Occur::Must,
-                            Box::new(AdmittedQuery {
-                                admitted: Arc::clone(&totals.admitted),
-                            }),
-                        ),
-                    ])),
-                    Statistics::Native | Statistics::Live(_) => terms_query,
-                };
-                searcher
-                    .search_with_statistics_provider(&query, &collector, &stats)
-                    .map_err(Error::store)?
-            }
+        let search_counted_by = |totals: &ScopedTotals, query: &dyn Query| {
+            let stats = ScopedStatistics {
+                searcher: &searcher,
+                totals,
+                fields: f,
+            };
+            searcher.search_with_statistics_provider(query, &collector, &stats)
         };
+        let top = match &statistics {
+            Statistics::Native => searcher.search(&terms_query, &collector),
+            // tantivy's own statistics still count the documents of files deleted or
+            // changed since the index was built, until a merge drops them: an index
+            // updated in place would rank differently from one built afresh.
+            Statistics::Live(totals) => search_counted_by(totals, terms_query.as_ref()),
+            // BM25 statistics (document count, field lengths, document frequencies) come
+            // from the admitted documents only: chunks a principal may not read must not
+            // shift the scores of the ones they may.
+            Statistics::Scoped(totals) if totals.docs == 0 => return Ok(Vec::new()),
+            Statistics::Scoped(totals) => {
+                // The filter restricts, it does not score: a scoring clause would add its
+                // own idf (larger for small repositories) to every hit. It is the admitted
+                // documents the totals already hold, not the filter query run again (its
+                // term sets cost 0.7–1.3 ms per query at 100k chunks).
+                let admitted = AdmittedQuery {
+                    admitted: Arc::clone(&totals.admitted),
+                };
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, terms_query),
+                    (Occur::Must, Box::new(admitted)),
+                ]);
+                search_counted_by(totals, &query)
+            }
+        }
+        .map_err(Error::store)?;
         top.into_iter()
             .map(|(score, address)| {
                 let chunk = stored_chunk(&searcher, f.chunk, address)?;
