@@ -521,9 +521,10 @@ fn hand_definition_boost_over(
     let judged: Vec<Option<(String, bool, bool)>> = candidates
         .iter()
         .map(|hit| {
-            let named = analysis
-                .named_definition(&hit.chunk)
-                .filter(|_| hit.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL))?;
+            if !hit.boosts.iter().any(|b| b.reason == DEFINES_NAMED_SYMBOL) {
+                return None;
+            }
+            let named = analysis.named_definition(&hit.chunk)?;
             Some((
                 last_segment(named.symbol).to_lowercase(),
                 preferred(hit, &named),
