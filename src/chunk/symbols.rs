@@ -60,25 +60,23 @@ const DOC_MARKERS: &[&str] = &[
 /// First line of the definition's doc comment (the comments among the siblings right before
 /// it) or of its docstring (the query's `@doc` capture).
 pub(super) fn doc_line(def: &Def<'_>, leading_kinds: &[&str], text: &str) -> String {
-    let comments: Vec<Node<'_>> = leading_nodes(def.node, leading_kinds)
+    let mut comments = leading_nodes(def.node, leading_kinds)
         .into_iter()
-        .filter(|n| n.kind().contains("comment"))
-        .collect();
-    let text_of = |n: &Node<'_>| text.get(n.byte_range()).unwrap_or_default();
+        .filter(|n| n.kind().contains("comment"));
+    let text_of = |n: Node<'_>| text.get(n.byte_range()).unwrap_or_default();
     // A license right above the definition is no doc of it. A block comment is the whole
     // notice, and a doc comment may follow it; a notice in line comments is one node per
     // line, and where it ends cannot be told, so no comment line is taken then.
-    let first_comment = match comments.first() {
-        Some(first) if is_license(text_of(first)) => comments
-            .get(1)
-            .filter(|_| text_of(first).contains('\n'))
-            .copied(),
-        first => first.copied(),
+    let first_comment = match comments.next() {
+        Some(first) if is_license(text_of(first)) => {
+            comments.next().filter(|_| text_of(first).contains('\n'))
+        }
+        first => first,
     };
     first_comment
         .into_iter()
         .chain(def.docstring)
-        .find_map(|node| first_doc_text(text.get(node.byte_range()).unwrap_or_default()))
+        .find_map(|node| first_doc_text(text_of(node)))
         .map(|line| truncate_chars(&line, 200))
         .unwrap_or_default()
 }
